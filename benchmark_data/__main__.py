@@ -1,0 +1,92 @@
+"""Command line: ``python -m benchmark_data {synth,import-mimic,export-public,summary,verify,copy}``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+
+from benchmark_data.benchmark import Benchmark, BenchmarkError, export_public
+from benchmark_data.store import StoreError, copy_tree, open_store
+from benchmark_data.tasks import SPLITS
+
+
+def _summary(bench: Benchmark) -> str:
+    m = bench.manifest
+    lines = [
+        f"benchmark {m['name']} version {m['version']} (seed {m.get('seed')})",
+        f"  source: {json.dumps(m.get('source'), sort_keys=True)}",
+        f"  parts: {', '.join(m.get('parts', []))}; {len(m['files'])} files, "
+        f"{sum(f['size'] for f in m['files'].values()) / 1e6:.1f} MB",
+        f"  manifest sha256: {bench.manifest_hash}",
+    ]
+    counts = m.get("counts", {})
+    if counts:
+        lines.append(f"  {'task':<24}" + "".join(f"{s:>10}" for s in SPLITS) + "   test paired")
+        for task, c in counts.items():
+            lines.append(
+                f"  {task:<24}"
+                + "".join(f"{c.get(s, 0):>10,}" for s in SPLITS)
+                + f"{c.get('test_paired', 0):>14,}"
+            )
+    for key in ("prevalence", "stats"):
+        if key in m:
+            lines.append(f"  {key}: {json.dumps(m[key], sort_keys=True)}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmark_data", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("synth", help="generate the synthetic MIMIC-shaped benchmark")
+    p.add_argument("--out", required=True, help="output directory")
+    p.add_argument("--scale", choices=["demo", "medmod"], default="demo")
+    p.add_argument("--seed", type=int, default=42)
+
+    p = sub.add_parser("export-public", help="write the part a participant may download")
+    p.add_argument("benchmark", help="benchmark directory or s3:// URI")
+    p.add_argument("--out", required=True, help="output directory or s3:// URI")
+
+    p = sub.add_parser("summary", help="print a benchmark's manifest summary")
+    p.add_argument("benchmark")
+
+    p = sub.add_parser("verify", help="check every file against the manifest")
+    p.add_argument("benchmark")
+    p.add_argument("--credentialed", help="separate location of the credentialed part")
+
+    p = sub.add_parser("copy", help="copy a benchmark between a directory and S3")
+    p.add_argument("src")
+    p.add_argument("dest")
+
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "synth":
+            from benchmark_data.synth import generate
+
+            t0 = time.perf_counter()
+            generate(args.out, scale=args.scale, seed=args.seed, progress=sys.stderr.isatty())
+            print(f"wrote {args.out} in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
+        elif args.command == "export-public":
+            manifest = export_public(Benchmark.open(args.benchmark), args.out)
+            print(f"wrote {len(manifest['files'])} public files to {args.out}")
+        elif args.command == "summary":
+            print(_summary(Benchmark.open(args.benchmark)))
+        elif args.command == "verify":
+            n = Benchmark.open(args.benchmark, credentialed_uri=args.credentialed).verify()
+            print(f"ok: {n} files match the manifest")
+        elif args.command == "copy":
+            src = Benchmark.open(args.src)
+            n = src.verify()
+            copy_tree(src.store, open_store(args.dest))
+            print(f"copied {n} files and the manifest to {args.dest}")
+    except (BenchmarkError, StoreError, FileNotFoundError, ValueError, KeyError) as exc:
+        msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
+        print(f"error: {msg}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
