@@ -1,0 +1,214 @@
+"""The ground truth a submission is scored against, in one aligned, typed structure.
+
+A :class:`Truth` comes either from a benchmark's credentialed part
+(:func:`truth_from_benchmark`) or from a labels CSV the user holds
+(:func:`truth_from_csv`, e.g. their validation split). Every array is aligned with ``keys``,
+the canonical unit order; validated predictions are reordered to it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from benchmark_data.benchmark import Benchmark
+from benchmark_data.tasks import (
+    AGE_BIN_LABELS,
+    CXR_MISSING_LEVELS,
+    FAIRNESS_ATTRIBUTES,
+    Task,
+    age_group,
+    get_task,
+)
+
+ERR_TRUTH_COLUMNS = "truth file {path}: missing column(s) {columns} for task {task}"
+ERR_TRUTH_READ = "truth file {path}: cannot be read as CSV ({detail})"
+ERR_TRUTH_DUPLICATES = "truth file {path}: {n} duplicate unit(s), first: {first}"
+ERR_TRUTH_VALUES = "truth file {path}: column {column} has {n} invalid value(s) ({detail})"
+
+
+class TruthError(ValueError):
+    """A truth (labels) file is unusable; the message says why."""
+
+
+@dataclass
+class Truth:
+    """Labels and context of the units a task is scored on.
+
+    ``y`` is (n,) 0/1 for binary tasks, (n, L) 0/1 for multi-label tasks and (n,) remaining
+    hours for length of stay. ``clusters`` holds the bootstrap resampling unit per row
+    (``subject_id``; all rows of a patient are resampled together). ``paired`` marks units
+    with a chest X-ray; ``withheld[scenario]`` marks paired units whose X-ray that scenario
+    withholds. ``groups[attribute]`` gives each unit's demographic group (fairness).
+    """
+
+    task: Task
+    keys: pd.DataFrame
+    y: np.ndarray
+    clusters: np.ndarray
+    paired: np.ndarray
+    withheld: dict[str, np.ndarray] = field(default_factory=dict)
+    groups: dict[str, np.ndarray] = field(default_factory=dict)
+    source: str = ""
+    source_hash: str = ""
+    benchmark_name: str = ""
+    benchmark_version: str = ""
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+    @property
+    def n(self) -> int:
+        return len(self.keys)
+
+    @property
+    def scenarios(self) -> list[str]:
+        """Scenarios this truth can score: paired (when any unit is paired), the withheld
+        levels it knows, and natural (when it differs from paired)."""
+        names = ["paired"] if self.paired.any() else []
+        names += [s for s in (f"cxr_missing_{p}" for p in CXR_MISSING_LEVELS) if s in self.withheld]
+        if not self.paired.all():
+            names.append("natural")
+        return names
+
+    def scenario_units(self, scenario: str) -> np.ndarray:
+        """Boolean mask of the units scored in a scenario."""
+        if scenario == "natural":
+            return np.ones(self.n, dtype=bool)
+        if scenario == "paired" or scenario in self.withheld:
+            return self.paired.copy()
+        raise KeyError(f"unknown scenario {scenario!r}")
+
+
+def _hash_bytes(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _groups_from_demographics(units: pd.DataFrame, demo: pd.DataFrame) -> dict[str, np.ndarray]:
+    merged = units[["stay_id"]].merge(demo, on="stay_id", how="left", validate="many_to_one")
+    out: dict[str, np.ndarray] = {}
+    for attr in FAIRNESS_ATTRIBUTES:
+        if attr == "age_group":
+            if "age" in merged:
+                ages = merged["age"].to_numpy(dtype=float)
+                g = age_group(ages)
+                g[np.isnan(ages)] = None
+                out[attr] = g
+        elif attr in merged:
+            col = merged[attr].astype(object)
+            out[attr] = col.where(col.notna(), None).to_numpy(dtype=object)
+    return out
+
+
+def _labels(df: pd.DataFrame, task: Task) -> np.ndarray:
+    cols = list(task.label_columns)
+    if task.kind == "los":
+        return df[cols[0]].to_numpy(dtype=np.float64)
+    y = df[cols].to_numpy()
+    y = y.astype(np.int8)
+    return y[:, 0] if task.kind == "binary" else y
+
+
+def truth_from_benchmark(bench: Benchmark, task: str | Task) -> Truth:
+    """Truth of a task's test split from a benchmark's credentialed part."""
+    t = get_task(task) if isinstance(task, str) else task
+    units = bench.units(t.slug, "test")
+    labels = bench.test_labels(t.slug)
+    keys = list(t.key_columns)
+    if len(labels) != len(units) or not (
+        labels[keys].reset_index(drop=True).equals(units[keys].reset_index(drop=True))
+    ):
+        labels = units[keys].merge(labels, on=keys, how="left", validate="one_to_one")
+    demo = bench.demographics()
+    paired = units["cxr_dicom_id"].notna().to_numpy()
+    withheld: dict[str, np.ndarray] = {}
+    if paired.any():
+        sets = bench.scenarios(t.slug)
+        stay = units["stay_id"].to_numpy()
+        for name, stays in sets.withheld.items():
+            withheld[name] = paired & np.isin(stay, stays)
+    return Truth(
+        task=t,
+        keys=units[keys].reset_index(drop=True),
+        y=_labels(labels, t),
+        clusters=units["subject_id"].to_numpy(dtype=np.int64),
+        paired=paired,
+        withheld=withheld,
+        groups=_groups_from_demographics(units, demo),
+        source=bench.uri,
+        source_hash=bench.manifest_hash,
+        benchmark_name=bench.name,
+        benchmark_version=bench.version,
+    )
+
+
+def truth_from_csv(path: str | os.PathLike[str], task: str | Task) -> Truth:
+    """Truth from a labels CSV: key columns, label columns, optional ``subject_id`` (the
+    bootstrap cluster; each unit is its own cluster without it) and optional
+    ``age,gender,race,insurance`` for fairness. No scenarios: every unit counts as paired."""
+    t = get_task(task) if isinstance(task, str) else task
+    p = Path(path)
+    data = p.read_bytes()
+    try:
+        df = pd.read_csv(
+            io.BytesIO(data), compression="gzip" if p.suffix == ".gz" else None, low_memory=False
+        )
+    except (ValueError, UnicodeDecodeError, OSError) as exc:
+        raise TruthError(ERR_TRUTH_READ.format(path=p, detail=exc)) from None
+    df.columns = [str(c).strip() for c in df.columns]
+    if "stay" in df.columns and "stay_id" not in df.columns and "stay_id" in t.key_columns:
+        df = df.rename(columns={"stay": "stay_id"})
+    need = [*t.key_columns, *t.label_columns]
+    missing = [c for c in need if c not in df.columns]
+    if missing:
+        raise TruthError(ERR_TRUTH_COLUMNS.format(path=p, columns=", ".join(missing), task=t.slug))
+    keys = df[list(t.key_columns)].reset_index(drop=True)
+    dup = keys.duplicated(keep="first")
+    if dup.any():
+        first = keys[dup].head(5).to_dict("records")
+        raise TruthError(ERR_TRUTH_DUPLICATES.format(path=p, n=int(dup.sum()), first=first))
+    for col in t.label_columns:
+        v = pd.to_numeric(df[col], errors="coerce")
+        bad = v.isna() | ~np.isfinite(v)
+        if t.kind != "los":
+            bad |= ~v.isin([0, 1])
+        else:
+            bad |= v < 0
+        if bad.any():
+            detail = "expected 0 or 1" if t.kind != "los" else "expected hours >= 0"
+            raise TruthError(
+                ERR_TRUTH_VALUES.format(path=p, column=col, n=int(bad.sum()), detail=detail)
+            )
+    if "subject_id" in df.columns:
+        clusters = pd.factorize(df["subject_id"])[0].astype(np.int64)
+    else:
+        clusters = np.arange(len(df), dtype=np.int64)
+    groups: dict[str, np.ndarray] = {}
+    if "age" in df.columns:
+        ages = pd.to_numeric(df["age"], errors="coerce").to_numpy(dtype=float)
+        g = age_group(ages)
+        g[np.isnan(ages)] = None
+        groups["age_group"] = g
+    for attr in ("gender", "race", "insurance"):
+        if attr in df.columns:
+            col = df[attr].astype(object)
+            groups[attr] = col.where(col.notna(), None).to_numpy(dtype=object)
+    return Truth(
+        task=t,
+        keys=keys,
+        y=_labels(df, t),
+        clusters=clusters,
+        paired=np.ones(len(df), dtype=bool),
+        groups=groups,
+        source=str(p),
+        source_hash=_hash_bytes(data),
+    )
+
+
+__all__ = ["AGE_BIN_LABELS", "Truth", "TruthError", "truth_from_benchmark", "truth_from_csv"]
