@@ -14,7 +14,7 @@ PUBLIC = "public"
 CREDENTIALED = "credentialed"
 
 # Public part ------------------------------------------------------------------------------
-STAYS = "public/stays.csv"  # stay_id, subject_id, hadm_id, split, intime
+STAYS = "public/stays.csv"  # stay_id, subject_id, hadm_id, split, intime, stay
 CXR_METADATA = "public/cxr/metadata.csv"
 # dicom_id, subject_id, study_id, stay_id, split, study_datetime, view_position, hours, path
 

@@ -55,6 +55,7 @@ class Truth:
     paired: np.ndarray
     withheld: dict[str, np.ndarray] = field(default_factory=dict)
     groups: dict[str, np.ndarray] = field(default_factory=dict)
+    stay_names: dict[str, int] = field(default_factory=dict)
     source: str = ""
     source_hash: str = ""
     benchmark_name: str = ""
@@ -126,6 +127,10 @@ def truth_from_benchmark(bench: Benchmark, task: str | Task) -> Truth:
     ):
         labels = units[keys].merge(labels, on=keys, how="left", validate="one_to_one")
     demo = bench.demographics()
+    stays = bench.stays()
+    stay_names: dict[str, int] = {}
+    if "stay" in stays.columns:
+        stay_names = dict(zip(stays["stay"].astype(str), stays["stay_id"].astype(int), strict=True))
     paired = units["cxr_dicom_id"].notna().to_numpy()
     withheld: dict[str, np.ndarray] = {}
     if paired.any():
@@ -141,6 +146,7 @@ def truth_from_benchmark(bench: Benchmark, task: str | Task) -> Truth:
         paired=paired,
         withheld=withheld,
         groups=_groups_from_demographics(units, demo),
+        stay_names=stay_names,
         source=bench.uri,
         source_hash=bench.manifest_hash,
         benchmark_name=bench.name,
