@@ -1,0 +1,1 @@
+"""The scoring engine (public API re-exported once all parts are in)."""

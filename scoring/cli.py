@@ -1,0 +1,103 @@
+"""``python -m scoring score``: score a prediction file from the command line.
+
+Exit 0 with the report (stdout or --out); exit 2 with a clear message on stderr (no
+traceback) for bad input.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from benchmark_data.benchmark import Benchmark, BenchmarkError
+from benchmark_data.store import StoreError
+from benchmark_data.tasks import TASKS
+from scoring.errors import ScoringInputError
+from scoring.report import report_json, score_predictions
+from scoring.truth import TruthError, truth_from_benchmark, truth_from_csv
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m scoring", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("score", help="score a prediction file")
+    p.add_argument("--task", required=True, choices=list(TASKS))
+    p.add_argument("--predictions", required=True, help="prediction CSV (optionally .gz)")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--benchmark", help="benchmark directory or s3:// URI (test labels)")
+    src.add_argument("--truth", help="labels CSV you hold, e.g. your validation split")
+    p.add_argument("--credentialed", help="separate location of the benchmark's credentialed part")
+    p.add_argument("--replicates", type=int, default=1000)
+    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--threshold", type=float, default=0.5)
+    p.add_argument("--out", help="write the report here instead of stdout")
+    p.add_argument("--quiet", action="store_true", help="no progress or summary on stderr")
+    return parser
+
+
+class _Bar:
+    """A progress bar on a terminal; silent otherwise."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.bar: Any = None
+        if enabled:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=100, file=sys.stderr, bar_format="{l_bar}{bar}| {elapsed}")
+
+    def __call__(self, msg: str, frac: float) -> None:
+        if self.bar is not None:
+            self.bar.set_description(msg)
+            self.bar.n = int(frac * 100)
+            self.bar.refresh()
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def _summary_line(report: dict[str, Any]) -> str:
+    s = report["summary"]
+    ci = s["ci"]
+    ci_text = f"[{ci[0]:.4f}, {ci[1]:.4f}]" if ci[0] is not None else "[n/a]"
+    value = f"{s['value']:.4f}" if s["value"] is not None else "n/a"
+    return f"{report['task']}: {s['primary_metric']} {value} 95% CI {ci_text} ({s['scenario']})"
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    t0 = time.perf_counter()
+    bar = _Bar(sys.stderr.isatty() and not args.quiet)
+    try:
+        if args.benchmark:
+            bench = Benchmark.open(args.benchmark, credentialed_uri=args.credentialed)
+            truth = truth_from_benchmark(bench, args.task)
+        else:
+            truth = truth_from_csv(args.truth, args.task)
+        if not Path(args.predictions).is_file():
+            raise ScoringInputError(f"prediction file {args.predictions} does not exist")
+        report = score_predictions(
+            args.predictions,
+            truth=truth,
+            replicates=args.replicates,
+            seed=args.seed,
+            threshold=args.threshold,
+            progress=bar,
+        )
+    except (ScoringInputError, TruthError, BenchmarkError, StoreError, ValueError) as exc:
+        bar.close()
+        msg = getattr(exc, "message", None) or str(exc)
+        print(f"error: {msg}", file=sys.stderr)
+        return 2
+    bar.close()
+    text = report_json(report)
+    if args.out:
+        Path(args.out).write_text(text + "\n")
+    else:
+        sys.stdout.write(text + "\n")
+    if not args.quiet:
+        print(f"{_summary_line(report)}; {time.perf_counter() - t0:.1f} s", file=sys.stderr)
+    return 0

@@ -1,0 +1,167 @@
+"""Subgroup fairness: per-group primary metric with CI, worst group, gap, and fairlearn's
+demographic parity and equalized odds ratios at the published threshold.
+
+Groups come from the credentialed demographics (age bin, gender, race, insurance). A group
+with fewer than ``MIN_GROUP_UNITS`` units, fewer than ``MIN_GROUP_CLUSTERS`` patients or (for
+binary tasks) fewer than ``MIN_GROUP_CLASS`` units of either class is suppressed: its values
+are not shown, only counted, because a metric over a handful of patients is noise and could
+single people out.
+
+The ratios follow fairlearn's definitions (``demographic_parity_ratio`` and
+``equalized_odds_ratio`` with ``method="between_groups"``, ``agg="worst_case"``) over the
+shown groups; their CIs come from the same bootstrap replicates, aggregated per patient
+(no Python loop over replicates).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from benchmark_data.tasks import FAIRNESS_ATTRIBUTES, METRICS
+from scoring.bootstrap import ReplicatePlan, percentile_ci
+from scoring.metrics import compute_metrics
+from scoring.truth import Truth
+
+MIN_GROUP_UNITS = 50
+MIN_GROUP_CLUSTERS = 20
+MIN_GROUP_CLASS = 5
+
+
+def _vc(value: float, ci: tuple[float | None, float | None]) -> dict[str, Any]:
+    return {"value": _f(value), "ci": [_f(ci[0]), _f(ci[1])]}
+
+
+def _f(x: float | None) -> float | None:
+    if x is None:
+        return None
+    x = float(x)
+    return x if np.isfinite(x) else None
+
+
+def binary_predictions(form: str, pred: np.ndarray, y: np.ndarray, *, threshold: float) -> np.ndarray:
+    """Hard 0/1 predictions for the fairness ratios: ``p >= threshold`` for probabilities;
+    for decisions a refusal counts as the wrong answer (as in the decision metrics)."""
+    if form == "decision":
+        refused = np.isnan(pred)
+        out = np.where(refused, 1 - y, pred)
+        return out.astype(np.int8)
+    return (pred >= threshold).astype(np.int8)
+
+
+def _ratios_from_counts(c: np.ndarray) -> dict[str, np.ndarray]:
+    """c: (..., G, 4) counts of (y, yhat) cells [tn, fp, fn, tp] per group -> ratios (...)."""
+    tn, fp, fn, tp = c[..., 0], c[..., 1], c[..., 2], c[..., 3]
+    n = tn + fp + fn + tp
+    with np.errstate(invalid="ignore", divide="ignore"):
+        sel = (fp + tp) / n
+        tpr = tp / (tp + fn)
+        fpr = fp / (fp + tn)
+
+        def ratio(r: np.ndarray) -> np.ndarray:
+            # fairlearn: min/max over groups; 0/0 -> NaN, any zero rate -> 0.
+            return np.min(r, axis=-1) / np.max(r, axis=-1)
+
+        dp = ratio(sel)
+        eo = np.minimum(ratio(tpr), ratio(fpr))
+    return {"demographic_parity_ratio": dp, "equalized_odds_ratio": eo}
+
+
+def fairness_report(
+    truth: Truth,
+    form: str,
+    pred: np.ndarray,
+    *,
+    plan: ReplicatePlan,
+    rows: np.ndarray,
+    threshold: float,
+) -> dict[str, Any]:
+    """Fairness section of a report for the units selected by ``rows``."""
+    task = truth.task
+    primary = task.primary_metric
+    greater = METRICS[primary].greater_is_better
+    out: dict[str, Any] = {
+        "metric": primary,
+        "threshold": threshold if task.kind == "binary" else None,
+        "min_group_size": {
+            "units": MIN_GROUP_UNITS,
+            "patients": MIN_GROUP_CLUSTERS,
+            "per_class": MIN_GROUP_CLASS if task.kind != "los" else None,
+        },
+        "attributes": {},
+    }
+    for attr in FAIRNESS_ATTRIBUTES:
+        labels = truth.groups.get(attr)
+        if labels is None:
+            continue
+        present = rows & np.array([g is not None for g in labels])
+        names = sorted({str(g) for g in labels[present]})
+        shown: list[str] = []
+        suppressed = 0
+        groups: dict[str, Any] = {}
+        reps: list[np.ndarray] = []
+        masks: list[np.ndarray] = []
+        for name in names:
+            mask = present & (labels == name)
+            n_units = int(mask.sum())
+            n_clusters = int(np.unique(truth.clusters[mask]).size)
+            small = n_units < MIN_GROUP_UNITS or n_clusters < MIN_GROUP_CLUSTERS
+            if task.kind != "los" and not small:
+                yy = truth.y[mask]
+                pos = yy.sum(axis=0)
+                neg = n_units - pos
+                small = bool(np.min(pos) < MIN_GROUP_CLASS or np.min(neg) < MIN_GROUP_CLASS)
+            if small:
+                suppressed += 1
+                continue
+            mv = compute_metrics(task, form, truth.y, pred, plan=plan, rows=mask, metrics=[primary])
+            r = mv.replicates[primary]
+            groups[name] = {
+                **_vc(mv.point[primary], percentile_ci(r)),
+                "n_units": n_units,
+                "n_patients": n_clusters,
+            }
+            shown.append(name)
+            reps.append(r)
+            masks.append(mask)
+        entry: dict[str, Any] = {"groups": groups, "suppressed_groups": suppressed}
+        if len(shown) >= 2:
+            values = np.array([groups[g]["value"] if groups[g]["value"] is not None else np.nan for g in shown])
+            worst_i = int(np.nanargmin(values) if greater else np.nanargmax(values))
+            entry["worst_group"] = shown[worst_i]
+            rep = np.vstack(reps)
+            with np.errstate(invalid="ignore"):
+                gap_reps = np.nanmax(rep, axis=0) - np.nanmin(rep, axis=0)
+            entry["gap"] = _vc(float(np.nanmax(values) - np.nanmin(values)), percentile_ci(gap_reps))
+            if task.kind == "binary":
+                entry.update(_ratio_section(truth, form, pred, plan, masks, threshold))
+        out["attributes"][attr] = entry
+    return out
+
+
+def _ratio_section(
+    truth: Truth,
+    form: str,
+    pred: np.ndarray,
+    plan: ReplicatePlan,
+    masks: list[np.ndarray],
+    threshold: float,
+) -> dict[str, Any]:
+    y = truth.y.astype(np.int64)
+    yhat = binary_predictions(form, pred, truth.y, threshold=threshold).astype(np.int64)
+    n_groups = len(masks)
+    n_clusters = plan.counts.shape[1]
+    cell = 2 * y + yhat  # 0 tn, 1 fp, 2 fn, 3 tp
+    # Per-patient counts of each (group, cell): the replicate counts are one matrix product.
+    per_cluster = np.zeros((n_clusters, n_groups * 4))
+    for gi, mask in enumerate(masks):
+        idx = plan.unit_cluster[mask] * (n_groups * 4) + gi * 4 + cell[mask]
+        per_cluster += np.bincount(idx, minlength=n_clusters * n_groups * 4).reshape(
+            n_clusters, n_groups * 4
+        )
+    point = per_cluster.sum(axis=0).reshape(n_groups, 4)
+    rep = (plan.counts @ per_cluster).reshape(-1, n_groups, 4)
+    pv = _ratios_from_counts(point)
+    rv = _ratios_from_counts(rep)
+    return {name: _vc(float(pv[name]), percentile_ci(rv[name])) for name in pv}

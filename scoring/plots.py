@@ -1,0 +1,174 @@
+"""Plotly figures (as plain JSON dicts) built from a report's aggregates only.
+
+Each function returns ``{"data": [...], "layout": {...}}`` ready for ``Plotly.newPlot``; the
+default template is left out so reports stay small and the page's theme applies.
+
+>>> fig = forest([{"label": "A", "value": 0.8, "ci": [0.75, 0.85]}], metric="auroc")
+>>> fig["data"][0]["type"]
+'scatter'
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+import plotly.graph_objects as go
+
+from benchmark_data.tasks import METRICS
+
+BAND_FILL = "rgba(31, 119, 180, 0.18)"
+LINE = "rgb(31, 119, 180)"
+BASELINE = "rgb(127, 127, 127)"
+
+
+def _to_json(fig: go.Figure) -> dict[str, Any]:
+    out: dict[str, Any] = json.loads(fig.to_json())
+    out.get("layout", {}).pop("template", None)
+    return out
+
+
+def _title(metric: str) -> str:
+    spec = METRICS.get(metric)
+    return spec.title if spec else metric
+
+
+def _band(x: Sequence[float], lo: Sequence[float], hi: Sequence[float], name: str) -> list[go.Scatter]:
+    return [
+        go.Scatter(x=list(x), y=list(hi), mode="lines", line={"width": 0}, showlegend=False, hoverinfo="skip"),
+        go.Scatter(
+            x=list(x), y=list(lo), mode="lines", line={"width": 0}, fill="tonexty",
+            fillcolor=BAND_FILL, name=name, hoverinfo="skip",
+        ),
+    ]  # fmt: skip
+
+
+def curve_figure(curve: dict[str, Any], *, kind: str) -> dict[str, Any]:
+    """ROC (``kind="roc"``) or precision-recall (``kind="pr"``) curve with its 95% band."""
+    if kind == "roc":
+        x, y, lo, hi = curve["fpr"], curve["tpr"], curve["tpr_low"], curve["tpr_high"]
+        xt, yt, title = "False positive rate", "True positive rate", "ROC curve"
+    else:
+        x, y, lo, hi = curve["recall"], curve["precision"], curve["precision_low"], curve["precision_high"]
+        xt, yt, title = "Recall", "Precision", "Precision-recall curve"
+    fig = go.Figure([*_band(x, lo, hi, "95% band"), go.Scatter(x=x, y=y, mode="lines", line={"color": LINE}, name="curve")])
+    if kind == "roc":
+        fig.add_trace(go.Scatter(x=[0, 1], y=[0, 1], mode="lines", line={"dash": "dot", "color": BASELINE}, name="chance"))
+    fig.update_layout(title=title, xaxis={"title": xt, "range": [0, 1]}, yaxis={"title": yt, "range": [0, 1.02]}, margin={"t": 40})
+    return _to_json(fig)
+
+
+def reliability_figure(rel: dict[str, Any]) -> dict[str, Any]:
+    """Reliability diagram: observed event rate per bin of predicted probability."""
+    bins = [b for b in rel["bins"] if b.get("count")]
+    x = [b["mean_predicted"] for b in bins]
+    y = [b["observed_rate"] for b in bins]
+    err = None
+    if bins and "observed_ci" in bins[0]:
+        err = {
+            "type": "data",
+            "symmetric": False,
+            "array": [(b["observed_ci"][1] or b["observed_rate"]) - b["observed_rate"] for b in bins],
+            "arrayminus": [b["observed_rate"] - (b["observed_ci"][0] or b["observed_rate"]) for b in bins],
+        }
+    fig = go.Figure(
+        [
+            go.Scatter(x=[0, 1], y=[0, 1], mode="lines", line={"dash": "dot", "color": BASELINE}, name="perfect calibration"),
+            go.Scatter(x=x, y=y, mode="lines+markers", error_y=err, line={"color": LINE}, name="observed",
+                       text=[f"n={b['count']}" for b in bins]),
+        ]
+    )  # fmt: skip
+    fig.update_layout(title="Reliability", xaxis={"title": "Mean predicted probability", "range": [0, 1]},
+                      yaxis={"title": "Observed rate", "range": [0, 1]}, margin={"t": 40})  # fmt: skip
+    return _to_json(fig)
+
+
+def fairness_figure(fairness: dict[str, Any]) -> dict[str, Any] | None:
+    """Primary metric per demographic group with 95% CIs, one trace per attribute."""
+    traces = []
+    for attr, entry in fairness.get("attributes", {}).items():
+        groups = entry.get("groups", {})
+        if not groups:
+            continue
+        names = list(groups)
+        vals = [groups[g]["value"] for g in names]
+        hi = [(groups[g]["ci"][1] if groups[g]["ci"][1] is not None else v) for g, v in zip(names, vals, strict=True)]
+        lo = [(groups[g]["ci"][0] if groups[g]["ci"][0] is not None else v) for g, v in zip(names, vals, strict=True)]
+        traces.append(
+            go.Scatter(
+                x=[f"{attr}: {g}" for g in names], y=vals, mode="markers", name=attr,
+                error_y={"type": "data", "symmetric": False,
+                         "array": [h - v for h, v in zip(hi, vals, strict=True)],
+                         "arrayminus": [v - lo_ for v, lo_ in zip(vals, lo, strict=True)]},
+                text=[f"n={groups[g]['n_units']}" for g in names],
+            )
+        )  # fmt: skip
+    if not traces:
+        return None
+    fig = go.Figure(traces)
+    fig.update_layout(title="By group", yaxis={"title": _title(fairness.get("metric", ""))}, margin={"t": 40})
+    return _to_json(fig)
+
+
+def robustness_figure(rob: dict[str, Any]) -> dict[str, Any] | None:
+    """Primary metric against the fraction of chest X-rays withheld, with 95% CIs."""
+    curve = rob.get("curve", [])
+    if len(curve) < 2:
+        return None
+    x = [c["fraction_withheld"] for c in curve]
+    y = [c["value"] for c in curve]
+    lo = [c["ci"][0] if c["ci"][0] is not None else c["value"] for c in curve]
+    hi = [c["ci"][1] if c["ci"][1] is not None else c["value"] for c in curve]
+    fig = go.Figure([*_band(x, lo, hi, "95% CI"), go.Scatter(x=x, y=y, mode="lines+markers", line={"color": LINE}, name=_title(rob["metric"]))])
+    fig.update_layout(title="Missing chest X-rays", xaxis={"title": "Fraction of X-rays withheld", "tickformat": ".0%"},
+                      yaxis={"title": _title(rob["metric"])}, margin={"t": 40})  # fmt: skip
+    return _to_json(fig)
+
+
+def report_figures(report: dict[str, Any]) -> dict[str, Any]:
+    """All figures of a report that its data supports, by name."""
+    out: dict[str, Any] = {}
+    curves = report.get("curves", {})
+    if "roc" in curves:
+        out["roc"] = curve_figure(curves["roc"], kind="roc")
+    if "pr" in curves:
+        out["pr"] = curve_figure(curves["pr"], kind="pr")
+    if "reliability" in curves:
+        out["reliability"] = reliability_figure(curves["reliability"])
+    fair = fairness_figure(report.get("fairness", {}))
+    if fair:
+        out["fairness"] = fair
+    rob = robustness_figure(report.get("robustness", {}))
+    if rob:
+        out["robustness"] = rob
+    return out
+
+
+def forest(rows: Sequence[dict[str, Any]], *, metric: str) -> dict[str, Any]:
+    """Forest plot across entries: point value and 95% CI per entry, best at the top.
+
+    ``rows``: dicts with ``label``, ``value``, ``ci`` ([low, high]) and optionally
+    ``is_baseline``, in display order.
+    """
+    labels = [r["label"] for r in rows]
+    vals = [r["value"] for r in rows]
+    lo = [r["ci"][0] if r["ci"][0] is not None else r["value"] for r in rows]
+    hi = [r["ci"][1] if r["ci"][1] is not None else r["value"] for r in rows]
+    colors = [BASELINE if r.get("is_baseline") else LINE for r in rows]
+    fig = go.Figure(
+        go.Scatter(
+            x=vals, y=labels, mode="markers", marker={"color": colors, "size": 9},
+            error_x={"type": "data", "symmetric": False,
+                     "array": [h - v for h, v in zip(hi, vals, strict=True)],
+                     "arrayminus": [v - lo_ for v, lo_ in zip(vals, lo, strict=True)]},
+        )
+    )  # fmt: skip
+    fig.update_layout(
+        title=f"{_title(metric)} with 95% CI",
+        xaxis={"title": _title(metric)},
+        yaxis={"autorange": "reversed"},
+        height=max(240, 28 * len(rows) + 100),
+        margin={"t": 40, "l": 200},
+    )
+    return _to_json(fig)
