@@ -40,7 +40,9 @@ def _f(x: float | None) -> float | None:
     return x if np.isfinite(x) else None
 
 
-def binary_predictions(form: str, pred: np.ndarray, y: np.ndarray, *, threshold: float) -> np.ndarray:
+def binary_predictions(
+    form: str, pred: np.ndarray, y: np.ndarray, *, threshold: float
+) -> np.ndarray:
     """Hard 0/1 predictions for the fairness ratios: ``p >= threshold`` for probabilities;
     for decisions a refusal counts as the wrong answer (as in the decision metrics)."""
     if form == "decision":
@@ -127,13 +129,17 @@ def fairness_report(
             masks.append(mask)
         entry: dict[str, Any] = {"groups": groups, "suppressed_groups": suppressed}
         if len(shown) >= 2:
-            values = np.array([groups[g]["value"] if groups[g]["value"] is not None else np.nan for g in shown])
+            values = np.array(
+                [groups[g]["value"] if groups[g]["value"] is not None else np.nan for g in shown]
+            )
             worst_i = int(np.nanargmin(values) if greater else np.nanargmax(values))
             entry["worst_group"] = shown[worst_i]
             rep = np.vstack(reps)
             with np.errstate(invalid="ignore"):
                 gap_reps = np.nanmax(rep, axis=0) - np.nanmin(rep, axis=0)
-            entry["gap"] = _vc(float(np.nanmax(values) - np.nanmin(values)), percentile_ci(gap_reps))
+            entry["gap"] = _vc(
+                float(np.nanmax(values) - np.nanmin(values)), percentile_ci(gap_reps)
+            )
             if task.kind == "binary":
                 entry.update(_ratio_section(truth, form, pred, plan, masks, threshold))
         out["attributes"][attr] = entry

@@ -34,7 +34,9 @@ def _title(metric: str) -> str:
     return spec.title if spec else metric
 
 
-def _band(x: Sequence[float], lo: Sequence[float], hi: Sequence[float], name: str) -> list[go.Scatter]:
+def _band(
+    x: Sequence[float], lo: Sequence[float], hi: Sequence[float], name: str
+) -> list[go.Scatter]:
     return [
         go.Scatter(x=list(x), y=list(hi), mode="lines", line={"width": 0}, showlegend=False, hoverinfo="skip"),
         go.Scatter(
@@ -50,12 +52,35 @@ def curve_figure(curve: dict[str, Any], *, kind: str) -> dict[str, Any]:
         x, y, lo, hi = curve["fpr"], curve["tpr"], curve["tpr_low"], curve["tpr_high"]
         xt, yt, title = "False positive rate", "True positive rate", "ROC curve"
     else:
-        x, y, lo, hi = curve["recall"], curve["precision"], curve["precision_low"], curve["precision_high"]
+        x, y, lo, hi = (
+            curve["recall"],
+            curve["precision"],
+            curve["precision_low"],
+            curve["precision_high"],
+        )
         xt, yt, title = "Recall", "Precision", "Precision-recall curve"
-    fig = go.Figure([*_band(x, lo, hi, "95% band"), go.Scatter(x=x, y=y, mode="lines", line={"color": LINE}, name="curve")])
+    fig = go.Figure(
+        [
+            *_band(x, lo, hi, "95% band"),
+            go.Scatter(x=x, y=y, mode="lines", line={"color": LINE}, name="curve"),
+        ]
+    )
     if kind == "roc":
-        fig.add_trace(go.Scatter(x=[0, 1], y=[0, 1], mode="lines", line={"dash": "dot", "color": BASELINE}, name="chance"))
-    fig.update_layout(title=title, xaxis={"title": xt, "range": [0, 1]}, yaxis={"title": yt, "range": [0, 1.02]}, margin={"t": 40})
+        fig.add_trace(
+            go.Scatter(
+                x=[0, 1],
+                y=[0, 1],
+                mode="lines",
+                line={"dash": "dot", "color": BASELINE},
+                name="chance",
+            )
+        )
+    fig.update_layout(
+        title=title,
+        xaxis={"title": xt, "range": [0, 1]},
+        yaxis={"title": yt, "range": [0, 1.02]},
+        margin={"t": 40},
+    )
     return _to_json(fig)
 
 
@@ -69,8 +94,12 @@ def reliability_figure(rel: dict[str, Any]) -> dict[str, Any]:
         err = {
             "type": "data",
             "symmetric": False,
-            "array": [(b["observed_ci"][1] or b["observed_rate"]) - b["observed_rate"] for b in bins],
-            "arrayminus": [b["observed_rate"] - (b["observed_ci"][0] or b["observed_rate"]) for b in bins],
+            "array": [
+                (b["observed_ci"][1] or b["observed_rate"]) - b["observed_rate"] for b in bins
+            ],
+            "arrayminus": [
+                b["observed_rate"] - (b["observed_ci"][0] or b["observed_rate"]) for b in bins
+            ],
         }
     fig = go.Figure(
         [
@@ -93,8 +122,14 @@ def fairness_figure(fairness: dict[str, Any]) -> dict[str, Any] | None:
             continue
         names = list(groups)
         vals = [groups[g]["value"] for g in names]
-        hi = [(groups[g]["ci"][1] if groups[g]["ci"][1] is not None else v) for g, v in zip(names, vals, strict=True)]
-        lo = [(groups[g]["ci"][0] if groups[g]["ci"][0] is not None else v) for g, v in zip(names, vals, strict=True)]
+        hi = [
+            (groups[g]["ci"][1] if groups[g]["ci"][1] is not None else v)
+            for g, v in zip(names, vals, strict=True)
+        ]
+        lo = [
+            (groups[g]["ci"][0] if groups[g]["ci"][0] is not None else v)
+            for g, v in zip(names, vals, strict=True)
+        ]
         traces.append(
             go.Scatter(
                 x=[f"{attr}: {g}" for g in names], y=vals, mode="markers", name=attr,
@@ -107,7 +142,9 @@ def fairness_figure(fairness: dict[str, Any]) -> dict[str, Any] | None:
     if not traces:
         return None
     fig = go.Figure(traces)
-    fig.update_layout(title="By group", yaxis={"title": _title(fairness.get("metric", ""))}, margin={"t": 40})
+    fig.update_layout(
+        title="By group", yaxis={"title": _title(fairness.get("metric", ""))}, margin={"t": 40}
+    )
     return _to_json(fig)
 
 
@@ -120,7 +157,14 @@ def robustness_figure(rob: dict[str, Any]) -> dict[str, Any] | None:
     y = [c["value"] for c in curve]
     lo = [c["ci"][0] if c["ci"][0] is not None else c["value"] for c in curve]
     hi = [c["ci"][1] if c["ci"][1] is not None else c["value"] for c in curve]
-    fig = go.Figure([*_band(x, lo, hi, "95% CI"), go.Scatter(x=x, y=y, mode="lines+markers", line={"color": LINE}, name=_title(rob["metric"]))])
+    fig = go.Figure(
+        [
+            *_band(x, lo, hi, "95% CI"),
+            go.Scatter(
+                x=x, y=y, mode="lines+markers", line={"color": LINE}, name=_title(rob["metric"])
+            ),
+        ]
+    )
     fig.update_layout(title="Missing chest X-rays", xaxis={"title": "Fraction of X-rays withheld", "tickformat": ".0%"},
                       yaxis={"title": _title(rob["metric"])}, margin={"t": 40})  # fmt: skip
     return _to_json(fig)

@@ -57,7 +57,9 @@ def _scenario_report(
     threshold: float,
 ) -> tuple[dict[str, Any], np.ndarray, float]:
     task = truth.task
-    mv = compute_metrics(task, preds.form, truth.y, values, plan=plan, rows=rows, threshold=threshold)
+    mv = compute_metrics(
+        task, preds.form, truth.y, values, plan=plan, rows=rows, threshold=threshold
+    )
     primary = task.primary_metric if preds.form != "decision" else "accuracy"
     sec: dict[str, Any] = {
         "n_units": int(rows.sum()),
@@ -75,7 +77,11 @@ def _scenario_report(
                     for m, v in vals.items()
                     if m in mv.per_label_replicates.get(slug, {})
                 },
-                **{m: _f(v) for m, v in vals.items() if m not in mv.per_label_replicates.get(slug, {})},
+                **{
+                    m: _f(v)
+                    for m, v in vals.items()
+                    if m not in mv.per_label_replicates.get(slug, {})
+                },
             }
             for slug, vals in mv.per_label.items()
         }
@@ -83,7 +89,9 @@ def _scenario_report(
     return sec, mv.replicates[primary], float(mv.point[primary])
 
 
-def _curves(truth: Truth, preds: Predictions, values: np.ndarray, rows: np.ndarray, plan: ReplicatePlan) -> dict[str, Any]:
+def _curves(
+    truth: Truth, preds: Predictions, values: np.ndarray, rows: np.ndarray, plan: ReplicatePlan
+) -> dict[str, Any]:
     """Aggregate curves for the plots: binary probability entries only (ROC, PR with bands,
     reliability); multi-label entries get micro-averaged ROC and PR bands."""
     task = truth.task
@@ -128,11 +136,7 @@ def build_report(
     base = preds.values["paired"]
 
     scenario_names = [s for s in SCENARIOS if s in truth.scenarios]
-    scored = [
-        s
-        for s in scenario_names
-        if s in ("paired", "natural") or s in preds.values
-    ]
+    scored = [s for s in scenario_names if s in ("paired", "natural") or s in preds.values]
     scenarios: dict[str, Any] = {}
     points: dict[str, float] = {}
     reps: dict[str, np.ndarray] = {}

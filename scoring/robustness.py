@@ -83,5 +83,7 @@ def robustness_report(
         audc_reps = np.trapezoid(rep, xs, axis=0)
         out["audc"] = {"value": _f(audc_point), "ci": [_f(v) for v in percentile_ci(audc_reps)]}
     else:
-        out["audc_note"] = "the area under the degradation curve needs all four cxr_missing scenarios"
+        out["audc_note"] = (
+            "the area under the degradation curve needs all four cxr_missing scenarios"
+        )
     return out
