@@ -24,8 +24,8 @@ from scoring.bootstrap import ReplicatePlan, percentile_ci
 from scoring.metrics import compute_metrics
 from scoring.truth import Truth
 
-MIN_GROUP_UNITS = 50
-MIN_GROUP_CLUSTERS = 20
+MIN_GROUP_UNITS = 30
+MIN_GROUP_CLUSTERS = 15
 MIN_GROUP_CLASS = 5
 
 
