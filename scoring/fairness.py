@@ -81,7 +81,8 @@ def fairness_report(
 ) -> dict[str, Any]:
     """Fairness section of a report for the units selected by ``rows``."""
     task = truth.task
-    primary = task.primary_metric
+    # Decision-only entries have no ranking metric: their groups are compared on accuracy.
+    primary = task.primary_metric if form != "decision" else "accuracy"
     greater = METRICS[primary].greater_is_better
     out: dict[str, Any] = {
         "metric": primary,

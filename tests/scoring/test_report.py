@@ -223,3 +223,16 @@ def test_forest_plot_orders_entries_as_given():
     )
     assert fig["data"][0]["y"] == ["A", "B"]
     assert fig["data"][0]["error_x"]["array"] == pytest.approx([0.05, 0.1])
+
+
+def test_decision_entries_get_accuracy_fairness_and_the_refusal_policy():
+    truth = _truth()
+    base = _scores(truth, strength=0.3, seed=1)
+    decision = np.where(base >= 0.5, "1", "0").astype(object)
+    decision[::17] = ""
+    df = pd.DataFrame({"stay_id": truth.keys["stay_id"], "decision": decision})
+    rep = score_predictions(df.to_csv(index=False).encode(), truth=truth, replicates=100)
+    assert rep["primary_metric"] == "accuracy" and "decision_policy" in rep
+    assert rep["fairness"]["metric"] == "accuracy"
+    assert "answer_rate" in rep["scenarios"]["paired"]["metrics"]
+    assert "demographic_parity_ratio" in rep["fairness"]["attributes"]["gender"]

@@ -1,0 +1,211 @@
+"""Benchmark the scoring engine on a decompensation-size test set.
+
+Generates a seeded, decompensation-shaped data set (216,663 hourly rows of about 9,000
+patients, about 2% positives: the last hours before an in-hospital death, scores correlated
+with the labels and within patients), then measures side by side in one run:
+
+* the bootstrap of AUROC + AUPRC over 1,000 patient-level replicates with
+  :func:`scoring.metrics.compute_metrics`;
+* scikit-learn's ``roc_auc_score`` + ``average_precision_score`` called once per replicate
+  with the same weights as ``sample_weight`` (a few replicates are timed and the time is
+  extrapolated to the full count), and the largest difference between the two;
+* the peak memory of our bootstrap (tracemalloc, in a separate untimed run).
+
+Usage::
+
+    python scripts/bench_scoring.py [--replicates 1000] [--sklearn-replicates 20] [--seed 0]
+
+Each measurement is a function returning a row of results, so further comparisons (a full
+report, fairlearn's ``MetricFrame(n_boot=...)``) can be added to ``BENCHMARKS``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import sys
+import time
+import tracemalloc
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmark_data.tasks import TASKS  # noqa: E402
+from scoring.bootstrap import ReplicatePlan, make_plan  # noqa: E402
+from scoring.metrics import compute_metrics  # noqa: E402
+
+N_ROWS = 216_663
+N_PATIENTS = 9_000
+DEATH_RATE = 0.025  # patients who die in hospital; their last 24 hours are positive
+HORIZON_HOURS = 24
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """Hourly rows: label, score and patient id of each row."""
+
+    y: np.ndarray
+    p: np.ndarray
+    clusters: np.ndarray
+
+
+@dataclass
+class Context:
+    """What the benchmarks share: data, replicate plan and options."""
+
+    data: Dataset
+    plan: ReplicatePlan
+    replicates: int
+    sklearn_replicates: int
+    batch_size: int
+    repeats: int
+    results: dict[str, Any]
+
+
+def make_decompensation_like(
+    *, n_rows: int = N_ROWS, n_patients: int = N_PATIENTS, seed: int = 0
+) -> Dataset:
+    """Seeded decompensation-shaped rows: every patient has at least one row (about 24 on
+    average); a patient who dies is positive in the last ``HORIZON_HOURS`` rows; scores
+    are logistic in the label, a per-patient effect and noise, with 6 decimals."""
+    rng = np.random.default_rng(seed)
+    sizes = rng.multinomial(n_rows - n_patients, np.full(n_patients, 1 / n_patients)) + 1
+    ids = rng.choice(10**8, n_patients, replace=False)
+    clusters = np.repeat(ids, sizes)
+    dies = np.repeat(rng.random(n_patients) < DEATH_RATE, sizes)
+    ends = np.cumsum(sizes)
+    hours_left = np.repeat(ends, sizes) - np.arange(n_rows)  # 1 at a patient's last row
+    y = (dies & (hours_left <= HORIZON_HOURS)).astype(np.int8)
+    effect = np.repeat(rng.normal(0, 0.8, n_patients), sizes)
+    logit = -4.2 + 2.2 * y + effect + rng.normal(0, 1.0, n_rows)
+    p = np.round(1 / (1 + np.exp(-logit)), 6)
+    return Dataset(y=y, p=p, clusters=clusters)
+
+
+def _ours(ctx: Context) -> dict[str, np.ndarray]:
+    task = TASKS["decompensation"]
+    mv = compute_metrics(
+        task,
+        "probability",
+        ctx.data.y,
+        ctx.data.p,
+        plan=ctx.plan,
+        metrics=["auroc", "auprc"],
+        batch_size=ctx.batch_size,
+    )
+    return mv.replicates
+
+
+def bench_ours(ctx: Context) -> dict[str, Any]:
+    """Our bootstrap of AUROC + AUPRC over all replicates (best of ``repeats`` runs)."""
+    times = []
+    for _ in range(ctx.repeats):
+        t0 = time.perf_counter()
+        reps = _ours(ctx)
+        times.append(time.perf_counter() - t0)
+    ctx.results["ours_replicates"] = reps
+    return {"ours_seconds": min(times), "ours_all_runs": times}
+
+
+def bench_sklearn(ctx: Context) -> dict[str, Any]:
+    """scikit-learn once per replicate on the first ``sklearn_replicates`` replicates,
+    extrapolated linearly to all replicates."""
+    from sklearn.metrics import average_precision_score, roc_auc_score
+
+    k = ctx.sklearn_replicates
+    auroc, ap = np.empty(k), np.empty(k)
+    t0 = time.perf_counter()
+    for b in range(k):
+        w = ctx.plan.row_weights(start=b, stop=b + 1)[0]
+        auroc[b] = roc_auc_score(ctx.data.y, ctx.data.p, sample_weight=w)
+        ap[b] = average_precision_score(ctx.data.y, ctx.data.p, sample_weight=w)
+    measured = time.perf_counter() - t0
+    ours = ctx.results.get("ours_replicates")
+    diff = None
+    if ours is not None:
+        diff = max(
+            float(np.max(np.abs(ours["auroc"][:k] - auroc))),
+            float(np.max(np.abs(ours["auprc"][:k] - ap))),
+        )
+    return {
+        "sklearn_measured_seconds": measured,
+        "sklearn_measured_replicates": k,
+        "sklearn_seconds": measured / k * ctx.replicates,
+        "max_abs_difference": diff,
+    }
+
+
+def bench_memory(ctx: Context) -> dict[str, Any]:
+    """Peak memory allocated during our bootstrap (tracemalloc; not timed)."""
+    tracemalloc.start()
+    tracemalloc.reset_peak()
+    _ours(ctx)
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    return {"ours_peak_bytes": peak}
+
+
+BENCHMARKS: list[Callable[[Context], dict[str, Any]]] = [bench_ours, bench_sklearn, bench_memory]
+
+
+def _mb(n_bytes: float) -> str:
+    return f"{n_bytes / 2**20:.1f} MiB"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--replicates", type=int, default=1000)
+    parser.add_argument("--sklearn-replicates", type=int, default=20)
+    parser.add_argument("--batch-size", type=int, default=50)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+
+    t0 = time.perf_counter()
+    data = make_decompensation_like(seed=args.seed)
+    t_data = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    plan = make_plan(data.clusters, n_replicates=args.replicates, seed=args.seed)
+    t_plan = time.perf_counter() - t0
+    ctx = Context(
+        data, plan, args.replicates, args.sklearn_replicates, args.batch_size, args.repeats, {}
+    )
+    print(
+        f"data: {data.y.size:,} rows, {plan.n_clusters:,} patients, "
+        f"{data.y.mean():.2%} positives, {np.unique(data.p).size:,} distinct scores "
+        f"(generated in {t_data:.2f} s)"
+    )
+    print(f"replicate plan: {args.replicates} replicates drawn in {t_plan:.2f} s")
+    res: dict[str, Any] = {}
+    for bench in BENCHMARKS:
+        res.update(bench(ctx))
+
+    print(
+        f"ours, AUROC + AUPRC, {args.replicates} replicates: {res['ours_seconds']:.2f} s "
+        f"(best of {args.repeats}: {', '.join(f'{t:.2f}' for t in res['ours_all_runs'])})"
+    )
+    print(
+        f"scikit-learn, roc_auc_score + average_precision_score per replicate: "
+        f"{res['sklearn_measured_seconds']:.2f} s for {res['sklearn_measured_replicates']} "
+        f"replicates, extrapolated to {args.replicates}: {res['sklearn_seconds']:.1f} s"
+    )
+    print(f"speed-up: {res['sklearn_seconds'] / res['ours_seconds']:.0f}x")
+    if res["max_abs_difference"] is not None:
+        print(
+            f"largest |ours - scikit-learn| on the measured replicates: {res['max_abs_difference']:.1e}"
+        )
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB on Linux
+    print(
+        f"peak memory of our bootstrap (tracemalloc): {_mb(res['ours_peak_bytes'])}; "
+        f"replicate counts table: {_mb(plan.counts.nbytes)}; process max RSS: {_mb(rss)}"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
