@@ -235,7 +235,7 @@ def bench_fairlearn(ctx: Context) -> dict[str, Any]:
             truth.task,
             "probability",
             truth.y,
-            ctx.data.p,
+            p,
             plan=plan,
             rows=sf == g,
             metrics=["auroc"],
