@@ -45,6 +45,22 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--scale", choices=["demo", "medmod"], default="demo")
     p.add_argument("--seed", type=int, default=42)
 
+    p = sub.add_parser(
+        "import-mimic",
+        help="build a benchmark from MedMod-preprocessed MIMIC-IV and MIMIC-CXR files",
+    )
+    p.add_argument("--medmod-root", required=True, help="MedMod mimic4extract output directory")
+    p.add_argument("--mimic-iv", required=True, help="MIMIC-IV directory (hosp/, icu/)")
+    p.add_argument("--mimic-cxr", required=True, help="MIMIC-CXR-JPG metadata directory")
+    p.add_argument("--test-subjects", help="test subject file (MedMod's testset_iv.csv)")
+    p.add_argument("--val-subjects", help="validation subject file (MedMod's valset_iv.csv)")
+    p.add_argument("--cxr-images", help="MIMIC-CXR-JPG image root: convert images to PNG")
+    p.add_argument("--image-size", type=int, default=224, help="PNG shorter side in pixels")
+    p.add_argument("--out", required=True, help="new benchmark directory")
+    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--name", default="medmod-mimic")
+    p.add_argument("--version", help="benchmark version (default: mimic-seed{seed})")
+
     p = sub.add_parser("export-public", help="write the part a participant may download")
     p.add_argument("benchmark", help="benchmark directory or s3:// URI")
     p.add_argument("--out", required=True, help="output directory or s3:// URI")
@@ -67,6 +83,25 @@ def main(argv: list[str] | None = None) -> int:
 
             t0 = time.perf_counter()
             generate(args.out, scale=args.scale, seed=args.seed, progress=sys.stderr.isatty())
+            print(f"wrote {args.out} in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
+        elif args.command == "import-mimic":
+            from benchmark_data.mimic import import_mimic
+
+            t0 = time.perf_counter()
+            import_mimic(
+                medmod_root=args.medmod_root,
+                mimic_iv=args.mimic_iv,
+                mimic_cxr=args.mimic_cxr,
+                out=args.out,
+                test_subjects=args.test_subjects,
+                val_subjects=args.val_subjects,
+                cxr_images=args.cxr_images,
+                seed=args.seed,
+                name=args.name,
+                version=args.version,
+                image_size=args.image_size,
+                log=(lambda line: print(line, file=sys.stderr)) if sys.stderr.isatty() else None,
+            )
             print(f"wrote {args.out} in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
         elif args.command == "export-public":
             manifest = export_public(Benchmark.open(args.benchmark), args.out)

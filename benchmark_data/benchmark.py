@@ -36,6 +36,11 @@ ERR_ALTERED = (
     "the manifest's {expected}"
 )
 ERR_UNLISTED = "benchmark file {rel} is not listed in the manifest of {uri}"
+ERR_UNLISTED_MORE = " (and {n} more unlisted file(s))"
+ERR_EXPORT_NOT_EMPTY = (
+    "cannot export the public part to {uri}: it already holds files (first: {first}); "
+    "export into an empty location"
+)
 ERR_NO_PART = "{uri} holds no {part} part: {rel} is not in this copy of the benchmark"
 
 
@@ -137,6 +142,8 @@ class Benchmark:
         self.manifest_bytes = raw
         try:
             manifest = json.loads(raw)
+            if not isinstance(manifest, dict):
+                raise ValueError("not a JSON object")
             if manifest.get("format") != layout.FORMAT_NAME:
                 raise ValueError(f"format is {manifest.get('format')!r}")
             if not isinstance(manifest.get("files"), dict):
@@ -214,13 +221,36 @@ class Benchmark:
     def has(self, rel: str) -> bool:
         return rel in self.manifest["files"]
 
+    def unlisted(self, *, part: str | None = None) -> list[str]:
+        """Files in the benchmark's location(s) that the manifest does not list (besides
+        ``manifest.json``): stray or left-over files that are no part of this benchmark."""
+        files = self.manifest["files"]
+        stores = [(self.store, "")]
+        if self.credentialed_store is not self.store:
+            stores.append((self.credentialed_store, layout.CREDENTIALED))
+        found: set[str] = set()
+        for store, prefix in stores:
+            try:
+                names = store.list(prefix)
+            except StoreError as exc:
+                raise BenchmarkError(str(exc)) from None
+            found.update(rel for rel in names if rel != layout.MANIFEST and rel not in files)
+        return sorted(rel for rel in found if part is None or rel.startswith(part + "/"))
+
     def verify(self, *, part: str | None = None) -> int:
-        """Check every listed file (or those of one part); returns the number checked."""
+        """Check every listed file (or those of one part) against its sha256, and that no
+        unlisted file lies beside them; returns the number of files checked."""
         n = 0
         for rel in self.manifest["files"]:
             if part is None or rel.startswith(part + "/"):
                 self.read_bytes(rel)
                 n += 1
+        extra = self.unlisted(part=part)
+        if extra:
+            message = ERR_UNLISTED.format(rel=extra[0], uri=self.uri)
+            if len(extra) > 1:
+                message += ERR_UNLISTED_MORE.format(n=len(extra) - 1)
+            raise BenchmarkError(message)
         return n
 
     def read_csv(self, rel: str, **kwargs: Any) -> pd.DataFrame:
@@ -286,8 +316,18 @@ def open_benchmark(
 
 def export_public(bench: Benchmark, dest: str | os.PathLike[str] | Store) -> dict[str, Any]:
     """Write the public part of a benchmark (every ``public/`` file, checked) with a manifest
-    that lists only those files; returns the new manifest."""
+    that lists only those files; returns the new manifest.
+
+    The destination must be empty: files left there by an earlier copy (say, test labels)
+    would otherwise sit beside the export.
+    """
     writer = BenchmarkWriter(dest)
+    try:
+        present = writer.store.list()
+    except StoreError as exc:
+        raise BenchmarkError(str(exc)) from None
+    if present:
+        raise BenchmarkError(ERR_EXPORT_NOT_EMPTY.format(uri=writer.store.uri, first=present[0]))
     for rel in bench.manifest["files"]:
         if layout.is_public(rel):
             writer.write_bytes(rel, bench.read_bytes(rel))

@@ -53,13 +53,18 @@ class LocalStore:
             return self._path(rel).read_bytes()
         except FileNotFoundError:
             raise FileNotFoundError(f"{rel} is missing from {self.uri}") from None
+        except OSError as exc:
+            raise StoreError(f"cannot read {rel} from {self.uri}: {exc.strerror or exc}") from None
 
     def write_bytes(self, rel: str, data: bytes) -> None:
         path = self._path(rel)
-        path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(path.name + ".part")
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp.write_bytes(data)
+            os.replace(tmp, path)
+        except OSError as exc:
+            raise StoreError(f"cannot write {rel} to {self.uri}: {exc.strerror or exc}") from None
 
     def exists(self, rel: str) -> bool:
         return self._path(rel).is_file()
@@ -114,23 +119,36 @@ class S3Store:
             raise StoreError(f"cannot write {rel} to {self.uri}: {exc}") from None
 
     def exists(self, rel: str) -> bool:
-        from botocore.exceptions import ClientError
+        from botocore.exceptions import BotoCoreError, ClientError
 
         try:
             self.client.head_object(Bucket=self.bucket, Key=self._key(rel))
             return True
-        except ClientError:
-            return False
+        except ClientError as exc:
+            code = exc.response.get("Error", {}).get("Code", "")
+            if code in ("NoSuchKey", "404", "NotFound"):
+                return False
+            raise StoreError(f"cannot look up {rel} in {self.uri}: {code or exc}") from None
+        except BotoCoreError as exc:
+            raise StoreError(f"cannot reach {self.uri}: {exc}") from None
 
     def list(self, prefix: str = "") -> list[str]:
+        from botocore.exceptions import BotoCoreError, ClientError
+
         full = self._key(prefix) if prefix else self.prefix
         full = f"{full}/" if full else ""
         strip = len(f"{self.prefix}/") if self.prefix else 0
         keys: list[str] = []
-        for page in self.client.get_paginator("list_objects_v2").paginate(
-            Bucket=self.bucket, Prefix=full
-        ):
-            keys.extend(obj["Key"][strip:] for obj in page.get("Contents", []))
+        try:
+            for page in self.client.get_paginator("list_objects_v2").paginate(
+                Bucket=self.bucket, Prefix=full
+            ):
+                keys.extend(obj["Key"][strip:] for obj in page.get("Contents", []))
+        except ClientError as exc:
+            code = exc.response.get("Error", {}).get("Code", "")
+            raise StoreError(f"cannot list {self.uri}: {code or exc}") from None
+        except BotoCoreError as exc:
+            raise StoreError(f"cannot reach {self.uri}: {exc}") from None
         return sorted(keys)
 
     def local_path(self, rel: str) -> Path | None:
@@ -148,14 +166,23 @@ def open_store(uri: str | os.PathLike[str]) -> Store:
     return LocalStore(text)
 
 
-def copy_tree(src: Store, dest: Store, *, prefix: str = "") -> int:
-    """Copy every file under ``prefix`` from one store to another; returns the file count."""
-    names = src.list(prefix)
+def copy_tree(src: Store, dest: Store, *, prefix: str = "", last: str = "manifest.json") -> int:
+    """Copy every file under ``prefix`` from one store to another; returns the file count.
+
+    ``last`` is copied after everything else, so an interrupted copy of a benchmark never
+    looks complete.
+    """
+    names = sorted(src.list(prefix), key=lambda rel: (rel == last, rel))
     for rel in names:
         src_path, dest_path = src.local_path(rel), dest.local_path(rel)
         if src_path is not None and dest_path is not None:
-            dest_path.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(src_path, dest_path)
+            try:
+                dest_path.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(src_path, dest_path)
+            except OSError as exc:
+                raise StoreError(
+                    f"cannot copy {rel} to {dest.uri}: {exc.strerror or exc}"
+                ) from None
         else:
             dest.write_bytes(rel, src.read_bytes(rel))
     return len(names)
