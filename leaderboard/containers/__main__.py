@@ -1,0 +1,83 @@
+"""Command line for operators: ``python -m leaderboard.containers {inspect,run,cleanup}``.
+
+inspect ARCHIVE                        the upload checks, as a submitter would see them
+run ARCHIVE --benchmark DIR --task T --work DIR [--scenario S ...]
+                                       every scenario, with timings and overhead
+cleanup --max-age SECONDS              remove leftovers of runs older than that
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from benchmark_data import Benchmark, BenchmarkError
+from leaderboard.containers.archive import ImageArchiveError, inspect_image_archive
+from leaderboard.containers.engine import EngineError, cleanup_stale
+from leaderboard.containers.inputs import prepare_inputs
+from leaderboard.containers.limits import DEFAULT_LIMITS
+from leaderboard.containers.runner import CONTAINER_SCENARIOS, run_all_scenarios
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m leaderboard.containers", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("inspect", help="check an image archive as an upload")
+    p.add_argument("archive")
+    p = sub.add_parser("prepare-inputs", help="build the /input tree of a task and scenario")
+    p.add_argument("benchmark", help="benchmark directory (the public export is enough)")
+    p.add_argument("--task", required=True)
+    p.add_argument("--scenario", default="paired")
+    p.add_argument("--out", required=True)
+    p = sub.add_parser("run", help="run an image archive in every scenario of a task")
+    p.add_argument("archive")
+    p.add_argument("--benchmark", required=True)
+    p.add_argument("--task", required=True)
+    p.add_argument("--work", required=True, help="work directory (inputs and predictions)")
+    p.add_argument("--scenario", action="append", help="repeat to choose scenarios")
+    p.add_argument("--wall-time", type=float, default=DEFAULT_LIMITS.wall_time)
+    p.add_argument("--show-logs", action="store_true", help="print each run's log tail")
+    p = sub.add_parser("cleanup", help="remove leftovers of runs older than --max-age")
+    p.add_argument("--max-age", type=float, required=True, help="seconds")
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "inspect":
+            print(json.dumps(inspect_image_archive(args.archive).summary(), indent=1))
+        elif args.command == "prepare-inputs":
+            root = prepare_inputs(
+                Benchmark.open(args.benchmark), args.task, args.scenario, args.out
+            )
+            print(f"wrote the /input tree of {args.task}, scenario {args.scenario}, to {root}")
+        elif args.command == "run":
+            run = run_all_scenarios(
+                args.archive,
+                benchmark=Benchmark.open(args.benchmark),
+                task=args.task,
+                work_dir=args.work,
+                scenarios=tuple(args.scenario or CONTAINER_SCENARIOS),
+                limits=DEFAULT_LIMITS.with_(wall_time=args.wall_time),
+            )
+            print(json.dumps(run.summary(), indent=1, default=str))
+            if args.show_logs:
+                for scenario, result in run.results.items():
+                    print(f"--- log of {scenario} ---\n{result.log_tail}")
+            return 0 if run.ok else 1
+        elif args.command == "cleanup":
+            report = cleanup_stale(args.max_age)
+            print(json.dumps(report.__dict__, indent=1))
+            return 1 if report.errors else 0
+    except ImageArchiveError as exc:
+        print(f"refused: {exc}", file=sys.stderr)
+        return 2
+    except EngineError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 3
+    except (BenchmarkError, ValueError, KeyError, FileExistsError) as exc:
+        print(f"error: {exc.args[0] if exc.args else exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,372 @@
+"""Checks on an uploaded image archive (``docker save`` output) before anything runs it.
+
+:func:`inspect_image_archive` reads the archive once, as a stream: it never holds a layer in
+memory and stops as soon as a limit is passed. It accepts exactly one linux image for the
+engine's architecture, with an ENTRYPOINT or CMD, within the size limits, and refuses
+anything else with a message the submitter can act on (the ``ERR_*`` constants).
+
+:func:`load_stream` then feeds the same archive to the engine with its tags replaced by the
+run's own tag, so an upload can never re-point a tag the worker uses.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import platform
+import posixpath
+import tarfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from leaderboard.containers.limits import DEFAULT_LIMITS, Limits, format_bytes
+
+HOW_TO_SAVE = "save the image with `docker save -o model.tar IMAGE` and upload that file"
+
+ERR_MISSING = "the image archive {path} does not exist"
+ERR_EMPTY = "the image archive is empty; " + HOW_TO_SAVE
+ERR_ARCHIVE_TOO_LARGE = "the image archive is {size}, over the limit of {limit}"
+ERR_NOT_TAR = "the upload is not a tar archive (plain, gzip, bzip2 or xz); " + HOW_TO_SAVE
+ERR_DAMAGED = "the image archive is damaged or truncated ({detail}); " + HOW_TO_SAVE
+ERR_TOO_MANY_MEMBERS = "the image archive holds more than {limit} entries"
+ERR_UNSAFE_MEMBER = "the image archive holds an entry with an unsafe name or type: {name!r}"
+ERR_DUPLICATE_MEMBER = "the image archive holds the entry {name!r} twice"
+ERR_NO_MANIFEST = (
+    "the archive has no manifest.json, so it is not `docker save` output (a root filesystem "
+    "tarball from `docker export` is not an image); " + HOW_TO_SAVE
+)
+ERR_BAD_MANIFEST = "manifest.json of the archive is not valid ({detail})"
+ERR_IMAGE_COUNT = (
+    "the archive holds {n} images; exactly one is run: save a single image "
+    "(`docker save -o model.tar IMAGE`)"
+)
+ERR_MISSING_ENTRY = "manifest.json names {name}, which is not in the archive"
+ERR_BAD_CONFIG = "the image configuration {name} is not valid ({detail})"
+ERR_PLATFORM = (
+    "the image is built for {os}/{arch}; the platform runs linux/{expected} images "
+    "(build with `docker build --platform linux/{expected}`)"
+)
+ERR_NO_COMMAND = (
+    "the image declares neither ENTRYPOINT nor CMD, so there is nothing to run; add "
+    'e.g. ENTRYPOINT ["python3", "/opt/model/predict.py"] to the Dockerfile'
+)
+ERR_LAYERS_TOO_LARGE = "the image's layers total more than {limit} (uncompressed)"
+ERR_TOO_MANY_LAYERS = "the image has {n} layers, over the limit of {limit}"
+ERR_TOO_MANY_VOLUMES = "the image declares {n} VOLUMEs, over the limit of {limit}"
+
+# Members of `docker save` output that carry tags or an OCI index. They are left out of what
+# is sent to the engine: the run's manifest.json alone names the image (see load_stream).
+_TAG_MEMBERS = frozenset({"repositories", "index.json", "oci-layout"})
+_RETAIN_MEMBER_BYTES = 4 * 1024 * 1024  # small files kept while streaming (configs)
+_RETAIN_TOTAL_BYTES = 64 * 1024 * 1024
+_CHUNK = 1024 * 1024
+_ARCH_NAMES = {"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64": "arm64"}
+
+
+class ImageArchiveError(ValueError):
+    """The uploaded archive is not an image the platform can run; the message says why."""
+
+
+@dataclass(frozen=True)
+class ImageInfo:
+    """What the checks found in an image archive."""
+
+    path: Path
+    archive_bytes: int
+    layers_bytes: int
+    image_id: str  # "sha256:<digest of the config>", the id the engine gives the image
+    config_name: str
+    layer_names: tuple[str, ...]
+    architecture: str
+    os: str
+    entrypoint: tuple[str, ...]
+    cmd: tuple[str, ...]
+    user: str
+    working_dir: str
+    env: tuple[str, ...]
+    volumes: tuple[str, ...]
+    repo_tags: tuple[str, ...]
+    compression: str | None  # None, "gzip", "bz2" or "xz"
+
+    @property
+    def n_layers(self) -> int:
+        return len(self.layer_names)
+
+    def env_names(self) -> set[str]:
+        return {e.split("=", 1)[0] for e in self.env}
+
+    def summary(self) -> dict[str, Any]:
+        """JSON-able description for the submission page."""
+        return {
+            "image_id": self.image_id,
+            "platform": f"{self.os}/{self.architecture}",
+            "archive_bytes": self.archive_bytes,
+            "layers_bytes": self.layers_bytes,
+            "layers": self.n_layers,
+            "entrypoint": list(self.entrypoint),
+            "cmd": list(self.cmd),
+            "tags": list(self.repo_tags),
+        }
+
+
+def engine_architecture(machine: str | None = None) -> str:
+    """The image architecture name (``amd64``, ``arm64``) of a machine type."""
+    m = machine or platform.machine()
+    return _ARCH_NAMES.get(m.lower(), m.lower())
+
+
+def _member_name(raw: str) -> str | None:
+    """Normalized member name, or None when it escapes the archive."""
+    name = raw.replace("\\", "/")
+    if name.startswith("/"):
+        return None
+    norm = posixpath.normpath(name)
+    if norm == ".." or norm.startswith("../"):
+        return None
+    return norm
+
+
+def _compression(path: Path) -> str | None:
+    with path.open("rb") as fh:
+        head = fh.read(6)
+    if head[:2] == b"\x1f\x8b":
+        return "gzip"
+    if head[:3] == b"BZh":
+        return "bz2"
+    if head[:6] == b"\xfd7zXZ\x00":
+        return "xz"
+    return None
+
+
+def _read_json(data: bytes, what: str, err: str, **fmt: Any) -> Any:
+    try:
+        return json.loads(data)
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise ImageArchiveError(err.format(detail=f"{what}: {exc}", **fmt)) from None
+
+
+def inspect_image_archive(
+    path: str | Path, *, limits: Limits = DEFAULT_LIMITS, architecture: str | None = None
+) -> ImageInfo:
+    """Check an uploaded image archive; returns what it holds or raises ImageArchiveError.
+
+    ``architecture`` is the one the engine runs (default: this machine's).
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise ImageArchiveError(ERR_MISSING.format(path=p.name))
+    size = p.stat().st_size
+    if size == 0:
+        raise ImageArchiveError(ERR_EMPTY)
+    if size > limits.archive_bytes:
+        raise ImageArchiveError(
+            ERR_ARCHIVE_TOO_LARGE.format(
+                size=format_bytes(size), limit=format_bytes(limits.archive_bytes)
+            )
+        )
+    compression = _compression(p)
+    members: dict[str, tarfile.TarInfo] = {}
+    retained: dict[str, bytes] = {}
+    retained_total = 0
+    total = 0
+    try:
+        with tarfile.open(p, "r:*") as tf:
+            while True:
+                m = tf.next()
+                if m is None:
+                    break
+                if len(members) >= limits.max_archive_members:
+                    raise ImageArchiveError(
+                        ERR_TOO_MANY_MEMBERS.format(limit=limits.max_archive_members)
+                    )
+                name = _member_name(m.name)
+                if name is None or not (m.isfile() or m.isdir() or m.issym()):
+                    raise ImageArchiveError(ERR_UNSAFE_MEMBER.format(name=m.name))
+                if name in members:
+                    raise ImageArchiveError(ERR_DUPLICATE_MEMBER.format(name=name))
+                members[name] = m
+                if not m.isfile():
+                    continue
+                total += m.size
+                if total > limits.layers_bytes:
+                    raise ImageArchiveError(
+                        ERR_LAYERS_TOO_LARGE.format(limit=format_bytes(limits.layers_bytes))
+                    )
+                if compression is None and m.offset_data + m.size > size:
+                    raise ImageArchiveError(ERR_DAMAGED.format(detail=f"{name} is cut short"))
+                if (
+                    m.size <= _RETAIN_MEMBER_BYTES
+                    and retained_total + m.size <= _RETAIN_TOTAL_BYTES
+                    and not name.endswith(".tar")
+                ):
+                    fh = tf.extractfile(m)
+                    data = fh.read() if fh is not None else b""
+                    if len(data) != m.size:
+                        raise ImageArchiveError(ERR_DAMAGED.format(detail=f"{name} is cut short"))
+                    retained[name] = data
+                    retained_total += m.size
+                elif compression is not None:
+                    # Read through compressed data now so a truncated stream fails here.
+                    fh = tf.extractfile(m)
+                    while fh is not None and fh.read(_CHUNK):
+                        pass
+            info = _check_manifest(tf, members, retained, limits, architecture)
+    except tarfile.ReadError as exc:
+        if not members:
+            raise ImageArchiveError(ERR_NOT_TAR) from None
+        raise ImageArchiveError(ERR_DAMAGED.format(detail=exc)) from None
+    except (EOFError, OSError, tarfile.TarError) as exc:
+        raise ImageArchiveError(ERR_DAMAGED.format(detail=exc)) from None
+    return ImageInfo(
+        path=p,
+        archive_bytes=size,
+        compression=compression,
+        **info,
+    )
+
+
+def _resolve(name: str, members: dict[str, tarfile.TarInfo]) -> str | None:
+    """Follow symlinks between members (`docker save` links shared layers)."""
+    seen = 0
+    while name in members and members[name].issym() and seen < 8:
+        target = members[name].linkname
+        if target.startswith("/"):
+            return None
+        name = posixpath.normpath(posixpath.join(posixpath.dirname(name), target))
+        seen += 1
+    m = members.get(name)
+    return name if m is not None and m.isfile() else None
+
+
+def _member_bytes(
+    name: str, tf: tarfile.TarFile, members: dict[str, tarfile.TarInfo], retained: dict[str, bytes]
+) -> bytes:
+    real = _resolve(name, members)
+    if real is None:
+        raise ImageArchiveError(ERR_MISSING_ENTRY.format(name=name))
+    if real in retained:
+        return retained[real]
+    m = members[real]
+    if m.size > _RETAIN_MEMBER_BYTES:
+        raise ImageArchiveError(
+            ERR_BAD_MANIFEST.format(detail=f"{name} is {format_bytes(m.size)}, too large")
+        )
+    fh = tf.extractfile(m)
+    return fh.read() if fh is not None else b""
+
+
+def _check_manifest(
+    tf: tarfile.TarFile,
+    members: dict[str, tarfile.TarInfo],
+    retained: dict[str, bytes],
+    limits: Limits,
+    architecture: str | None,
+) -> dict[str, Any]:
+    if "manifest.json" not in members:
+        raise ImageArchiveError(ERR_NO_MANIFEST)
+    manifest = _read_json(
+        _member_bytes("manifest.json", tf, members, retained),
+        "manifest.json",
+        ERR_BAD_MANIFEST,
+    )
+    if not isinstance(manifest, list):
+        raise ImageArchiveError(ERR_BAD_MANIFEST.format(detail="expected a list of images"))
+    if len(manifest) != 1:
+        raise ImageArchiveError(ERR_IMAGE_COUNT.format(n=len(manifest)))
+    entry = manifest[0]
+    if not isinstance(entry, dict) or not isinstance(entry.get("Config"), str):
+        raise ImageArchiveError(ERR_BAD_MANIFEST.format(detail="the image has no Config entry"))
+    layers = entry.get("Layers")
+    if not isinstance(layers, list) or not all(isinstance(x, str) for x in layers):
+        raise ImageArchiveError(ERR_BAD_MANIFEST.format(detail="the image has no Layers list"))
+    if len(layers) > limits.max_layers:
+        raise ImageArchiveError(ERR_TOO_MANY_LAYERS.format(n=len(layers), limit=limits.max_layers))
+    layers_bytes = 0
+    for layer in layers:
+        real = _resolve(_member_name(layer) or layer, members)
+        if real is None:
+            raise ImageArchiveError(ERR_MISSING_ENTRY.format(name=layer))
+        layers_bytes += members[real].size
+    config_name = _member_name(entry["Config"]) or entry["Config"]
+    config_bytes = _member_bytes(config_name, tf, members, retained)
+    config = _read_json(config_bytes, config_name, ERR_BAD_CONFIG, name=config_name)
+    if not isinstance(config, dict):
+        raise ImageArchiveError(ERR_BAD_CONFIG.format(name=config_name, detail="not an object"))
+    expected = architecture or engine_architecture()
+    os_name = str(config.get("os", ""))
+    arch = str(config.get("architecture", ""))
+    if os_name != "linux" or engine_architecture(arch) != expected:
+        raise ImageArchiveError(
+            ERR_PLATFORM.format(os=os_name or "?", arch=arch or "?", expected=expected)
+        )
+    run = config.get("config") or {}
+    if not isinstance(run, dict):
+        raise ImageArchiveError(ERR_BAD_CONFIG.format(name=config_name, detail="bad config"))
+    entrypoint = tuple(str(x) for x in (run.get("Entrypoint") or ()))
+    cmd = tuple(str(x) for x in (run.get("Cmd") or ()))
+    if not entrypoint and not cmd:
+        raise ImageArchiveError(ERR_NO_COMMAND)
+    volumes = tuple(sorted(str(v) for v in (run.get("Volumes") or {})))
+    if len(volumes) > limits.max_volumes:
+        raise ImageArchiveError(
+            ERR_TOO_MANY_VOLUMES.format(n=len(volumes), limit=limits.max_volumes)
+        )
+    tags = entry.get("RepoTags") or ()
+    return {
+        "layers_bytes": layers_bytes,
+        "image_id": "sha256:" + hashlib.sha256(config_bytes).hexdigest(),
+        "config_name": config_name,
+        "layer_names": tuple(layers),
+        "architecture": arch,
+        "os": os_name,
+        "entrypoint": entrypoint,
+        "cmd": cmd,
+        "user": str(run.get("User") or ""),
+        "working_dir": str(run.get("WorkingDir") or ""),
+        "env": tuple(str(e) for e in (run.get("Env") or ())),
+        "volumes": volumes,
+        "repo_tags": tuple(str(t) for t in tags if isinstance(t, str)),
+    }
+
+
+def _padding(n: int) -> bytes:
+    return b"\0" * (-n % tarfile.BLOCKSIZE)
+
+
+def load_stream(info: ImageInfo, tag: str) -> Iterator[bytes]:
+    """The checked archive as an uncompressed tar stream, for the engine's image load.
+
+    manifest.json is rewritten to name the image ``tag`` only; ``repositories`` and the OCI
+    index are left out, so loading sets no tag from the upload. Layers and the config are
+    passed through unchanged (the image id stays the config's digest).
+    """
+    manifest = [{"Config": info.config_name, "RepoTags": [tag], "Layers": list(info.layer_names)}]
+    manifest_bytes = json.dumps(manifest).encode()
+    with tarfile.open(info.path, "r:*") as tf:
+        for m in tf:
+            name = _member_name(m.name)
+            if name in _TAG_MEMBERS:
+                continue
+            if name == "manifest.json":
+                ti = tarfile.TarInfo("manifest.json")
+                ti.size = len(manifest_bytes)
+                ti.mode = 0o644
+                yield ti.tobuf(tarfile.PAX_FORMAT)
+                yield manifest_bytes + _padding(len(manifest_bytes))
+                continue
+            yield m.tobuf(tarfile.PAX_FORMAT)
+            if m.isfile() and m.size:
+                fh = tf.extractfile(m)
+                sent = 0
+                while fh is not None:
+                    chunk = fh.read(_CHUNK)
+                    if not chunk:
+                        break
+                    sent += len(chunk)
+                    yield chunk
+                if sent != m.size:
+                    raise ImageArchiveError(ERR_DAMAGED.format(detail=f"{name} changed"))
+                yield _padding(m.size)
+    yield b"\0" * (2 * tarfile.BLOCKSIZE)

@@ -1,0 +1,198 @@
+"""The ``/input`` tree a model sees in one scenario, built from a benchmark's public part.
+
+Layout (docs/containers.md)::
+
+    task.json                      task, scenario, key and output columns
+    units.csv                      the units to predict: the public test unit list (paired
+                                   units only in cxr_missing_*); cxr_dicom_id blank where withheld
+    stays.csv                      test stays: stay_id, subject_id, hadm_id, intime, stay
+    ehr/timeseries_test.csv.gz     as in the benchmark (public/ehr/)
+    ehr/discretized_test.npy
+    ehr/discretized_test_index.csv
+    cxr/metadata.csv               the images present (radiology: every unit's image, path
+                                   empty where withheld)
+    cxr/images/{dicom_id}.png      only those images
+
+Only ``public/`` files of the benchmark are read; test labels never reach the tree.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from benchmark_data import layout
+from benchmark_data.benchmark import Benchmark, csv_bytes
+from benchmark_data.tasks import LOS_BUCKET_COLUMNS, SCENARIOS, get_task
+
+INPUT_FORMAT = "medmod-container-input"
+INPUT_FORMAT_VERSION = 1
+TEST = "test"
+
+ERR_SCENARIO = "unknown scenario {scenario!r}; the scenarios are: {known}"
+ERR_LABELS_IN_TEST = "the public test unit list of {task} carries label column(s) {columns}"
+ERR_NOT_PUBLIC = "refusing to put {rel} into a model's inputs: it is not a public file"
+ERR_DEST = "the input directory {dest} exists and is not empty"
+
+_FILE_MODE = 0o644
+_DIR_MODE = 0o755
+
+
+def output_columns(task: str) -> dict[str, list[str]]:
+    """Accepted prediction columns (besides the key columns) per output form of a task."""
+    t = get_task(task)
+    if t.kind == "binary":
+        return {"probability": ["prediction"], "decision": ["decision"]}
+    if t.kind == "los":
+        return {"buckets": list(LOS_BUCKET_COLUMNS), "hours": ["prediction"]}
+    return {"probabilities": list(t.label_slugs)}
+
+
+def withheld_stays(bench: Benchmark, task: str, scenario: str) -> set[int]:
+    """Test stays whose chest X-rays a scenario withholds (none for paired and natural)."""
+    if scenario not in SCENARIOS:
+        raise ValueError(ERR_SCENARIO.format(scenario=scenario, known=", ".join(SCENARIOS)))
+    if not scenario.startswith("cxr_missing_"):
+        return set()
+    sets = bench.scenarios(task)
+    return {int(s) for s in sets.withheld.get(scenario, ())}
+
+
+def _public(rel: str) -> str:
+    if not layout.is_public(rel):
+        raise ValueError(ERR_NOT_PUBLIC.format(rel=rel))
+    return rel
+
+
+def _write(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True, mode=_DIR_MODE)
+    path.write_bytes(data)
+    path.chmod(_FILE_MODE)
+
+
+def _copy_public(bench: Benchmark, rel: str, dest: Path) -> None:
+    """Copy one public file (checked against the manifest) to ``dest``."""
+    local = bench.local_path(_public(rel))  # reads and checks the sha256
+    dest.parent.mkdir(parents=True, exist_ok=True, mode=_DIR_MODE)
+    if local is not None:
+        shutil.copyfile(local, dest)
+        dest.chmod(_FILE_MODE)
+    else:
+        _write(dest, bench.read_bytes(rel))
+
+
+def prepare_inputs(
+    benchmark: Benchmark,
+    task: str,
+    scenario: str,
+    dest: str | os.PathLike[str],
+    *,
+    link_from: str | os.PathLike[str] | None = None,
+) -> Path:
+    """Build the ``/input`` tree of one task and scenario in ``dest`` (created; must be empty).
+
+    ``link_from`` names an input tree already built for the same task and benchmark (e.g.
+    the ``paired`` one): its EHR files and images are hard-linked instead of read again.
+    Returns ``dest``.
+    """
+    t = get_task(task)
+    withheld = withheld_stays(benchmark, t.slug, scenario)
+    root = Path(dest)
+    if root.exists() and any(root.iterdir()):
+        raise FileExistsError(ERR_DEST.format(dest=root))
+    root.mkdir(parents=True, exist_ok=True, mode=_DIR_MODE)
+    root.chmod(_DIR_MODE)
+    source = Path(link_from) if link_from is not None else None
+
+    units = benchmark.units(t.slug, TEST)
+    leaked = [c for c in t.label_columns if c in units.columns]
+    if leaked:
+        raise ValueError(ERR_LABELS_IN_TEST.format(task=t.slug, columns=", ".join(leaked)))
+    if "cxr_dicom_id" not in units.columns:
+        units["cxr_dicom_id"] = pd.Series(pd.NA, index=units.index, dtype="string")
+    if scenario.startswith("cxr_missing_"):
+        # These scenarios score the paired units only (docs/benchmark-format.md, Scenarios).
+        units = units[units["cxr_dicom_id"].notna()].reset_index(drop=True)
+    if withheld:
+        hide = units["stay_id"].astype("int64").isin(withheld)
+        units.loc[hide, "cxr_dicom_id"] = pd.NA
+    _write(root / "units.csv", csv_bytes(units))
+    present = sorted(set(units["cxr_dicom_id"].dropna().astype(str)))
+
+    stays = benchmark.stays()
+    stays = stays[stays["split"] == TEST].drop(columns=["split"])
+    _write(root / "stays.csv", csv_bytes(stays))
+
+    ehr = [layout.timeseries(TEST), layout.discretized(TEST), layout.discretized_index(TEST)]
+    for rel in ehr:
+        if not benchmark.has(rel):
+            continue
+        target = root / "ehr" / Path(rel).name
+        _link_or(source / "ehr" / Path(rel).name if source else None, target, benchmark, rel)
+
+    # Metadata of the images present; for radiology also of the withheld unit images, whose
+    # time still sets the unit's EHR window (their path is left empty).
+    listed = set(present)
+    if "dicom_id" in t.key_columns:
+        listed |= set(units["dicom_id"].astype(str))
+    if benchmark.has(layout.CXR_METADATA):
+        meta = benchmark.cxr_metadata()
+        meta = meta[meta["dicom_id"].astype(str).isin(listed)].copy()
+        meta = meta.drop(columns=[c for c in ("split",) if c in meta.columns])
+    else:
+        meta = pd.DataFrame({"dicom_id": sorted(listed)})
+    shown = set(present)
+    meta["path"] = [
+        f"cxr/images/{d}.png" if d in shown else "" for d in meta["dicom_id"].astype(str)
+    ]
+    _write(root / "cxr" / "metadata.csv", csv_bytes(meta))
+    images = root / "cxr" / "images"
+    images.mkdir(parents=True, exist_ok=True, mode=_DIR_MODE)
+    for dicom_id in present:
+        name = f"{dicom_id}.png"
+        _link_or(
+            source / "cxr" / "images" / name if source else None,
+            images / name,
+            benchmark,
+            layout.image(dicom_id),
+        )
+
+    task_json: dict[str, Any] = {
+        "format": INPUT_FORMAT,
+        "format_version": INPUT_FORMAT_VERSION,
+        "task": t.slug,
+        "scenario": scenario,
+        "split": TEST,
+        "kind": t.kind,
+        "key_columns": list(t.key_columns),
+        "label_slugs": list(t.label_slugs) if t.kind == "multilabel" else [],
+        "output_columns": output_columns(t.slug),
+        "output": "/output/predictions.csv",
+        "benchmark": {"name": benchmark.name, "version": benchmark.version},
+        "units": len(units),
+        "images": len(present),
+        "withheld_stays": len(withheld),
+    }
+    _write(root / "task.json", (json.dumps(task_json, indent=1) + "\n").encode())
+    for d in (root, root / "ehr", root / "cxr", images):
+        if d.exists():
+            d.chmod(_DIR_MODE)
+    return root
+
+
+def _link_or(existing: Path | None, target: Path, bench: Benchmark, rel: str) -> None:
+    """Hard-link ``existing`` (a file of a tree built before) to ``target``, else copy
+    ``rel`` from the benchmark."""
+    if existing is not None and existing.is_file() and not existing.is_symlink():
+        target.parent.mkdir(parents=True, exist_ok=True, mode=_DIR_MODE)
+        try:
+            os.link(existing, target)
+            return
+        except OSError:
+            pass
+    _copy_public(bench, rel, target)

@@ -1,0 +1,104 @@
+"""Resource limits of a containerized submission, and the labels that mark its resources.
+
+One :class:`Limits` value holds every bound the platform puts on an uploaded image and on
+each run of it; the defaults are the published ones (docs/containers.md).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, replace
+
+KiB = 1024
+MiB = 1024 * KiB
+GiB = 1024 * MiB
+
+# Every container and image tag the runner creates carries the run id, so that leftovers of a
+# worker that died mid-run can be found and removed (cleanup_stale).
+LABEL_RUN = "org.medmod.run"
+LABEL_TASK = "org.medmod.task"
+LABEL_SCENARIO = "org.medmod.scenario"
+LABEL_DEADLINE = "org.medmod.deadline"  # epoch seconds after which the run is overdue
+IMAGE_REPOSITORY = "medmod-run"  # loaded images are tagged medmod-run:<run id>
+
+# The unprivileged user a model runs as when the worker runs as root ("nobody").
+NOBODY = "65534:65534"
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Bounds on an uploaded image and on each of its runs.
+
+    Sizes are in bytes, times in seconds. ``user`` is the ``uid:gid`` the model runs as;
+    ``None`` means ``65534:65534`` when the worker is root, else the worker's own ids (so
+    the worker can always remove what the model wrote).
+    """
+
+    # Upload checks
+    archive_bytes: int = 10 * GiB  # the uploaded file, compressed or not
+    layers_bytes: int = 20 * GiB  # sum of the image's (uncompressed) layer tarballs
+    max_layers: int = 127
+    max_archive_members: int = 10_000
+    max_volumes: int = 16
+
+    # Each run (one scenario)
+    memory_bytes: int = 8 * GiB  # RAM, /tmp and /dev/shm together; no swap
+    cpus: float = 2.0
+    pids: int = 512
+    wall_time: float = 3600.0
+    tmp_bytes: int = 2 * GiB  # tmpfs at /tmp (counts toward memory_bytes)
+    shm_bytes: int = 64 * MiB
+    output_bytes: int = 1 * GiB  # everything written under /output
+    output_files: int = 1_000  # files and directories under /output
+    log_tail_bytes: int = 64 * KiB  # kept and shown to the submission's owner
+    log_file_bytes: int = 8 * MiB  # what the engine keeps on disk at most
+    open_files: int = 4_096
+    user: str | None = None
+
+    # How often the runner checks the clock and the output size while a model runs.
+    poll_interval: float = 0.2
+
+    def with_(self, **changes: object) -> Limits:
+        """A copy with some limits changed: ``DEFAULT_LIMITS.with_(wall_time=60)``."""
+        return replace(self, **changes)  # type: ignore[arg-type]
+
+    def run_user(self) -> str:
+        if self.user:
+            return self.user
+        if os.geteuid() == 0:
+            return NOBODY
+        return f"{os.geteuid()}:{os.getegid()}"
+
+    def describe(self) -> dict[str, object]:
+        """The limits a submitter is shown (and that the docs state)."""
+        return {
+            "image archive": format_bytes(self.archive_bytes),
+            "image layers": format_bytes(self.layers_bytes),
+            "memory (RAM + /tmp + /dev/shm, no swap)": format_bytes(self.memory_bytes),
+            "CPUs": self.cpus,
+            "processes and threads": self.pids,
+            "wall time per scenario": f"{self.wall_time:g} s",
+            "/tmp": format_bytes(self.tmp_bytes),
+            "/output": f"{format_bytes(self.output_bytes)}, {self.output_files} files",
+            "log kept": format_bytes(self.log_tail_bytes),
+            "network": "none",
+        }
+
+
+DEFAULT_LIMITS = Limits()
+
+
+def format_bytes(n: float) -> str:
+    """Human-readable size with binary units.
+
+    >>> format_bytes(3 * 1024 ** 3)
+    '3.0 GiB'
+    >>> format_bytes(512)
+    '512 B'
+    """
+    if n < KiB:
+        return f"{int(n)} B"
+    for unit, size in (("GiB", GiB), ("MiB", MiB), ("KiB", KiB)):
+        if n >= size:
+            return f"{n / size:.1f} {unit}"
+    return f"{int(n)} B"  # pragma: no cover

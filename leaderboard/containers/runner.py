@@ -1,0 +1,373 @@
+"""Running a submitted image once per scenario, contained, and saying what happened.
+
+Each run: no network, read-only root filesystem, an unprivileged user with no capabilities
+and no privilege escalation, bounded memory (no swap), CPU, processes, wall time, /tmp,
+/output and log; ``/input`` mounted read-only. Whatever happens, the container is removed
+and the image too once the submission's runs are over.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import shutil
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import docker
+import docker.errors
+import requests
+from docker.types import LogConfig, Ulimit
+
+from benchmark_data.benchmark import Benchmark
+from leaderboard.containers.archive import (
+    ImageArchiveError,
+    ImageInfo,
+    engine_architecture,
+    inspect_image_archive,
+)
+from leaderboard.containers.engine import (
+    EngineError,
+    get_client,
+    load_image,
+    new_run_id,
+    remove_container,
+    remove_image,
+)
+from leaderboard.containers.inputs import prepare_inputs
+from leaderboard.containers.limits import (
+    DEFAULT_LIMITS,
+    LABEL_DEADLINE,
+    LABEL_RUN,
+    LABEL_SCENARIO,
+    LABEL_TASK,
+    Limits,
+)
+from leaderboard.containers.output import prepare_output_dir, usage
+from leaderboard.containers.results import (
+    MSG_ENGINE,
+    MSG_NOT_STARTED,
+    MSG_SKIPPED,
+    LogTail,
+    RunResult,
+    RunStatus,
+    SubmissionRun,
+    classify,
+)
+
+_EXIT_GRACE = 30.0  # seconds to wait for a killed container to be reported as stopped
+
+# Scenarios a container is run in. `natural` has the same inputs as `paired` (every test
+# unit, every image the data has), so the scorer takes both from the paired run.
+CONTAINER_SCENARIOS: tuple[str, ...] = (
+    "paired",
+    "cxr_missing_25",
+    "cxr_missing_50",
+    "cxr_missing_75",
+    "cxr_missing_100",
+)
+
+
+def _environment(info: ImageInfo, task: str, scenario: str, limits: Limits) -> dict[str, str]:
+    env = {
+        "MEDMOD_TASK": task,
+        "MEDMOD_SCENARIO": scenario,
+        "MEDMOD_INPUT": "/input",
+        "MEDMOD_OUTPUT": "/output",
+        "TMPDIR": "/tmp",
+    }
+    declared = info.env_names()
+    if "HOME" not in declared:
+        env["HOME"] = "/tmp"
+    threads = str(max(1, math.ceil(limits.cpus)))
+    for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        if name not in declared:
+            env[name] = threads
+    return env
+
+
+def _host_config(
+    client: docker.DockerClient,
+    info: ImageInfo,
+    input_dir: Path,
+    output_dir: Path,
+    limits: Limits,
+) -> dict[str, Any]:
+    scratch = f"rw,nosuid,nodev,size={limits.tmp_bytes},mode=1777"
+    tmpfs = {"/tmp": scratch}
+    for volume in info.volumes:  # declared VOLUMEs get scratch space, never a disk volume
+        if volume.rstrip("/") not in ("/input", "/output", "/tmp"):
+            tmpfs[volume] = scratch
+    largest_file = max(limits.output_bytes, limits.tmp_bytes, limits.shm_bytes) + 1
+    return client.api.create_host_config(
+        binds={
+            str(input_dir): {"bind": "/input", "mode": "ro"},
+            str(output_dir): {"bind": "/output", "mode": "rw"},
+        },
+        tmpfs=tmpfs,
+        network_mode="none",
+        read_only=True,
+        cap_drop=["ALL"],
+        security_opt=["no-new-privileges"],
+        mem_limit=limits.memory_bytes,
+        memswap_limit=limits.memory_bytes,
+        nano_cpus=int(limits.cpus * 1e9),
+        pids_limit=limits.pids,
+        shm_size=limits.shm_bytes,
+        ipc_mode="private",
+        ulimits=[
+            Ulimit(name="core", soft=0, hard=0),
+            Ulimit(name="nofile", soft=limits.open_files, hard=limits.open_files),
+            Ulimit(name="fsize", soft=largest_file, hard=largest_file),
+        ],
+        log_config=LogConfig(
+            type="json-file",
+            config={"max-size": str(max(1024 * 1024, limits.log_file_bytes // 2)), "max-file": "2"},
+        ),
+        privileged=False,
+        auto_remove=False,
+    )
+
+
+def _read_log_tail(client: docker.DockerClient, container_id: str, size: int) -> LogTail:
+    tail = LogTail(size)
+    try:
+        chunks = client.api.logs(container_id, stdout=True, stderr=True, stream=True, follow=False)
+        for chunk in chunks:
+            tail.add(chunk)
+    except (docker.errors.APIError, requests.exceptions.RequestException):
+        pass
+    return tail
+
+
+class _NotStarted(Exception):
+    """The engine could not start the image's process (its fault, already recorded)."""
+
+
+def _image_fault(exc: docker.errors.APIError) -> bool:
+    """Whether a failed start is the image's doing: the runtime could not exec its
+    entrypoint (missing, not executable, wrong format) or set up its working directory."""
+    return exc.is_client_error() and "OCI runtime" in str(exc.explanation or "")
+
+
+def _runtime_detail(exc: docker.errors.APIError) -> str:
+    text = str(exc.explanation or exc)
+    marker = "unable to start container process: "
+    return text.split(marker, 1)[-1].removesuffix(": unknown") if marker in text else text
+
+
+def _run_loaded(
+    client: docker.DockerClient,
+    tag: str,
+    info: ImageInfo,
+    *,
+    task: str,
+    scenario: str,
+    input_dir: Path,
+    work_dir: Path,
+    limits: Limits,
+    run_id: str,
+) -> RunResult:
+    """Run a loaded image once; the container is gone when this returns."""
+    started = time.monotonic()
+    user = limits.run_user()
+    output_dir = prepare_output_dir(work_dir / f"output-{scenario}", user)
+    result = RunResult(
+        status=RunStatus.ENGINE_ERROR, task=task, scenario=scenario, run_id=run_id, message=""
+    )
+    container_id: str | None = None
+    killed_for: RunStatus | None = None
+    final = None
+    try:
+        container = client.api.create_container(
+            image=tag,
+            name=f"medmod-{run_id}-{scenario}",
+            user=user,
+            environment=_environment(info, task, scenario, limits),
+            labels={
+                LABEL_RUN: run_id,
+                LABEL_TASK: task,
+                LABEL_SCENARIO: scenario,
+                LABEL_DEADLINE: str(int(time.time() + limits.wall_time + 60)),
+            },
+            network_disabled=True,
+            host_config=_host_config(client, info, input_dir, output_dir, limits),
+        )
+        container_id = result.container_id = container["Id"]
+        exited = threading.Event()
+        waited: dict[str, Any] = {}
+
+        def wait() -> None:
+            try:
+                waited["result"] = client.api.wait(container_id, timeout=None)
+            except Exception as exc:  # noqa: BLE001 - reported by the main thread
+                waited["error"] = exc
+            finally:
+                exited.set()
+
+        try:
+            client.api.start(container_id)
+        except docker.errors.APIError as exc:
+            if not _image_fault(exc):
+                raise
+            result.status = RunStatus.IMAGE_INVALID
+            result.message = MSG_NOT_STARTED.format(detail=_runtime_detail(exc))
+            raise _NotStarted from None
+        deadline = time.monotonic() + limits.wall_time
+        threading.Thread(target=wait, name=f"wait-{run_id}", daemon=True).start()
+        while not exited.wait(limits.poll_interval):
+            if time.monotonic() > deadline:
+                killed_for = RunStatus.TIMED_OUT
+            elif usage(
+                output_dir, max_bytes=limits.output_bytes, max_entries=limits.output_files
+            ).over(max_bytes=limits.output_bytes, max_entries=limits.output_files):
+                killed_for = RunStatus.OUTPUT_TOO_LARGE
+            if killed_for is not None:
+                with contextlib.suppress(docker.errors.APIError):  # it may have just stopped
+                    client.api.kill(container_id)
+                exited.wait(_EXIT_GRACE)
+                break
+        if "error" in waited:
+            raise waited["error"]
+        final = client.api.inspect_container(container_id)["State"]
+        tail = _read_log_tail(client, container_id, limits.log_tail_bytes)
+        result.log_tail, result.log_bytes = tail.text(), tail.total
+        result.log_truncated = tail.total > limits.log_tail_bytes
+    except _NotStarted:
+        pass
+    except (docker.errors.APIError, requests.exceptions.RequestException) as exc:
+        result.message = MSG_ENGINE.format(detail=exc)
+    finally:
+        if container_id is not None:
+            # On failure the container is left for cleanup_stale.
+            with contextlib.suppress(docker.errors.APIError, requests.exceptions.RequestException):
+                remove_container(client, container_id)
+    if final is not None:
+        classify(result, final, killed_for, output_dir, work_dir, limits)
+    else:
+        shutil.rmtree(output_dir, ignore_errors=True)
+    result.wall_time = time.monotonic() - started
+    return result
+
+
+def _architecture(client: docker.DockerClient) -> str | None:
+    try:
+        return engine_architecture(str(client.info().get("Architecture", "")) or None)
+    except (docker.errors.APIError, requests.exceptions.RequestException):
+        return None
+
+
+def run_container(
+    image_archive: str | os.PathLike[str],
+    *,
+    task: str,
+    scenario: str,
+    input_dir: str | os.PathLike[str],
+    work_dir: str | os.PathLike[str],
+    limits: Limits = DEFAULT_LIMITS,
+    client: docker.DockerClient | None = None,
+    run_id: str | None = None,
+) -> RunResult:
+    """Check, load and run an image archive once on a prepared ``/input`` tree.
+
+    The prediction file ends up in ``work_dir/predictions-{scenario}.csv`` (``output_path``)
+    when the run succeeds; validate it with the scoring engine. The image is removed
+    afterwards. Never raises for anything the image does.
+    """
+    run_id = run_id or new_run_id()
+    work = Path(work_dir)
+    work.mkdir(parents=True, exist_ok=True)
+    failed = RunResult(status=RunStatus.ENGINE_ERROR, task=task, scenario=scenario,
+                       run_id=run_id, message="")  # fmt: skip
+    try:
+        client = client or get_client()
+    except EngineError as exc:
+        failed.message = MSG_ENGINE.format(detail=exc)
+        return failed
+    try:
+        info = inspect_image_archive(
+            image_archive, limits=limits, architecture=_architecture(client)
+        )
+        t0 = time.monotonic()
+        tag = load_image(client, info, run_id)
+        load_time = time.monotonic() - t0
+    except ImageArchiveError as exc:
+        failed.status, failed.message = RunStatus.IMAGE_INVALID, str(exc)
+        return failed
+    except EngineError as exc:
+        failed.message = MSG_ENGINE.format(detail=exc)
+        return failed
+    try:
+        result = _run_loaded(client, tag, info, task=task, scenario=scenario,
+                             input_dir=Path(input_dir).resolve(), work_dir=work.resolve(),
+                             limits=limits, run_id=run_id)  # fmt: skip
+    finally:
+        remove_image(client, tag)
+    result.load_time = load_time
+    return result
+
+
+def run_all_scenarios(
+    image_archive: str | os.PathLike[str],
+    *,
+    benchmark: Benchmark,
+    task: str,
+    work_dir: str | os.PathLike[str],
+    scenarios: tuple[str, ...] = CONTAINER_SCENARIOS,
+    limits: Limits = DEFAULT_LIMITS,
+    client: docker.DockerClient | None = None,
+    run_id: str | None = None,
+    stop_on_failure: bool = True,
+) -> SubmissionRun:
+    """Check and load an image once, then run it in every scenario of a task.
+
+    Inputs are built under ``work_dir/inputs/{scenario}`` and predictions land in
+    ``work_dir/predictions-{scenario}.csv``; the caller removes ``work_dir``. With
+    ``stop_on_failure`` the remaining scenarios are skipped after the first failed run
+    (a crash in one scenario would most likely repeat in the others).
+    """
+    run_id = run_id or new_run_id()
+    work = Path(work_dir).resolve()
+    work.mkdir(parents=True, exist_ok=True)
+    run = SubmissionRun(run_id=run_id, task=task, image=None)
+    try:
+        client = client or get_client()
+        run.image = inspect_image_archive(
+            image_archive, limits=limits, architecture=_architecture(client)
+        )
+        t0 = time.monotonic()
+        tag = load_image(client, run.image, run_id)
+        run.load_time = time.monotonic() - t0
+    except ImageArchiveError as exc:
+        run.status, run.message = RunStatus.IMAGE_INVALID, str(exc)
+        return run
+    except EngineError as exc:
+        run.status, run.message = RunStatus.ENGINE_ERROR, MSG_ENGINE.format(detail=exc)
+        return run
+    try:
+        first_inputs: Path | None = None
+        failed_in: str | None = None
+        for scenario in scenarios:
+            if failed_in is not None and stop_on_failure:
+                run.results[scenario] = RunResult(
+                    status=RunStatus.SKIPPED, task=task, scenario=scenario, run_id=run_id,
+                    message=MSG_SKIPPED.format(scenario=failed_in),
+                )  # fmt: skip
+                continue
+            inputs = prepare_inputs(
+                benchmark, task, scenario, work / "inputs" / scenario, link_from=first_inputs
+            )
+            first_inputs = first_inputs or inputs
+            result = _run_loaded(client, tag, run.image, task=task, scenario=scenario,
+                                 input_dir=inputs, work_dir=work, limits=limits,
+                                 run_id=run_id)  # fmt: skip
+            run.results[scenario] = result
+            if not result.ok and failed_in is None:
+                failed_in = scenario
+                run.status, run.message = result.status, f"{scenario}: {result.message}"
+    finally:
+        remove_image(client, tag)
+    return run

@@ -1,0 +1,224 @@
+"""Hostile images are contained: each ends in a clear failed state, the worker and the host
+stay healthy, and nothing of the run is left on the engine."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import time
+from pathlib import Path
+
+import docker
+import pytest
+
+from benchmark_data import Benchmark
+from leaderboard.containers import (
+    DEFAULT_LIMITS,
+    Limits,
+    RunResult,
+    RunStatus,
+    new_run_id,
+    prepare_inputs,
+    run_container,
+)
+from leaderboard.containers.limits import KiB, MiB
+from leaderboard.containers.results import LOG_CUT
+from tests.leaderboard.containers.conftest import leftovers
+from tests.leaderboard.containers.hostile import HostileImages
+
+pytestmark = pytest.mark.slow
+
+# Small limits so that each hostile run ends in seconds.
+LIMITS = DEFAULT_LIMITS.with_(
+    memory_bytes=256 * MiB,
+    cpus=1.0,
+    pids=64,
+    wall_time=20.0,
+    tmp_bytes=32 * MiB,
+    output_bytes=8 * MiB,
+    output_files=200,
+)
+
+
+@pytest.fixture(scope="module")
+def inputs(tiny_bench: Benchmark, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return prepare_inputs(
+        tiny_bench, "in-hospital-mortality", "paired", tmp_path_factory.mktemp("in") / "input"
+    )
+
+
+def tree_digest(root: Path) -> str:
+    h = hashlib.sha256()
+    for p in sorted(root.rglob("*")):
+        h.update(str(p.relative_to(root)).encode())
+        if p.is_file():
+            h.update(p.read_bytes())
+    return h.hexdigest()
+
+
+def processes_of(container_id: str, wait: float = 5.0) -> list[int]:
+    """Host processes still in the container's cgroups (after a short grace for the
+    kernel to finish killing them)."""
+    deadline = time.monotonic() + wait
+    while True:
+        found = []
+        for proc in Path("/proc").iterdir():
+            if proc.name.isdigit():
+                try:
+                    if container_id in (proc / "cgroup").read_text():
+                        found.append(int(proc.name))
+                except OSError:
+                    continue
+        if not found or time.monotonic() > deadline:
+            return found
+        time.sleep(0.2)
+
+
+def run_hostile(
+    name: str,
+    hostile: HostileImages,
+    engine: docker.DockerClient,
+    inputs: Path,
+    tmp_path: Path,
+    limits: Limits = LIMITS,
+) -> RunResult:
+    archive = hostile.archive(name)
+    run_id = new_run_id()
+    before = tree_digest(inputs)
+    result = run_container(
+        archive,
+        task="in-hospital-mortality",
+        scenario="paired",
+        input_dir=inputs,
+        work_dir=tmp_path / "work",
+        limits=limits,
+        client=engine,
+        run_id=run_id,
+    )
+    # Nothing of the run is left: no container, no image tag, no output directory, no
+    # process of the container; the inputs are unchanged; the host can still fork.
+    assert leftovers(engine, run_id) == []
+    assert not (tmp_path / "work" / "output-paired").exists()
+    assert tree_digest(inputs) == before
+    assert result.container_id and processes_of(result.container_id) == []
+    assert subprocess.run(["true"]).returncode == 0
+    assert engine.ping()
+    return result
+
+
+def test_network_is_unreachable(hostile, engine, inputs, tmp_path):
+    """A model that tries the network finds only the loopback interface and no route out."""
+    r = run_hostile("network", hostile, engine, inputs, tmp_path)
+    assert r.status == RunStatus.CRASHED, r.log_tail
+    assert r.exit_code == 3
+    assert "CONNECTED" not in r.log_tail
+    assert "interfaces: ['lo']" in r.log_tail
+    assert "exited with code 3" in r.message
+
+
+def test_writes_outside_output_are_refused(hostile, engine, inputs, tmp_path):
+    """Writes to the image, /input and the rest of the root fail; privileged calls fail;
+    a symlink left as predictions.csv is refused without being followed."""
+    passwd = Path("/etc/passwd").read_bytes()
+    r = run_hostile("write_outside", hostile, engine, inputs, tmp_path)
+    assert r.status == RunStatus.WRONG_OUTPUT, r.log_tail
+    assert "not a regular file" in r.message
+    assert "uid 65534 gid 65534" in r.log_tail
+    assert "WRITTEN" not in r.log_tail
+    assert r.log_tail.count("refused") == 11
+    assert "Read-only file system" in r.log_tail
+    assert Path("/etc/passwd").read_bytes() == passwd
+    assert not (tmp_path / "work" / "predictions-paired.csv").exists()
+
+
+def test_fork_bomb_is_bounded_and_stopped(hostile, engine, inputs, tmp_path):
+    """Forking without end hits the process limit and the run is stopped at the wall time."""
+    limits = LIMITS.with_(wall_time=6.0)
+    t0 = time.monotonic()
+    r = run_hostile("fork_bomb", hostile, engine, inputs, tmp_path, limits)
+    assert r.status == RunStatus.TIMED_OUT, r.log_tail
+    assert "wall-time limit of 6 s" in r.message
+    assert time.monotonic() - t0 < 30
+
+
+def test_memory_hog_is_killed(hostile, engine, inputs, tmp_path):
+    """Allocating without end ends as out_of_memory at the memory limit (no swap)."""
+    r = run_hostile("memory", hostile, engine, inputs, tmp_path)
+    assert r.status == RunStatus.OUT_OF_MEMORY, (r.message, r.log_tail)
+    assert r.oom_killed
+    assert r.exit_code == 137
+    allocated = [int(line.split()[1]) for line in r.log_tail.splitlines() if "allocated" in line]
+    assert max(allocated) <= 256
+    assert "256.0 MiB" in r.message
+
+
+def test_sleeper_is_stopped_at_the_wall_time(hostile, engine, inputs, tmp_path):
+    """A model that outlives the wall-time limit is killed promptly."""
+    limits = LIMITS.with_(wall_time=3.0)
+    r = run_hostile("sleeper", hostile, engine, inputs, tmp_path, limits)
+    assert r.status == RunStatus.TIMED_OUT
+    assert r.duration is not None and 3.0 <= r.duration < 6.0
+    assert r.wall_time < 15.0
+    assert "sleeping" in r.log_tail
+
+
+def test_log_flood_keeps_only_the_tail(hostile, engine, inputs, tmp_path):
+    """A gigabyte of log reaches neither the worker's memory nor the engine's disk: the run
+    keeps the last 64 KiB, ending with what the model printed last."""
+    r = run_hostile("log_flood", hostile, engine, inputs, tmp_path, LIMITS.with_(wall_time=120.0))
+    assert r.status == RunStatus.NO_OUTPUT, r.message
+    assert r.log_truncated
+    assert r.log_tail.startswith(LOG_CUT.format(size="64.0 KiB"))
+    assert len(r.log_tail.encode()) <= 64 * KiB + len(LOG_CUT) + 16
+    assert r.log_tail.rstrip().endswith("LAST LINE OF THE LOG")
+    # The engine kept at most log_file_bytes of the gigabyte (its rotated log files).
+    assert r.log_bytes <= LIMITS.log_file_bytes + 64 * KiB
+
+
+def test_huge_output_is_stopped(hostile, engine, inputs, tmp_path):
+    """Writing without end under /output is stopped soon after the output limit; no file
+    can grow past the per-file size limit meanwhile."""
+    r = run_hostile("huge_output", hostile, engine, inputs, tmp_path)
+    assert r.status == RunStatus.OUTPUT_TOO_LARGE, (r.message, r.log_tail)
+    assert "8.0 MiB" in r.message
+    assert r.duration is not None and r.duration < 10
+    largest_file = max(LIMITS.tmp_bytes, LIMITS.shm_bytes, LIMITS.output_bytes) + 1
+    assert 8 * MiB < r.output_bytes <= largest_file + 4 * KiB  # whole blocks on disk
+
+
+def test_many_output_files_are_stopped(hostile, engine, inputs, tmp_path):
+    """Creating files without end under /output is stopped at the file-count limit."""
+    r = run_hostile("many_files", hostile, engine, inputs, tmp_path)
+    assert r.status == RunStatus.OUTPUT_TOO_LARGE, (r.message, r.log_tail)
+    assert "200 files" in r.message
+
+
+@pytest.mark.parametrize(
+    ("name", "status", "message"),
+    [
+        ("crash", RunStatus.CRASHED, "exited with code 1"),
+        ("no_output", RunStatus.NO_OUTPUT, "wrote no /output/predictions.csv"),
+        ("wrong_output", RunStatus.WRONG_OUTPUT, "it is compressed"),
+    ],
+)
+def test_failures_a_user_can_act_on(hostile, engine, inputs, tmp_path, name, status, message):
+    """A crash, a missing and an unusable output each get their own status and message,
+    with the end of the log for the owner."""
+    r = run_hostile(name, hostile, engine, inputs, tmp_path)
+    assert r.status == status, (r.message, r.log_tail)
+    assert message in r.message
+    if name == "crash":
+        assert "RuntimeError: weights file not found" in r.log_tail
+    assert os.listdir(tmp_path / "work") == []
+
+
+def test_declared_volumes_get_bounded_scratch_space(hostile, engine, inputs, tmp_path):
+    """A VOLUME in the image becomes a size-capped tmpfs, never a volume on the engine's
+    disk: filling it fails at the /tmp size limit."""
+    volumes = {v.name for v in engine.volumes.list()}
+    r = run_hostile("volume_writer", hostile, engine, inputs, tmp_path)
+    assert r.status == RunStatus.CRASHED, (r.message, r.log_tail)
+    assert "mount: tmpfs /data tmpfs" in r.log_tail
+    assert "No space left on device" in r.log_tail
+    assert {v.name for v in engine.volumes.list()} == volumes
