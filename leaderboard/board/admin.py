@@ -1,0 +1,199 @@
+"""The admin: browse everything, re-score, publish and hide through the services (so the
+audit log records who did it). Scoring runs and the audit log are read-only."""
+
+from __future__ import annotations
+
+from django.contrib import admin, messages
+from django.db.models import QuerySet
+from django.http import HttpRequest
+
+from leaderboard.board.errors import ServiceError
+from leaderboard.board.models import AuditLog, Benchmark, Evaluation, Submission, Task, Track
+from leaderboard.board.services.benchmarks import benchmark_make_current
+from leaderboard.board.services.evaluations import submissions_rescore
+from leaderboard.board.services.submissions import submission_hide, submission_publish
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(Benchmark)
+class BenchmarkAdmin(admin.ModelAdmin):
+    list_display = ["name", "version", "is_current", "short_hash", "uri", "created_at"]
+    readonly_fields = [
+        "name",
+        "version",
+        "manifest_hash",
+        "manifest",
+        "n_files",
+        "is_current",
+        "created_at",
+    ]
+    actions = ["make_current"]
+
+    @admin.display(description="manifest")
+    def short_hash(self, obj: Benchmark) -> str:
+        return obj.manifest_hash[:12]
+
+    def has_add_permission(self, request):
+        return False  # register with `manage.py load_benchmark`, which verifies the files
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    @admin.action(description="Make the selected benchmark current")
+    def make_current(self, request: HttpRequest, queryset: QuerySet[Benchmark]) -> None:
+        if queryset.count() != 1:
+            self.message_user(request, "Select exactly one benchmark.", messages.ERROR)
+            return
+        benchmark_make_current(benchmark=queryset.get(), actor=request.user)
+        self.message_user(request, "Done.")
+
+
+@admin.register(Task)
+class TaskAdmin(ReadOnlyAdmin):
+    list_display = ["slug", "benchmark", "n_test_units"]
+    list_filter = ["benchmark"]
+
+
+@admin.register(Track)
+class TrackAdmin(admin.ModelAdmin):
+    list_display = ["slug", "title", "is_open"]
+    readonly_fields = ["slug"]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+class EvaluationInline(admin.TabularInline):
+    model = Evaluation
+    fields = [
+        "id",
+        "status",
+        "trigger",
+        "triggered_by",
+        "scorer_version",
+        "primary_value",
+        "error_code",
+        "created_at",
+        "duration_seconds",
+    ]
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+    show_change_link = True
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).defer("report", "replicate_values", "summary")
+
+
+@admin.register(Submission)
+class SubmissionAdmin(admin.ModelAdmin):
+    list_display = [
+        "id",
+        "method_name",
+        "team_name",
+        "owner",
+        "task",
+        "status",
+        "visibility",
+        "is_reference",
+        "created_at",
+    ]
+    list_filter = ["status", "visibility", "is_reference", "task__slug", "task__benchmark", "track"]
+    search_fields = ["method_name", "team_name", "owner__username", "sha256"]
+    list_select_related = ["owner", "task__benchmark"]
+    readonly_fields = [
+        "owner", "task", "track", "file", "original_filename", "sha256", "size", "status",
+        "failure_kind", "failure_code", "failure_reason", "visibility", "is_reference",
+        "created_at", "queued_at", "started_at", "scored_at", "published_at", "failed_at",
+    ]  # fmt: skip
+    inlines = [EvaluationInline]
+    actions = ["rescore", "publish", "hide"]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    @admin.action(description="Re-score the selected submissions")
+    def rescore(self, request: HttpRequest, queryset: QuerySet[Submission]) -> None:
+        result = submissions_rescore(
+            actor=request.user,
+            submissions=list(queryset.select_related("task__benchmark")),
+            scope="admin selection",
+        )
+        self.message_user(
+            request,
+            f"{len(result.queued)} re-scoring run(s) queued; {len(result.skipped)} skipped "
+            "(a run already in flight, or not yet stored).",
+        )
+
+    @admin.action(description="Publish the selected submissions")
+    def publish(self, request: HttpRequest, queryset: QuerySet[Submission]) -> None:
+        done, problems = 0, []
+        for sub in queryset:
+            try:
+                submission_publish(actor=request.user, submission=sub)
+                done += 1
+            except ServiceError as exc:
+                problems.append(f"#{sub.pk}: {exc.message}")
+        self.message_user(request, f"{done} published.")
+        for p in problems:
+            self.message_user(request, p, messages.WARNING)
+
+    @admin.action(description="Hide the selected submissions from the leaderboard")
+    def hide(self, request: HttpRequest, queryset: QuerySet[Submission]) -> None:
+        for sub in queryset:
+            submission_hide(actor=request.user, submission=sub, reason="hidden from the admin")
+        self.message_user(request, f"{queryset.count()} hidden.")
+
+
+@admin.register(Evaluation)
+class EvaluationAdmin(ReadOnlyAdmin):
+    list_display = [
+        "id",
+        "submission",
+        "status",
+        "trigger",
+        "triggered_by",
+        "scorer_version",
+        "primary_value",
+        "attempts",
+        "created_at",
+        "duration_seconds",
+    ]
+    list_filter = ["status", "trigger", "scorer_version"]
+    list_select_related = ["submission__task", "triggered_by"]
+    search_fields = ["submission__method_name"]
+
+    def get_queryset(self, request):
+        qs = super().get_queryset(request)
+        return (
+            qs.defer("report", "replicate_values")
+            if request.resolver_match.url_name.endswith("changelist")
+            else qs
+        )
+
+
+@admin.register(AuditLog)
+class AuditLogAdmin(ReadOnlyAdmin):
+    list_display = ["created_at", "actor", "action", "submission", "evaluation", "benchmark"]
+    list_filter = ["action"]
+    list_select_related = ["actor", "submission__task", "evaluation", "benchmark"]
+    search_fields = ["actor__username", "action"]

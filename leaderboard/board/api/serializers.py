@@ -1,0 +1,266 @@
+"""Serializers: the API's input checks (400s with the field at fault) and output shapes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema_field
+from rest_framework import serializers
+
+from benchmark_data.tasks import METRICS, TASK_SLUGS
+from leaderboard.board.models import Benchmark, Evaluation, Submission, Task, Track
+from leaderboard.board.services.submissions import SubmissionMeta
+
+MODALITIES = ("ehr", "cxr")
+
+
+class BenchmarkSerializer(serializers.ModelSerializer):
+    tasks = serializers.SerializerMethodField()
+    seed = serializers.SerializerMethodField()
+    source = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Benchmark
+        fields = [
+            "name",
+            "version",
+            "manifest_hash",
+            "is_current",
+            "created_at",
+            "seed",
+            "source",
+            "tasks",
+        ]
+
+    @extend_schema_field(serializers.ListField(child=serializers.CharField()))
+    def get_tasks(self, obj: Benchmark) -> list[str]:
+        return [t.slug for t in obj.tasks.all()]
+
+    @extend_schema_field(OpenApiTypes.INT)
+    def get_seed(self, obj: Benchmark) -> Any:
+        return obj.manifest.get("seed")
+
+    @extend_schema_field(OpenApiTypes.OBJECT)
+    def get_source(self, obj: Benchmark) -> Any:
+        source = obj.manifest.get("source") or {}
+        return {k: v for k, v in source.items() if k in ("kind", "generator", "scale")}
+
+
+class TaskSerializer(serializers.ModelSerializer):
+    title = serializers.CharField(read_only=True)
+    description = serializers.SerializerMethodField()
+    kind = serializers.SerializerMethodField()
+    key_columns = serializers.SerializerMethodField()
+    label_columns = serializers.SerializerMethodField()
+    primary_metric = serializers.CharField(read_only=True)
+    greater_is_better = serializers.BooleanField(read_only=True)
+    metrics = serializers.SerializerMethodField()
+    benchmark = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Task
+        fields = [
+            "slug", "title", "description", "kind", "key_columns", "label_columns",
+            "primary_metric", "greater_is_better", "metrics", "n_test_units", "benchmark",
+        ]  # fmt: skip
+
+    def get_description(self, obj: Task) -> str:
+        return obj.spec.description
+
+    def get_kind(self, obj: Task) -> str:
+        return obj.spec.kind
+
+    @extend_schema_field(serializers.ListField(child=serializers.CharField()))
+    def get_key_columns(self, obj: Task) -> list[str]:
+        return list(obj.spec.key_columns)
+
+    @extend_schema_field(serializers.ListField(child=serializers.CharField()))
+    def get_label_columns(self, obj: Task) -> list[str]:
+        """Probability columns of a prediction file (``prediction`` for single-output tasks)."""
+        spec = obj.spec
+        return list(spec.label_slugs) if spec.kind == "multilabel" else ["prediction"]
+
+    @extend_schema_field(OpenApiTypes.OBJECT)
+    def get_metrics(self, obj: Task) -> dict[str, Any]:
+        return {
+            m: {"title": METRICS[m].title, "greater_is_better": METRICS[m].greater_is_better}
+            for m in obj.spec.metrics
+        }
+
+    @extend_schema_field(OpenApiTypes.STR)
+    def get_benchmark(self, obj: Task) -> str:
+        return f"{obj.benchmark.name} {obj.benchmark.version}"
+
+
+class ModalitiesField(serializers.ListField):
+    """``ehr``, ``cxr`` or both: repeated form fields, a JSON list, or ``ehr,cxr``."""
+
+    child = serializers.ChoiceField(choices=MODALITIES)
+
+    def get_value(self, dictionary):
+        value = super().get_value(dictionary)
+        if isinstance(value, str):
+            return [v.strip() for v in value.split(",") if v.strip()]
+        if isinstance(value, list) and len(value) == 1 and "," in str(value[0]):
+            return [v.strip() for v in str(value[0]).split(",") if v.strip()]
+        return value
+
+    def to_internal_value(self, data):
+        if isinstance(data, str):
+            data = [v.strip() for v in data.split(",") if v.strip()]
+        return super().to_internal_value(data)
+
+
+class SubmissionCreateSerializer(serializers.Serializer):
+    task = serializers.ChoiceField(choices=TASK_SLUGS)
+    track = serializers.ChoiceField(
+        choices=[Track.PREDICTION_FILE, Track.CONTAINER], default=Track.PREDICTION_FILE
+    )
+    file = serializers.FileField(
+        help_text="The prediction CSV (optionally gzip-compressed), in the public format."
+    )
+    method_name = serializers.CharField(max_length=120)
+    team_name = serializers.CharField(max_length=120, required=False, allow_blank=True, default="")
+    description = serializers.CharField(
+        max_length=5000, required=False, allow_blank=True, default=""
+    )
+    paper_url = serializers.URLField(max_length=500, required=False, allow_blank=True, default="")
+    code_url = serializers.URLField(max_length=500, required=False, allow_blank=True, default="")
+    modalities = ModalitiesField(
+        min_length=1, max_length=2, help_text="Inputs the model uses: ehr, cxr or both."
+    )
+    training_data = serializers.CharField(
+        min_length=10,
+        max_length=5000,
+        help_text="Which data trained the model; confirm no test subject was used.",
+    )
+    threshold = serializers.FloatField(
+        required=False, allow_null=True, min_value=0.0, max_value=1.0
+    )
+    visibility = serializers.ChoiceField(
+        choices=[Submission.Visibility.PUBLIC.value, Submission.Visibility.PRIVATE.value],
+        default=Submission.Visibility.PUBLIC.value,
+    )
+
+    def validate_modalities(self, value: list[str]) -> list[str]:
+        if len(set(value)) != len(value):
+            raise serializers.ValidationError("list each modality once.")
+        return value
+
+    def meta(self) -> SubmissionMeta:
+        d = self.validated_data
+        return SubmissionMeta(
+            method_name=d["method_name"].strip(),
+            team_name=d.get("team_name", "").strip(),
+            description=d.get("description", ""),
+            paper_url=d.get("paper_url", ""),
+            code_url=d.get("code_url", ""),
+            uses_ehr="ehr" in d["modalities"],
+            uses_cxr="cxr" in d["modalities"],
+            training_data=d["training_data"].strip(),
+            threshold=d.get("threshold"),
+            visibility=d.get("visibility", Submission.Visibility.PUBLIC),
+        )
+
+
+class HideSerializer(serializers.Serializer):
+    reason = serializers.CharField(max_length=2000)
+
+
+class EvaluationSerializer(serializers.ModelSerializer):
+    triggered_by = serializers.SerializerMethodField()
+    primary = serializers.SerializerMethodField()
+    is_current = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Evaluation
+        fields = [
+            "id", "status", "trigger", "triggered_by", "scorer_version", "benchmark_hash",
+            "seed", "replicates", "threshold", "form", "primary_metric", "primary",
+            "is_current", "error_code", "error_message", "attempts", "created_at",
+            "started_at", "finished_at", "duration_seconds",
+        ]  # fmt: skip
+
+    @extend_schema_field(OpenApiTypes.STR)
+    def get_triggered_by(self, obj: Evaluation) -> str | None:
+        return obj.triggered_by.get_username() if obj.triggered_by_id else None
+
+    @extend_schema_field(OpenApiTypes.OBJECT)
+    def get_primary(self, obj: Evaluation) -> dict[str, Any] | None:
+        if obj.status != Evaluation.Status.SUCCEEDED:
+            return None
+        return {"value": obj.primary_value, "ci": [obj.primary_ci_low, obj.primary_ci_high]}
+
+    @extend_schema_field(OpenApiTypes.BOOL)
+    def get_is_current(self, obj: Evaluation) -> bool:
+        return obj.pk in self.context.get("current_ids", ())
+
+
+class SubmissionSerializer(serializers.ModelSerializer):
+    task = serializers.CharField(source="task.slug", read_only=True)
+    benchmark = serializers.SerializerMethodField()
+    track = serializers.CharField(source="track.slug", read_only=True)
+    owner = serializers.CharField(source="owner.username", read_only=True)
+    team = serializers.CharField(read_only=True)
+    modalities = serializers.ListField(child=serializers.CharField(), read_only=True)
+    queue_position = serializers.SerializerMethodField()
+    pending_evaluation = serializers.SerializerMethodField()
+    latest = serializers.SerializerMethodField()
+    url = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Submission
+        fields = [
+            "id", "task", "benchmark", "track", "owner", "method_name", "team", "description",
+            "paper_url", "code_url", "modalities", "training_data", "threshold", "visibility",
+            "is_reference", "original_filename", "sha256", "size", "status", "failure_kind",
+            "failure_code", "failure_reason", "queue_position", "pending_evaluation",
+            "latest", "created_at", "queued_at", "started_at", "scored_at", "published_at",
+            "failed_at", "url",
+        ]  # fmt: skip
+
+    @extend_schema_field(OpenApiTypes.STR)
+    def get_benchmark(self, obj: Submission) -> str:
+        return f"{obj.task.benchmark.name} {obj.task.benchmark.version}"
+
+    @extend_schema_field(OpenApiTypes.INT)
+    def get_queue_position(self, obj: Submission) -> int | None:
+        pending = getattr(obj, "pending_evaluation_id", None)
+        return self.context.get("queue_positions", {}).get(pending)
+
+    @extend_schema_field(OpenApiTypes.OBJECT)
+    def get_pending_evaluation(self, obj: Submission) -> dict[str, Any] | None:
+        pending = getattr(obj, "pending_evaluation_id", None)
+        if not pending:
+            return None
+        return {"id": pending, "status": getattr(obj, "pending_evaluation_status", None)}
+
+    @extend_schema_field(OpenApiTypes.OBJECT)
+    def get_latest(self, obj: Submission) -> dict[str, Any] | None:
+        """The primary metric of the latest successful run, if any."""
+        if not getattr(obj, "latest_evaluation_id", None):
+            return None
+        return {
+            "evaluation_id": obj.latest_evaluation_id,
+            "metric": obj.latest_metric,
+            "value": obj.latest_value,
+            "ci": [obj.latest_ci_low, obj.latest_ci_high],
+            "scorer_version": obj.latest_scorer_version,
+        }
+
+    @extend_schema_field(OpenApiTypes.URI)
+    def get_url(self, obj: Submission) -> str:
+        request = self.context.get("request")
+        path = f"/entries/{obj.pk}/"
+        return request.build_absolute_uri(path) if request else path
+
+
+class RescoreResultSerializer(serializers.Serializer):
+    queued = serializers.IntegerField()
+    skipped = serializers.IntegerField()
+    evaluations = serializers.ListField(child=serializers.IntegerField())
+
+
+class TokenSerializer(serializers.Serializer):
+    token = serializers.CharField()

@@ -1,0 +1,447 @@
+"""API views: parse, call one service or selector, serialize."""
+
+from __future__ import annotations
+
+import csv
+import io
+
+from django.conf import settings
+from django.http import Http404
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
+from rest_framework import exceptions, permissions, serializers, status
+from rest_framework.authtoken.models import Token
+from rest_framework.authtoken.serializers import AuthTokenSerializer
+from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
+from rest_framework.renderers import BaseRenderer, BrowsableAPIRenderer, JSONRenderer
+from rest_framework.response import Response
+from rest_framework.throttling import ScopedRateThrottle
+from rest_framework.views import APIView
+
+from leaderboard.board.api.serializers import (
+    BenchmarkSerializer,
+    EvaluationSerializer,
+    HideSerializer,
+    RescoreResultSerializer,
+    SubmissionCreateSerializer,
+    SubmissionSerializer,
+    TaskSerializer,
+    TokenSerializer,
+)
+from leaderboard.board.models import Benchmark, Track
+from leaderboard.board.selectors.leaderboard import (
+    MODALITY_FILTERS,
+    board_csv_rows,
+    leaderboard_rows,
+)
+from leaderboard.board.selectors.submissions import (
+    evaluation_current_for_submission,
+    evaluation_get_for_viewer,
+    evaluation_list_for_submission,
+    evaluation_queue_positions,
+    queue_summary,
+    submission_get_for_viewer,
+    submission_list_for_owner,
+    task_get,
+    task_list,
+)
+from leaderboard.board.services.evaluations import all_rescore, submission_rescore, task_rescore
+from leaderboard.board.services.submissions import (
+    submission_create,
+    submission_hide,
+    submission_publish,
+    submission_unpublish,
+)
+
+
+class CSVRenderer(BaseRenderer):
+    """Renders ``{"csv_header": [...], "csv_rows": [[...]]}``; anything else (an error) as
+    a one-column table."""
+
+    media_type = "text/csv"
+    format = "csv"
+    charset = "utf-8"
+
+    def render(self, data, accepted_media_type=None, renderer_context=None):
+        buf = io.StringIO()
+        writer = csv.writer(buf, lineterminator="\n")
+        if isinstance(data, dict) and "csv_header" in data:
+            writer.writerow(data["csv_header"])
+            writer.writerows(data["csv_rows"])
+        else:
+            writer.writerow(["detail"])
+            writer.writerow([data.get("detail", "") if isinstance(data, dict) else data])
+        return buf.getvalue().encode("utf-8")
+
+
+def _not_found_unless(condition: bool, what: str = "Not found.") -> None:
+    if not condition:
+        raise Http404(what)
+
+
+class BenchmarkListView(APIView):
+    """Registered benchmarks; the current one takes new submissions."""
+
+    permission_classes = [permissions.AllowAny]
+
+    @extend_schema(responses=BenchmarkSerializer(many=True))
+    def get(self, request):
+        qs = Benchmark.objects.prefetch_related("tasks").order_by("-is_current", "-created_at")
+        return Response(BenchmarkSerializer(qs, many=True).data)
+
+
+class TaskListView(APIView):
+    """The tasks of the current benchmark."""
+
+    permission_classes = [permissions.AllowAny]
+
+    @extend_schema(responses=TaskSerializer(many=True))
+    def get(self, request):
+        return Response(TaskSerializer(task_list(), many=True).data)
+
+
+class TaskDetailView(APIView):
+    permission_classes = [permissions.AllowAny]
+
+    @extend_schema(responses=TaskSerializer)
+    def get(self, request, slug: str):
+        return Response(TaskSerializer(task_get(slug=slug)).data)
+
+
+class LeaderboardView(APIView):
+    """The ranked leaderboard of a task, as JSON or CSV (``?format=csv``)."""
+
+    permission_classes = [permissions.AllowAny]
+    renderer_classes = [JSONRenderer, CSVRenderer, BrowsableAPIRenderer]
+
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("track", str, enum=[Track.PREDICTION_FILE, Track.CONTAINER]),
+            OpenApiParameter("modality", str, enum=[m for m in MODALITY_FILTERS if m]),
+            OpenApiParameter("sort", str, description="rank (default) or a metric name"),
+            OpenApiParameter("order", str, enum=["asc", "desc"]),
+            OpenApiParameter("format", str, enum=["json", "csv"]),
+        ],
+        responses={
+            (200, "application/json"): OpenApiTypes.OBJECT,
+            (200, "text/csv"): OpenApiTypes.STR,
+        },
+    )
+    def get(self, request, slug: str):
+        task = task_get(slug=slug)
+        params = _board_params(request, task)
+        board = leaderboard_rows(task=task, **params)
+        if getattr(request.accepted_renderer, "format", "") == "csv":
+            header, rows = board_csv_rows(board)
+            response = Response({"csv_header": header, "csv_rows": rows})
+            response["Content-Disposition"] = f'attachment; filename="leaderboard-{task.slug}.csv"'
+            return response
+        return Response(
+            {
+                "task": task.slug,
+                "benchmark": {
+                    "name": task.benchmark.name,
+                    "version": task.benchmark.version,
+                    "hash": task.benchmark.manifest_hash,
+                },
+                "scorer_version": board.scorer_version,
+                "primary_metric": board.primary_metric,
+                "greater_is_better": task.greater_is_better,
+                "metrics": board.metrics,
+                "filters": {"track": board.track, "modality": board.modality},
+                "sort": {"by": board.sort, "order": board.order},
+                "awaiting_rescore": board.awaiting_rescore,
+                "rows": [r.as_dict() for r in board.rows],
+                "decision_rows": [r.as_dict() for r in board.decision_rows],
+            }
+        )
+
+
+def _board_params(request, task) -> dict[str, str]:
+    """Check the leaderboard's query parameters; a bad one is a 400 naming it."""
+    track = request.query_params.get("track", "")
+    modality = request.query_params.get("modality", "").replace(" ", "+")
+    sort = request.query_params.get("sort", "rank") or "rank"
+    order = request.query_params.get("order", "")
+    errors = {}
+    if track and track not in (Track.PREDICTION_FILE, Track.CONTAINER):
+        errors["track"] = [f"unknown track {track!r}; use prediction-file or container"]
+    if modality not in MODALITY_FILTERS:
+        errors["modality"] = [f"unknown modality filter {modality!r}; use ehr, cxr or ehr+cxr"]
+    if sort not in ("rank", "primary", *task.spec.metrics):
+        errors["sort"] = [
+            f"cannot sort by {sort!r}; use rank or one of: {', '.join(task.spec.metrics)}"
+        ]
+    if order not in ("", "asc", "desc"):
+        errors["order"] = ["use asc or desc"]
+    if errors:
+        raise exceptions.ValidationError(errors)
+    return {"track": track, "modality": modality, "sort": sort, "order": order}
+
+
+class SubmissionListCreateView(APIView):
+    """Your submissions (GET), or a new one (POST, multipart with the file)."""
+
+    permission_classes = [permissions.IsAuthenticated]
+    parser_classes = [MultiPartParser, FormParser, JSONParser]
+    throttle_scope = "submissions"
+
+    def get_throttles(self):
+        throttles = super().get_throttles()
+        if self.request.method == "POST":
+            throttles.append(ScopedRateThrottle())
+        return throttles
+
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("active", bool, description="only entries queued or running"),
+            OpenApiParameter("task", str),
+        ],
+        responses=SubmissionSerializer(many=True),
+    )
+    def get(self, request):
+        task = (
+            task_get(slug=request.query_params["task"])
+            if request.query_params.get("task")
+            else None
+        )
+        active = request.query_params.get("active", "").lower() in ("1", "true", "yes")
+        subs = list(
+            submission_list_for_owner(owner=request.user, active_only=active, task=task)[:200]
+        )
+        positions = evaluation_queue_positions(
+            evaluation_ids=[s.pending_evaluation_id for s in subs]
+        )
+        ctx = {"request": request, "queue_positions": positions}
+        return Response(
+            {
+                "queue": queue_summary(),
+                "results": SubmissionSerializer(subs, many=True, context=ctx).data,
+            }
+        )
+
+    @extend_schema(
+        request={"multipart/form-data": SubmissionCreateSerializer},
+        responses={201: SubmissionSerializer},
+    )
+    def post(self, request):
+        data = request.data
+        upload_errors = getattr(request._request, "upload_errors", None)
+        if upload_errors:
+            raise exceptions.ValidationError({k: [v] for k, v in upload_errors.items()})
+        serializer = SubmissionCreateSerializer(data=data)
+        serializer.is_valid(raise_exception=True)
+        task = task_get(slug=serializer.validated_data["task"])
+        track = Track.objects.get(slug=serializer.validated_data["track"])
+        submission = submission_create(
+            owner=request.user,
+            task=task,
+            track=track,
+            upload=serializer.validated_data["file"],
+            meta=serializer.meta(),
+        )
+        sub = submission_get_for_viewer(pk=submission.pk, viewer=request.user)
+        positions = evaluation_queue_positions(evaluation_ids=[sub.pending_evaluation_id])
+        body = SubmissionSerializer(
+            sub, context={"request": request, "queue_positions": positions}
+        ).data
+        return Response(body, status=status.HTTP_201_CREATED)
+
+
+class SubmissionDetailView(APIView):
+    """One entry: its status, failure reason, queue position and latest result. Unpublished
+    entries are visible to their owner and staff only."""
+
+    permission_classes = [permissions.AllowAny]
+
+    @extend_schema(responses=SubmissionSerializer)
+    def get(self, request, pk: int):
+        sub = submission_get_for_viewer(pk=pk, viewer=request.user)
+        positions = evaluation_queue_positions(evaluation_ids=[sub.pending_evaluation_id])
+        return Response(
+            SubmissionSerializer(
+                sub, context={"request": request, "queue_positions": positions}
+            ).data
+        )
+
+
+class SubmissionEvaluationsView(APIView):
+    """Every scoring run of an entry, newest first."""
+
+    permission_classes = [permissions.AllowAny]
+
+    @extend_schema(responses=EvaluationSerializer(many=True))
+    def get(self, request, pk: int):
+        sub = submission_get_for_viewer(pk=pk, viewer=request.user)
+        current = evaluation_current_for_submission(submission=sub)
+        runs = evaluation_list_for_submission(submission=sub)
+        ctx = {"current_ids": {current.pk} if current else set()}
+        return Response(EvaluationSerializer(runs, many=True, context=ctx).data)
+
+
+class SubmissionReportView(APIView):
+    """The full score report (aggregates only) of the entry's current run, or of
+    ``?evaluation=ID``."""
+
+    permission_classes = [permissions.AllowAny]
+
+    @extend_schema(
+        parameters=[OpenApiParameter("evaluation", int)], responses={200: OpenApiTypes.OBJECT}
+    )
+    def get(self, request, pk: int):
+        sub = submission_get_for_viewer(pk=pk, viewer=request.user)
+        raw = request.query_params.get("evaluation")
+        if raw:
+            if not raw.isdigit():
+                raise exceptions.ValidationError({"evaluation": ["must be an evaluation id"]})
+            evaluation = evaluation_get_for_viewer(submission=sub, pk=int(raw))
+        else:
+            evaluation = evaluation_current_for_submission(submission=sub)
+        if evaluation is None or evaluation.report is None:
+            raise Http404("this entry has no score report yet")
+        return Response(
+            {
+                "entry_id": sub.pk,
+                "evaluation_id": evaluation.pk,
+                "created_at": evaluation.created_at,
+                "report": evaluation.report,
+            }
+        )
+
+
+def _submission_for_action(request, pk: int):
+    return submission_get_for_viewer(pk=pk, viewer=request.user)
+
+
+class SubmissionPublishView(APIView):
+    """Put a scored entry on the leaderboard (owner or staff)."""
+
+    permission_classes = [permissions.IsAuthenticated]
+
+    @extend_schema(request=None, responses=SubmissionSerializer)
+    def post(self, request, pk: int):
+        submission_publish(actor=request.user, submission=_submission_for_action(request, pk))
+        return Response(
+            SubmissionSerializer(
+                _submission_for_action(request, pk), context={"request": request}
+            ).data
+        )
+
+
+class SubmissionUnpublishView(APIView):
+    """Withdraw an entry from the leaderboard; it stays scored and private (owner or staff)."""
+
+    permission_classes = [permissions.IsAuthenticated]
+
+    @extend_schema(request=None, responses=SubmissionSerializer)
+    def post(self, request, pk: int):
+        submission_unpublish(actor=request.user, submission=_submission_for_action(request, pk))
+        return Response(
+            SubmissionSerializer(
+                _submission_for_action(request, pk), context={"request": request}
+            ).data
+        )
+
+
+class SubmissionHideView(APIView):
+    """Staff: hide an entry from the leaderboard, with a reason kept in the audit log."""
+
+    permission_classes = [permissions.IsAdminUser]
+
+    @extend_schema(request=HideSerializer, responses=SubmissionSerializer)
+    def post(self, request, pk: int):
+        body = HideSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        submission_hide(
+            actor=request.user,
+            submission=_submission_for_action(request, pk),
+            reason=body.validated_data["reason"],
+        )
+        return Response(
+            SubmissionSerializer(
+                _submission_for_action(request, pk), context={"request": request}
+            ).data
+        )
+
+
+class SubmissionRescoreView(APIView):
+    """Staff: score an entry again (a new run; earlier runs are kept)."""
+
+    permission_classes = [permissions.IsAdminUser]
+
+    @extend_schema(request=None, responses={202: RescoreResultSerializer})
+    def post(self, request, pk: int):
+        result = submission_rescore(
+            actor=request.user, submission=_submission_for_action(request, pk)
+        )
+        return Response(result.as_dict(), status=status.HTTP_202_ACCEPTED)
+
+
+class TaskRescoreView(APIView):
+    """Staff: score every scored entry of a task again."""
+
+    permission_classes = [permissions.IsAdminUser]
+
+    @extend_schema(request=None, responses={202: RescoreResultSerializer})
+    def post(self, request, slug: str):
+        result = task_rescore(actor=request.user, task=task_get(slug=slug))
+        return Response(result.as_dict(), status=status.HTTP_202_ACCEPTED)
+
+
+class RescoreAllView(APIView):
+    """Staff: score every scored entry of the current benchmark again."""
+
+    permission_classes = [permissions.IsAdminUser]
+
+    @extend_schema(request=None, responses={202: RescoreResultSerializer})
+    def post(self, request):
+        result = all_rescore(actor=request.user)
+        return Response(result.as_dict(), status=status.HTTP_202_ACCEPTED)
+
+
+class QueueView(APIView):
+    """How many scoring runs are waiting and running."""
+
+    permission_classes = [permissions.AllowAny]
+
+    @extend_schema(
+        responses=inline_serializer(
+            "Queue", {"queued": serializers.IntegerField(), "running": serializers.IntegerField()}
+        )
+    )
+    def get(self, request):
+        return Response(queue_summary())
+
+
+class TokenView(APIView):
+    """Exchange a user name and password for your API token."""
+
+    permission_classes = [permissions.AllowAny]
+    parser_classes = [JSONParser, FormParser, MultiPartParser]
+    throttle_scope = "login"
+    throttle_classes = [ScopedRateThrottle]
+
+    @extend_schema(request=AuthTokenSerializer, responses=TokenSerializer)
+    def post(self, request):
+        serializer = AuthTokenSerializer(data=request.data, context={"request": request})
+        serializer.is_valid(raise_exception=True)
+        token, _ = Token.objects.get_or_create(user=serializer.validated_data["user"])
+        return Response({"token": token.key})
+
+
+class LimitsView(APIView):
+    """The platform's submission rules."""
+
+    permission_classes = [permissions.AllowAny]
+
+    @extend_schema(responses={200: OpenApiTypes.OBJECT})
+    def get(self, request):
+        return Response(
+            {
+                "submissions_per_day_per_task": settings.SUBMISSIONS_PER_DAY,
+                "failed_submissions_per_day_per_task": settings.FAILED_SUBMISSIONS_PER_DAY,
+                "max_upload_bytes": settings.MAX_UPLOAD_BYTES,
+                "replicates": settings.SCORING_REPLICATES,
+                "day_boundary": "00:00 UTC",
+            }
+        )

@@ -1,0 +1,8 @@
+from django.apps import AppConfig
+
+
+class BoardConfig(AppConfig):
+    name = "leaderboard.board"
+    label = "board"
+    verbose_name = "Leaderboard"
+    default_auto_field = "django.db.models.BigAutoField"

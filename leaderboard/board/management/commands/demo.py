@@ -1,0 +1,160 @@
+"""``manage.py demo``: the embedded default, from nothing to a running leaderboard.
+
+Migrates the database, generates the synthetic demo benchmark (``python -m benchmark_data
+synth --scale demo --seed 42``) if it is not there yet, registers it, enters the reference
+baselines when a baselines run is present, enters and scores a sample submission, then serves
+the site on 127.0.0.1:8000 with a scoring worker (kombu's filesystem transport: no server
+needed). ``--no-serve`` stops after the set-up.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.core.files.uploadedfile import SimpleUploadedFile
+from django.core.management import call_command
+from django.core.management.base import BaseCommand, CommandError
+
+from leaderboard.board.errors import DuplicateSubmission, ServiceError
+from leaderboard.board.models import Submission, Track
+from leaderboard.board.selectors.submissions import task_get
+from leaderboard.board.services.baselines import baselines_load
+from leaderboard.board.services.benchmarks import benchmark_open, benchmark_register
+from leaderboard.board.services.evaluations import evaluation_run
+from leaderboard.board.services.submissions import SubmissionMeta, submission_create
+
+DEMO_USER = "demo"
+DEMO_PASSWORD = "demo-password"
+
+
+def worker_command(*, beat: bool = True, loglevel: str = "info") -> list[str]:
+    """The command line of a scoring worker (one process, so the two cores stay shared)."""
+    cmd = [sys.executable, "-m", "celery", "-A", "leaderboard.celery", "worker",
+           "--loglevel", loglevel, "--concurrency", "1", "--pool", "prefork",
+           "--hostname", f"scorer-{os.getpid()}@%h", "--without-gossip", "--without-mingle"]  # fmt: skip
+    if beat:
+        cmd += ["--beat", "--schedule", str(settings.CELERY_BEAT_SCHEDULE_FILENAME)]
+    return cmd
+
+
+class Command(BaseCommand):
+    help = "Set up the demo (benchmark, baselines, a scored sample entry) and serve it."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--out", default=str(settings.VAR_DIR / "demo"), help="demo folder")
+        parser.add_argument("--baselines", default="", help="baselines run folder (run.json)")
+        parser.add_argument("--addr", default="127.0.0.1:8000")
+        parser.add_argument("--no-serve", action="store_true", help="set up, then exit")
+
+    def handle(self, *args, **opts):
+        out = Path(opts["out"])
+        settings.VAR_DIR.mkdir(parents=True, exist_ok=True)
+        call_command("migrate", interactive=False, verbosity=0)
+        self.stdout.write("database ready")
+
+        bench_dir = out / "benchmark"
+        if not (bench_dir / "manifest.json").is_file():
+            self.stdout.write(f"generating the synthetic demo benchmark in {bench_dir} ...")
+            subprocess.run(
+                [sys.executable, "-m", "benchmark_data", "synth", "--out", str(bench_dir),
+                 "--scale", "demo", "--seed", "42"],
+                check=True,
+            )  # fmt: skip
+        try:
+            benchmark = benchmark_register(uri=str(bench_dir))
+        except ServiceError as exc:
+            raise CommandError(exc.message) from None
+        self.stdout.write(f"benchmark {benchmark} registered ({benchmark.manifest_hash[:12]})")
+
+        run_dir = Path(opts["baselines"]) if opts["baselines"] else out / "baselines"
+        if (run_dir / "predictions").is_dir():
+            try:
+                refs = baselines_load(run_dir=run_dir)
+            except ServiceError as exc:
+                self.stderr.write(f"baselines not loaded: {exc.message}")
+                refs = []
+            for sub in refs:
+                self._score_now(sub)
+        else:
+            self.stdout.write(
+                f"no baselines run in {run_dir} (train one with `python -m scoring.baselines "
+                f"train --benchmark {bench_dir} --run {run_dir}`)"
+            )
+
+        self._sample_entry(benchmark)
+        self.stdout.write(
+            f"log in as {DEMO_USER} / {DEMO_PASSWORD} (or create an admin with "
+            "`manage.py createsuperuser`)"
+        )
+        if opts["no_serve"]:
+            return
+        self._serve(opts["addr"])
+
+    def _score_now(self, sub: Submission) -> None:
+        pending = sub.evaluations.filter(status="queued").first()
+        if pending is None:
+            return
+        ev = evaluation_run(evaluation_id=pending.pk, worker="demo")
+        if ev is None:
+            return
+        if ev.status == "succeeded":
+            self.stdout.write(
+                f"  #{sub.pk} {sub.task.slug} {sub.method_name}: {ev.primary_metric} {ev.primary_value:.4f}"
+            )
+        else:
+            self.stdout.write(
+                f"  #{sub.pk} {sub.task.slug} {sub.method_name}: failed: {ev.error_message}"
+            )
+
+    def _sample_entry(self, benchmark) -> None:
+        from leaderboard.board.sample import SAMPLE_METHOD, SAMPLE_TASK, sample_predictions
+
+        user, created = get_user_model().objects.get_or_create(username=DEMO_USER)
+        if created:
+            user.set_password(DEMO_PASSWORD)
+            user.save()
+        task = task_get(slug=SAMPLE_TASK)
+        data = sample_predictions(benchmark_open(benchmark=benchmark))
+        try:
+            sub = submission_create(
+                owner=user,
+                task=task,
+                track=Track.objects.get(slug=Track.PREDICTION_FILE),
+                upload=SimpleUploadedFile("sample-ihm.csv", data, content_type="text/csv"),
+                meta=SubmissionMeta(
+                    method_name=SAMPLE_METHOD,
+                    team_name="Demo",
+                    description="Mean and last value of the 76 discretized features over the "
+                    "first 48 hours, standardized; L2-regularized logistic regression.",
+                    uses_ehr=True,
+                    uses_cxr=False,
+                    training_data="The benchmark's train split only.",
+                ),
+                enforce_quota=False,
+            )
+        except DuplicateSubmission:
+            self.stdout.write("sample entry already there")
+            return
+        self.stdout.write("sample entry scored:")
+        self._score_now(sub)
+
+    def _serve(self, addr: str) -> None:
+        worker = subprocess.Popen(worker_command(), start_new_session=True)
+        self.stdout.write(f"scoring worker started (pid {worker.pid})")
+        # Stopped with SIGTERM as with Ctrl-C: the worker is stopped too.
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+        try:
+            call_command("runserver", addr, use_reloader=False)
+        finally:
+            if worker.poll() is None:
+                os.killpg(worker.pid, signal.SIGTERM)
+                try:
+                    worker.wait(timeout=20)
+                except subprocess.TimeoutExpired:
+                    os.killpg(worker.pid, signal.SIGKILL)

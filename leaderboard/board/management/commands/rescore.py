@@ -1,0 +1,61 @@
+"""``manage.py rescore --task SLUG | --submission ID | --all``: queue new scoring runs.
+
+Each re-score adds a run; earlier runs stay. With ``--now`` the runs are scored in this
+process instead of by a worker.
+"""
+
+from __future__ import annotations
+
+from django.contrib.auth import get_user_model
+from django.core.management.base import BaseCommand, CommandError
+
+from leaderboard.board.models import Submission
+from leaderboard.board.selectors.submissions import task_get
+from leaderboard.board.services.evaluations import (
+    all_rescore,
+    evaluation_run,
+    submission_rescore,
+    task_rescore,
+)
+
+
+class Command(BaseCommand):
+    help = "Re-score one submission, every entry of a task, or every entry."
+
+    def add_arguments(self, parser):
+        which = parser.add_mutually_exclusive_group(required=True)
+        which.add_argument("--task", help="task slug (current benchmark)")
+        which.add_argument("--submission", type=int, help="submission id")
+        which.add_argument("--all", action="store_true", help="every scored entry")
+        parser.add_argument("--user", help="staff user recorded in the audit log")
+        parser.add_argument("--now", action="store_true", help="score here, without a worker")
+
+    def handle(self, *args, **opts):
+        actor = None
+        if opts["user"]:
+            actor = get_user_model().objects.filter(username=opts["user"]).first()
+            if actor is None:
+                raise CommandError(f"no user {opts['user']!r}")
+        if opts["submission"]:
+            sub = (
+                Submission.objects.select_related("task__benchmark")
+                .filter(pk=opts["submission"])
+                .first()
+            )
+            if sub is None:
+                raise CommandError(f"no submission {opts['submission']}")
+            result = submission_rescore(actor=actor, submission=sub)
+        elif opts["task"]:
+            try:
+                task = task_get(slug=opts["task"])
+            except Exception:
+                raise CommandError(f"no task {opts['task']!r} in the current benchmark") from None
+            result = task_rescore(actor=actor, task=task)
+        else:
+            result = all_rescore(actor=actor)
+        self.stdout.write(f"{len(result.queued)} run(s) queued, {len(result.skipped)} skipped")
+        if opts["now"]:
+            for evaluation_id in result.queued:
+                ev = evaluation_run(evaluation_id=evaluation_id, worker="manage.py rescore")
+                if ev is not None:
+                    self.stdout.write(f"  run {evaluation_id}: {ev.status}")

@@ -1,0 +1,411 @@
+"""Data of the platform: fields, states and the constraints the database enforces.
+
+Workflows live in ``services/``; reads in ``selectors/``.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+
+from benchmark_data.tasks import METRICS, TASK_SLUGS, TASKS
+from benchmark_data.tasks import Task as TaskSpec
+
+TASK_CHOICES = [(slug, TASKS[slug].title) for slug in TASK_SLUGS]
+
+
+class SubmissionStatus(models.TextChoices):
+    SUBMITTED = "submitted", "Submitted"
+    QUEUED = "queued", "Queued"
+    RUNNING = "running", "Running"
+    SCORED = "scored", "Scored"
+    PUBLISHED = "published", "Published"
+    FAILED = "failed", "Failed"
+
+
+class Visibility(models.TextChoices):
+    PUBLIC = "public", "Public: published once scored"
+    PRIVATE = "private", "Private: only you see it"
+    HIDDEN = "hidden", "Hidden by the organizers"
+
+
+class FailureKind(models.TextChoices):
+    NONE = "", "None"
+    INPUT = "input", "Problem in the submitted file"
+    SYSTEM = "system", "Problem on the platform's side"
+
+
+class EvaluationStatus(models.TextChoices):
+    QUEUED = "queued", "Queued"
+    RUNNING = "running", "Running"
+    SUCCEEDED = "succeeded", "Succeeded"
+    FAILED = "failed", "Failed"
+
+
+class Trigger(models.TextChoices):
+    SUBMISSION = "submission", "New submission"
+    RESCORE = "rescore", "Re-score"
+    BASELINE = "baseline", "Reference baseline"
+
+
+class AuditAction(models.TextChoices):
+    SUBMISSION_CREATE = "submission.create", "Submission created"
+    SUBMISSION_PUBLISH = "submission.publish", "Submission published"
+    SUBMISSION_UNPUBLISH = "submission.unpublish", "Submission withdrawn from the board"
+    SUBMISSION_HIDE = "submission.hide", "Submission hidden"
+    RESCORE = "evaluation.rescore", "Re-score requested"
+    EVALUATION_REQUEUE = "evaluation.requeue", "Stalled run re-queued"
+    EVALUATION_ABANDON = "evaluation.abandon", "Stalled run given up"
+    BENCHMARK_LOAD = "benchmark.load", "Benchmark registered"
+    BENCHMARK_CURRENT = "benchmark.current", "Benchmark made current"
+    BASELINE_LOAD = "baseline.load", "Reference baseline loaded"
+    TOKEN_RESET = "token.reset", "API token regenerated"
+
+
+class Benchmark(models.Model):
+    """A registered benchmark version (a directory or S3 prefix with a manifest)."""
+
+    name = models.CharField(max_length=100)
+    version = models.CharField(max_length=100)
+    manifest_hash = models.CharField(max_length=64, unique=True)
+    uri = models.CharField("location", max_length=500)
+    credentialed_uri = models.CharField(
+        "location of the credentialed part", max_length=500, blank=True
+    )
+    # The manifest without its file list (counts, source, seed), for display.
+    manifest = models.JSONField(default=dict)
+    n_files = models.PositiveIntegerField(default=0)
+    is_current = models.BooleanField(default=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.UniqueConstraint(fields=["name", "version"], name="benchmark_name_version"),
+            models.UniqueConstraint(
+                fields=["is_current"], condition=Q(is_current=True), name="one_current_benchmark"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} {self.version}"
+
+
+class Task(models.Model):
+    """One of the five tasks, as scored on one benchmark."""
+
+    benchmark = models.ForeignKey(Benchmark, on_delete=models.PROTECT, related_name="tasks")
+    slug = models.CharField(max_length=40, choices=TASK_CHOICES)
+    n_test_units = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        ordering = ["benchmark", "id"]
+        constraints = [
+            models.UniqueConstraint(fields=["benchmark", "slug"], name="task_per_benchmark"),
+            models.CheckConstraint(condition=Q(slug__in=TASK_SLUGS), name="task_slug_known"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.slug} ({self.benchmark})"
+
+    @property
+    def spec(self) -> TaskSpec:
+        return TASKS[self.slug]
+
+    @property
+    def title(self) -> str:
+        return self.spec.title
+
+    @property
+    def primary_metric(self) -> str:
+        return self.spec.primary_metric
+
+    @property
+    def greater_is_better(self) -> bool:
+        return METRICS[self.spec.primary_metric].greater_is_better
+
+
+TRACK_PREDICTION_FILE = "prediction-file"
+TRACK_CONTAINER = "container"
+
+
+class Track(models.Model):
+    """How entries are submitted: prediction files, or container images run by the platform."""
+
+    PREDICTION_FILE = TRACK_PREDICTION_FILE
+    CONTAINER = TRACK_CONTAINER
+    SLUGS = [(TRACK_PREDICTION_FILE, "Prediction file"), (TRACK_CONTAINER, "Container")]
+
+    slug = models.CharField(max_length=40, unique=True, choices=SLUGS)
+    title = models.CharField(max_length=100)
+    description = models.TextField(blank=True)
+    is_open = models.BooleanField(default=True)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(slug__in=[TRACK_PREDICTION_FILE, TRACK_CONTAINER]),
+                name="track_slug_known",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return self.title
+
+
+class Submission(models.Model):
+    """An entry: a prediction file for one task, its description, and where it stands."""
+
+    Status = SubmissionStatus
+    Visibility = Visibility
+    FailureKind = FailureKind
+
+    ACTIVE_STATUSES = (Status.SUBMITTED, Status.QUEUED, Status.RUNNING)
+
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="submissions"
+    )
+    task = models.ForeignKey(Task, on_delete=models.PROTECT, related_name="submissions")
+    track = models.ForeignKey(Track, on_delete=models.PROTECT, related_name="submissions")
+
+    method_name = models.CharField(max_length=120)
+    team_name = models.CharField(max_length=120, blank=True)
+    description = models.TextField(blank=True)
+    paper_url = models.URLField(max_length=500, blank=True)
+    code_url = models.URLField(max_length=500, blank=True)
+    uses_ehr = models.BooleanField("uses the ICU time series (EHR)")
+    uses_cxr = models.BooleanField("uses the chest X-rays (CXR)")
+    training_data = models.TextField(
+        "training data statement",
+        help_text="Which data trained the model, and confirmation that no test subject was used.",
+    )
+    threshold = models.FloatField(
+        null=True, blank=True, help_text="Decision threshold for threshold metrics (default 0.5)."
+    )
+
+    file = models.FileField(max_length=300)
+    original_filename = models.CharField(max_length=255, blank=True)
+    sha256 = models.CharField(max_length=64)
+    size = models.BigIntegerField()
+
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.SUBMITTED)
+    failure_kind = models.CharField(
+        max_length=8, choices=FailureKind.choices, blank=True, default=FailureKind.NONE
+    )
+    failure_code = models.CharField(max_length=64, blank=True)
+    failure_reason = models.TextField(blank=True)
+    visibility = models.CharField(
+        max_length=8, choices=Visibility.choices, default=Visibility.PUBLIC
+    )
+    is_reference = models.BooleanField(default=False)
+
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    queued_at = models.DateTimeField(null=True, blank=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    scored_at = models.DateTimeField(null=True, blank=True)
+    published_at = models.DateTimeField(null=True, blank=True)
+    failed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [
+            models.Index(fields=["owner", "task", "created_at"], name="submission_quota_idx"),
+            models.Index(fields=["task", "status"], name="submission_board_idx"),
+        ]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(status__in=SubmissionStatus.values), name="submission_status_known"
+            ),
+            models.CheckConstraint(
+                condition=Q(visibility__in=Visibility.values),
+                name="submission_visibility_known",
+            ),
+            models.CheckConstraint(
+                condition=Q(failure_kind__in=FailureKind.values),
+                name="submission_failure_kind_known",
+            ),
+            # Only a public entry is on the leaderboard.
+            models.CheckConstraint(
+                condition=~Q(status="published") | Q(visibility="public"),
+                name="published_is_public",
+            ),
+            # A failed entry always says why; others carry no failure.
+            models.CheckConstraint(
+                condition=(Q(status="failed") & ~Q(failure_reason="") & ~Q(failure_kind=""))
+                | (~Q(status="failed") & Q(failure_kind="")),
+                name="failure_has_reason",
+            ),
+            models.CheckConstraint(
+                condition=Q(uses_ehr=True) | Q(uses_cxr=True), name="uses_a_modality"
+            ),
+            models.CheckConstraint(
+                condition=Q(threshold__isnull=True) | Q(threshold__gte=0, threshold__lte=1),
+                name="threshold_in_unit_interval",
+            ),
+            models.CheckConstraint(condition=Q(size__gte=0), name="size_not_negative"),
+            # The same file cannot be entered twice for a task by one owner (failed ones aside).
+            models.UniqueConstraint(
+                fields=["owner", "task", "sha256"],
+                condition=~Q(status="failed"),
+                name="one_entry_per_file",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"#{self.pk} {self.method_name} ({self.task.slug})"
+
+    @property
+    def modalities(self) -> list[str]:
+        return [m for m, used in (("ehr", self.uses_ehr), ("cxr", self.uses_cxr)) if used]
+
+    @property
+    def modalities_label(self) -> str:
+        return " + ".join(m.upper() for m in self.modalities)
+
+    @property
+    def is_active(self) -> bool:
+        return self.status in self.ACTIVE_STATUSES
+
+    @property
+    def team(self) -> str:
+        return self.team_name or self.owner.get_username()
+
+
+class Evaluation(models.Model):
+    """One scoring run of a submission. Append-only: re-scoring adds a new row; a finished
+    run is never changed again."""
+
+    Status = EvaluationStatus
+    Trigger = Trigger
+
+    IN_FLIGHT = (Status.QUEUED, Status.RUNNING)
+
+    submission = models.ForeignKey(Submission, on_delete=models.PROTECT, related_name="evaluations")
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
+    trigger = models.CharField(max_length=16, choices=Trigger.choices)
+    triggered_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+    )
+
+    # What produced the result (filled when the run finishes).
+    scorer_version = models.CharField(max_length=40, blank=True)
+    benchmark_hash = models.CharField(max_length=64)
+    seed = models.BigIntegerField(null=True, blank=True)
+    replicates = models.PositiveIntegerField(null=True, blank=True)
+    threshold = models.FloatField(null=True, blank=True)
+    form = models.CharField(max_length=16, blank=True)
+
+    # The result: the full report, and the few numbers list pages need, kept apart so that
+    # a leaderboard never loads a report.
+    report = models.JSONField(null=True, blank=True)
+    summary = models.JSONField(null=True, blank=True)
+    primary_metric = models.CharField(max_length=40, blank=True)
+    primary_value = models.FloatField(null=True, blank=True)
+    primary_ci_low = models.FloatField(null=True, blank=True)
+    primary_ci_high = models.FloatField(null=True, blank=True)
+    replicate_values = models.JSONField(null=True, blank=True)
+
+    error_code = models.CharField(max_length=64, blank=True)
+    error_message = models.TextField(blank=True)
+
+    attempts = models.PositiveSmallIntegerField(default=0)
+    run_token = models.UUIDField(null=True, blank=True)
+    worker = models.CharField(max_length=200, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    enqueued_at = models.DateTimeField(null=True, blank=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    duration_seconds = models.FloatField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [
+            models.Index(fields=["status", "created_at"], name="evaluation_queue_idx"),
+            models.Index(
+                fields=["submission", "scorer_version", "benchmark_hash", "status"],
+                name="evaluation_current_idx",
+            ),
+        ]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(status__in=EvaluationStatus.values), name="evaluation_status_known"
+            ),
+            models.CheckConstraint(
+                condition=Q(trigger__in=Trigger.values),
+                name="evaluation_trigger_known",
+            ),
+            # At most one run of a submission is queued or running at a time: a retried or
+            # duplicated request cannot start a second one.
+            models.UniqueConstraint(
+                fields=["submission"],
+                condition=Q(status__in=["queued", "running"]),
+                name="one_run_in_flight",
+            ),
+            models.CheckConstraint(
+                condition=~Q(status="succeeded")
+                | (Q(report__isnull=False) & Q(summary__isnull=False) & ~Q(scorer_version="")),
+                name="succeeded_has_report",
+            ),
+            models.CheckConstraint(
+                condition=~Q(status="failed") | ~Q(error_message=""),
+                name="failed_has_message",
+            ),
+            models.CheckConstraint(
+                condition=~Q(status="running") | Q(run_token__isnull=False),
+                name="running_has_token",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"evaluation {self.pk} of submission {self.submission_id} ({self.status})"
+
+    @property
+    def is_finished(self) -> bool:
+        return self.status in (self.Status.SUCCEEDED, self.Status.FAILED)
+
+
+class AuditLog(models.Model):
+    """Who did what: every publish, hide, re-score, benchmark change and reaper action."""
+
+    Action = AuditAction
+
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    action = models.CharField(max_length=40, choices=Action.choices)
+    submission = models.ForeignKey(
+        Submission, on_delete=models.SET_NULL, null=True, blank=True, related_name="audit_entries"
+    )
+    evaluation = models.ForeignKey(
+        Evaluation, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    benchmark = models.ForeignKey(
+        Benchmark, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    details = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(action__in=AuditAction.values), name="audit_action_known"
+            )
+        ]
+
+    def __str__(self) -> str:
+        who = self.actor.get_username() if self.actor_id else "system"
+        return f"{self.created_at:%Y-%m-%d %H:%M} {who} {self.action}"
+
+
+def new_upload_name(task_slug: str, suffix: str) -> str:
+    """Storage name of an uploaded prediction file: unguessable, never the user's name."""
+    return f"submissions/{task_slug}/{uuid.uuid4().hex}{suffix}"

@@ -1,0 +1,1 @@
+"""Reads: the queries behind the pages and the API."""

@@ -1,0 +1,161 @@
+"""Reading submissions and their runs, with the visibility rules applied."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from django.db.models import OuterRef, Q, QuerySet, Subquery
+from django.http import Http404
+
+from leaderboard.board.models import Benchmark, Evaluation, Submission, Task, Track
+from scoring.version import SCORER_VERSION
+
+S = Submission.Status
+E = Evaluation.Status
+
+
+def current_scorer_version() -> str:
+    return SCORER_VERSION
+
+
+def benchmark_current() -> Benchmark | None:
+    return Benchmark.objects.filter(is_current=True).first()
+
+
+def task_get(*, slug: str, benchmark: Benchmark | None = None) -> Task:
+    """A task of the current benchmark (or of ``benchmark``); 404 when there is none."""
+    qs = Task.objects.select_related("benchmark").filter(slug=slug)
+    qs = qs.filter(benchmark=benchmark) if benchmark else qs.filter(benchmark__is_current=True)
+    task = qs.first()
+    if task is None:
+        raise Http404(f"no task {slug!r} in the current benchmark")
+    return task
+
+
+def task_list(*, benchmark: Benchmark | None = None) -> QuerySet[Task]:
+    qs = Task.objects.select_related("benchmark")
+    return qs.filter(benchmark=benchmark) if benchmark else qs.filter(benchmark__is_current=True)
+
+
+def track_list() -> QuerySet[Track]:
+    return Track.objects.all()
+
+
+def can_view_submission(*, submission: Submission, viewer: Any) -> bool:
+    """Published entries are public; anything else only for its owner and staff."""
+    if submission.status == S.PUBLISHED:
+        return True
+    if viewer is None or not getattr(viewer, "is_authenticated", False):
+        return False
+    return viewer.is_staff or viewer.pk == submission.owner_id
+
+
+def _with_latest(qs: QuerySet[Submission]) -> QuerySet[Submission]:
+    """Annotate each submission with its latest successful run and its run in flight."""
+    latest_ok = Evaluation.objects.filter(submission=OuterRef("pk"), status=E.SUCCEEDED).order_by(
+        "-created_at", "-id"
+    )
+    in_flight = Evaluation.objects.filter(
+        submission=OuterRef("pk"), status__in=[E.QUEUED, E.RUNNING]
+    ).order_by("-created_at")
+    return qs.annotate(
+        latest_evaluation_id=Subquery(latest_ok.values("id")[:1]),
+        latest_value=Subquery(latest_ok.values("primary_value")[:1]),
+        latest_ci_low=Subquery(latest_ok.values("primary_ci_low")[:1]),
+        latest_ci_high=Subquery(latest_ok.values("primary_ci_high")[:1]),
+        latest_metric=Subquery(latest_ok.values("primary_metric")[:1]),
+        latest_scorer_version=Subquery(latest_ok.values("scorer_version")[:1]),
+        pending_evaluation_id=Subquery(in_flight.values("id")[:1]),
+        pending_evaluation_status=Subquery(in_flight.values("status")[:1]),
+    )
+
+
+def submission_get_for_viewer(*, pk: int, viewer: Any) -> Submission:
+    """One submission if the viewer may see it; 404 otherwise (its existence is not told)."""
+    sub = (
+        _with_latest(Submission.objects.select_related("owner", "task__benchmark", "track"))
+        .filter(pk=pk)
+        .first()
+    )
+    if sub is None or not can_view_submission(submission=sub, viewer=viewer):
+        raise Http404("no such entry")
+    return sub
+
+
+def submission_list_for_owner(
+    *, owner: Any, active_only: bool = False, task: Task | None = None
+) -> QuerySet[Submission]:
+    qs = Submission.objects.filter(owner=owner).select_related("owner", "task__benchmark", "track")
+    if active_only:
+        qs = qs.filter(
+            Q(status__in=Submission.ACTIVE_STATUSES)
+            | Q(evaluations__status__in=[E.QUEUED, E.RUNNING])
+        ).distinct()
+    if task is not None:
+        qs = qs.filter(task=task)
+    return _with_latest(qs).order_by("-created_at", "-id")
+
+
+def evaluation_queue_positions(*, evaluation_ids: Iterable[int | None]) -> dict[int, int]:
+    """1-based place in the scoring queue of each queued run (runs are taken oldest first)."""
+    wanted = {i for i in evaluation_ids if i}
+    if not wanted:
+        return {}
+    queued = Evaluation.objects.filter(status=E.QUEUED).order_by("created_at", "id")
+    out: dict[int, int] = {}
+    for position, pk in enumerate(queued.values_list("id", flat=True).iterator(), start=1):
+        if pk in wanted:
+            out[pk] = position
+            if len(out) == len(wanted):
+                break
+    return out
+
+
+def queue_summary() -> dict[str, int]:
+    return {
+        "queued": Evaluation.objects.filter(status=E.QUEUED).count(),
+        "running": Evaluation.objects.filter(status=E.RUNNING).count(),
+    }
+
+
+def evaluation_list_for_submission(*, submission: Submission) -> QuerySet[Evaluation]:
+    """Every run of a submission, newest first, without the reports."""
+    return (
+        Evaluation.objects.filter(submission=submission)
+        .select_related("triggered_by")
+        .defer("report", "replicate_values")
+        .order_by("-created_at", "-id")
+    )
+
+
+def evaluation_current_for_submission(*, submission: Submission) -> Evaluation | None:
+    """The run the leaderboard shows: the latest successful one under the current scorer
+    version on the task's benchmark; else the latest successful one of any version."""
+    qs = Evaluation.objects.filter(submission=submission, status=E.SUCCEEDED).order_by(
+        "-created_at", "-id"
+    )
+    current = qs.filter(
+        scorer_version=current_scorer_version(),
+        benchmark_hash=submission.task.benchmark.manifest_hash,
+    ).first()
+    return current or qs.first()
+
+
+def evaluation_get_for_viewer(*, submission: Submission, pk: int) -> Evaluation:
+    evaluation = (
+        Evaluation.objects.filter(submission=submission, pk=pk)
+        .select_related("triggered_by")
+        .first()
+    )
+    if evaluation is None:
+        raise Http404("no such evaluation")
+    return evaluation
+
+
+def is_current_evaluation(*, evaluation: Evaluation, task: Task) -> bool:
+    return (
+        evaluation.status == E.SUCCEEDED
+        and evaluation.scorer_version == current_scorer_version()
+        and evaluation.benchmark_hash == task.benchmark.manifest_hash
+    )

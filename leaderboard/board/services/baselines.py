@@ -1,0 +1,182 @@
+"""Reference baselines: entries made from a baselines run's prediction files.
+
+A run directory (written by ``python -m scoring.baselines train``) holds ``run.json`` and
+``predictions/{task}/{model}.csv`` in the public prediction-file format. Only those files and
+the manifest's JSON are read here: the web process and the worker never load torch.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from django.contrib.auth import get_user_model
+from django.core.files.uploadedfile import SimpleUploadedFile
+from django.db import transaction
+
+from benchmark_data.tasks import TASKS
+from leaderboard.board.errors import BenchmarkInvalid, DuplicateSubmission
+from leaderboard.board.models import AuditLog, Evaluation, Submission, Task, Track
+from leaderboard.board.services.audit import audit_record
+from leaderboard.board.services.submissions import (
+    SubmissionMeta,
+    submission_create,
+    submission_unpublish,
+)
+
+log = logging.getLogger(__name__)
+
+REFERENCE_USERNAME = "reference"
+REFERENCE_TEAM = "Platform reference"
+RUN_MANIFEST = "run.json"
+
+# Model key -> (method name, uses EHR, uses CXR, description).
+MODELS: dict[str, tuple[str, bool, bool, str]] = {
+    "ehr": ("EHR only (LSTM)", True, False, "LSTM over the discretized ICU time series."),
+    "cxr": ("CXR only (CNN)", False, True, "Convolutional network on the chest X-ray."),
+    "late": ("Late fusion", True, True, "Average of the unimodal models' predictions."),
+    "early": ("Early fusion", True, True, "Classifier on the frozen unimodal embeddings."),
+    "joint": ("Joint fusion", True, True, "Unimodal encoders fine-tuned together."),
+    "medfuse": ("MedFuse", True, True, "LSTM fusion of the EHR and CXR embeddings (MedFuse)."),
+    "daft": ("DAFT", True, True, "Dynamic affine feature-map transform (DAFT)."),
+    "mmtm": ("MMTM", True, True, "Multimodal transfer module (MMTM)."),
+}
+
+
+@dataclass(frozen=True)
+class BaselineFile:
+    task: str
+    model: str
+    path: Path
+
+
+def reference_user() -> Any:
+    user, created = get_user_model().objects.get_or_create(
+        username=REFERENCE_USERNAME, defaults={"is_active": False}
+    )
+    if created:
+        user.set_unusable_password()
+        user.save(update_fields=["password"])
+    return user
+
+
+def baseline_files(run_dir: Path) -> list[BaselineFile]:
+    """The prediction files of a run, in task and model order."""
+    out = []
+    root = run_dir / "predictions"
+    for task in TASKS:
+        folder = root / task
+        if not folder.is_dir():
+            continue
+        for path in sorted(folder.iterdir()):
+            name = path.name
+            for suffix in (".csv.gz", ".csv"):
+                if name.endswith(suffix):
+                    out.append(BaselineFile(task=task, model=name[: -len(suffix)], path=path))
+                    break
+    order = {m: i for i, m in enumerate(MODELS)}
+    return sorted(out, key=lambda f: (list(TASKS).index(f.task), order.get(f.model, 99), f.model))
+
+
+def read_run_manifest(run_dir: Path) -> dict[str, Any]:
+    path = run_dir / RUN_MANIFEST
+    if not path.is_file():
+        return {}
+    try:
+        return json.loads(path.read_text())
+    except ValueError as exc:
+        raise BenchmarkInvalid(f"{path} is not valid JSON ({exc})") from None
+
+
+def _meta(model: str, task: str, manifest: dict[str, Any]) -> SubmissionMeta:
+    name, ehr, cxr, description = MODELS.get(model, (model, True, True, "Reference model."))
+    entry = (manifest.get("tasks") or {}).get(task, {}).get(model, {})
+    details = []
+    if manifest.get("code_version"):
+        details.append(f"code {manifest['code_version']}")
+    if manifest.get("seed") is not None:
+        details.append(f"seed {manifest['seed']}")
+    if entry.get("best_epoch"):
+        details.append(f"selected epoch {entry['best_epoch']}")
+    if isinstance(entry.get("val_metric"), (int, float)):
+        details.append(f"validation {TASKS[task].primary_metric} {entry['val_metric']:.4f}")
+    text = description + (f" Run: {', '.join(details)}." if details else "")
+    return SubmissionMeta(
+        method_name=name,
+        team_name=REFERENCE_TEAM,
+        description=text,
+        uses_ehr=ehr,
+        uses_cxr=cxr,
+        training_data=(
+            "The benchmark's train split (model fitting) and validation split (model "
+            "selection) only; trained by the platform."
+        ),
+    )
+
+
+def baselines_load(*, run_dir: str | Path, actor: Any = None) -> list[Submission]:
+    """Enter every prediction file of a run as a reference entry of the current benchmark
+    (queued for scoring). A file already entered is skipped; an earlier reference entry of
+    the same model and task is withdrawn from the board in favour of the new one."""
+    run = Path(run_dir)
+    if not run.is_dir():
+        raise BenchmarkInvalid(f"{run} is not a directory")
+    manifest = read_run_manifest(run)
+    files = baseline_files(run)
+    if not files:
+        raise BenchmarkInvalid(f"{run} holds no prediction files (predictions/TASK/MODEL.csv)")
+    tasks = {
+        t.slug: t
+        for t in Task.objects.select_related("benchmark").filter(benchmark__is_current=True)
+    }
+    if not tasks:
+        raise BenchmarkInvalid("no current benchmark: run load_benchmark first")
+    bench_hash = (manifest.get("benchmark") or {}).get("hash")
+    current = next(iter(tasks.values())).benchmark
+    if bench_hash and bench_hash != current.manifest_hash:
+        raise BenchmarkInvalid(
+            f"the run was made on benchmark {bench_hash[:12]}, not on the current benchmark "
+            f"{current.manifest_hash[:12]} ({current})"
+        )
+    owner = reference_user()
+    track = Track.objects.get(slug=Track.PREDICTION_FILE)
+    created: list[Submission] = []
+    for f in files:
+        task = tasks.get(f.task)
+        if task is None:
+            log.warning("skipping %s: task %s is not in the current benchmark", f.path, f.task)
+            continue
+        meta = _meta(f.model, f.task, manifest)
+        upload = SimpleUploadedFile(f.path.name, f.path.read_bytes(), content_type="text/csv")
+        try:
+            with transaction.atomic():
+                sub = submission_create(
+                    owner=owner,
+                    task=task,
+                    track=track,
+                    upload=upload,
+                    meta=meta,
+                    is_reference=True,
+                    enforce_quota=False,
+                    trigger=Evaluation.Trigger.BASELINE,
+                )
+                older = Submission.objects.filter(
+                    task=task, is_reference=True, method_name=meta.method_name
+                ).exclude(pk=sub.pk)
+                for old in older:
+                    submission_unpublish(actor=owner, submission=old)
+                audit_record(
+                    actor=actor,
+                    action=AuditLog.Action.BASELINE_LOAD,
+                    submission=sub,
+                    run=str(run),
+                    model=f.model,
+                )
+        except DuplicateSubmission:
+            log.info("%s/%s is already entered", f.task, f.model)
+            continue
+        created.append(sub)
+    return created

@@ -1,0 +1,129 @@
+"""Registering benchmarks and opening them for scoring."""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+from django.db import transaction
+
+from benchmark_data import Benchmark as BenchmarkData
+from benchmark_data import BenchmarkError
+from benchmark_data.store import StoreError
+from leaderboard.board.errors import BenchmarkInvalid
+from leaderboard.board.models import AuditLog, Benchmark, Task
+from leaderboard.board.services.audit import audit_record
+
+
+def _manifest_summary(manifest: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in manifest.items() if k != "files"}
+
+
+def benchmark_open(*, benchmark: Benchmark) -> BenchmarkData:
+    """Open a registered benchmark and check it is still the version that was registered."""
+    try:
+        data = BenchmarkData.open(
+            benchmark.uri, credentialed_uri=benchmark.credentialed_uri or None
+        )
+    except (BenchmarkError, StoreError) as exc:
+        raise BenchmarkInvalid(str(exc)) from None
+    if data.manifest_hash != benchmark.manifest_hash:
+        raise BenchmarkInvalid(
+            f"the benchmark at {benchmark.uri} has changed since it was registered: its manifest "
+            f"hash is {data.manifest_hash}, not {benchmark.manifest_hash}"
+        )
+    return data
+
+
+def benchmark_register(
+    *,
+    uri: str,
+    credentialed_uri: str = "",
+    make_current: bool = True,
+    verify: bool = True,
+    actor: Any = None,
+) -> Benchmark:
+    """Register a benchmark directory or S3 prefix (idempotent on its manifest hash).
+
+    The benchmark must hold its credentialed part (the test labels): the platform scores
+    against it. With ``verify`` every file is checked against the manifest first.
+    """
+    try:
+        data = BenchmarkData.open(uri, credentialed_uri=credentialed_uri or None)
+        if not data.has_credentialed():
+            raise BenchmarkInvalid(
+                f"{uri} holds no credentialed part (test labels): it is a public export; "
+                "register the full benchmark, or give the credentialed part's location"
+            )
+        if verify:
+            data.verify()
+    except (BenchmarkError, StoreError) as exc:
+        raise BenchmarkInvalid(str(exc)) from None
+    tasks = data.tasks
+    if not tasks:
+        raise BenchmarkInvalid(f"{uri}: the manifest lists none of the five tasks")
+    counts = data.manifest.get("counts", {})
+    with transaction.atomic():
+        benchmark = Benchmark.objects.filter(manifest_hash=data.manifest_hash).first()
+        created = benchmark is None
+        if created:
+            benchmark = Benchmark.objects.create(
+                name=data.name,
+                version=data.version,
+                manifest_hash=data.manifest_hash,
+                uri=str(uri),
+                credentialed_uri=str(credentialed_uri or ""),
+                manifest=_manifest_summary(data.manifest),
+                n_files=len(data.manifest["files"]),
+            )
+        else:
+            # Same data at a new location (e.g. copied to S3): follow it.
+            benchmark.uri = str(uri)
+            benchmark.credentialed_uri = str(credentialed_uri or "")
+            benchmark.save(update_fields=["uri", "credentialed_uri"])
+        for slug in tasks:
+            n_test = int(counts.get(slug, {}).get("test", 0) or 0)
+            Task.objects.update_or_create(
+                benchmark=benchmark, slug=slug, defaults={"n_test_units": n_test}
+            )
+        audit_record(
+            actor=actor,
+            action=AuditLog.Action.BENCHMARK_LOAD,
+            benchmark=benchmark,
+            uri=str(uri),
+            created=created,
+            verified=verify,
+        )
+        if make_current and not benchmark.is_current:
+            benchmark_make_current(benchmark=benchmark, actor=actor)
+    return benchmark
+
+
+def benchmark_make_current(*, benchmark: Benchmark, actor: Any = None) -> Benchmark:
+    """Make a benchmark the one new submissions go to and the boards show."""
+    with transaction.atomic():
+        Benchmark.objects.select_for_update().filter(is_current=True).exclude(
+            pk=benchmark.pk
+        ).update(is_current=False)
+        benchmark.is_current = True
+        benchmark.save(update_fields=["is_current"])
+        audit_record(actor=actor, action=AuditLog.Action.BENCHMARK_CURRENT, benchmark=benchmark)
+    return benchmark
+
+
+@functools.lru_cache(maxsize=8)
+def _truth_cached(uri: str, credentialed_uri: str, manifest_hash: str, task_slug: str):
+    from scoring.truth import truth_from_benchmark
+
+    benchmark = Benchmark(uri=uri, credentialed_uri=credentialed_uri, manifest_hash=manifest_hash)
+    return truth_from_benchmark(benchmark_open(benchmark=benchmark), task_slug)
+
+
+def task_truth(*, task: Task):
+    """The ground truth of a task (cached per worker process: the data is immutable for a
+    given manifest hash)."""
+    b = task.benchmark
+    try:
+        return _truth_cached(b.uri, b.credentialed_uri, b.manifest_hash, task.slug)
+    except (BenchmarkError, StoreError) as exc:
+        raise BenchmarkInvalid(str(exc)) from None

@@ -1,0 +1,461 @@
+"""Scoring runs: queueing, claiming, running, finishing, re-scoring and reaping.
+
+A run is an :class:`Evaluation` row. Its life: ``queued`` (created, message sent) ->
+``running`` (claimed by a worker, with a fresh ``run_token``) -> ``succeeded`` or ``failed``.
+Every step that changes it locks the row and checks its state, so a message delivered twice,
+a retried task or a worker that wakes up after the reaper gave its run away never writes a
+second result. The partial unique constraint ``one_run_in_flight`` keeps a submission from
+having two runs queued or running at once.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from celery.exceptions import SoftTimeLimitExceeded
+from django.conf import settings
+from django.core.files.storage import default_storage
+from django.db import IntegrityError, transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from leaderboard.board.errors import BenchmarkInvalid
+from leaderboard.board.models import AuditLog, Evaluation, Submission, Task
+from leaderboard.board.services.audit import audit_record
+from leaderboard.board.services.benchmarks import task_truth
+
+log = logging.getLogger(__name__)
+
+# A run created less than this long ago may still have its on-commit send ahead of it.
+SEND_GRACE = timedelta(seconds=30)
+
+S = Submission.Status
+E = Evaluation.Status
+
+SYSTEM_FAILURE = (
+    "Scoring could not finish because of a problem on the platform's side ({what}; reference "
+    "E{evaluation_id}). This does not count against your limits: submit the same file again, "
+    "or ask the organizers to re-score entry #{submission_id}."
+)
+
+
+# Queueing -----------------------------------------------------------------------------------
+def evaluation_create(
+    *, submission: Submission, trigger: str, triggered_by: Any = None
+) -> Evaluation | None:
+    """Queue a scoring run of a submission; None when one is already queued or running.
+
+    The message is sent after the transaction commits.
+    """
+    try:
+        with transaction.atomic():
+            evaluation = Evaluation.objects.create(
+                submission=submission,
+                trigger=trigger,
+                triggered_by=triggered_by if getattr(triggered_by, "pk", None) else None,
+                benchmark_hash=submission.task.benchmark.manifest_hash,
+                threshold=submission.threshold,
+            )
+    except IntegrityError:
+        return None
+    evaluation_id = evaluation.pk
+    transaction.on_commit(lambda: evaluation_enqueue(evaluation_id=evaluation_id))
+    return evaluation
+
+
+def evaluation_enqueue(*, evaluation_id: int) -> bool:
+    """Send the scoring message of a queued run. A broker that cannot be reached leaves the
+    run queued: the reaper sends it again later. Returns whether the message went out."""
+    from leaderboard.board.tasks import evaluation_run_task
+
+    now = timezone.now()
+    updated = Evaluation.objects.filter(pk=evaluation_id, status=E.QUEUED).update(enqueued_at=now)
+    if not updated:
+        return False
+    try:
+        evaluation_run_task.apply_async(args=[evaluation_id], retry=True)
+    except Exception:  # the broker is down: nothing is lost, the reaper resends
+        log.exception("could not send scoring run %s to the broker", evaluation_id)
+        Evaluation.objects.filter(pk=evaluation_id, status=E.QUEUED).update(enqueued_at=None)
+        return False
+    Submission.objects.filter(evaluations__pk=evaluation_id, status=S.SUBMITTED).update(
+        status=S.QUEUED, queued_at=now
+    )
+    return True
+
+
+# Running ------------------------------------------------------------------------------------
+def evaluation_claim(*, evaluation_id: int, worker: str = "") -> Evaluation | None:
+    """Take a queued run for this worker; None if it is gone, finished or already taken."""
+    now = timezone.now()
+    with transaction.atomic():
+        evaluation = (
+            Evaluation.objects.select_for_update().filter(pk=evaluation_id, status=E.QUEUED).first()
+        )
+        if evaluation is None:
+            return None
+        evaluation.status = E.RUNNING
+        evaluation.run_token = uuid.uuid4()
+        evaluation.attempts += 1
+        evaluation.started_at = now
+        evaluation.worker = worker[:200]
+        evaluation.save(update_fields=["status", "run_token", "attempts", "started_at", "worker"])
+        Submission.objects.filter(
+            pk=evaluation.submission_id, status__in=[S.SUBMITTED, S.QUEUED]
+        ).update(status=S.RUNNING, started_at=now, queued_at=evaluation.enqueued_at or now)
+    return (
+        Evaluation.objects.select_related("submission__task__benchmark")
+        .defer("report")
+        .get(pk=evaluation_id)
+    )
+
+
+def _open_submission_file(submission: Submission):
+    name = submission.file.name
+    try:
+        return default_storage.path(name)
+    except NotImplementedError:
+        return default_storage.open(name, "rb")
+
+
+def evaluation_run(*, evaluation_id: int, worker: str = "") -> Evaluation | None:
+    """Claim a queued run, score the submission's file and record the outcome.
+
+    Returns the finished run, or None when there was nothing to do (a duplicate message).
+    """
+    from scoring.errors import ScoringInputError
+    from scoring.report import score_predictions
+
+    evaluation = evaluation_claim(evaluation_id=evaluation_id, worker=worker)
+    if evaluation is None:
+        log.info("scoring run %s: nothing to do (finished, taken or gone)", evaluation_id)
+        return None
+    token = evaluation.run_token
+    submission = evaluation.submission
+    t0 = time.perf_counter()
+    source = None
+    try:
+        truth = task_truth(task=submission.task)
+        source = _open_submission_file(submission)
+        report = score_predictions(
+            source,
+            truth=truth,
+            replicates=settings.SCORING_REPLICATES,
+            threshold=submission.threshold if submission.threshold is not None else 0.5,
+            max_bytes=settings.MAX_UPLOAD_BYTES,
+        )
+    except ScoringInputError as exc:
+        return evaluation_fail(
+            evaluation_id=evaluation_id,
+            run_token=token,
+            kind=Submission.FailureKind.INPUT,
+            code=exc.code,
+            message=exc.message,
+            duration=time.perf_counter() - t0,
+        )
+    except SoftTimeLimitExceeded:
+        limit = settings.SCORING_SOFT_TIME_LIMIT
+        return evaluation_fail(
+            evaluation_id=evaluation_id,
+            run_token=token,
+            kind=Submission.FailureKind.SYSTEM,
+            code="time_limit",
+            message=SYSTEM_FAILURE.format(
+                what=f"scoring took longer than its {limit} s limit",
+                evaluation_id=evaluation_id,
+                submission_id=submission.pk,
+            ),
+            duration=time.perf_counter() - t0,
+        )
+    except BenchmarkInvalid as exc:
+        log.error("scoring run %s: benchmark unusable: %s", evaluation_id, exc.message)
+        return evaluation_fail(
+            evaluation_id=evaluation_id,
+            run_token=token,
+            kind=Submission.FailureKind.SYSTEM,
+            code="benchmark_unavailable",
+            message=SYSTEM_FAILURE.format(
+                what="the test data could not be read",
+                evaluation_id=evaluation_id,
+                submission_id=submission.pk,
+            ),
+            duration=time.perf_counter() - t0,
+        )
+    except Exception:
+        log.exception("scoring run %s failed", evaluation_id)
+        return evaluation_fail(
+            evaluation_id=evaluation_id,
+            run_token=token,
+            kind=Submission.FailureKind.SYSTEM,
+            code="internal_error",
+            message=SYSTEM_FAILURE.format(
+                what="an unexpected error in the scorer",
+                evaluation_id=evaluation_id,
+                submission_id=submission.pk,
+            ),
+            duration=time.perf_counter() - t0,
+        )
+    finally:
+        if source is not None and hasattr(source, "close"):
+            source.close()
+    return evaluation_finish(
+        evaluation_id=evaluation_id,
+        run_token=token,
+        report=report,
+        duration=time.perf_counter() - t0,
+    )
+
+
+def _main_replicates(report: dict[str, Any]) -> list[float | None]:
+    main = report.get("main_scenario") or report.get("summary", {}).get("scenario") or "paired"
+    return list(report["scenarios"][main]["replicates"])
+
+
+def evaluation_finish(
+    *, evaluation_id: int, run_token: uuid.UUID, report: dict[str, Any], duration: float
+) -> Evaluation | None:
+    """Record a successful run, unless the run is no longer this worker's."""
+    now = timezone.now()
+    summary = report["summary"]
+    with transaction.atomic():
+        evaluation = Evaluation.objects.select_for_update().filter(pk=evaluation_id).first()
+        if (
+            evaluation is None
+            or evaluation.status != E.RUNNING
+            or evaluation.run_token != run_token
+        ):
+            log.warning("scoring run %s: result discarded, the run was taken over", evaluation_id)
+            return None
+        ci = summary.get("ci") or [None, None]
+        evaluation.status = E.SUCCEEDED
+        evaluation.report = report
+        evaluation.summary = summary
+        evaluation.scorer_version = str(report["scorer_version"])
+        evaluation.benchmark_hash = str(report["benchmark"]["hash"] or evaluation.benchmark_hash)
+        evaluation.seed = report.get("seed")
+        evaluation.replicates = report.get("replicates")
+        evaluation.threshold = report.get("threshold")
+        evaluation.form = str(report.get("predictions", {}).get("form", ""))
+        evaluation.primary_metric = str(summary.get("primary_metric", ""))
+        evaluation.primary_value = summary.get("value")
+        evaluation.primary_ci_low, evaluation.primary_ci_high = ci[0], ci[1]
+        evaluation.replicate_values = _main_replicates(report)
+        evaluation.finished_at = now
+        evaluation.duration_seconds = duration
+        evaluation.save()
+        submission = Submission.objects.select_for_update().get(pk=evaluation.submission_id)
+        if submission.status not in (S.SCORED, S.PUBLISHED):
+            publish = (
+                submission.visibility == Submission.Visibility.PUBLIC and settings.AUTO_PUBLISH
+            )
+            submission.status = S.PUBLISHED if publish else S.SCORED
+            submission.scored_at = now
+            submission.published_at = now if publish else None
+            submission.failure_kind = Submission.FailureKind.NONE
+            submission.failure_code = ""
+            submission.failure_reason = ""
+            submission.failed_at = None
+            submission.save()
+    return evaluation
+
+
+def evaluation_fail(
+    *,
+    evaluation_id: int,
+    run_token: uuid.UUID | None,
+    kind: str,
+    code: str,
+    message: str,
+    duration: float | None = None,
+) -> Evaluation | None:
+    """Record a failed run. The submission fails with it when it had no result yet; a
+    failed re-score leaves a scored entry as it was (the run stays in its history)."""
+    now = timezone.now()
+    with transaction.atomic():
+        evaluation = Evaluation.objects.select_for_update().filter(pk=evaluation_id).first()
+        if evaluation is None or evaluation.is_finished:
+            return None
+        if run_token is not None and evaluation.run_token != run_token:
+            log.warning("scoring run %s: failure discarded, the run was taken over", evaluation_id)
+            return None
+        evaluation.status = E.FAILED
+        evaluation.error_code = code[:64]
+        evaluation.error_message = message
+        evaluation.finished_at = now
+        evaluation.duration_seconds = duration
+        if evaluation.run_token is None:
+            evaluation.run_token = uuid.uuid4()
+        evaluation.save()
+        submission = Submission.objects.select_for_update().get(pk=evaluation.submission_id)
+        if submission.status in Submission.ACTIVE_STATUSES:
+            submission.status = S.FAILED
+            submission.failure_kind = kind
+            submission.failure_code = code[:64]
+            submission.failure_reason = message
+            submission.failed_at = now
+            submission.save()
+    return evaluation
+
+
+# Re-scoring ---------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class RescoreResult:
+    queued: list[int]
+    skipped: list[int]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "queued": len(self.queued),
+            "skipped": len(self.skipped),
+            "evaluations": self.queued,
+        }
+
+
+def _rescorable_bulk() -> Any:
+    """Entries a bulk re-score covers: scored ones, and those that failed on our side."""
+    return Submission.objects.filter(
+        Q(status__in=[S.SCORED, S.PUBLISHED])
+        | Q(status=S.FAILED, failure_kind=Submission.FailureKind.SYSTEM)
+    )
+
+
+def submissions_rescore(
+    *, actor: Any, submissions: Iterable[Submission], scope: str
+) -> RescoreResult:
+    """Queue a new run for each submission (skipping those with a run in flight), and log
+    who asked. Earlier runs stay as they were."""
+    queued: list[int] = []
+    skipped: list[int] = []
+    with transaction.atomic():
+        for submission in submissions:
+            if submission.status in (S.SUBMITTED,):
+                skipped.append(submission.pk)
+                continue
+            evaluation = evaluation_create(
+                submission=submission, trigger=Evaluation.Trigger.RESCORE, triggered_by=actor
+            )
+            if evaluation is None:
+                skipped.append(submission.pk)
+                continue
+            queued.append(evaluation.pk)
+            audit_record(
+                actor=actor,
+                action=AuditLog.Action.RESCORE,
+                submission=submission,
+                evaluation=evaluation,
+                scope=scope,
+            )
+    return RescoreResult(queued=queued, skipped=skipped)
+
+
+def submission_rescore(*, actor: Any, submission: Submission) -> RescoreResult:
+    return submissions_rescore(
+        actor=actor, submissions=[submission], scope=f"submission {submission.pk}"
+    )
+
+
+def task_rescore(*, actor: Any, task: Task) -> RescoreResult:
+    subs = _rescorable_bulk().filter(task=task).select_related("task__benchmark").order_by("pk")
+    return submissions_rescore(actor=actor, submissions=list(subs), scope=f"task {task.slug}")
+
+
+def all_rescore(*, actor: Any) -> RescoreResult:
+    subs = (
+        _rescorable_bulk()
+        .filter(task__benchmark__is_current=True)
+        .select_related("task__benchmark")
+        .order_by("pk")
+    )
+    return submissions_rescore(actor=actor, submissions=list(subs), scope="all")
+
+
+# Reaping ------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class ReapResult:
+    requeued: list[int]
+    abandoned: list[int]
+    resent: list[int]
+
+
+def evaluations_reap(*, now: Any = None) -> ReapResult:
+    """Notice runs whose worker died and messages that were lost, and put them back.
+
+    - a run still ``running`` past ``SCORING_LEASE`` goes back to ``queued`` (and is sent
+      again), or fails for good after ``SCORING_MAX_ATTEMPTS`` attempts;
+    - a ``queued`` run never sent, or sent more than ``SCORING_RESEND_AFTER`` ago, is sent
+      again (a duplicate message finds the run taken and does nothing).
+    """
+    now = now or timezone.now()
+    requeued: list[int] = []
+    abandoned: list[int] = []
+    stale = list(
+        Evaluation.objects.filter(status=E.RUNNING, started_at__lt=now - settings.SCORING_LEASE)
+        .values_list("pk", flat=True)
+        .order_by("pk")
+    )
+    for evaluation_id in stale:
+        with transaction.atomic():
+            evaluation = (
+                Evaluation.objects.select_for_update()
+                .filter(
+                    pk=evaluation_id, status=E.RUNNING, started_at__lt=now - settings.SCORING_LEASE
+                )
+                .first()
+            )
+            if evaluation is None:
+                continue
+            if evaluation.attempts >= settings.SCORING_MAX_ATTEMPTS:
+                abandoned.append(evaluation_id)
+                audit_record(
+                    actor=None,
+                    action=AuditLog.Action.EVALUATION_ABANDON,
+                    submission=evaluation.submission,
+                    evaluation=evaluation,
+                    attempts=evaluation.attempts,
+                    worker=evaluation.worker,
+                )
+                evaluation_fail(
+                    evaluation_id=evaluation_id,
+                    run_token=None,
+                    kind=Submission.FailureKind.SYSTEM,
+                    code="worker_lost",
+                    message=SYSTEM_FAILURE.format(
+                        what=f"the scoring worker stopped {evaluation.attempts} times",
+                        evaluation_id=evaluation_id,
+                        submission_id=evaluation.submission_id,
+                    ),
+                )
+                continue
+            evaluation.status = E.QUEUED
+            evaluation.run_token = None
+            evaluation.enqueued_at = None
+            evaluation.save(update_fields=["status", "run_token", "enqueued_at"])
+            Submission.objects.filter(pk=evaluation.submission_id, status=S.RUNNING).update(
+                status=S.QUEUED
+            )
+            audit_record(
+                actor=None,
+                action=AuditLog.Action.EVALUATION_REQUEUE,
+                submission=evaluation.submission,
+                evaluation=evaluation,
+                attempts=evaluation.attempts,
+                worker=evaluation.worker,
+            )
+            requeued.append(evaluation_id)
+    resend = list(
+        Evaluation.objects.filter(status=E.QUEUED)
+        .filter(
+            Q(enqueued_at__isnull=True, created_at__lt=now - SEND_GRACE)
+            | Q(enqueued_at__lt=now - settings.SCORING_RESEND_AFTER)
+        )
+        .values_list("pk", flat=True)
+    )
+    resend = sorted(set(resend) | set(requeued))
+    resent = [pk for pk in resend if evaluation_enqueue(evaluation_id=pk)]
+    return ReapResult(requeued=requeued, abandoned=abandoned, resent=resent)

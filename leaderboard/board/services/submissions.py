@@ -1,0 +1,272 @@
+"""Entering, publishing, withdrawing and hiding submissions; the daily limits."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.core.files.uploadedfile import UploadedFile
+from django.db import IntegrityError, transaction
+from django.db.models import Count, Q
+from django.utils import timezone
+
+from leaderboard.board.errors import (
+    DuplicateSubmission,
+    InvalidState,
+    NotAllowed,
+    QuotaExceeded,
+    StorageUnavailable,
+    TaskClosed,
+    TrackClosed,
+)
+from leaderboard.board.models import AuditLog, Evaluation, Submission, Task, Track, new_upload_name
+from leaderboard.board.services.audit import audit_record
+from leaderboard.board.services.evaluations import evaluation_create
+from leaderboard.board.services.uploads import check_prediction_upload
+
+log = logging.getLogger(__name__)
+
+S = Submission.Status
+V = Submission.Visibility
+
+
+@dataclass(frozen=True)
+class SubmissionMeta:
+    """What a participant says about an entry."""
+
+    method_name: str
+    training_data: str
+    uses_ehr: bool
+    uses_cxr: bool
+    team_name: str = ""
+    description: str = ""
+    paper_url: str = ""
+    code_url: str = ""
+    threshold: float | None = None
+    visibility: str = V.PUBLIC
+
+
+@dataclass(frozen=True)
+class QuotaUsage:
+    used: int
+    limit: int
+    failed: int
+    failed_limit: int
+    resets_at: datetime
+
+
+def _day_start(now: datetime) -> datetime:
+    return now.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+
+
+def submission_quota_usage(*, owner: Any, task: Task, now: datetime | None = None) -> QuotaUsage:
+    """Today's (UTC) submissions of an owner for a task: those that count against the daily
+    limit (everything but failed ones) and failed ones (the file was at fault), apart."""
+    now = now or timezone.now()
+    start = _day_start(now)
+    counts = Submission.objects.filter(owner=owner, task=task, created_at__gte=start).aggregate(
+        used=Count("id", filter=~Q(status=S.FAILED)),
+        failed=Count("id", filter=Q(status=S.FAILED, failure_kind=Submission.FailureKind.INPUT)),
+    )
+    return QuotaUsage(
+        used=counts["used"],
+        limit=settings.SUBMISSIONS_PER_DAY,
+        failed=counts["failed"],
+        failed_limit=settings.FAILED_SUBMISSIONS_PER_DAY,
+        resets_at=start + timedelta(days=1),
+    )
+
+
+def check_submission_quota(*, owner: Any, task: Task) -> QuotaUsage:
+    """Refuse a submission over the daily limits. Call inside a transaction that holds the
+    owner's row lock (see :func:`submission_create`), so two concurrent requests cannot both
+    take the last place."""
+    usage = submission_quota_usage(owner=owner, task=task)
+    if owner.is_staff:
+        return usage
+    reset = f"{usage.resets_at:%Y-%m-%d %H:%M} UTC"
+    if usage.used >= usage.limit:
+        raise QuotaExceeded(
+            f"You have made {usage.used} submissions for {task.title} today, the daily limit "
+            f"of {usage.limit} (failed ones are not counted). You can submit again after {reset}."
+        )
+    if usage.failed >= usage.failed_limit:
+        raise QuotaExceeded(
+            f"{usage.failed} of your submissions for {task.title} failed today, the daily limit "
+            f"of {usage.failed_limit} for failed files. Check your file with "
+            f"`python -m scoring score --truth` on the validation split first; you can submit "
+            f"again after {reset}."
+        )
+    return usage
+
+
+def submission_create(
+    *,
+    owner: Any,
+    task: Task,
+    track: Track,
+    upload: UploadedFile | None,
+    meta: SubmissionMeta,
+    is_reference: bool = False,
+    enforce_quota: bool = True,
+    trigger: str = Evaluation.Trigger.SUBMISSION,
+) -> Submission:
+    """Store the upload, check the limits, record the entry and queue it for scoring."""
+    if not track.is_open:
+        raise TrackClosed(f"The {track.title} track is not open for submissions.", field="track")
+    if not task.benchmark.is_current:
+        raise TaskClosed(
+            f"{task.title} of benchmark {task.benchmark} is closed: submit to the current benchmark.",
+            field="task",
+        )
+    if meta.visibility not in (V.PUBLIC, V.PRIVATE):
+        raise NotAllowed("An entry can be public or private.", field="visibility")
+    info = check_prediction_upload(upload=upload)
+    stored_name = ""
+    try:
+        with transaction.atomic():
+            # One lock per owner: concurrent submissions of one user are serialized, so the
+            # count below cannot be read twice before either is written.
+            get_user_model().objects.select_for_update().filter(pk=owner.pk).first()
+            if enforce_quota:
+                check_submission_quota(owner=owner, task=task)
+            duplicate = (
+                Submission.objects.filter(owner=owner, task=task, sha256=info.sha256)
+                .exclude(status=S.FAILED)
+                .first()
+            )
+            if duplicate is not None:
+                raise DuplicateSubmission(
+                    f"This file was already submitted as entry #{duplicate.pk} "
+                    f"({duplicate.method_name}); a file is scored once. Use re-scoring instead.",
+                    field="file",
+                )
+            submission = Submission(
+                owner=owner,
+                task=task,
+                track=track,
+                method_name=meta.method_name,
+                team_name=meta.team_name,
+                description=meta.description,
+                paper_url=meta.paper_url,
+                code_url=meta.code_url,
+                uses_ehr=meta.uses_ehr,
+                uses_cxr=meta.uses_cxr,
+                training_data=meta.training_data,
+                threshold=meta.threshold,
+                visibility=meta.visibility,
+                is_reference=is_reference,
+                sha256=info.sha256,
+                size=info.size,
+                original_filename=info.original_name,
+            )
+            try:
+                upload.seek(0)
+                stored_name = submission.file.storage.save(
+                    new_upload_name(task.slug, info.suffix), upload
+                )
+            except Exception as exc:
+                log.exception("could not store an upload")
+                raise StorageUnavailable(
+                    "The file store cannot be reached right now; nothing was recorded. "
+                    "Please try again in a few minutes."
+                ) from exc
+            submission.file.name = stored_name
+            submission.save()
+            evaluation_create(submission=submission, trigger=trigger, triggered_by=owner)
+            audit_record(
+                actor=owner,
+                action=AuditLog.Action.SUBMISSION_CREATE,
+                submission=submission,
+                sha256=info.sha256,
+                size=info.size,
+            )
+    except IntegrityError as exc:
+        _discard(stored_name)
+        raise DuplicateSubmission(
+            "This file was submitted twice at the same time; it is recorded once.", field="file"
+        ) from exc
+    except BaseException:
+        _discard(stored_name)
+        raise
+    return submission
+
+
+def _discard(name: str) -> None:
+    if not name:
+        return
+    from django.core.files.storage import default_storage
+
+    try:
+        default_storage.delete(name)
+    except Exception:
+        log.warning("could not delete the orphan upload %s", name)
+
+
+def _can_manage(actor: Any, submission: Submission) -> bool:
+    return bool(actor and (actor.is_staff or actor.pk == submission.owner_id))
+
+
+def submission_publish(*, actor: Any, submission: Submission) -> Submission:
+    """Put a scored entry on the leaderboard (its owner, or staff)."""
+    if not _can_manage(actor, submission):
+        raise NotAllowed("Only the entry's owner or the organizers can publish it.")
+    with transaction.atomic():
+        sub = Submission.objects.select_for_update().get(pk=submission.pk)
+        if sub.visibility == V.HIDDEN and not actor.is_staff:
+            raise NotAllowed("The organizers hid this entry; ask them to publish it again.")
+        if sub.status == S.PUBLISHED:
+            return sub
+        if sub.status != S.SCORED:
+            raise InvalidState(
+                f"Entry #{sub.pk} is {sub.get_status_display().lower()}; only a scored entry "
+                "can be published."
+            )
+        sub.status = S.PUBLISHED
+        sub.visibility = V.PUBLIC
+        sub.published_at = timezone.now()
+        sub.save(update_fields=["status", "visibility", "published_at"])
+        audit_record(actor=actor, action=AuditLog.Action.SUBMISSION_PUBLISH, submission=sub)
+    return sub
+
+
+def submission_unpublish(*, actor: Any, submission: Submission) -> Submission:
+    """Take one's own entry off the leaderboard (it stays scored and private)."""
+    if not _can_manage(actor, submission):
+        raise NotAllowed("Only the entry's owner or the organizers can withdraw it.")
+    with transaction.atomic():
+        sub = Submission.objects.select_for_update().get(pk=submission.pk)
+        if sub.visibility == V.HIDDEN:
+            return sub
+        sub.visibility = V.PRIVATE
+        if sub.status == S.PUBLISHED:
+            sub.status = S.SCORED
+            sub.published_at = None
+        sub.save(update_fields=["status", "visibility", "published_at"])
+        audit_record(actor=actor, action=AuditLog.Action.SUBMISSION_UNPUBLISH, submission=sub)
+    return sub
+
+
+def submission_hide(*, actor: Any, submission: Submission, reason: str) -> Submission:
+    """Staff: take an entry off the leaderboard; its owner cannot publish it again."""
+    if not (actor and actor.is_staff):
+        raise NotAllowed("Only the organizers can hide an entry.")
+    if not reason.strip():
+        raise NotAllowed(
+            "Say why the entry is hidden: the reason is kept in the audit log.", field="reason"
+        )
+    with transaction.atomic():
+        sub = Submission.objects.select_for_update().get(pk=submission.pk)
+        sub.visibility = V.HIDDEN
+        if sub.status == S.PUBLISHED:
+            sub.status = S.SCORED
+            sub.published_at = None
+        sub.save(update_fields=["status", "visibility", "published_at"])
+        audit_record(
+            actor=actor, action=AuditLog.Action.SUBMISSION_HIDE, submission=sub, reason=reason
+        )
+    return sub

@@ -1,0 +1,65 @@
+"""Checks on an uploaded prediction file that need no scorer: size, emptiness, hash.
+
+The file's content (columns, units, values) is checked by the scoring engine when the
+submission is scored; its message becomes the submission's failure reason.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+from django.conf import settings
+from django.core.files.uploadedfile import UploadedFile
+
+from leaderboard.board.errors import UploadInvalid
+from leaderboard.board.uploads import too_large_message
+
+ALLOWED_SUFFIXES = (".csv", ".csv.gz", ".gz", ".txt")
+
+
+@dataclass(frozen=True)
+class UploadInfo:
+    sha256: str
+    size: int
+    suffix: str
+    original_name: str
+
+
+def upload_suffix(name: str) -> str:
+    lower = name.lower()
+    if lower.endswith(".csv.gz"):
+        return ".csv.gz"
+    for suffix in ALLOWED_SUFFIXES:
+        if lower.endswith(suffix):
+            return suffix
+    return ""
+
+
+def check_prediction_upload(*, upload: UploadedFile | None) -> UploadInfo:
+    """Hash the upload in chunks and refuse an empty, oversized or non-CSV file."""
+    if upload is None:
+        raise UploadInvalid("No file was uploaded: attach the prediction CSV.", field="file")
+    name = (upload.name or "").rsplit("/", 1)[-1][:255]
+    suffix = upload_suffix(name)
+    if not suffix:
+        raise UploadInvalid(
+            f"{name!r} is not a CSV file: upload a .csv or .csv.gz prediction file.", field="file"
+        )
+    limit = settings.MAX_UPLOAD_BYTES
+    if upload.size is not None and upload.size > limit:
+        raise UploadInvalid(too_large_message(limit=limit, size=upload.size), field="file")
+    digest = hashlib.sha256()
+    size = 0
+    upload.seek(0)
+    for chunk in upload.chunks():
+        size += len(chunk)
+        if size > limit:
+            raise UploadInvalid(too_large_message(limit=limit), field="file")
+        digest.update(chunk)
+    upload.seek(0)
+    if size == 0:
+        raise UploadInvalid(
+            "The file is empty: a prediction file is a CSV file with a header row.", field="file"
+        )
+    return UploadInfo(sha256=digest.hexdigest(), size=size, suffix=suffix, original_name=name)

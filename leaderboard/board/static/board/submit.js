@@ -1,0 +1,48 @@
+// Checks the submission form in the browser before the upload starts; the server checks
+// the same rules again.
+(function () {
+  var form = document.getElementById("submit-form");
+  if (!form) return;
+  var maxBytes = parseInt(form.getAttribute("data-max-bytes"), 10);
+
+  function say(field, msg) {
+    var box = field.closest(".field");
+    var out = box ? box.querySelector(".client-error") : null;
+    if (out) out.textContent = msg || "";
+    if (box) box.classList.toggle("has-error", !!msg);
+  }
+
+  function checkFile(input) {
+    var f = input.files && input.files[0];
+    if (!f) return "Choose the prediction file.";
+    if (!/\.(csv|csv\.gz|gz|txt)$/i.test(f.name)) return "The file must be a .csv or .csv.gz prediction file.";
+    if (f.size === 0) return "The file is empty.";
+    if (maxBytes && f.size > maxBytes) return "The file is " + (f.size / 1048576).toFixed(1) + " MiB, over the " + (maxBytes / 1048576) + " MiB limit: compress it with gzip.";
+    return "";
+  }
+
+  function validate() {
+    var ok = true;
+    form.querySelectorAll("input, textarea, select").forEach(function (el) {
+      if (el.type === "hidden" || el.type === "checkbox" || el.type === "radio") return;
+      var msg = "";
+      if (el.type === "file") msg = checkFile(el);
+      else if (!el.checkValidity()) msg = el.validationMessage;
+      say(el, msg);
+      if (msg) ok = false;
+    });
+    var ehr = form.querySelector("[name=uses_ehr]"), cxr = form.querySelector("[name=uses_cxr]");
+    var modErr = document.getElementById("modality-error");
+    if (ehr && cxr && !ehr.checked && !cxr.checked) {
+      if (modErr) modErr.textContent = "Tick the inputs your model uses: EHR, CXR or both.";
+      ok = false;
+    } else if (modErr) modErr.textContent = "";
+    return ok;
+  }
+
+  form.addEventListener("change", function (e) { if (e.target.type === "file") say(e.target, checkFile(e.target)); });
+  form.addEventListener("submit", function (e) {
+    if (!validate()) { e.preventDefault(); var first = form.querySelector(".has-error, #modality-error:not(:empty)"); if (first) first.scrollIntoView({ block: "center" }); }
+    else { var b = form.querySelector("button[type=submit]"); if (b) { b.disabled = true; b.textContent = "Uploading…"; } }
+  });
+})();

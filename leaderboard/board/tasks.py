@@ -1,0 +1,27 @@
+"""Celery tasks: thin. Each takes ids, and calls one service.
+
+``evaluation_run_task`` acknowledges its message only when it is done (``acks_late``) and is
+redelivered if its worker process dies; the service makes a second delivery harmless. The
+time limits come from settings (``SCORING_SOFT_TIME_LIMIT``, ``SCORING_TIME_LIMIT``) through
+the app's configuration.
+"""
+
+from __future__ import annotations
+
+from leaderboard.board.services.evaluations import evaluation_run, evaluations_reap
+from leaderboard.celery import app
+
+
+@app.task(name="board.evaluation_run", bind=True, acks_late=True, reject_on_worker_lost=True)
+def evaluation_run_task(self, evaluation_id: int) -> None:
+    evaluation_run(evaluation_id=evaluation_id, worker=self.request.hostname or "")
+
+
+@app.task(name="board.reap", acks_late=True, ignore_result=True)
+def reap_task() -> dict[str, int]:
+    result = evaluations_reap()
+    return {
+        "requeued": len(result.requeued),
+        "abandoned": len(result.abandoned),
+        "resent": len(result.resent),
+    }

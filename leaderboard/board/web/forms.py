@@ -1,0 +1,102 @@
+"""Forms of the web pages. The browser checks what it can (required fields, lengths, the
+file's size and type, one modality at least); the same rules run again here."""
+
+from __future__ import annotations
+
+from django import forms
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.contrib.auth.forms import UserCreationForm
+
+from leaderboard.board.models import Submission, Track
+from leaderboard.board.selectors.submissions import task_list
+from leaderboard.board.services.submissions import SubmissionMeta
+
+
+class SubmissionForm(forms.Form):
+    task = forms.ChoiceField(help_text="The task these predictions are for.")
+    track = forms.ChoiceField(initial=Track.PREDICTION_FILE)
+    file = forms.FileField(
+        label="Prediction file",
+        help_text="CSV, optionally gzip-compressed (.csv.gz), in the public format: key "
+        "columns and one probability column per label.",
+        widget=forms.ClearableFileInput(attrs={"accept": ".csv,.gz,.csv.gz,text/csv"}),
+    )
+    method_name = forms.CharField(max_length=120, label="Method name")
+    team_name = forms.CharField(max_length=120, required=False, label="Team")
+    description = forms.CharField(
+        required=False, max_length=5000, widget=forms.Textarea(attrs={"rows": 3})
+    )
+    paper_url = forms.URLField(
+        required=False, max_length=500, label="Paper link", assume_scheme="https"
+    )
+    code_url = forms.URLField(
+        required=False, max_length=500, label="Code link", assume_scheme="https"
+    )
+    uses_ehr = forms.BooleanField(required=False, label="ICU time series (EHR)")
+    uses_cxr = forms.BooleanField(required=False, label="Chest X-rays (CXR)")
+    training_data = forms.CharField(
+        min_length=10,
+        max_length=5000,
+        label="Training data statement",
+        help_text="Which data trained the model (e.g. the benchmark's train and validation "
+        "splits); confirm that no test subject was used.",
+        widget=forms.Textarea(attrs={"rows": 3}),
+    )
+    threshold = forms.FloatField(
+        required=False,
+        min_value=0.0,
+        max_value=1.0,
+        label="Decision threshold",
+        help_text="For threshold metrics (F1, precision, recall, fairness ratios); 0.5 if empty.",
+        widget=forms.NumberInput(attrs={"step": "any", "min": "0", "max": "1"}),
+    )
+    visibility = forms.ChoiceField(
+        choices=[
+            (
+                Submission.Visibility.PUBLIC.value,
+                "Public: published on the leaderboard once scored",
+            ),
+            (Submission.Visibility.PRIVATE.value, "Private: only I see the result"),
+        ],
+        initial=Submission.Visibility.PUBLIC.value,
+        widget=forms.RadioSelect,
+    )
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["task"].choices = [(t.slug, t.title) for t in task_list()]
+        self.fields["track"].choices = [
+            (t.slug, t.title if t.is_open else f"{t.title} (not open yet)")
+            for t in Track.objects.all()
+        ]
+        self.fields["file"].widget.attrs["data-max-bytes"] = str(settings.MAX_UPLOAD_BYTES)
+
+    def clean(self):
+        data = super().clean()
+        if not data.get("uses_ehr") and not data.get("uses_cxr"):
+            self.add_error(None, "Tick the inputs your model uses: EHR, CXR or both.")
+        return data
+
+    def meta(self) -> SubmissionMeta:
+        d = self.cleaned_data
+        return SubmissionMeta(
+            method_name=d["method_name"].strip(),
+            team_name=d.get("team_name", "").strip(),
+            description=d.get("description", ""),
+            paper_url=d.get("paper_url", ""),
+            code_url=d.get("code_url", ""),
+            uses_ehr=bool(d.get("uses_ehr")),
+            uses_cxr=bool(d.get("uses_cxr")),
+            training_data=d["training_data"].strip(),
+            threshold=d.get("threshold"),
+            visibility=d["visibility"],
+        )
+
+
+class SignupForm(UserCreationForm):
+    email = forms.EmailField(required=True, help_text="For notices about your entries.")
+
+    class Meta(UserCreationForm.Meta):
+        model = get_user_model()
+        fields = ("username", "email")

@@ -1,0 +1,23 @@
+from django.contrib.auth import views as auth_views
+from django.urls import path
+
+from leaderboard.board.web import views
+
+urlpatterns = [
+    path("", views.home, name="home"),
+    path("metrics/", views.metric_help, name="metrics"),
+    path("tasks/<slug:slug>/", views.task_board, name="task-board"),
+    path("entries/<int:pk>/", views.entry, name="entry"),
+    path(
+        "entries/<int:pk>/evaluations/<int:evaluation_id>/",
+        views.entry_evaluation,
+        name="entry-evaluation",
+    ),
+    path("entries/<int:pk>/publish/", views.entry_publish, name="entry-publish"),
+    path("submit/", views.submit, name="submit"),
+    path("me/submissions/", views.my_submissions, name="my-submissions"),
+    path("accounts/signup/", views.signup, name="signup"),
+    path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
+    path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("accounts/token/", views.api_token, name="api-token-page"),
+]

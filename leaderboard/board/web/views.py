@@ -1,0 +1,319 @@
+"""Server-rendered pages: thin views over the selectors and services."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+from django.contrib import messages
+from django.contrib.auth import login
+from django.contrib.auth.decorators import login_required
+from django.db.models import Count, Q
+from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.views.decorators.http import require_POST
+from rest_framework.authtoken.models import Token
+
+from benchmark_data.tasks import METRICS, SCENARIOS
+from leaderboard.board.errors import ServiceError
+from leaderboard.board.models import AuditLog, Evaluation, Submission, Track
+from leaderboard.board.selectors.leaderboard import (
+    MODALITY_FILTERS,
+    board_forest_figure,
+    leaderboard_rows,
+)
+from leaderboard.board.selectors.submissions import (
+    benchmark_current,
+    evaluation_current_for_submission,
+    evaluation_get_for_viewer,
+    evaluation_list_for_submission,
+    evaluation_queue_positions,
+    is_current_evaluation,
+    queue_summary,
+    submission_get_for_viewer,
+    submission_list_for_owner,
+    task_get,
+    task_list,
+)
+from leaderboard.board.services.audit import audit_record
+from leaderboard.board.services.submissions import (
+    submission_create,
+    submission_publish,
+    submission_quota_usage,
+    submission_unpublish,
+)
+from leaderboard.board.uploads import limit_text
+from leaderboard.board.web.forms import SignupForm, SubmissionForm
+
+
+def home(request: HttpRequest) -> HttpResponse:
+    benchmark = benchmark_current()
+    tasks = list(
+        task_list().annotate(
+            n_published=Count(
+                "submissions", filter=Q(submissions__status=Submission.Status.PUBLISHED)
+            )
+        )
+    )
+    return render(
+        request,
+        "board/home.html",
+        {
+            "benchmark": benchmark,
+            "tasks": tasks,
+            "queue": queue_summary(),
+            "limits": {
+                "per_day": settings.SUBMISSIONS_PER_DAY,
+                "failed_per_day": settings.FAILED_SUBMISSIONS_PER_DAY,
+                "max_upload": limit_text(settings.MAX_UPLOAD_BYTES),
+                "replicates": settings.SCORING_REPLICATES,
+            },
+        },
+    )
+
+
+def task_board(request: HttpRequest, slug: str) -> HttpResponse:
+    task = task_get(slug=slug)
+    track = request.GET.get("track", "")
+    modality = request.GET.get("modality", "").replace(" ", "+")
+    sort = request.GET.get("sort", "rank") or "rank"
+    order = request.GET.get("order", "")
+    problems = []
+    if track and track not in (Track.PREDICTION_FILE, Track.CONTAINER):
+        problems.append(f"unknown track {track!r}")
+    if modality not in MODALITY_FILTERS:
+        problems.append(f"unknown modality filter {modality!r}")
+    if sort not in ("rank", "primary", *task.spec.metrics):
+        problems.append(f"cannot sort by {sort!r}")
+    if order not in ("", "asc", "desc"):
+        problems.append(f"unknown order {order!r}")
+    if problems:
+        return HttpResponseBadRequest(
+            "Bad leaderboard parameters: " + "; ".join(problems) + ".",
+            content_type="text/plain; charset=utf-8",
+        )
+    board = leaderboard_rows(task=task, track=track, modality=modality, sort=sort, order=order)
+    return render(
+        request,
+        "board/task_board.html",
+        {
+            "task": task,
+            "board": board,
+            "forest": board_forest_figure(board),
+            "secondary": [m for m in board.metrics if m != board.primary_metric],
+            "tracks": Track.objects.all(),
+            "modalities": MODALITY_FILTERS,
+            "metric_names": board.metrics,
+            "query": request.GET.urlencode(),
+        },
+    )
+
+
+def _report_sections(report: dict[str, Any]) -> dict[str, Any]:
+    """What the entry page shows of a report, in display order."""
+    main = report.get("main_scenario", "paired")
+    scenarios = report.get("scenarios", {})
+    primary = report.get("primary_metric", "")
+    rows = []
+    for name in SCENARIOS:
+        sec = scenarios.get(name)
+        if sec is None:
+            continue
+        rows.append(
+            {
+                "name": name,
+                "metric": (sec.get("metrics") or {}).get(primary),
+                "n_units": sec.get("n_units"),
+                "n_patients": sec.get("n_patients"),
+                "degenerate": (sec.get("degenerate_replicates") or {}).get(primary),
+            }
+        )
+    main_sec = scenarios.get(main, {})
+    per_label = main_sec.get("per_label") or {}
+    label_metrics: list[str] = []
+    for vals in per_label.values():
+        for m in vals:
+            if m not in label_metrics:
+                label_metrics.append(m)
+    fairness = report.get("fairness", {}) or {}
+    attributes = []
+    for attr, entry in (fairness.get("attributes") or {}).items():
+        extras = {k: v for k, v in entry.items() if k not in ("groups",)}
+        attributes.append({"name": attr, "groups": entry.get("groups") or {}, "extras": extras})
+    robustness = report.get("robustness", {}) or {}
+    return {
+        "main": main,
+        "primary": primary,
+        "metrics": main_sec.get("metrics") or {},
+        "scenarios": rows,
+        "per_label": per_label,
+        "label_metrics": label_metrics,
+        "fairness": fairness,
+        "fairness_attributes": attributes,
+        "robustness": robustness,
+        "plots": report.get("plots") or {},
+    }
+
+
+def _entry_page(
+    request: HttpRequest, submission: Submission, evaluation: Evaluation | None
+) -> HttpResponse:
+    runs = list(evaluation_list_for_submission(submission=submission))
+    current = evaluation_current_for_submission(submission=submission)
+    pending = [r.pk for r in runs if r.status == Evaluation.Status.QUEUED]
+    context = {
+        "sub": submission,
+        "evaluation": evaluation,
+        "is_current": bool(
+            evaluation and is_current_evaluation(evaluation=evaluation, task=submission.task)
+        ),
+        "current_id": current.pk if current else None,
+        "runs": runs,
+        "positions": evaluation_queue_positions(evaluation_ids=pending),
+        "sections": _report_sections(evaluation.report)
+        if evaluation and evaluation.report
+        else None,
+        "is_owner": request.user.is_authenticated and request.user.pk == submission.owner_id,
+        "audit": AuditLog.objects.filter(submission=submission).select_related("actor")[:50]
+        if request.user.is_staff
+        else [],
+    }
+    return render(request, "board/entry.html", context)
+
+
+def entry(request: HttpRequest, pk: int) -> HttpResponse:
+    sub = submission_get_for_viewer(pk=pk, viewer=request.user)
+    return _entry_page(request, sub, evaluation_current_for_submission(submission=sub))
+
+
+def entry_evaluation(request: HttpRequest, pk: int, evaluation_id: int) -> HttpResponse:
+    sub = submission_get_for_viewer(pk=pk, viewer=request.user)
+    return _entry_page(request, sub, evaluation_get_for_viewer(submission=sub, pk=evaluation_id))
+
+
+@login_required
+@require_POST
+def entry_publish(request: HttpRequest, pk: int) -> HttpResponse:
+    sub = submission_get_for_viewer(pk=pk, viewer=request.user)
+    action = request.POST.get("action")
+    try:
+        if action == "publish":
+            submission_publish(actor=request.user, submission=sub)
+            messages.success(request, f"Entry #{sub.pk} is on the leaderboard.")
+        elif action == "unpublish":
+            submission_unpublish(actor=request.user, submission=sub)
+            messages.success(request, f"Entry #{sub.pk} was withdrawn from the leaderboard.")
+        else:
+            return HttpResponseBadRequest("action must be publish or unpublish")
+    except ServiceError as exc:
+        messages.error(request, exc.message)
+    return redirect("entry", pk=sub.pk)
+
+
+@login_required
+def submit(request: HttpRequest) -> HttpResponse:
+    benchmark = benchmark_current()
+    if benchmark is None:
+        return render(request, "board/submit.html", {"form": None, "benchmark": None})
+    if request.method == "POST":
+        form = SubmissionForm(request.POST, request.FILES)
+        for field, message in (getattr(request, "upload_errors", None) or {}).items():
+            form.add_error(field if field in form.fields else None, message)
+        if form.is_valid():
+            try:
+                sub = submission_create(
+                    owner=request.user,
+                    task=task_get(slug=form.cleaned_data["task"]),
+                    track=Track.objects.get(slug=form.cleaned_data["track"]),
+                    upload=form.cleaned_data["file"],
+                    meta=form.meta(),
+                )
+            except ServiceError as exc:
+                form.add_error(exc.field if exc.field in form.fields else None, exc.message)
+            else:
+                messages.success(
+                    request,
+                    f"Entry #{sub.pk} ({sub.method_name}) was received and is queued for scoring.",
+                )
+                return redirect("my-submissions")
+        status = 400
+    else:
+        initial = {"task": request.GET.get("task", "")}
+        form = SubmissionForm(initial=initial)
+        status = 200
+    usage = [(t, submission_quota_usage(owner=request.user, task=t)) for t in task_list()]
+    return render(
+        request,
+        "board/submit.html",
+        {
+            "form": form,
+            "benchmark": benchmark,
+            "usage": usage,
+            "max_upload": limit_text(settings.MAX_UPLOAD_BYTES),
+            "max_upload_bytes": settings.MAX_UPLOAD_BYTES,
+        },
+        status=status,
+    )
+
+
+@login_required
+def my_submissions(request: HttpRequest) -> HttpResponse:
+    subs = list(submission_list_for_owner(owner=request.user)[:200])
+    positions = evaluation_queue_positions(evaluation_ids=[s.pending_evaluation_id for s in subs])
+    for s in subs:
+        s.queue_position = positions.get(s.pending_evaluation_id)
+    return render(
+        request,
+        "board/my_submissions.html",
+        {
+            "subs": subs,
+            "queue": queue_summary(),
+            "any_active": any(s.pending_evaluation_id for s in subs),
+        },
+    )
+
+
+def signup(request: HttpRequest) -> HttpResponse:
+    if request.user.is_authenticated:
+        return redirect("my-submissions")
+    form = SignupForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        user = form.save()
+        login(request, user, backend="django.contrib.auth.backends.ModelBackend")
+        messages.success(request, f"Welcome, {user.get_username()}. Your account is ready.")
+        return redirect("submit")
+    return render(
+        request, "registration/signup.html", {"form": form}, status=400 if form.errors else 200
+    )
+
+
+@login_required
+def api_token(request: HttpRequest) -> HttpResponse:
+    if request.method == "POST":
+        Token.objects.filter(user=request.user).delete()
+        Token.objects.create(user=request.user)
+        audit_record(actor=request.user, action=AuditLog.Action.TOKEN_RESET)
+        messages.success(request, "A new API token was made; the old one no longer works.")
+        return redirect("api-token-page")
+    token, _ = Token.objects.get_or_create(user=request.user)
+    return render(
+        request,
+        "board/token.html",
+        {
+            "token": token,
+            "api_base": request.build_absolute_uri(reverse("api-tasks")).rsplit("tasks/", 1)[0],
+        },
+    )
+
+
+def metric_help(request: HttpRequest) -> HttpResponse:
+    return render(request, "board/metrics.html", {"metrics": METRICS})
+
+
+def not_found(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
+    return render(request, "404.html", {"message": str(exception or "")}, status=404)
+
+
+def server_error(request: HttpRequest) -> HttpResponse:
+    return render(request, "500.html", status=500)

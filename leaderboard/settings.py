@@ -1,0 +1,289 @@
+"""Settings of the leaderboard platform, read from the environment (django-environ).
+
+Two ways to run:
+
+- the **embedded default** (``DJANGO_ENV`` unset or ``development``): SQLite, files on local
+  disk and a Celery worker using kombu's filesystem transport, all under ``VAR_DIR``
+  (default ``var/``); no server is needed;
+- **production** (``DJANGO_ENV=production``): PostgreSQL (``DATABASE_URL``), Redis or
+  RabbitMQ (``CELERY_BROKER_URL``) and S3 (``AWS_STORAGE_BUCKET_NAME``). The process refuses to
+  start without ``SECRET_KEY`` and ``DATABASE_URL`` whenever ``DEBUG`` is off.
+
+Every variable is listed in docs/platform.md.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+import environ
+from django.core.exceptions import ImproperlyConfigured
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+env = environ.Env()
+
+DJANGO_ENV = env.str("DJANGO_ENV", default="development")
+if DJANGO_ENV not in ("development", "production", "test"):
+    raise ImproperlyConfigured(
+        f"DJANGO_ENV is {DJANGO_ENV!r}; it must be development, production or test"
+    )
+IS_PRODUCTION = DJANGO_ENV == "production"
+DEBUG = env.bool("DEBUG", default=DJANGO_ENV == "development")
+
+VAR_DIR = Path(env.str("VAR_DIR", default=str(BASE_DIR / "var")))
+
+_missing = [name for name in ("SECRET_KEY", "DATABASE_URL") if not env.str(name, default="")]
+if (IS_PRODUCTION or not DEBUG) and _missing:
+    raise ImproperlyConfigured(
+        f"{' and '.join(_missing)} must be set in the environment when DEBUG is off "
+        f"(DJANGO_ENV={DJANGO_ENV}); the embedded default (DJANGO_ENV=development) needs neither"
+    )
+SECRET_KEY = env.str("SECRET_KEY", default="development-only-key-never-used-in-production")
+
+ALLOWED_HOSTS = env.list(
+    "ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "testserver"] if not IS_PRODUCTION else []
+)
+CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "rest_framework.authtoken",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
+    "storages",
+    "leaderboard.board",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "leaderboard.board.uploads.RequestSizeLimitMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "leaderboard.urls"
+WSGI_APPLICATION = "leaderboard.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+                "leaderboard.board.context.navigation",
+            ],
+        },
+    },
+]
+
+# Database ----------------------------------------------------------------------------------
+DATABASES = {
+    "default": env.db_url("DATABASE_URL", default=f"sqlite:///{VAR_DIR / 'leaderboard.sqlite3'}")
+}
+DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("CONN_MAX_AGE", default=0))
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # The web process and the worker write to the same file: WAL lets readers go on while a
+    # write is under way, and IMMEDIATE transactions take the write lock up front, so the
+    # per-user quota check cannot interleave with another submission.
+    DATABASES["default"]["OPTIONS"] = {
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+        "transaction_mode": "IMMEDIATE",
+        "timeout": 30,
+    }
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# Auth --------------------------------------------------------------------------------------
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+]
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "my-submissions"
+LOGOUT_REDIRECT_URL = "home"
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = False
+USE_TZ = True
+
+# Static files and uploads ------------------------------------------------------------------
+STATIC_URL = "static/"
+STATIC_ROOT = Path(env.str("STATIC_ROOT", default=str(VAR_DIR / "static")))
+STATICFILES_FINDERS = [
+    "django.contrib.staticfiles.finders.FileSystemFinder",
+    "django.contrib.staticfiles.finders.AppDirectoriesFinder",
+    "leaderboard.board.staticfinders.PlotlyJsFinder",
+]
+WHITENOISE_USE_FINDERS = DEBUG
+MEDIA_ROOT = Path(env.str("MEDIA_ROOT", default=str(VAR_DIR / "media")))
+
+AWS_STORAGE_BUCKET_NAME = env.str("AWS_STORAGE_BUCKET_NAME", default="")
+if AWS_STORAGE_BUCKET_NAME:
+    _default_storage = {
+        "BACKEND": "storages.backends.s3.S3Storage",
+        "OPTIONS": {
+            "bucket_name": AWS_STORAGE_BUCKET_NAME,
+            "location": env.str("AWS_LOCATION", default="uploads"),
+            "endpoint_url": env.str("AWS_S3_ENDPOINT_URL", default="")
+            or env.str("AWS_ENDPOINT_URL", default="")
+            or None,
+            "region_name": env.str("AWS_S3_REGION_NAME", default="") or None,
+            "default_acl": None,
+            "querystring_auth": True,
+            "file_overwrite": False,
+        },
+    }
+else:
+    _default_storage = {
+        "BACKEND": "django.core.files.storage.FileSystemStorage",
+        "OPTIONS": {"location": str(MEDIA_ROOT)},
+    }
+STORAGES = {
+    "default": _default_storage,
+    "staticfiles": {
+        "BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"
+        if not DEBUG
+        else "django.contrib.staticfiles.storage.StaticFilesStorage"
+    },
+}
+
+# Uploads: the limit is enforced while the request body streams in
+# (leaderboard.board.uploads), so an oversized file is never held whole in memory or on disk.
+MAX_UPLOAD_BYTES = env.int("MAX_UPLOAD_MB", default=64) * 1024 * 1024
+FILE_UPLOAD_HANDLERS = [
+    "leaderboard.board.uploads.SizeLimitUploadHandler",
+    "django.core.files.uploadhandler.MemoryFileUploadHandler",
+    "django.core.files.uploadhandler.TemporaryFileUploadHandler",
+]
+FILE_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024
+DATA_UPLOAD_MAX_MEMORY_SIZE = 1024 * 1024
+
+# Submission rules --------------------------------------------------------------------------
+SUBMISSIONS_PER_DAY = env.int("SUBMISSIONS_PER_DAY", default=5)
+FAILED_SUBMISSIONS_PER_DAY = env.int("FAILED_SUBMISSIONS_PER_DAY", default=10)
+AUTO_PUBLISH = env.bool("AUTO_PUBLISH", default=True)
+
+# Scoring -----------------------------------------------------------------------------------
+SCORING_REPLICATES = env.int("SCORING_REPLICATES", default=1000)
+SCORING_SOFT_TIME_LIMIT = env.int("SCORING_SOFT_TIME_LIMIT", default=600)
+SCORING_TIME_LIMIT = env.int("SCORING_TIME_LIMIT", default=660)
+SCORING_MAX_ATTEMPTS = env.int("SCORING_MAX_ATTEMPTS", default=3)
+# A run still "running" this long after it started belongs to a worker that died.
+SCORING_LEASE = timedelta(seconds=env.int("SCORING_LEASE", default=SCORING_TIME_LIMIT + 60))
+# A queued run whose message was sent this long ago without being picked up is sent again
+# (a lost message costs nothing more than a duplicate, which the worker ignores).
+SCORING_RESEND_AFTER = timedelta(seconds=env.int("SCORING_RESEND_AFTER", default=600))
+REAPER_INTERVAL = env.int("REAPER_INTERVAL", default=60)
+
+# Celery ------------------------------------------------------------------------------------
+CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="filesystem://")
+BROKER_DIR = VAR_DIR / "broker"
+if CELERY_BROKER_URL.startswith("filesystem://"):
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "data_folder_in": str(BROKER_DIR / "queue"),
+        "data_folder_out": str(BROKER_DIR / "queue"),
+        "control_folder": str(BROKER_DIR / "control"),
+        "processed_folder": str(BROKER_DIR / "processed"),
+        "store_processed": False,
+    }
+else:
+    CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": SCORING_TIME_LIMIT * 2}
+CELERY_BROKER_CONNECTION_TIMEOUT = 5
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_TASK_DEFAULT_QUEUE = env.str("CELERY_QUEUE", default="leaderboard")
+CELERY_TASK_IGNORE_RESULT = True
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_TASK_SOFT_TIME_LIMIT = SCORING_SOFT_TIME_LIMIT
+CELERY_TASK_TIME_LIMIT = SCORING_TIME_LIMIT
+CELERY_TASK_PUBLISH_RETRY_POLICY = {"max_retries": 2, "interval_start": 0, "interval_step": 1}
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+CELERY_BEAT_SCHEDULE = {
+    "reap-scoring-runs": {"task": "board.reap", "schedule": float(REAPER_INTERVAL)},
+}
+CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
+
+# Production needs real servers -------------------------------------------------------------
+if IS_PRODUCTION:
+    _problems = []
+    if DATABASES["default"]["ENGINE"] != "django.db.backends.postgresql":
+        _problems.append("DATABASE_URL must point at PostgreSQL (postgres://...)")
+    if CELERY_BROKER_URL.split("://")[0] not in ("redis", "rediss", "amqp", "amqps", "pyamqp"):
+        _problems.append("CELERY_BROKER_URL must point at Redis (redis://) or RabbitMQ (amqp://)")
+    if not AWS_STORAGE_BUCKET_NAME:
+        _problems.append("AWS_STORAGE_BUCKET_NAME must name the S3 bucket for uploads")
+    if not ALLOWED_HOSTS:
+        _problems.append("ALLOWED_HOSTS must list the site's host names")
+    if _problems:
+        raise ImproperlyConfigured("production settings: " + "; ".join(_problems))
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    SESSION_COOKIE_SECURE = True
+    CSRF_COOKIE_SECURE = True
+
+# Cache (leaderboard tables) ----------------------------------------------------------------
+CACHES = {"default": env.cache_url("CACHE_URL", default="locmemcache://")}
+
+# REST API ----------------------------------------------------------------------------------
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "rest_framework.authentication.TokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticatedOrReadOnly"],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
+    "PAGE_SIZE": 100,
+    "EXCEPTION_HANDLER": "leaderboard.board.api.errors.exception_handler",
+    "DEFAULT_THROTTLE_CLASSES": [
+        "rest_framework.throttling.AnonRateThrottle",
+        "rest_framework.throttling.UserRateThrottle",
+    ],
+    "DEFAULT_THROTTLE_RATES": {
+        "anon": env.str("API_ANON_RATE", default="120/minute"),
+        "user": env.str("API_USER_RATE", default="600/minute"),
+        "submissions": env.str("API_SUBMISSION_RATE", default="30/minute"),
+        "login": env.str("API_LOGIN_RATE", default="20/minute"),
+    },
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "MedMod leaderboard API",
+    "DESCRIPTION": (
+        "Submit prediction files for the five MedMod tasks, follow their scoring and read the "
+        "leaderboards. Authenticate with `Authorization: Token <key>` (see /accounts/token/)."
+    ),
+    "VERSION": "1",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "COMPONENT_SPLIT_REQUEST": True,
+}
+
+# Logging -----------------------------------------------------------------------------------
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
+    "loggers": {"django.db.backends": {"level": "WARNING"}},
+}

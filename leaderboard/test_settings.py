@@ -1,0 +1,19 @@
+"""Settings for the test suite: the real servers (PostgreSQL, Redis) on this machine unless
+the environment says otherwise, uploads in a temporary folder, a queue of the run's own."""
+
+import os
+import tempfile
+
+os.environ.setdefault("DJANGO_ENV", "test")
+os.environ.setdefault("SECRET_KEY", "test-only-secret-key")
+os.environ.setdefault("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/leaderboard")
+os.environ.setdefault("CELERY_BROKER_URL", "redis://127.0.0.1:6379/11")
+os.environ.setdefault("CELERY_QUEUE", f"leaderboard-test-{os.getpid()}")
+os.environ.setdefault("VAR_DIR", tempfile.mkdtemp(prefix="leaderboard-test-"))
+os.environ.setdefault("LOG_LEVEL", "WARNING")
+
+from leaderboard.settings import *  # noqa: E402, F403
+
+STATIC_ROOT.mkdir(parents=True, exist_ok=True)  # noqa: F405
+
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]

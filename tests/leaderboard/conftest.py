@@ -1,0 +1,200 @@
+"""Fixtures of the platform's tests: real PostgreSQL and Redis, the synthetic demo
+benchmark, and a real Celery worker process for the end-to-end tests."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "leaderboard.test_settings")
+
+import django  # noqa: E402
+from django.conf import settings as dj_settings  # noqa: E402
+
+if not dj_settings.configured or not django.apps.apps.ready:
+    django.setup()
+
+import pytest  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[2]
+BENCHMARK_CACHE = ROOT / "var" / "test-cache" / "benchmark-demo-seed42"
+
+
+@pytest.fixture(autouse=True)
+def _clear_cache():
+    """Throttle counters live in the cache: every test starts from zero."""
+    from django.core.cache import cache
+
+    cache.clear()
+    yield
+
+
+@pytest.fixture(scope="session")
+def demo_benchmark_dir() -> Path:
+    """The synthetic demo benchmark (seed 42), generated once and kept between runs."""
+    if not (BENCHMARK_CACHE / "manifest.json").is_file():
+        tmp = BENCHMARK_CACHE.with_name(BENCHMARK_CACHE.name + ".part")
+        shutil.rmtree(tmp, ignore_errors=True)
+        subprocess.run(
+            [sys.executable, "-m", "benchmark_data", "synth", "--out", str(tmp),
+             "--scale", "demo", "--seed", "42"],
+            check=True, cwd=ROOT, capture_output=True,
+        )  # fmt: skip
+        shutil.rmtree(BENCHMARK_CACHE, ignore_errors=True)
+        tmp.rename(BENCHMARK_CACHE)
+    return BENCHMARK_CACHE
+
+
+def ensure_tracks() -> None:
+    """The tracks come from a data migration, which a transactional test's flush removes."""
+    from django.apps import apps
+
+    module = __import__("leaderboard.board.migrations.0002_tracks", fromlist=["add_tracks"])
+    module.add_tracks(apps, None)
+
+
+@pytest.fixture
+def benchmark(db, demo_benchmark_dir):
+    """The demo benchmark registered as the current one."""
+    from leaderboard.board.services.benchmarks import benchmark_register
+
+    ensure_tracks()
+    return benchmark_register(uri=str(demo_benchmark_dir), verify=False)
+
+
+@pytest.fixture
+def ihm_task(benchmark):
+    return benchmark.tasks.get(slug="in-hospital-mortality")
+
+
+@pytest.fixture(scope="session")
+def sample_ihm_csv(demo_benchmark_dir) -> bytes:
+    """A real prediction file for in-hospital mortality (logistic regression on EHR)."""
+    from benchmark_data import Benchmark
+    from leaderboard.board.sample import sample_predictions
+
+    return sample_predictions(Benchmark.open(demo_benchmark_dir))
+
+
+@pytest.fixture
+def user(db):
+    from tests.leaderboard.factories import UserFactory
+
+    return UserFactory()
+
+
+@pytest.fixture
+def staff(db):
+    from tests.leaderboard.factories import UserFactory
+
+    return UserFactory(is_staff=True, username="organizer")
+
+
+@pytest.fixture
+def api(user):
+    from rest_framework.authtoken.models import Token
+    from rest_framework.test import APIClient
+
+    client = APIClient()
+    token, _ = Token.objects.get_or_create(user=user)
+    client.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
+    return client
+
+
+@pytest.fixture
+def staff_api(staff):
+    from rest_framework.authtoken.models import Token
+    from rest_framework.test import APIClient
+
+    client = APIClient()
+    token, _ = Token.objects.get_or_create(user=staff)
+    client.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
+    return client
+
+
+@pytest.fixture
+def anon():
+    from rest_framework.test import APIClient
+
+    return APIClient()
+
+
+def _drop_queue():
+    import redis
+
+    url = dj_settings.CELERY_BROKER_URL
+    if not url.startswith("redis"):
+        return
+    client = redis.Redis.from_url(url)
+    queue = dj_settings.CELERY_TASK_DEFAULT_QUEUE
+    for key in client.scan_iter(f"{queue}*"):
+        client.delete(key)
+    client.delete(queue)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _clean_broker_queue():
+    """Messages sent by tests that run no worker are dropped at the end of the run."""
+    yield
+    with contextlib.suppress(Exception):
+        _drop_queue()
+
+
+@pytest.fixture
+def celery_worker(transactional_db, django_db_setup):
+    """A real Celery worker process on the test database and the run's own Redis queue."""
+    from django.db import connection
+
+    _drop_queue()
+    db = connection.settings_dict
+    env = dict(os.environ)
+    env["DJANGO_SETTINGS_MODULE"] = "leaderboard.test_settings"
+    env["DATABASE_URL"] = f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}"
+    env["VAR_DIR"] = str(dj_settings.VAR_DIR)
+    env["MEDIA_ROOT"] = str(dj_settings.MEDIA_ROOT)
+    env["CELERY_QUEUE"] = dj_settings.CELERY_TASK_DEFAULT_QUEUE
+    env["CELERY_BROKER_URL"] = dj_settings.CELERY_BROKER_URL
+    env["SCORING_REPLICATES"] = str(dj_settings.SCORING_REPLICATES)
+    log_path = Path(dj_settings.VAR_DIR) / f"worker-{time.time_ns()}.log"
+    log = open(log_path, "w")  # noqa: SIM115 (kept open for the worker's lifetime)
+    cmd = [sys.executable, "-m", "celery", "-A", "leaderboard.celery", "worker",
+           "--loglevel", "info", "--concurrency", "1", "--pool", "prefork",
+           "--hostname", f"test-{os.getpid()}@%h", "--without-gossip", "--without-mingle",
+           "--without-heartbeat"]  # fmt: skip
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+                            start_new_session=True)  # fmt: skip
+    deadline = time.monotonic() + 60
+    ready = False
+    while time.monotonic() < deadline and proc.poll() is None:
+        if "ready." in log_path.read_text():
+            ready = True
+            break
+        time.sleep(0.2)
+    if not ready:
+        proc.kill()
+        raise RuntimeError(f"the Celery worker did not start:\n{log_path.read_text()[-3000:]}")
+    proc.log_path = log_path  # type: ignore[attr-defined]
+    yield proc
+    if proc.poll() is None:
+        os.killpg(proc.pid, 15)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, 9)
+            proc.wait()
+    log.close()
+
+
+def wait_for(predicate, *, timeout: float = 60.0, interval: float = 0.2, what: str = "condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
