@@ -1,0 +1,96 @@
+"""Sizes of the synthetic benchmark: the exact unit counts each split is built to.
+
+The ``medmod`` scale reproduces the test-split sizes of MedMod's MIMIC-IV benchmark exactly;
+train and validation are 3.5 and 0.5 times the test split (about 70/10/20 by patient).
+Smaller scales keep MedMod's ratios (hourly rows per stay, images per stay, share of stays
+of 48 hours or more).
+
+>>> SCALES["medmod"].targets("test").decompensation_rows
+216663
+>>> SCALES["medmod"].targets("train").stays
+7581
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from benchmark_data.tasks import SPLITS
+
+# Train and validation relative to the test split (70/10/20).
+SPLIT_FACTORS: dict[str, float] = {"train": 3.5, "val": 0.5, "test": 1.0}
+
+
+@dataclass(frozen=True)
+class SplitTargets:
+    """Exact sizes of one split's unit lists.
+
+    ``stays`` is the phenotyping unit count (every stay), ``long_stays`` the in-hospital
+    mortality count (stays of 48 hours or more), ``los_rows`` and ``decompensation_rows`` the
+    hourly row counts and ``images`` the radiology unit count (AP images taken in a stay).
+    """
+
+    stays: int
+    long_stays: int
+    los_rows: int
+    decompensation_rows: int
+    images: int
+
+    def scaled(self, factor: float) -> SplitTargets:
+        """The same ratios at ``factor`` times the size (rounded half up)."""
+
+        def r(x: float) -> int:
+            return int(x * factor + 0.5)
+
+        return SplitTargets(
+            stays=r(self.stays),
+            long_stays=r(self.long_stays),
+            los_rows=r(self.los_rows),
+            decompensation_rows=r(self.decompensation_rows),
+            images=r(self.images),
+        )
+
+
+# MedMod's test split (MIMIC-IV + MIMIC-CXR).
+MEDMOD_TEST = SplitTargets(
+    stays=2166, long_stays=1242, los_rows=217504, decompensation_rows=216663, images=7220
+)
+
+
+@dataclass(frozen=True)
+class Scale:
+    """A named size of the synthetic benchmark."""
+
+    name: str
+    test: SplitTargets
+    image_size: int
+
+    def targets(self, split: str) -> SplitTargets:
+        """Exact unit counts of a split."""
+        if split not in SPLITS:
+            raise KeyError(f"unknown split {split!r}; the splits are {', '.join(SPLITS)}")
+        return self.test.scaled(SPLIT_FACTORS[split])
+
+
+def scale_like_medmod(name: str, test_stays: int, *, image_size: int) -> Scale:
+    """A scale whose test split has ``test_stays`` stays and MedMod's ratios."""
+    return Scale(name, MEDMOD_TEST.scaled(test_stays / MEDMOD_TEST.stays), image_size)
+
+
+SCALES: dict[str, Scale] = {
+    s.name: s
+    for s in (
+        Scale("medmod", MEDMOD_TEST, image_size=128),
+        # About 1,700 stays: CPU baselines train in minutes; about 26 test deaths.
+        scale_like_medmod("demo", 340, image_size=64),
+        # For the package's own tests.
+        scale_like_medmod("tiny", 40, image_size=32),
+    )
+}
+
+
+def get_scale(name: str) -> Scale:
+    try:
+        return SCALES[name]
+    except KeyError:
+        raise KeyError(f"unknown scale {name!r}; the scales are: {', '.join(SCALES)}") from None

@@ -1,0 +1,197 @@
+"""Writing a generated benchmark in the on-disk format (docs/benchmark-format.md)."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import sys
+import time
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from benchmark_data import layout
+from benchmark_data.benchmark import BenchmarkWriter
+from benchmark_data.discretize import discretize_split, split_index
+from benchmark_data.store import LocalStore, Store, open_store
+from benchmark_data.synth.cohort import Cohort
+from benchmark_data.synth.ehr import make_timeseries
+from benchmark_data.synth.render import BATCH, png_bytes, render_batch
+from benchmark_data.tasks import SPLITS, TASKS
+
+WRITE_THREADS = 4
+ERR_OUT_EXISTS = (
+    "{out} exists and holds files that are not a benchmark's; remove them or choose another --out"
+)
+
+
+class Progress:
+    """Stage timings on stderr when enabled."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled
+        self.t0 = time.perf_counter()
+
+    def __call__(self, message: str) -> None:
+        if self.enabled:
+            sys.stderr.write(f"[{time.perf_counter() - self.t0:6.1f} s] {message}\n")
+            sys.stderr.flush()
+
+
+def _is_benchmark_or_empty(dest: Path) -> bool:
+    """True when ``dest`` is an empty directory or holds exactly a benchmark's files (its
+    manifest and files it lists), so it may be replaced."""
+    if not dest.is_dir():
+        return False
+    present = {p.relative_to(dest).as_posix() for p in dest.rglob("*") if p.is_file()}
+    if not present:
+        return True
+    try:
+        listed = set(json.loads((dest / layout.MANIFEST).read_bytes())["files"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+    return present <= listed | {layout.MANIFEST}
+
+
+@contextmanager
+def destination(out: str | os.PathLike[str] | Store) -> Iterator[Store]:
+    """The store to write to. A local directory is written beside its final place and moved
+    in when complete, replacing an earlier benchmark there; a directory holding anything
+    else is refused. ``s3://`` URIs and stores are written in place."""
+    if not isinstance(out, (str, os.PathLike)):
+        yield out
+        return
+    if str(out).startswith("s3://"):
+        yield open_store(out)
+        return
+    dest = Path(out)
+    if dest.exists() and not _is_benchmark_or_empty(dest):
+        raise ValueError(ERR_OUT_EXISTS.format(out=dest))
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    token = secrets.token_hex(4)
+    tmp = dest.parent / f".{dest.name}.partial-{token}"
+    tmp.mkdir()
+    try:
+        yield LocalStore(tmp)
+        old = dest.parent / f".{dest.name}.old-{token}"
+        if dest.exists():
+            os.replace(dest, old)
+        os.replace(tmp, dest)
+        shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def _datetime_text(values: np.ndarray) -> np.ndarray:
+    return np.asarray(pd.Series(values).dt.strftime("%Y-%m-%d %H:%M:%S").to_numpy(dtype=object))
+
+
+def write_tables(w: BenchmarkWriter, cohort: Cohort, images: pd.DataFrame) -> None:
+    """stays.csv, the credentialed demographics and the chest X-ray metadata."""
+    st = cohort.stays
+    intime = st["intime"].to_numpy().astype("datetime64[s]")
+    w.write_csv(layout.STAYS, pd.DataFrame({
+        "stay_id": st["stay_id"], "subject_id": st["subject_id"], "hadm_id": st["hadm_id"],
+        "split": st["split"], "intime": _datetime_text(intime),
+        "stay": [f"{s}_episode{k}_timeseries.csv"
+                 for s, k in zip(st["subject_id"], st["episode"], strict=True)],
+    }))  # fmt: skip
+    w.write_csv(layout.DEMOGRAPHICS, st[["stay_id", "subject_id", "age", "gender", "race",
+                                         "insurance", "admission_type"]])  # fmt: skip
+    s = images["stay"].to_numpy()
+    minute = images["minute"].to_numpy()
+    taken = intime[s] + (60 * minute).astype("timedelta64[s]")
+    meta = pd.DataFrame({
+        "dicom_id": images["dicom_id"], "subject_id": st["subject_id"].to_numpy()[s],
+        "study_id": images["study_id"], "stay_id": st["stay_id"].to_numpy()[s],
+        "split": st["split"].to_numpy()[s], "study_datetime": _datetime_text(taken),
+        "view_position": "AP", "hours": np.round(minute / 60.0, 6),
+        "path": [layout.image(d) for d in images["dicom_id"]],
+    })  # fmt: skip
+    w.write_csv(layout.CXR_METADATA, meta)
+
+
+def write_ehr(
+    w: BenchmarkWriter, cohort: Cohort, rng_seeds: list[np.random.SeedSequence], progress: Progress
+) -> dict[str, int]:
+    """Per split: the irregular time series, the discretized array and its index."""
+    counts: dict[str, int] = {}
+    split = cohort.stays["split"].to_numpy()
+    for name, seed in zip(SPLITS, rng_seeds, strict=True):
+        sel = split == name
+        ts, index = make_timeseries(
+            cohort.stays[sel].reset_index(drop=True), cohort.phenotypes[sel],
+            np.random.default_rng(seed),
+        )  # fmt: skip
+        x = discretize_split(ts, index)
+        w.write_csv(layout.timeseries(name), ts)
+        w.write_npy(layout.discretized(name), x)
+        w.write_csv(layout.discretized_index(name), split_index(index["stay_id"], index["n_hours"]))
+        counts[f"timeseries_rows_{name}"] = len(ts)
+        counts[f"hourly_rows_{name}"] = len(x)
+        progress(f"time series {name}: {len(ts):,} rows, {len(x):,} hours")
+    return counts
+
+
+def write_images(
+    w: BenchmarkWriter, images: pd.DataFrame, params: pd.DataFrame, *, size: int,
+    rng: np.random.Generator, progress: Progress,
+) -> None:  # fmt: skip
+    """Render and write every image, in batches.
+
+    Rendering is sequential (one random stream); PNG encoding and writing, mostly waiting
+    on the file system or network, run in a few threads. File contents do not depend on
+    the order of writes, and the manifest lists files sorted.
+    """
+    dicom = images["dicom_id"].to_numpy()
+
+    def encode_and_write(d: str, px: np.ndarray) -> None:
+        w.write_bytes(layout.image(d), png_bytes(px))
+
+    with ThreadPoolExecutor(max_workers=WRITE_THREADS) as pool:
+        pending: list[Future[None]] = []
+        for start in range(0, len(images), BATCH):
+            stop = min(start + BATCH, len(images))
+            pixels = render_batch(params.iloc[start:stop].reset_index(drop=True), size, rng)
+            for f in pending:  # keep at most one batch in flight
+                f.result()
+            pending = [
+                pool.submit(encode_and_write, d, px)
+                for d, px in zip(dicom[start:stop], pixels, strict=True)
+            ]
+            if (start // BATCH) % 100 == 99:
+                progress(f"images: {stop:,} of {len(images):,}")
+        for f in pending:
+            f.result()
+
+
+def write_units(
+    w: BenchmarkWriter, units: dict[str, pd.DataFrame], scenarios: dict[str, pd.DataFrame]
+) -> dict[str, Any]:
+    """Unit lists (labels in train and val only), test labels and scenario files."""
+    counts: dict[str, Any] = {}
+    for task, df in units.items():
+        t = TASKS[task]
+        labels = list(t.label_columns)
+        c: dict[str, int] = {}
+        for name in SPLITS:
+            part = df[df["split"] == name].drop(columns="split").reset_index(drop=True)
+            if name == "test":
+                w.write_csv(layout.units(task, name), part.drop(columns=labels))
+                keep = [*t.key_columns, "subject_id", "stay_id", *labels]
+                w.write_csv(layout.test_labels(task), part[list(dict.fromkeys(keep))])
+                c["test_paired"] = int(part["cxr_dicom_id"].notna().sum())
+            else:
+                w.write_csv(layout.units(task, name), part)
+            c[name] = len(part)
+        counts[task] = {s: c[s] for s in (*SPLITS, "test_paired")}
+        w.write_csv(layout.scenarios(task), scenarios[task])
+    return counts
