@@ -1,0 +1,200 @@
+"""Command line of the reference baselines.
+
+::
+
+    python -m scoring.baselines train --benchmark DIR --task TASK|all --models all|m1,m2 \\
+        --out DIR [--seed N] [--epochs N] [--max-minutes M]
+    python -m scoring.baselines predict --benchmark DIR --run DIR
+    python -m scoring.baselines scores --run DIR [--benchmark DIR] [--replicates N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from benchmark_data.benchmark import BenchmarkError
+from benchmark_data.tasks import TASK_SLUGS
+
+
+def _list(value: str, allowed: tuple[str, ...], what: str) -> list[str]:
+    if value == "all":
+        return list(allowed)
+    items = [v.strip() for v in value.split(",") if v.strip()]
+    bad = [v for v in items if v not in allowed]
+    if bad:
+        raise argparse.ArgumentTypeError(
+            f"unknown {what} {', '.join(bad)}; choose all or from: {', '.join(allowed)}"
+        )
+    return items
+
+
+def _parser() -> argparse.ArgumentParser:
+    from scoring.baselines.models import MODEL_NAMES
+    from scoring.baselines.run import RunConfig
+
+    d = RunConfig()
+    parser = argparse.ArgumentParser(
+        prog="python -m scoring.baselines",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("train", help="train baselines, save checkpoints, write predictions")
+    p.add_argument("--benchmark", required=True, help="benchmark directory or s3:// URI")
+    p.add_argument("--task", default="all", help=f"all or one or more of {', '.join(TASK_SLUGS)}")
+    p.add_argument(
+        "--models", default="all", help=f"all or a comma list of {', '.join(MODEL_NAMES)}"
+    )
+    p.add_argument("--out", required=True, help="run directory")
+    p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--epochs", type=int, default=d.epochs, help="maximum epochs per model")
+    p.add_argument("--patience", type=int, default=d.patience, help="early-stopping patience")
+    p.add_argument(
+        "--max-minutes",
+        type=float,
+        default=None,
+        help="training time limit per model and task (minutes)",
+    )
+    p.add_argument("--lr", type=float, default=None, help="one learning rate for every model")
+    p.add_argument("--ehr-hidden", type=int, default=d.ehr_hidden)
+    p.add_argument("--dropout", type=float, default=d.dropout)
+    p.add_argument(
+        "--cxr-encoder",
+        choices=["auto", "small", "resnet34"],
+        default=d.cxr_encoder,
+        help="auto: small on a synthetic benchmark, resnet34 otherwise",
+    )
+    p.add_argument(
+        "--image-size",
+        type=int,
+        default=None,
+        help="input side in pixels (default 64 for small, 224 for resnet34)",
+    )
+    p.add_argument(
+        "--max-hours",
+        type=int,
+        default=d.max_hours,
+        help="phenotyping: use the last N hours of the stay",
+    )
+    p.add_argument(
+        "--epoch-steps",
+        type=int,
+        default=d.epoch_steps,
+        help="EHR rows per training epoch (a seeded sample of sequences); 0: all",
+    )
+    p.add_argument(
+        "--cxr-pretrain",
+        choices=["radiology", "none"],
+        default=d.cxr_pretrain,
+        help="initialise the CXR encoders of the other tasks from the radiology CXR model",
+    )
+    p.add_argument("--batch-size", type=int, default=d.batch_size, help="units per batch")
+    p.add_argument(
+        "--stay-batch-size",
+        type=int,
+        default=d.stay_batch_size,
+        help="stays per batch (hourly tasks and radiology)",
+    )
+    p.add_argument("--threads", type=int, default=d.threads, help="torch CPU threads")
+    p.add_argument(
+        "--jobs",
+        type=int,
+        default=1,
+        help="train the tasks after radiology in this many processes (same results)",
+    )
+    p.add_argument("--no-predict", action="store_true", help=argparse.SUPPRESS)
+
+    p = sub.add_parser("predict", help="re-write a run's prediction files from its checkpoints")
+    p.add_argument("--benchmark", required=True)
+    p.add_argument("--run", required=True)
+    p.add_argument("--task", default="all")
+    p.add_argument("--threads", type=int, default=d.threads)
+
+    p = sub.add_parser("scores", help="table of a run's results (test scores when available)")
+    p.add_argument("--run", required=True)
+    p.add_argument("--benchmark", help="benchmark location (default: the run's)")
+    p.add_argument("--replicates", type=int, default=1000)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    import torch
+
+    from scoring.baselines import run as runs
+
+    try:
+        if args.command in ("train", "predict"):
+            torch.set_num_threads(args.threads)
+        if args.command == "train":
+            tasks = _list(args.task, TASK_SLUGS, "task")
+            from scoring.baselines.models import MODEL_NAMES
+
+            models = _list(args.models, MODEL_NAMES, "model")
+            config = runs.RunConfig(
+                seed=args.seed,
+                epochs=args.epochs,
+                patience=args.patience,
+                lr=args.lr,
+                ehr_hidden=args.ehr_hidden,
+                dropout=args.dropout,
+                cxr_encoder=args.cxr_encoder,
+                image_size=args.image_size,
+                max_hours=args.max_hours,
+                epoch_steps=args.epoch_steps or None,
+                cxr_pretrain=args.cxr_pretrain,
+                batch_size=args.batch_size,
+                stay_batch_size=args.stay_batch_size,
+                max_minutes=args.max_minutes,
+                threads=args.threads,
+            )
+            manifest = runs.train_run(
+                args.benchmark,
+                tasks=tasks,
+                models=models,
+                out=args.out,
+                config=config,
+                progress=sys.stderr.isatty(),
+                jobs=args.jobs,
+            )
+            from scoring.baselines.scores import timing_table, validation_table
+
+            print(validation_table(manifest))
+            print()
+            print(timing_table(manifest))
+        elif args.command == "predict":
+            tasks = None if args.task == "all" else _list(args.task, TASK_SLUGS, "task")
+            written = runs.predict_run(args.benchmark, run_dir=args.run, tasks=tasks)
+            print(f"wrote {len(written)} prediction files")
+        elif args.command == "scores":
+            _scores(args)
+    except (argparse.ArgumentTypeError, BenchmarkError, FileNotFoundError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def _scores(args: argparse.Namespace) -> None:
+    import scoring
+    from benchmark_data.benchmark import Benchmark
+    from scoring.baselines.run import read_manifest
+    from scoring.baselines.scores import SCORES_MD, test_table, timing_table, validation_table
+
+    run_dir = Path(args.run)
+    manifest = read_manifest(run_dir)
+    parts = [validation_table(manifest), timing_table(manifest)]
+    if hasattr(scoring, "score_predictions"):
+        bench = Benchmark.open(args.benchmark or manifest["benchmark"]["uri"])
+        table, _ = test_table(manifest, run_dir, bench, replicates=args.replicates)
+        parts.insert(0, table)
+    else:
+        parts.append(
+            "Test scores: the scoring engine is not available in this installation "
+            "(scoring.score_predictions); validation metrics only."
+        )
+    text = "\n\n".join(parts) + "\n"
+    print(text)
+    (run_dir / SCORES_MD).write_text("# Baselines run results\n\n" + text)

@@ -1,0 +1,124 @@
+"""Tables of a run's results: validation metrics from the run manifest, and test scores
+from the scoring engine when it is available (``scoring.score_predictions``).
+
+The test table shows, per model and task, the primary metric on the paired test units with
+its 95% bootstrap CI, and its change when every chest X-ray is withheld
+(``cxr_missing_100`` minus ``paired``, a paired difference with its CI). Test labels are
+only ever read by the scoring engine.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from benchmark_data.tasks import get_task
+from scoring.baselines.models import MODEL_NAMES
+from scoring.baselines.run import predictions_path
+
+SCORES_MD = "scores.md"
+
+
+def _fmt(x: float | None, digits: int = 3) -> str:
+    return "n/a" if x is None or x != x else f"{x:.{digits}f}"
+
+
+def markdown_table(cells: dict[str, dict[str, str]], tasks: list[str], models: list[str]) -> str:
+    """A markdown table of ``cells[model][task]`` strings, one row per model.
+
+    >>> print(markdown_table({"ehr": {"phenotyping": "0.7"}}, ["phenotyping"], ["ehr"]))
+    | model | phenotyping |
+    |---|---|
+    | ehr | 0.7 |
+    """
+    lines = ["| model | " + " | ".join(tasks) + " |", "|---|" + "---|" * len(tasks)]
+    for m in models:
+        lines.append(f"| {m} | " + " | ".join(cells.get(m, {}).get(t, "") for t in tasks) + " |")
+    return "\n".join(lines)
+
+
+def _order(manifest: dict[str, Any]) -> tuple[list[str], list[str]]:
+    tasks = list(manifest["tasks"])
+    present = {m for t in tasks for m in manifest["tasks"][t]}
+    return tasks, [m for m in MODEL_NAMES if m in present]
+
+
+def validation_table(manifest: dict[str, Any]) -> str:
+    """Selected-epoch validation metric (paired units; all units in parentheses)."""
+    tasks, models = _order(manifest)
+    cells: dict[str, dict[str, str]] = {}
+    for t in tasks:
+        for m, e in manifest["tasks"][t].items():
+            cells.setdefault(m, {})[t] = (
+                f"{_fmt(e.get('val_metric'))} ({_fmt(e.get('val_metric_all'))})"
+            )
+    header = ", ".join(f"{t}: {get_task(t).primary_metric}" for t in tasks)
+    return f"Validation, primary metric on paired units (all units): {header}\n\n" + markdown_table(
+        cells, tasks, models
+    )
+
+
+def timing_table(manifest: dict[str, Any]) -> str:
+    """Training and prediction seconds per model and task."""
+    tasks, models = _order(manifest)
+    cells: dict[str, dict[str, str]] = {}
+    for t in tasks:
+        for m, e in manifest["tasks"][t].items():
+            cells.setdefault(m, {})[t] = (
+                f"{e['train_seconds']:.0f} + {e['predict_seconds']:.0f} s "
+                f"({e.get('epochs_run', 0)} ep)"
+            )
+    total = manifest.get("timings", {}).get("total_seconds")
+    foot = f"\n\nTotal: {total / 60:.1f} min." if total else ""
+    return (
+        "Seconds to train + predict (epochs run)\n\n" + markdown_table(cells, tasks, models) + foot
+    )
+
+
+def _ci(entry: dict[str, Any] | None) -> str:
+    if not entry or entry.get("value") is None:
+        return "n/a"
+    lo, hi = (entry.get("ci") or [None, None])[:2]
+    return f"{_fmt(entry['value'])} [{_fmt(lo)}, {_fmt(hi)}]"
+
+
+def test_cell(report: dict[str, Any]) -> str:
+    """``value [lo, hi]; drop d [lo, hi]`` from a score report."""
+    primary = report["primary_metric"]
+    main = report["scenarios"][report.get("main_scenario", "paired")]
+    cell = _ci(main["metrics"].get(primary))
+    drop = report.get("robustness", {}).get("drops", {}).get("cxr_missing_100")
+    if drop:
+        cell += f"; cxr_missing_100 {_ci(drop)}"
+    return cell
+
+
+def test_table(
+    manifest: dict[str, Any], run_dir: Path, bench: Any, *, replicates: int
+) -> tuple[str, dict[str, dict[str, Any]]]:
+    """Score every prediction file of the run; returns the table and the reports."""
+    import scoring
+    from scoring.truth import truth_from_benchmark
+
+    tasks, models = _order(manifest)
+    cells: dict[str, dict[str, str]] = {}
+    reports: dict[str, dict[str, Any]] = {}
+    out = run_dir / "scores"
+    for t in tasks:
+        truth = truth_from_benchmark(bench, t)
+        for m in manifest["tasks"][t]:
+            rep = scoring.score_predictions(
+                predictions_path(run_dir, t, m), truth=truth, replicates=replicates
+            )
+            reports.setdefault(t, {})[m] = rep
+            cells.setdefault(m, {})[t] = test_cell(rep)
+            path = out / t / f"{m}.json"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps(rep, sort_keys=True) + "\n")
+    header = ", ".join(f"{t}: {get_task(t).primary_metric}" for t in tasks)
+    text = (
+        f"Test, paired units, 95% CI ({replicates} patient-level bootstrap replicates); "
+        f"and the change when every chest X-ray is withheld: {header}\n\n"
+    )
+    return text + markdown_table(cells, tasks, models), reports
