@@ -168,6 +168,8 @@ STORAGES = {
 # Uploads: the limit is enforced while the request body streams in
 # (leaderboard.board.uploads), so an oversized file is never held whole in memory or on disk.
 MAX_UPLOAD_BYTES = env.int("MAX_UPLOAD_MB", default=64) * 1024 * 1024
+# Container track: a `docker save` archive has its own, larger limit (the `image` field).
+CONTAINER_MAX_UPLOAD_BYTES = env.int("CONTAINER_MAX_UPLOAD_MB", default=2048) * 1024 * 1024
 FILE_UPLOAD_HANDLERS = [
     "leaderboard.board.uploads.SizeLimitUploadHandler",
     "django.core.files.uploadhandler.MemoryFileUploadHandler",
@@ -192,6 +194,21 @@ SCORING_LEASE = timedelta(seconds=env.int("SCORING_LEASE", default=SCORING_TIME_
 # (a lost message costs nothing more than a duplicate, which the worker ignores).
 SCORING_RESEND_AFTER = timedelta(seconds=env.int("SCORING_RESEND_AFTER", default=600))
 REAPER_INTERVAL = env.int("REAPER_INTERVAL", default=60)
+
+# Container runs (leaderboard.containers): limits of each scenario's run, and where the
+# worker unpacks inputs and outputs (a local path the Docker engine sees at the same place).
+CONTAINER_CPUS = env.float("CONTAINER_CPUS", default=2.0)
+CONTAINER_MEMORY_MB = env.int("CONTAINER_MEMORY_MB", default=8192)
+CONTAINER_PIDS = env.int("CONTAINER_PIDS", default=512)
+CONTAINER_WALL_TIME = env.int("CONTAINER_WALL_TIME", default=3600)
+CONTAINER_WORK_DIR = Path(env.str("CONTAINER_WORK_DIR", default=str(VAR_DIR / "container-runs")))
+# A container run holds its worker for up to five scenarios' wall time, the image load and
+# the scoring: its Celery limits and its lease are longer than a file's.
+CONTAINER_SOFT_TIME_LIMIT = env.int(
+    "CONTAINER_SOFT_TIME_LIMIT", default=5 * CONTAINER_WALL_TIME + SCORING_SOFT_TIME_LIMIT
+)
+CONTAINER_TIME_LIMIT = env.int("CONTAINER_TIME_LIMIT", default=CONTAINER_SOFT_TIME_LIMIT + 60)
+CONTAINER_LEASE = timedelta(seconds=env.int("CONTAINER_LEASE", default=CONTAINER_TIME_LIMIT + 60))
 
 # Celery ------------------------------------------------------------------------------------
 CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="filesystem://")

@@ -185,7 +185,7 @@ class EvaluationAdmin(ReadOnlyAdmin):
     def get_queryset(self, request):
         qs = super().get_queryset(request)
         return (
-            qs.defer("report", "replicate_values")
+            qs.defer("report", "replicate_values", "container_logs")
             if request.resolver_match.url_name.endswith("changelist")
             else qs
         )

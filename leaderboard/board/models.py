@@ -130,6 +130,14 @@ class Task(models.Model):
 
 TRACK_PREDICTION_FILE = "prediction-file"
 TRACK_CONTAINER = "container"
+VERIFIED = "verified"
+SELF_REPORTED = "self-reported scenarios"
+
+
+def verification_label(track_slug: str) -> str:
+    """Who produced an entry's missing-modality scenarios: the platform (container runs)
+    or the submitter (the scenario rows of a prediction file)."""
+    return VERIFIED if track_slug == TRACK_CONTAINER else SELF_REPORTED
 
 
 class Track(models.Model):
@@ -274,6 +282,16 @@ class Submission(models.Model):
     def team(self) -> str:
         return self.team_name or self.owner.get_username()
 
+    @property
+    def is_container(self) -> bool:
+        return self.track.slug == TRACK_CONTAINER
+
+    @property
+    def verification(self) -> str:
+        """``verified`` when the platform ran the model in every scenario itself;
+        ``self-reported scenarios`` for a prediction file."""
+        return verification_label(self.track.slug)
+
 
 class Evaluation(models.Model):
     """One scoring run of a submission. Append-only: re-scoring adds a new row; a finished
@@ -315,6 +333,12 @@ class Evaluation(models.Model):
 
     error_code = models.CharField(max_length=64, blank=True)
     error_message = models.TextField(blank=True)
+
+    # Container track: the run of the image (statuses, exit codes, times per scenario; no
+    # log) and the log tails per scenario, which only the entry's owner and staff may see.
+    container_run_id = models.CharField(max_length=64, blank=True)
+    container_run = models.JSONField(null=True, blank=True)
+    container_logs = models.JSONField(null=True, blank=True)
 
     attempts = models.PositiveSmallIntegerField(default=0)
     run_token = models.UUIDField(null=True, blank=True)
@@ -406,6 +430,6 @@ class AuditLog(models.Model):
         return f"{self.created_at:%Y-%m-%d %H:%M} {who} {self.action}"
 
 
-def new_upload_name(task_slug: str, suffix: str) -> str:
-    """Storage name of an uploaded prediction file: unguessable, never the user's name."""
-    return f"submissions/{task_slug}/{uuid.uuid4().hex}{suffix}"
+def new_upload_name(task_slug: str, suffix: str, *, folder: str = "submissions") -> str:
+    """Storage name of an uploaded file: unguessable, never the user's name."""
+    return f"{folder}/{task_slug}/{uuid.uuid4().hex}{suffix}"

@@ -8,6 +8,7 @@ the app's configuration.
 
 from __future__ import annotations
 
+from leaderboard.board.services.containers import container_runs_reap
 from leaderboard.board.services.evaluations import evaluation_run, evaluations_reap
 from leaderboard.celery import app
 
@@ -20,8 +21,13 @@ def evaluation_run_task(self, evaluation_id: int) -> None:
 @app.task(name="board.reap", acks_late=True, ignore_result=True)
 def reap_task() -> dict[str, int]:
     result = evaluations_reap()
+    # On a worker, next to the engine: containers of the runs taken back, and any run's
+    # leftovers older than CONTAINER_LEASE (a worker that died mid-run).
+    removed = container_runs_reap(run_ids=result.container_run_ids)
     return {
         "requeued": len(result.requeued),
         "abandoned": len(result.abandoned),
         "resent": len(result.resent),
+        "containers_removed": removed["containers"],
+        "images_removed": removed["images"],
     }

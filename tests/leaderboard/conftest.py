@@ -51,11 +51,16 @@ def demo_benchmark_dir() -> Path:
 
 
 def ensure_tracks() -> None:
-    """The tracks come from a data migration, which a transactional test's flush removes."""
+    """The tracks come from data migrations, which a transactional test's flush removes:
+    replay them (0002 creates both tracks, 0003 opens the container track)."""
     from django.apps import apps
 
-    module = __import__("leaderboard.board.migrations.0002_tracks", fromlist=["add_tracks"])
-    module.add_tracks(apps, None)
+    for name, func in (
+        ("0002_tracks", "add_tracks"),
+        ("0003_container_track", "open_container_track"),
+    ):
+        module = __import__(f"leaderboard.board.migrations.{name}", fromlist=[func])
+        getattr(module, func)(apps, None)
 
 
 @pytest.fixture

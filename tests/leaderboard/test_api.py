@@ -8,7 +8,7 @@ import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import override_settings
 
-from leaderboard.board.models import AuditLog, Evaluation, Submission
+from leaderboard.board.models import AuditLog, Evaluation, Submission, Track
 from tests.leaderboard.factories import EvaluationFactory, SubmissionFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
@@ -97,7 +97,8 @@ def test_an_empty_file_and_a_duplicate_are_refused(api, benchmark):
     assert r.status_code == 409 and r.json()["code"] == "duplicate_file"
 
 
-def test_the_container_track_is_closed(api, benchmark):
+def test_a_closed_track_refuses_submissions(api, benchmark):
+    Track.objects.filter(slug=Track.CONTAINER).update(is_open=False)
     r = api.post("/api/submissions/", _form(track="container"), format="multipart")
     assert r.status_code == 400 and r.json()["code"] == "track_closed"
 

@@ -118,7 +118,14 @@ class SubmissionCreateSerializer(serializers.Serializer):
         choices=[Track.PREDICTION_FILE, Track.CONTAINER], default=Track.PREDICTION_FILE
     )
     file = serializers.FileField(
-        help_text="The prediction CSV (optionally gzip-compressed), in the public format."
+        required=False,
+        help_text="Prediction-file track: the prediction CSV (optionally gzip-compressed), in "
+        "the public format.",
+    )
+    image = serializers.FileField(
+        required=False,
+        help_text="Container track: the model image, the output of `docker save` (plain or "
+        "gzip/bzip2/xz-compressed tar).",
     )
     method_name = serializers.CharField(max_length=120)
     team_name = serializers.CharField(max_length=120, required=False, allow_blank=True, default="")
@@ -148,6 +155,18 @@ class SubmissionCreateSerializer(serializers.Serializer):
             raise serializers.ValidationError("list each modality once.")
         return value
 
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        # A container entry's image is checked by the service (after the track is known to
+        # be open); a prediction-file entry needs its file here.
+        if attrs.get("track") != Track.CONTAINER:
+            if not attrs.get("file"):
+                raise serializers.ValidationError({"file": ["No file was submitted."]})
+            if attrs.get("image"):
+                raise serializers.ValidationError(
+                    {"image": ["an image is for the container track: add track=container."]}
+                )
+        return attrs
+
     def meta(self) -> SubmissionMeta:
         d = self.validated_data
         return SubmissionMeta(
@@ -169,9 +188,14 @@ class HideSerializer(serializers.Serializer):
 
 
 class EvaluationSerializer(serializers.ModelSerializer):
+    """A scoring run. A container run's record and log tails are in it only for the entry's
+    owner and staff (``context["show_run_logs"]``)."""
+
     triggered_by = serializers.SerializerMethodField()
     primary = serializers.SerializerMethodField()
     is_current = serializers.SerializerMethodField()
+    container_run = serializers.SerializerMethodField()
+    container_logs = serializers.SerializerMethodField()
 
     class Meta:
         model = Evaluation
@@ -179,8 +203,20 @@ class EvaluationSerializer(serializers.ModelSerializer):
             "id", "status", "trigger", "triggered_by", "scorer_version", "benchmark_hash",
             "seed", "replicates", "threshold", "form", "primary_metric", "primary",
             "is_current", "error_code", "error_message", "attempts", "created_at",
-            "started_at", "finished_at", "duration_seconds",
+            "started_at", "finished_at", "duration_seconds", "container_run", "container_logs",
         ]  # fmt: skip
+
+    @extend_schema_field(OpenApiTypes.OBJECT)
+    def get_container_run(self, obj: Evaluation) -> dict[str, Any] | None:
+        if not self.context.get("show_run_logs"):
+            return None
+        return obj.container_run
+
+    @extend_schema_field(OpenApiTypes.OBJECT)
+    def get_container_logs(self, obj: Evaluation) -> dict[str, str] | None:
+        if not self.context.get("show_run_logs"):
+            return None
+        return obj.container_logs
 
     @extend_schema_field(OpenApiTypes.STR)
     def get_triggered_by(self, obj: Evaluation) -> str | None:
@@ -201,6 +237,7 @@ class SubmissionSerializer(serializers.ModelSerializer):
     task = serializers.CharField(source="task.slug", read_only=True)
     benchmark = serializers.SerializerMethodField()
     track = serializers.CharField(source="track.slug", read_only=True)
+    verification = serializers.CharField(read_only=True)
     owner = serializers.CharField(source="owner.username", read_only=True)
     team = serializers.CharField(read_only=True)
     modalities = serializers.ListField(child=serializers.CharField(), read_only=True)
@@ -212,7 +249,8 @@ class SubmissionSerializer(serializers.ModelSerializer):
     class Meta:
         model = Submission
         fields = [
-            "id", "task", "benchmark", "track", "owner", "method_name", "team", "description",
+            "id", "task", "benchmark", "track", "verification", "owner", "method_name", "team",
+            "description",
             "paper_url", "code_url", "modalities", "training_data", "threshold", "visibility",
             "is_reference", "original_filename", "sha256", "size", "status", "failure_kind",
             "failure_code", "failure_reason", "queue_position", "pending_evaluation",

@@ -35,6 +35,7 @@ from leaderboard.board.selectors.leaderboard import (
     leaderboard_rows,
 )
 from leaderboard.board.selectors.submissions import (
+    can_see_run_logs,
     evaluation_current_for_submission,
     evaluation_get_for_viewer,
     evaluation_list_for_submission,
@@ -237,7 +238,8 @@ class SubmissionListCreateView(APIView):
             owner=request.user,
             task=task,
             track=track,
-            upload=serializer.validated_data["file"],
+            upload=serializer.validated_data.get("file"),
+            image=serializer.validated_data.get("image"),
             meta=serializer.meta(),
         )
         sub = submission_get_for_viewer(pk=submission.pk, viewer=request.user)
@@ -275,7 +277,10 @@ class SubmissionEvaluationsView(APIView):
         sub = submission_get_for_viewer(pk=pk, viewer=request.user)
         current = evaluation_current_for_submission(submission=sub)
         runs = evaluation_list_for_submission(submission=sub)
-        ctx = {"current_ids": {current.pk} if current else set()}
+        show_logs = can_see_run_logs(submission=sub, viewer=request.user)
+        if show_logs:
+            runs = runs.defer(None).defer("report", "replicate_values")
+        ctx = {"current_ids": {current.pk} if current else set(), "show_run_logs": show_logs}
         return Response(EvaluationSerializer(runs, many=True, context=ctx).data)
 
 
@@ -441,6 +446,14 @@ class LimitsView(APIView):
                 "submissions_per_day_per_task": settings.SUBMISSIONS_PER_DAY,
                 "failed_submissions_per_day_per_task": settings.FAILED_SUBMISSIONS_PER_DAY,
                 "max_upload_bytes": settings.MAX_UPLOAD_BYTES,
+                "container": {
+                    "max_image_bytes": settings.CONTAINER_MAX_UPLOAD_BYTES,
+                    "cpus": settings.CONTAINER_CPUS,
+                    "memory_bytes": settings.CONTAINER_MEMORY_MB * 1024 * 1024,
+                    "pids": settings.CONTAINER_PIDS,
+                    "wall_time_seconds_per_scenario": settings.CONTAINER_WALL_TIME,
+                    "network": "none",
+                },
                 "replicates": settings.SCORING_REPLICATES,
                 "day_boundary": "00:00 UTC",
             }

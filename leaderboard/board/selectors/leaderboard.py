@@ -19,7 +19,7 @@ from django.conf import settings
 from django.db.models import OuterRef, Subquery
 
 from benchmark_data.tasks import METRICS
-from leaderboard.board.models import Evaluation, Submission, Task
+from leaderboard.board.models import VERIFIED, Evaluation, Submission, Task, verification_label
 from leaderboard.board.selectors.submissions import current_scorer_version
 
 S = Submission.Status
@@ -64,6 +64,16 @@ class BoardRow:
     vs_baseline: dict[str, Any] | None = None
 
     @property
+    def verification(self) -> str:
+        """``verified``: the platform ran the model in every scenario (container track);
+        ``self-reported scenarios``: the scenario rows came with a prediction file."""
+        return verification_label(self.track)
+
+    @property
+    def is_verified(self) -> bool:
+        return self.verification == VERIFIED
+
+    @property
     def modalities(self) -> list[str]:
         return [m for m, used in (("ehr", self.uses_ehr), ("cxr", self.uses_cxr)) if used]
 
@@ -86,6 +96,7 @@ class BoardRow:
             "team": self.team,
             "is_reference": self.is_reference,
             "track": self.track,
+            "verification": self.verification,
             "modalities": self.modalities,
             "paper_url": self.paper_url,
             "code_url": self.code_url,
@@ -336,7 +347,7 @@ def board_csv_rows(board: Board) -> tuple[list[str], list[list[Any]]]:
     """The board as a flat table (header, rows) for CSV export."""
     header = [
         "rank", "tier", "rank_interval_low", "rank_interval_high", "entry_id", "method_name",
-        "team", "is_reference", "track", "modalities", "form",
+        "team", "is_reference", "track", "verification", "modalities", "form",
         f"{board.primary_metric}", f"{board.primary_metric}_ci_low",
         f"{board.primary_metric}_ci_high",
     ]  # fmt: skip
@@ -354,7 +365,7 @@ def board_csv_rows(board: Board) -> tuple[list[str], list[list[Any]]]:
             r.rank_interval[0] if r.rank_interval else "",
             r.rank_interval[1] if r.rank_interval else "",
             r.submission_id, r.method_name, r.team, int(r.is_reference), r.track,
-            "+".join(r.modalities), r.form, r.value, r.ci[0], r.ci[1],
+            r.verification, "+".join(r.modalities), r.form, r.value, r.ci[0], r.ci[1],
         ]  # fmt: skip
         for m in others:
             entry = r.metrics.get(m) or {}

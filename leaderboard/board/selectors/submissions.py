@@ -51,6 +51,13 @@ def can_view_submission(*, submission: Submission, viewer: Any) -> bool:
     return viewer.is_staff or viewer.pk == submission.owner_id
 
 
+def can_see_run_logs(*, submission: Submission, viewer: Any) -> bool:
+    """A container run's record and log tails: the entry's owner and staff only."""
+    if viewer is None or not getattr(viewer, "is_authenticated", False):
+        return False
+    return viewer.is_staff or viewer.pk == submission.owner_id
+
+
 def _with_latest(qs: QuerySet[Submission]) -> QuerySet[Submission]:
     """Annotate each submission with its latest successful run and its run in flight."""
     latest_ok = Evaluation.objects.filter(submission=OuterRef("pk"), status=E.SUCCEEDED).order_by(
@@ -124,8 +131,19 @@ def evaluation_list_for_submission(*, submission: Submission) -> QuerySet[Evalua
     return (
         Evaluation.objects.filter(submission=submission)
         .select_related("triggered_by")
-        .defer("report", "replicate_values")
+        .defer("report", "replicate_values", "container_logs")
         .order_by("-created_at", "-id")
+    )
+
+
+def evaluation_latest_container_run(*, submission: Submission) -> Evaluation | None:
+    """The latest run of an image that has a record (owner and staff only: it holds the
+    log tails)."""
+    return (
+        Evaluation.objects.filter(submission=submission, container_run__isnull=False)
+        .only("pk", "status", "container_run_id", "container_run", "container_logs")
+        .order_by("-created_at", "-id")
+        .first()
     )
 
 

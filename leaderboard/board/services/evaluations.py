@@ -14,7 +14,7 @@ import logging
 import time
 import uuid
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
@@ -26,14 +26,26 @@ from django.db.models import Q
 from django.utils import timezone
 
 from leaderboard.board.errors import BenchmarkInvalid
-from leaderboard.board.models import AuditLog, Evaluation, Submission, Task
+from leaderboard.board.models import AuditLog, Evaluation, Submission, Task, Track
 from leaderboard.board.services.audit import audit_record
 from leaderboard.board.services.benchmarks import task_truth
+from leaderboard.board.services.containers import (
+    WRONG_PREDICTIONS,
+    ContainerOutcome,
+    container_limits,
+    container_predictions,
+    container_runs_reap,
+    container_work_dir,
+    container_work_remove,
+)
+from leaderboard.containers import CONTAINER_SCENARIOS, new_run_id
 
 log = logging.getLogger(__name__)
 
 # A run created less than this long ago may still have its on-commit send ahead of it.
 SEND_GRACE = timedelta(seconds=30)
+# A run whose container engine failed is sent again after this many seconds.
+ENGINE_RETRY_DELAY = 30
 
 S = Submission.Status
 E = Evaluation.Status
@@ -69,7 +81,23 @@ def evaluation_create(
     return evaluation
 
 
-def evaluation_enqueue(*, evaluation_id: int) -> bool:
+def _is_container_run(evaluation_id: int) -> bool:
+    return Evaluation.objects.filter(
+        pk=evaluation_id, submission__track__slug=Track.CONTAINER
+    ).exists()
+
+
+def _time_limits(evaluation_id: int) -> dict[str, int]:
+    """A container run holds its worker for every scenario's run: longer Celery limits."""
+    if _is_container_run(evaluation_id):
+        return {
+            "soft_time_limit": settings.CONTAINER_SOFT_TIME_LIMIT,
+            "time_limit": settings.CONTAINER_TIME_LIMIT,
+        }
+    return {}
+
+
+def evaluation_enqueue(*, evaluation_id: int, countdown: float | None = None) -> bool:
     """Send the scoring message of a queued run. A broker that cannot be reached leaves the
     run queued: the reaper sends it again later. Returns whether the message went out."""
     from leaderboard.board.tasks import evaluation_run_task
@@ -79,7 +107,9 @@ def evaluation_enqueue(*, evaluation_id: int) -> bool:
     if not updated:
         return False
     try:
-        evaluation_run_task.apply_async(args=[evaluation_id], retry=True)
+        evaluation_run_task.apply_async(
+            args=[evaluation_id], retry=True, countdown=countdown, **_time_limits(evaluation_id)
+        )
     except Exception:  # the broker is down: nothing is lost, the reaper resends
         log.exception("could not send scoring run %s to the broker", evaluation_id)
         Evaluation.objects.filter(pk=evaluation_id, status=E.QUEUED).update(enqueued_at=None)
@@ -140,27 +170,65 @@ def evaluation_run(*, evaluation_id: int, worker: str = "") -> Evaluation | None
     submission = evaluation.submission
     t0 = time.perf_counter()
     source = None
+    container: ContainerOutcome | None = None
+    work_dir = None
+    max_bytes = settings.MAX_UPLOAD_BYTES
     try:
         truth = task_truth(task=submission.task)
-        source = _open_submission_file(submission)
+        if submission.is_container:
+            run_id = new_run_id()
+            Evaluation.objects.filter(pk=evaluation_id, run_token=token).update(
+                container_run_id=run_id
+            )
+            work_dir = container_work_dir(evaluation_id=evaluation_id, run_id=run_id)
+            container = container_predictions(
+                submission=submission, work_dir=work_dir, run_id=run_id
+            )
+            if container.engine_error:
+                return evaluation_retry(
+                    evaluation_id=evaluation_id, run_token=token, container=container
+                )
+            if not container.ok:
+                return evaluation_fail(
+                    evaluation_id=evaluation_id,
+                    run_token=token,
+                    kind=Submission.FailureKind.INPUT,
+                    code=container.failure_code,
+                    message=container.failure_message,
+                    duration=time.perf_counter() - t0,
+                    container=container,
+                )
+            source = container.predictions
+            max_bytes = container_limits().output_bytes * len(CONTAINER_SCENARIOS)
+        else:
+            source = _open_submission_file(submission)
         report = score_predictions(
             source,
             truth=truth,
             replicates=settings.SCORING_REPLICATES,
             threshold=submission.threshold if submission.threshold is not None else 0.5,
-            max_bytes=settings.MAX_UPLOAD_BYTES,
+            max_bytes=max_bytes,
         )
     except ScoringInputError as exc:
         return evaluation_fail(
             evaluation_id=evaluation_id,
             run_token=token,
             kind=Submission.FailureKind.INPUT,
-            code=exc.code,
-            message=exc.message,
+            code=f"container_wrong_output_{exc.code}"[:64] if container else exc.code,
+            message=WRONG_PREDICTIONS.format(detail=exc.message) if container else exc.message,
             duration=time.perf_counter() - t0,
+            container=container,
         )
     except SoftTimeLimitExceeded:
-        limit = settings.SCORING_SOFT_TIME_LIMIT
+        if evaluation.submission.is_container:
+            container_runs_reap(
+                run_ids=[r for r in [_container_run_id(evaluation_id)] if r], sweep=False
+            )
+        limit = (
+            settings.CONTAINER_SOFT_TIME_LIMIT
+            if submission.is_container
+            else settings.SCORING_SOFT_TIME_LIMIT
+        )
         return evaluation_fail(
             evaluation_id=evaluation_id,
             run_token=token,
@@ -204,12 +272,78 @@ def evaluation_run(*, evaluation_id: int, worker: str = "") -> Evaluation | None
     finally:
         if source is not None and hasattr(source, "close"):
             source.close()
+        if work_dir is not None:
+            container_work_remove(work_dir)
     return evaluation_finish(
         evaluation_id=evaluation_id,
         run_token=token,
         report=report,
         duration=time.perf_counter() - t0,
+        container=container,
     )
+
+
+def _container_run_id(evaluation_id: int) -> str:
+    return (
+        Evaluation.objects.filter(pk=evaluation_id)
+        .values_list("container_run_id", flat=True)
+        .first()
+        or ""
+    )
+
+
+def _record_container(evaluation: Evaluation, container: ContainerOutcome | None) -> None:
+    if container is None:
+        return
+    evaluation.container_run_id = container.run_id
+    evaluation.container_run = container.summary
+    evaluation.container_logs = container.logs or None
+
+
+def evaluation_retry(
+    *, evaluation_id: int, run_token: uuid.UUID, container: ContainerOutcome
+) -> Evaluation | None:
+    """The engine failed (not the model): put the run back in the queue and send it again a
+    little later, or fail it as a platform problem after ``SCORING_MAX_ATTEMPTS``."""
+    with transaction.atomic():
+        evaluation = Evaluation.objects.select_for_update().filter(pk=evaluation_id).first()
+        if (
+            evaluation is None
+            or evaluation.status != E.RUNNING
+            or evaluation.run_token != run_token
+        ):
+            return None
+        if evaluation.attempts >= settings.SCORING_MAX_ATTEMPTS:
+            retry = False
+        else:
+            retry = True
+            evaluation.status = E.QUEUED
+            evaluation.run_token = None
+            evaluation.enqueued_at = None
+            _record_container(evaluation, container)
+            evaluation.save()
+            Submission.objects.filter(pk=evaluation.submission_id, status=S.RUNNING).update(
+                status=S.QUEUED
+            )
+    if not retry:
+        log.error("container run %s: engine error, giving up: %s", evaluation_id,
+                  container.failure_message)  # fmt: skip
+        return evaluation_fail(
+            evaluation_id=evaluation_id,
+            run_token=run_token,
+            kind=Submission.FailureKind.SYSTEM,
+            code="container_engine_error",
+            message=SYSTEM_FAILURE.format(
+                what="the container engine failed",
+                evaluation_id=evaluation_id,
+                submission_id=evaluation.submission_id,
+            ),
+            container=container,
+        )
+    log.warning("container run %s: engine error, retried: %s", evaluation_id,
+                container.failure_message)  # fmt: skip
+    evaluation_enqueue(evaluation_id=evaluation_id, countdown=ENGINE_RETRY_DELAY)
+    return Evaluation.objects.get(pk=evaluation_id)
 
 
 def _main_replicates(report: dict[str, Any]) -> list[float | None]:
@@ -218,7 +352,12 @@ def _main_replicates(report: dict[str, Any]) -> list[float | None]:
 
 
 def evaluation_finish(
-    *, evaluation_id: int, run_token: uuid.UUID, report: dict[str, Any], duration: float
+    *,
+    evaluation_id: int,
+    run_token: uuid.UUID,
+    report: dict[str, Any],
+    duration: float,
+    container: ContainerOutcome | None = None,
 ) -> Evaluation | None:
     """Record a successful run, unless the run is no longer this worker's."""
     now = timezone.now()
@@ -248,6 +387,7 @@ def evaluation_finish(
         evaluation.replicate_values = _main_replicates(report)
         evaluation.finished_at = now
         evaluation.duration_seconds = duration
+        _record_container(evaluation, container)
         evaluation.save()
         submission = Submission.objects.select_for_update().get(pk=evaluation.submission_id)
         if submission.status not in (S.SCORED, S.PUBLISHED):
@@ -273,6 +413,7 @@ def evaluation_fail(
     code: str,
     message: str,
     duration: float | None = None,
+    container: ContainerOutcome | None = None,
 ) -> Evaluation | None:
     """Record a failed run. The submission fails with it when it had no result yet; a
     failed re-score leaves a scored entry as it was (the run stays in its history)."""
@@ -289,6 +430,7 @@ def evaluation_fail(
         evaluation.error_message = message
         evaluation.finished_at = now
         evaluation.duration_seconds = duration
+        _record_container(evaluation, container)
         if evaluation.run_token is None:
             evaluation.run_token = uuid.uuid4()
         evaluation.save()
@@ -381,35 +523,48 @@ class ReapResult:
     requeued: list[int]
     abandoned: list[int]
     resent: list[int]
+    # Container runs of the requeued and abandoned runs: their containers may still be on
+    # the engine (see services.containers.container_runs_reap).
+    container_run_ids: list[str] = field(default_factory=list)
+
+
+def _stalled(now: Any) -> Q:
+    """A running run past its lease: ``SCORING_LEASE``, or ``CONTAINER_LEASE`` for an
+    image's run."""
+    container = Q(submission__track__slug=Track.CONTAINER)
+    return Q(status=E.RUNNING) & (
+        (~container & Q(started_at__lt=now - settings.SCORING_LEASE))
+        | (container & Q(started_at__lt=now - settings.CONTAINER_LEASE))
+    )
 
 
 def evaluations_reap(*, now: Any = None) -> ReapResult:
     """Notice runs whose worker died and messages that were lost, and put them back.
 
-    - a run still ``running`` past ``SCORING_LEASE`` goes back to ``queued`` (and is sent
-      again), or fails for good after ``SCORING_MAX_ATTEMPTS`` attempts;
+    - a run still ``running`` past ``SCORING_LEASE`` (``CONTAINER_LEASE`` for an image's
+      run) goes back to ``queued`` (and is sent again), or fails for good after
+      ``SCORING_MAX_ATTEMPTS`` attempts;
     - a ``queued`` run never sent, or sent more than ``SCORING_RESEND_AFTER`` ago, is sent
       again (a duplicate message finds the run taken and does nothing).
     """
     now = now or timezone.now()
     requeued: list[int] = []
     abandoned: list[int] = []
+    container_runs: list[str] = []
     stale = list(
-        Evaluation.objects.filter(status=E.RUNNING, started_at__lt=now - settings.SCORING_LEASE)
-        .values_list("pk", flat=True)
-        .order_by("pk")
+        Evaluation.objects.filter(_stalled(now)).values_list("pk", flat=True).order_by("pk")
     )
     for evaluation_id in stale:
         with transaction.atomic():
             evaluation = (
-                Evaluation.objects.select_for_update()
-                .filter(
-                    pk=evaluation_id, status=E.RUNNING, started_at__lt=now - settings.SCORING_LEASE
-                )
+                Evaluation.objects.select_for_update(of=("self",))
+                .filter(_stalled(now), pk=evaluation_id)
                 .first()
             )
             if evaluation is None:
                 continue
+            if evaluation.container_run_id:
+                container_runs.append(evaluation.container_run_id)
             if evaluation.attempts >= settings.SCORING_MAX_ATTEMPTS:
                 abandoned.append(evaluation_id)
                 audit_record(
@@ -458,4 +613,6 @@ def evaluations_reap(*, now: Any = None) -> ReapResult:
     )
     resend = sorted(set(resend) | set(requeued))
     resent = [pk for pk in resend if evaluation_enqueue(evaluation_id=pk)]
-    return ReapResult(requeued=requeued, abandoned=abandoned, resent=resent)
+    return ReapResult(
+        requeued=requeued, abandoned=abandoned, resent=resent, container_run_ids=container_runs
+    )

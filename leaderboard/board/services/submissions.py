@@ -22,11 +22,12 @@ from leaderboard.board.errors import (
     StorageUnavailable,
     TaskClosed,
     TrackClosed,
+    UploadInvalid,
 )
 from leaderboard.board.models import AuditLog, Evaluation, Submission, Task, Track, new_upload_name
 from leaderboard.board.services.audit import audit_record
 from leaderboard.board.services.evaluations import evaluation_create
-from leaderboard.board.services.uploads import check_prediction_upload
+from leaderboard.board.services.uploads import check_image_upload, check_prediction_upload
 
 log = logging.getLogger(__name__)
 
@@ -111,11 +112,16 @@ def submission_create(
     track: Track,
     upload: UploadedFile | None,
     meta: SubmissionMeta,
+    image: UploadedFile | None = None,
     is_reference: bool = False,
     enforce_quota: bool = True,
     trigger: str = Evaluation.Trigger.SUBMISSION,
 ) -> Submission:
-    """Store the upload, check the limits, record the entry and queue it for scoring."""
+    """Store the upload, check the limits, record the entry and queue it for scoring.
+
+    A prediction-file entry brings ``upload`` (a CSV); a container entry brings ``image``
+    (a ``docker save`` archive), checked by the container runner before it is stored.
+    """
     if not track.is_open:
         raise TrackClosed(f"The {track.title} track is not open for submissions.", field="track")
     if not task.benchmark.is_current:
@@ -125,7 +131,18 @@ def submission_create(
         )
     if meta.visibility not in (V.PUBLIC, V.PRIVATE):
         raise NotAllowed("An entry can be public or private.", field="visibility")
-    info = check_prediction_upload(upload=upload)
+    if track.slug == Track.CONTAINER:
+        if image is None and upload is not None:
+            raise UploadInvalid(
+                "A container entry is a model image: send the output of `docker save` in the "
+                "image field, not a prediction file.",
+                field="image",
+            )
+        info = check_image_upload(upload=image)
+        upload, folder, what = image, "images", "image"
+    else:
+        info = check_prediction_upload(upload=upload)
+        folder, what = "submissions", "file"
     stored_name = ""
     try:
         with transaction.atomic():
@@ -141,9 +158,10 @@ def submission_create(
             )
             if duplicate is not None:
                 raise DuplicateSubmission(
-                    f"This file was already submitted as entry #{duplicate.pk} "
-                    f"({duplicate.method_name}); a file is scored once. Use re-scoring instead.",
-                    field="file",
+                    f"This {what} was already submitted as entry #{duplicate.pk} "
+                    f"({duplicate.method_name}); a {what} is scored once. Use re-scoring "
+                    "instead.",
+                    field=what,
                 )
             submission = Submission(
                 owner=owner,
@@ -167,7 +185,7 @@ def submission_create(
             try:
                 upload.seek(0)
                 stored_name = submission.file.storage.save(
-                    new_upload_name(task.slug, info.suffix), upload
+                    new_upload_name(task.slug, info.suffix, folder=folder), upload
                 )
             except Exception as exc:
                 log.exception("could not store an upload")
@@ -188,7 +206,8 @@ def submission_create(
     except IntegrityError as exc:
         _discard(stored_name)
         raise DuplicateSubmission(
-            "This file was submitted twice at the same time; it is recorded once.", field="file"
+            f"This {what} was submitted twice at the same time; it is recorded once.",
+            field=what,
         ) from exc
     except BaseException:
         _discard(stored_name)

@@ -63,3 +63,50 @@ def check_prediction_upload(*, upload: UploadedFile | None) -> UploadInfo:
             "The file is empty: a prediction file is a CSV file with a header row.", field="file"
         )
     return UploadInfo(sha256=digest.hexdigest(), size=size, suffix=suffix, original_name=name)
+
+
+IMAGE_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tar.xz")
+
+
+def _hash_upload(upload: UploadedFile, *, limit: int, image: bool) -> tuple[str, int]:
+    digest = hashlib.sha256()
+    size = 0
+    upload.seek(0)
+    for chunk in upload.chunks():
+        size += len(chunk)
+        if size > limit:
+            raise UploadInvalid(too_large_message(limit=limit, image=image), field="image")
+        digest.update(chunk)
+    upload.seek(0)
+    return digest.hexdigest(), size
+
+
+def check_image_upload(*, upload: UploadedFile | None) -> UploadInfo:
+    """Hash an uploaded image archive in chunks and check it with the container runner's
+    ``inspect_image_archive`` (one streaming pass, no layer read into memory): not a tar,
+    no manifest, not one image, wrong platform, no ENTRYPOINT/CMD, over the limits. Any
+    problem is an :class:`UploadInvalid` (a 400) with the runner's message."""
+    from leaderboard.board.services.containers import check_image_archive
+
+    if upload is None:
+        raise UploadInvalid(
+            "No image was uploaded: attach the output of `docker save` in the image field.",
+            field="image",
+        )
+    name = (upload.name or "").rsplit("/", 1)[-1][:255]
+    limit = settings.CONTAINER_MAX_UPLOAD_BYTES
+    if upload.size is not None and upload.size > limit:
+        raise UploadInvalid(
+            too_large_message(limit=limit, size=upload.size, image=True), field="image"
+        )
+    sha256, size = _hash_upload(upload, limit=limit, image=True)
+    if size == 0:
+        raise UploadInvalid(
+            "The image archive is empty: upload the output of `docker save -o my-model.tar "
+            "my-model`.",
+            field="image",
+        )
+    check_image_archive(upload=upload)
+    lower = name.lower()
+    suffix = next((s for s in IMAGE_SUFFIXES[1:] if lower.endswith(s)), ".tar")
+    return UploadInfo(sha256=sha256, size=size, suffix=suffix, original_name=name)

@@ -18,9 +18,18 @@ class SubmissionForm(forms.Form):
     track = forms.ChoiceField(initial=Track.PREDICTION_FILE)
     file = forms.FileField(
         label="Prediction file",
+        required=False,
         help_text="CSV, optionally gzip-compressed (.csv.gz), in the public format: key "
         "columns and one probability column per label.",
         widget=forms.ClearableFileInput(attrs={"accept": ".csv,.gz,.csv.gz,text/csv"}),
+    )
+    image = forms.FileField(
+        label="Model image",
+        required=False,
+        help_text="Container track: the output of `docker save -o my-model.tar my-model` "
+        "(gzip, bzip2 or xz compression accepted). The platform runs it with no network once "
+        "per missing-modality scenario and scores what it writes to /output/predictions.csv.",
+        widget=forms.ClearableFileInput(attrs={"accept": ".tar,.tgz,.gz,.bz2,.xz"}),
     )
     method_name = forms.CharField(max_length=120, label="Method name")
     team_name = forms.CharField(max_length=120, required=False, label="Team")
@@ -71,11 +80,22 @@ class SubmissionForm(forms.Form):
             for t in Track.objects.all()
         ]
         self.fields["file"].widget.attrs["data-max-bytes"] = str(settings.MAX_UPLOAD_BYTES)
+        self.fields["image"].widget.attrs["data-max-bytes"] = str(
+            settings.CONTAINER_MAX_UPLOAD_BYTES
+        )
 
     def clean(self):
         data = super().clean()
         if not data.get("uses_ehr") and not data.get("uses_cxr"):
             self.add_error(None, "Tick the inputs your model uses: EHR, CXR or both.")
+        if data.get("track") == Track.CONTAINER:
+            if not data.get("image") and "image" not in self.errors:
+                self.add_error("image", "Choose the model image (the output of docker save).")
+            data["file"] = None
+        else:
+            if not data.get("file") and "file" not in self.errors:
+                self.add_error("file", "This field is required.")
+            data["image"] = None
         return data
 
     def meta(self) -> SubmissionMeta:

@@ -25,8 +25,10 @@ from leaderboard.board.selectors.leaderboard import (
 )
 from leaderboard.board.selectors.submissions import (
     benchmark_current,
+    can_see_run_logs,
     evaluation_current_for_submission,
     evaluation_get_for_viewer,
+    evaluation_latest_container_run,
     evaluation_list_for_submission,
     evaluation_queue_positions,
     is_current_evaluation,
@@ -175,6 +177,9 @@ def _entry_page(
         if evaluation and evaluation.report
         else None,
         "is_owner": request.user.is_authenticated and request.user.pk == submission.owner_id,
+        "container_run": evaluation_latest_container_run(submission=submission)
+        if can_see_run_logs(submission=submission, viewer=request.user)
+        else None,
         "audit": AuditLog.objects.filter(submission=submission).select_related("actor")[:50]
         if request.user.is_staff
         else [],
@@ -226,7 +231,8 @@ def submit(request: HttpRequest) -> HttpResponse:
                     owner=request.user,
                     task=task_get(slug=form.cleaned_data["task"]),
                     track=Track.objects.get(slug=form.cleaned_data["track"]),
-                    upload=form.cleaned_data["file"],
+                    upload=form.cleaned_data.get("file"),
+                    image=form.cleaned_data.get("image"),
                     meta=form.meta(),
                 )
             except ServiceError as exc:
@@ -252,6 +258,8 @@ def submit(request: HttpRequest) -> HttpResponse:
             "usage": usage,
             "max_upload": limit_text(settings.MAX_UPLOAD_BYTES),
             "max_upload_bytes": settings.MAX_UPLOAD_BYTES,
+            "max_image": limit_text(settings.CONTAINER_MAX_UPLOAD_BYTES),
+            "max_image_bytes": settings.CONTAINER_MAX_UPLOAD_BYTES,
         },
         status=status,
     )

@@ -4,6 +4,27 @@
   var form = document.getElementById("submit-form");
   if (!form) return;
   var maxBytes = parseInt(form.getAttribute("data-max-bytes"), 10);
+  var maxImageBytes = parseInt(form.getAttribute("data-max-image-bytes"), 10);
+  var track = form.querySelector("[name=track]");
+
+  function isContainer() { return track && track.value === "container"; }
+
+  // Show the upload field of the chosen track only: a CSV, or a `docker save` archive.
+  function showTrackFields() {
+    var file = form.querySelector(".field-file"), image = form.querySelector(".field-image");
+    if (file) file.hidden = isContainer();
+    if (image) image.hidden = !isContainer();
+  }
+  if (track) { track.addEventListener("change", showTrackFields); showTrackFields(); }
+
+  function checkImage(input) {
+    var f = input.files && input.files[0];
+    if (!f) return "Choose the image archive (the output of docker save).";
+    if (!/\.(tar|tar\.gz|tgz|tar\.bz2|tar\.xz)$/i.test(f.name)) return "The image must be a .tar archive from docker save (optionally compressed).";
+    if (f.size === 0) return "The archive is empty.";
+    if (maxImageBytes && f.size > maxImageBytes) return "The archive is " + (f.size / 1048576).toFixed(1) + " MiB, over the " + (maxImageBytes / 1048576) + " MiB limit.";
+    return "";
+  }
 
   function say(field, msg) {
     var box = field.closest(".field");
@@ -26,7 +47,10 @@
     form.querySelectorAll("input, textarea, select").forEach(function (el) {
       if (el.type === "hidden" || el.type === "checkbox" || el.type === "radio") return;
       var msg = "";
-      if (el.type === "file") msg = checkFile(el);
+      if (el.type === "file") {
+        if ((el.name === "image") !== isContainer()) { say(el, ""); return; }
+        msg = el.name === "image" ? checkImage(el) : checkFile(el);
+      }
       else if (!el.checkValidity()) msg = el.validationMessage;
       say(el, msg);
       if (msg) ok = false;
@@ -40,7 +64,7 @@
     return ok;
   }
 
-  form.addEventListener("change", function (e) { if (e.target.type === "file") say(e.target, checkFile(e.target)); });
+  form.addEventListener("change", function (e) { if (e.target.type === "file") say(e.target, e.target.name === "image" ? checkImage(e.target) : checkFile(e.target)); });
   form.addEventListener("submit", function (e) {
     if (!validate()) { e.preventDefault(); var first = form.querySelector(".has-error, #modality-error:not(:empty)"); if (first) first.scrollIntoView({ block: "center" }); }
     else { var b = form.querySelector("button[type=submit]"); if (b) { b.disabled = true; b.textContent = "Uploading…"; } }

@@ -1,0 +1,209 @@
+"""The container track on the platform's side: checking an uploaded image archive, running
+a submission's image in every scenario on a worker, and reaping the runs of dead workers.
+
+The running itself is ``leaderboard.containers`` (pure Python, no Django); this module maps
+its outcomes to states a submitter can act on. The combined predictions then go through the
+same scoring path as an uploaded file (``services.evaluations``).
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import tempfile
+from collections.abc import Collection
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from django.conf import settings
+from django.core.files.storage import default_storage
+from django.core.files.uploadedfile import UploadedFile
+
+from leaderboard.board.errors import UploadInvalid
+from leaderboard.board.models import Submission
+from leaderboard.board.services.benchmarks import benchmark_open
+from leaderboard.containers import (
+    CONTAINER_SCENARIOS,
+    DEFAULT_LIMITS,
+    EngineError,
+    ImageArchiveError,
+    Limits,
+    RunStatus,
+    cleanup_stale,
+    combine_predictions,
+    inspect_image_archive,
+    run_all_scenarios,
+)
+from leaderboard.containers.limits import MiB
+
+log = logging.getLogger(__name__)
+
+COPY_CHUNK = 8 * MiB
+
+# What a submitter reads when the image's run fails, per runner state (``failure_code`` is
+# ``container_<state>``). ``{detail}`` is the runner's message, which names the scenario.
+FAILURE_MESSAGES: dict[str, str] = {
+    RunStatus.IMAGE_INVALID: "The image could not be run: {detail}.",
+    RunStatus.TIMED_OUT: "The model timed out: {detail}.",
+    RunStatus.OUT_OF_MEMORY: "The model ran out of memory: {detail}.",
+    RunStatus.CRASHED: "The model crashed: {detail}.{exit_code} Its log tail is on the entry "
+    "page (only you see it).",
+    RunStatus.NO_OUTPUT: "The model wrote no predictions: {detail}.",
+    RunStatus.OUTPUT_TOO_LARGE: "The model wrote too much output: {detail}.",
+    RunStatus.WRONG_OUTPUT: "The model's output is not a usable prediction file: {detail}.",
+}
+WRONG_PREDICTIONS = (
+    "The model ran in every scenario, but its predictions were refused by the scorer: {detail}"
+)
+MSG_COMBINE = "the scenarios' prediction files do not have the same columns ({detail})"
+
+
+def container_limits() -> Limits:
+    """The runner's limits, from settings (CONTAINER_*)."""
+    return DEFAULT_LIMITS.with_(
+        archive_bytes=settings.CONTAINER_MAX_UPLOAD_BYTES,
+        cpus=float(settings.CONTAINER_CPUS),
+        memory_bytes=int(settings.CONTAINER_MEMORY_MB) * MiB,
+        pids=int(settings.CONTAINER_PIDS),
+        wall_time=float(settings.CONTAINER_WALL_TIME),
+    )
+
+
+def check_image_archive(*, upload: UploadedFile) -> dict[str, Any]:
+    """Run the runner's archive checks on an upload; a refused archive is a 400 with the
+    runner's message. Returns the archive's summary (image id, platform, sizes, command)."""
+    path_of = getattr(upload, "temporary_file_path", None)
+    try:
+        if path_of is not None:
+            info = inspect_image_archive(path_of(), limits=container_limits())
+        else:  # a small upload held in memory: spill it to a file for the checks
+            with tempfile.NamedTemporaryFile(suffix=".tar") as tmp:
+                upload.seek(0)
+                for chunk in upload.chunks():
+                    tmp.write(chunk)
+                tmp.flush()
+                info = inspect_image_archive(tmp.name, limits=container_limits())
+    except ImageArchiveError as exc:
+        raise UploadInvalid(
+            f"The image archive was refused: {exc}.", field="image", code="invalid_image"
+        ) from None
+    finally:
+        upload.seek(0)
+    return info.summary()
+
+
+@dataclass
+class ContainerOutcome:
+    """What running a submission's image gave: the combined prediction file, or the
+    failure (a code, a message for the submitter, and whether it is the platform's fault)."""
+
+    run_id: str
+    summary: dict[str, Any]
+    logs: dict[str, str] = field(default_factory=dict)
+    predictions: Path | None = None
+    failure_code: str = ""
+    failure_message: str = ""
+    engine_error: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return self.predictions is not None
+
+
+def container_work_dir(*, evaluation_id: int, run_id: str) -> Path:
+    root = Path(settings.CONTAINER_WORK_DIR)
+    root.mkdir(parents=True, exist_ok=True)
+    return root / f"e{evaluation_id}-{run_id}"
+
+
+def _local_archive(submission: Submission, work_dir: Path) -> Path:
+    """The image archive as a local file: its path in a local store, else a streamed copy."""
+    name = submission.file.name
+    try:
+        path = Path(default_storage.path(name))
+        if path.is_file():
+            return path
+    except NotImplementedError:
+        pass
+    dest = work_dir / "image.tar"
+    with default_storage.open(name, "rb") as src, dest.open("wb") as out:
+        shutil.copyfileobj(src, out, COPY_CHUNK)
+    return dest
+
+
+def _failure_message(status: str, run: Any) -> str:
+    detail = run.message or str(status)
+    exit_code = ""
+    if status == RunStatus.CRASHED:
+        codes = [r.exit_code for r in run.results.values() if r.status == status]
+        if codes and codes[0] is not None:
+            exit_code = f" Exit code {codes[0]}."
+    template = FAILURE_MESSAGES.get(status, "The model's run failed: {detail}.{exit_code}")
+    return template.format(detail=detail.rstrip("."), exit_code=exit_code)
+
+
+def container_predictions(
+    *, submission: Submission, work_dir: Path, run_id: str
+) -> ContainerOutcome:
+    """Run the submission's image on the current inputs of its task in every scenario
+    (``CONTAINER_SCENARIOS``), and combine the outputs into one prediction file with the
+    scenario column. Never raises for anything the image does."""
+    work_dir.mkdir(parents=True, exist_ok=True)
+    archive = _local_archive(submission, work_dir)
+    bench = benchmark_open(benchmark=submission.task.benchmark)
+    run = run_all_scenarios(
+        archive,
+        benchmark=bench,
+        task=submission.task.slug,
+        work_dir=work_dir,
+        scenarios=CONTAINER_SCENARIOS,
+        limits=container_limits(),
+        run_id=run_id,
+    )
+    logs = {s: r.log_tail for s, r in run.results.items() if r.log_tail}
+    outcome = ContainerOutcome(run_id=run_id, summary=run.summary(), logs=logs)
+    if run.status == RunStatus.ENGINE_ERROR:
+        outcome.engine_error = True
+        outcome.failure_code = "container_engine_error"
+        outcome.failure_message = run.message
+        return outcome
+    if not run.ok:
+        outcome.failure_code = f"container_{run.status}"
+        outcome.failure_message = _failure_message(run.status, run)
+        return outcome
+    dest = work_dir / "predictions.csv"
+    try:
+        combine_predictions(run.outputs, dest)
+    except ValueError as exc:
+        outcome.failure_code = f"container_{RunStatus.WRONG_OUTPUT}"
+        outcome.failure_message = FAILURE_MESSAGES[RunStatus.WRONG_OUTPUT].format(
+            detail=MSG_COMBINE.format(detail=exc)
+        )
+        return outcome
+    outcome.predictions = dest
+    return outcome
+
+
+def container_work_remove(work_dir: Path) -> None:
+    shutil.rmtree(work_dir, ignore_errors=True)
+
+
+def container_runs_reap(*, run_ids: Collection[str] = (), sweep: bool = True) -> dict[str, int]:
+    """Remove what dead workers left on the engine: the containers and image tags of the
+    given runs (runs the reaper took back), and with ``sweep`` those of any run older than
+    ``CONTAINER_LEASE``. An engine that cannot be reached (e.g. the reaper runs on a host
+    without one) is logged, not raised."""
+    removed = {"containers": 0, "images": 0}
+    reports = []
+    try:
+        if run_ids:
+            reports.append(cleanup_stale(0, run_ids=list(run_ids)))
+        if sweep:
+            reports.append(cleanup_stale(settings.CONTAINER_LEASE))
+    except (EngineError, OSError) as exc:
+        log.warning("container reaper: the engine cannot be reached: %s", exc)
+    for report in reports:
+        removed["containers"] += len(report.containers)
+        removed["images"] += len(report.images)
+    return removed
