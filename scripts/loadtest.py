@@ -1,0 +1,450 @@
+"""Load test of the platform on loopback: 500 scored entries, 20 concurrent readers of the
+leaderboard pages and API, while a worker scores new submissions.
+
+    .venv/bin/python scripts/loadtest.py [--entries 500] [--readers 20] [--duration 60]
+                                         [--web-workers 4] [--out var/test-results/load.json]
+
+It makes its own PostgreSQL database (``leaderboard_load``, dropped and made again), registers
+the demo benchmark (``var/test-cache/benchmark-demo-seed42``, generated if missing), enters one
+real submission and scores it with the platform's own service, then enters the other entries
+as copies of that run with their values shifted (a different primary value, CI, per-replicate
+values and summary each). It serves the site with gunicorn (several processes, DEBUG off,
+whitenoise) and runs a Celery worker on Redis; a submitter posts a new file every few seconds
+through the API while the readers run. Latencies are measured per request kind from the
+client side (http.client, one keep-alive connection per reader).
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import hashlib
+import http.client
+import json
+import os
+import random
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+BENCHMARK = ROOT / "var" / "test-cache" / "benchmark-demo-seed42"
+PG = "postgres://postgres@127.0.0.1:5432"
+DB_NAME = "leaderboard_load"
+TASK = "in-hospital-mortality"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _environment(var_dir: Path, web_workers: int) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(
+        DJANGO_SETTINGS_MODULE="leaderboard.settings",
+        DJANGO_ENV="development",
+        DEBUG="false",
+        SECRET_KEY="load-test-only-" + uuid.uuid4().hex,
+        DATABASE_URL=f"{PG}/{DB_NAME}",
+        CONN_MAX_AGE="60",
+        CELERY_BROKER_URL="redis://127.0.0.1:6379/12",
+        CELERY_QUEUE=f"leaderboard-load-{os.getpid()}",
+        VAR_DIR=str(var_dir),
+        MEDIA_ROOT=str(var_dir / "media"),
+        STATIC_ROOT=str(var_dir / "static"),
+        LOG_LEVEL="WARNING",
+        # Readers and the submitter are one client address: lift the per-address limits,
+        # which would otherwise (rightly) answer 429 to 20 readers from one machine.
+        API_ANON_RATE="1000000/minute",
+        API_USER_RATE="1000000/minute",
+        API_SUBMISSION_RATE="1000/minute",
+        SUBMISSIONS_PER_DAY="1000",
+        WEB_WORKERS=str(web_workers),
+    )
+    return env
+
+
+def _cached_settings(var_dir: Path, seconds: int) -> None:
+    """Settings of the cache experiment: the platform's settings with Django's site cache
+    (UpdateCacheMiddleware/FetchFromCacheMiddleware) in a Redis database of its own."""
+    (var_dir / "loadtest_cached_settings.py").write_text(
+        "from leaderboard.settings import *  # noqa: F403\n"
+        "MIDDLEWARE = ['django.middleware.cache.UpdateCacheMiddleware', *MIDDLEWARE,  # noqa: F405\n"
+        "              'django.middleware.cache.FetchFromCacheMiddleware']\n"
+        f"CACHE_MIDDLEWARE_SECONDS = {int(seconds)}\n"
+        "CACHE_MIDDLEWARE_KEY_PREFIX = 'loadtest'\n"
+        "CACHES = {'default': {'BACKEND': 'django.core.cache.backends.redis.RedisCache',\n"
+        "                      'LOCATION': 'redis://127.0.0.1:6379/13'}}\n"
+    )
+
+
+def _recreate_database() -> None:
+    import psycopg
+
+    with psycopg.connect(f"{PG}/postgres", autocommit=True) as conn:
+        conn.execute(f"DROP DATABASE IF EXISTS {DB_NAME} WITH (FORCE)")
+        conn.execute(f"CREATE DATABASE {DB_NAME}")
+
+
+def _ensure_benchmark() -> Path:
+    if not (BENCHMARK / "manifest.json").is_file():
+        subprocess.run(
+            [sys.executable, "-m", "benchmark_data", "synth", "--out", str(BENCHMARK),
+             "--scale", "demo", "--seed", "42"],
+            check=True, cwd=ROOT,
+        )  # fmt: skip
+    return BENCHMARK
+
+
+def _shifted(summary: dict, delta: float) -> dict:
+    """A copy of a report summary with every metric value and CI moved by ``delta`` (in
+    [0, 1] where the metric is a probability-like score)."""
+    out = copy.deepcopy(summary)
+
+    def move(node):
+        if isinstance(node, dict):
+            if isinstance(node.get("value"), float):
+                node["value"] = min(1.0, max(0.0, node["value"] + delta))
+            if isinstance(node.get("ci"), list) and all(isinstance(v, float) for v in node["ci"]):
+                node["ci"] = [min(1.0, max(0.0, v + delta)) for v in node["ci"]]
+            for v in node.values():
+                move(v)
+        elif isinstance(node, list):
+            for v in node:
+                move(v)
+
+    move(out)
+    return out
+
+
+def seed(entries: int, sample_csv: bytes) -> list[int]:
+    """One real scored entry, then ``entries - 1`` copies of its run with shifted values."""
+    import numpy as np
+    from django.contrib.auth import get_user_model
+    from django.core.files.uploadedfile import SimpleUploadedFile
+    from django.db import transaction
+
+    from leaderboard.board.models import Evaluation, Submission, Track
+    from leaderboard.board.services.benchmarks import benchmark_register
+    from leaderboard.board.services.evaluations import evaluation_run
+    from leaderboard.board.services.submissions import SubmissionMeta, submission_create
+
+    benchmark = benchmark_register(uri=str(BENCHMARK), verify=False)
+    task = benchmark.tasks.get(slug=TASK)
+    track = Track.objects.get(slug=Track.PREDICTION_FILE)
+    User = get_user_model()
+    users = [User.objects.create_user(f"team{i:02d}", f"team{i:02d}@example.org", "load-test-pw")
+             for i in range(50)]  # fmt: skip
+    first = submission_create(
+        owner=users[0], task=task, track=track,
+        upload=SimpleUploadedFile("predictions.csv", sample_csv),
+        meta=SubmissionMeta(method_name="Logistic regression (scored)", training_data="train split",
+                            uses_ehr=True, uses_cxr=False),
+    )  # fmt: skip
+    ev = first.evaluations.get()
+    evaluation_run(evaluation_id=ev.pk, worker="loadtest-seed")
+    ev.refresh_from_db()
+    first.refresh_from_db()
+    assert ev.status == "succeeded", ev.error_message
+    rng = np.random.default_rng(7)
+    subs, evals = [], []
+    for i in range(1, entries):
+        delta = float(rng.normal(-0.05, 0.06))
+        s = copy.copy(first)
+        s.pk = None
+        s.owner = users[i % len(users)]
+        s.method_name = f"Fusion model variant {i:03d}"
+        s.team_name = f"Team {i % len(users):02d}"
+        s.sha256 = hashlib.sha256(f"load-{i}".encode()).hexdigest()
+        s.uses_cxr = bool(i % 2)
+        subs.append(s)
+        e = copy.copy(ev)
+        e.pk = None
+        e.run_token = uuid.uuid4()
+        e.primary_value = min(1.0, max(0.0, ev.primary_value + delta))
+        e.primary_ci_low = min(1.0, max(0.0, ev.primary_ci_low + delta))
+        e.primary_ci_high = min(1.0, max(0.0, ev.primary_ci_high + delta))
+        noise = rng.normal(0, 0.01, size=len(ev.replicate_values))
+        e.replicate_values = [None if v is None else round(min(1.0, max(0.0, v + delta + n)), 7)
+                              for v, n in zip(ev.replicate_values, noise, strict=True)]  # fmt: skip
+        e.summary = _shifted(ev.summary, delta)
+        report = dict(ev.report)
+        report["summary"] = e.summary
+        e.report = report
+        evals.append(e)
+    with transaction.atomic():
+        created = Submission.objects.bulk_create(subs, batch_size=200)
+        for s, e in zip(created, evals, strict=True):
+            e.submission = s
+        Evaluation.objects.bulk_create(evals, batch_size=100)
+    return [first.pk] + [s.pk for s in created]
+
+
+class Recorder:
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.samples: dict[str, list[float]] = {}
+        self.errors: dict[str, list[str]] = {}
+
+    def add(self, kind: str, seconds: float, error: str | None) -> None:
+        with self.lock:
+            self.samples.setdefault(kind, []).append(seconds)
+            if error:
+                self.errors.setdefault(kind, []).append(error)
+
+
+def _request(conn: http.client.HTTPConnection, method: str, path: str, body=None, headers=None):
+    conn.request(method, path, body=body, headers=headers or {})
+    resp = conn.getresponse()
+    data = resp.read()
+    return resp.status, data
+
+
+def reader(port: int, ids: list[int], stop: threading.Event, rec: Recorder, seed_: int) -> None:
+    rng = random.Random(seed_)
+    mix = [("board page", f"/tasks/{TASK}/"), ("board API", f"/api/tasks/{TASK}/leaderboard/"),
+           ("home page", "/"), ("entry page", None), ("entry API", None)]  # fmt: skip
+    weights = [4, 3, 1, 1, 1]
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+    while not stop.is_set():
+        kind, path = rng.choices(mix, weights)[0]
+        if path is None:
+            pk = rng.choice(ids)
+            path = f"/entries/{pk}/" if kind == "entry page" else f"/api/submissions/{pk}/"
+        t0 = time.perf_counter()
+        error = None
+        try:
+            status, data = _request(conn, "GET", path)
+            if status != 200:
+                error = f"{status} {path}"
+            elif b"Traceback" in data:
+                error = f"traceback in {path}"
+        except (OSError, http.client.HTTPException) as exc:
+            error = f"{type(exc).__name__}: {exc} ({path})"
+            conn.close()
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+        rec.add(kind, time.perf_counter() - t0, error)
+    conn.close()
+
+
+def submitter(port: int, token: str, csv: bytes, stop: threading.Event, rec: Recorder,
+              every: float) -> list[int]:  # fmt: skip
+    sent: list[int] = []
+    i = 0
+    lines = csv.decode().splitlines()
+    while not stop.is_set():
+        i += 1
+        body_csv = "\n".join([lines[0]] + [f"{ln.rsplit(',', 1)[0]},{min(1.0, float(ln.rsplit(',', 1)[1]) + i / 1e5):.6f}"
+                                           for ln in lines[1:]]) + "\n"  # fmt: skip
+        boundary = uuid.uuid4().hex
+        fields = {"task": TASK, "method_name": f"Live submission {i}", "modalities": "ehr",
+                  "training_data": "train split only"}  # fmt: skip
+        parts = [f'--{boundary}\r\nContent-Disposition: form-data; name="{k}"\r\n\r\n{v}\r\n'
+                 for k, v in fields.items()]  # fmt: skip
+        parts.append(f'--{boundary}\r\nContent-Disposition: form-data; name="file"; '
+                     f'filename="p{i}.csv"\r\nContent-Type: text/csv\r\n\r\n{body_csv}\r\n'
+                     f"--{boundary}--\r\n")  # fmt: skip
+        body = "".join(parts).encode()
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+        t0 = time.perf_counter()
+        try:
+            status, data = _request(conn, "POST", "/api/submissions/", body, {
+                "Authorization": f"Token {token}",
+                "Content-Type": f"multipart/form-data; boundary={boundary}"})  # fmt: skip
+            error = None if status == 201 else f"{status} {data[:200]!r}"
+            if status == 201:
+                sent.append(json.loads(data)["id"])
+        except (OSError, http.client.HTTPException) as exc:
+            error = f"{type(exc).__name__}: {exc}"
+        rec.add("submission POST", time.perf_counter() - t0, error)
+        conn.close()
+        stop.wait(every)
+    return sent
+
+
+def _pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--entries", type=int, default=500)
+    ap.add_argument("--readers", type=int, default=20)
+    ap.add_argument("--duration", type=float, default=60.0)
+    ap.add_argument("--warmup", type=float, default=5.0)
+    ap.add_argument("--web-workers", type=int, default=4)
+    ap.add_argument("--submit-every", type=float, default=3.0)
+    ap.add_argument(
+        "--page-cache",
+        type=int,
+        default=0,
+        metavar="SECONDS",
+        help="experiment: serve anonymous GETs from Django's site cache in Redis for SECONDS "
+        "(what caching the board would give; not the platform's configuration)",
+    )
+    ap.add_argument("--out", default=str(ROOT / "var" / "test-results" / "load.json"))
+    args = ap.parse_args()
+
+    var_dir = Path(tempfile.mkdtemp(prefix="leaderboard-load-"))
+    env = _environment(var_dir, args.web_workers)
+    if args.page_cache:
+        _cached_settings(var_dir, args.page_cache)
+        env["DJANGO_SETTINGS_MODULE"] = "loadtest_cached_settings"
+        env["PYTHONPATH"] = os.pathsep.join([str(var_dir), str(ROOT)])
+        sys.path.insert(0, str(var_dir))
+    os.environ.update(env)
+    sys.path.insert(0, str(ROOT))
+    _recreate_database()
+    _ensure_benchmark()
+
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+    from rest_framework.authtoken.models import Token
+
+    from benchmark_data import Benchmark
+    from leaderboard.board.models import Evaluation, Submission
+    from leaderboard.board.sample import sample_predictions
+
+    call_command("migrate", verbosity=0)
+    call_command("collectstatic", "--noinput", verbosity=0)
+    sample_csv = sample_predictions(Benchmark.open(BENCHMARK))
+    t0 = time.perf_counter()
+    ids = seed(args.entries, sample_csv)
+    print(f"seeded {len(ids)} scored entries in {time.perf_counter() - t0:.1f} s")
+    from django.contrib.auth import get_user_model
+
+    submitter_user = get_user_model().objects.create_user("submitter", "s@example.org", "pw-load")
+    token = Token.objects.create(user=submitter_user).key
+    from django.db import connections
+
+    connections.close_all()
+
+    port = _free_port()
+    logs = var_dir / "logs"
+    logs.mkdir()
+    web_log = open(logs / "web.log", "w")  # noqa: SIM115 (open for the processes' lifetime)
+    worker_log = open(logs / "worker.log", "w")  # noqa: SIM115
+    web = subprocess.Popen(
+        [sys.executable, "-m", "gunicorn", "leaderboard.wsgi", "--bind", f"127.0.0.1:{port}",
+         "--workers", str(args.web_workers), "--timeout", "60"],
+        cwd=ROOT, env=env, stdout=web_log, stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )  # fmt: skip
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "celery", "-A", "leaderboard.celery", "worker", "--loglevel",
+         "warning", "--concurrency", "1", "--without-gossip", "--without-mingle"],
+        cwd=ROOT, env=env, stdout=worker_log, stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+                if _request(conn, "GET", f"/tasks/{TASK}/")[0] == 200:
+                    break
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                raise SystemExit((logs / "web.log").read_text()[-3000:])
+            time.sleep(0.3)
+
+        # Warm-up: every web process loads the board once; not measured.
+        warm_stop = threading.Event()
+        warm = Recorder()
+        threads = [threading.Thread(target=reader, args=(port, ids, warm_stop, warm, 1000 + i))
+                   for i in range(args.readers)]  # fmt: skip
+        for t in threads:
+            t.start()
+        time.sleep(args.warmup)
+        warm_stop.set()
+        for t in threads:
+            t.join()
+
+        rec = Recorder()
+        stop = threading.Event()
+        sent: list[int] = []
+        sub_thread = threading.Thread(
+            target=lambda: sent.extend(submitter(port, token, sample_csv, stop, rec,
+                                                 args.submit_every)))  # fmt: skip
+        threads = [threading.Thread(target=reader, args=(port, ids, stop, rec, i))
+                   for i in range(args.readers)]  # fmt: skip
+        started = time.perf_counter()
+        sub_thread.start()
+        for t in threads:
+            t.start()
+        time.sleep(args.duration)
+        stop.set()
+        for t in threads:
+            t.join()
+        sub_thread.join()
+        elapsed = time.perf_counter() - started
+        # Let the worker finish what was sent, then count what it scored.
+        deadline = time.monotonic() + 120
+        while (
+            time.monotonic() < deadline
+            and Submission.objects.filter(
+                pk__in=sent, status__in=["submitted", "queued", "running"]
+            ).exists()
+        ):
+            time.sleep(0.5)
+        scored = Submission.objects.filter(pk__in=sent, status="published").count()
+        runs = list(Evaluation.objects.filter(submission_id__in=sent,
+                                              status="succeeded").values_list("duration_seconds", flat=True))  # fmt: skip
+    finally:
+        for proc in (web, worker):
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGTERM)
+                proc.wait(timeout=30)
+        web_log.close()
+        worker_log.close()
+
+    reads = sum(len(v) for k, v in rec.samples.items() if k != "submission POST")
+    result = {
+        "entries": len(ids), "readers": args.readers, "duration_s": round(elapsed, 1),
+        "web_workers": args.web_workers, "cpus": os.cpu_count(),
+        "read_throughput_rps": round(reads / elapsed, 1),
+        "submissions_sent": len(sent), "submissions_scored": scored,
+        "scoring_seconds_median": round(statistics.median(runs), 2) if runs else None,
+        "page_cache_seconds": args.page_cache,
+        "kinds": {},
+    }  # fmt: skip
+    print(
+        f"\n{'request':<16} {'n':>6} {'errors':>6} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8} {'max ms':>8}"
+    )
+    for kind, values in sorted(rec.samples.items()):
+        errs = rec.errors.get(kind, [])
+        row = {"n": len(values), "errors": len(errs), "first_errors": errs[:5],
+               "p50_ms": round(_pct(values, 0.5) * 1000, 1),
+               "p95_ms": round(_pct(values, 0.95) * 1000, 1),
+               "p99_ms": round(_pct(values, 0.99) * 1000, 1),
+               "max_ms": round(max(values) * 1000, 1)}  # fmt: skip
+        result["kinds"][kind] = row
+        print(f"{kind:<16} {row['n']:>6} {row['errors']:>6} {row['p50_ms']:>8} {row['p95_ms']:>8} "
+              f"{row['p99_ms']:>8} {row['max_ms']:>8}")  # fmt: skip
+    print(
+        f"\nreads: {result['read_throughput_rps']} requests/s over {elapsed:.0f} s; "
+        f"submissions: {len(sent)} sent, {scored} scored and published during the run"
+    )
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(result, indent=2))
+    shutil.rmtree(var_dir, ignore_errors=True)
+    errors = sum(len(v) for v in rec.errors.values())
+    return 1 if errors else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
