@@ -379,8 +379,8 @@ def _subgroup_noise(df: pd.DataFrame) -> None:
     medicaid = (df["insurance"] == "Medicaid").to_numpy()
     race_noisy = df["race"].isin(["HISPANIC", "OTHER"]).to_numpy()
     old = (df["age"] >= 80).to_numpy()
-    df["ehr_noise"] = 1 + 0.6 * medicaid + 0.35 * race_noisy + 0.25 * old
-    df["ehr_keep"] = 1 - 0.2 * medicaid - 0.12 * race_noisy - 0.1 * old
+    df["ehr_noise"] = 1 + 0.8 * medicaid + 0.5 * race_noisy + 0.4 * old
+    df["ehr_keep"] = 1 - 0.3 * medicaid - 0.15 * race_noisy - 0.15 * old
     weight_z = (df["weight"].to_numpy() - 80) / 19
     df["img_noise"] = 1 + 0.5 * old + 0.4 * np.maximum(weight_z, 0)
 

@@ -140,7 +140,8 @@ def make_timeseries(
     noise_sd = col("ehr_noise")
 
     def ar(sd: float, phi: float = 0.8) -> np.ndarray:
-        return _ar1(total, starts, h, phi, sd, rng)
+        """Hour-to-hour fluctuation, larger for the groups whose charting is noisier."""
+        return _ar1(total, starts, h, phi, sd, rng) * noise_sd
 
     mean = np.zeros((total, len(VARIABLES)))
     mean[:, HR] = (

@@ -261,6 +261,11 @@ def test_subgroups_differ_in_data_quality(demo):
                          index["n_hours"])  # fmt: skip
     hr_measured = x[:, -17 + VARIABLE_NAMES.index("Heart Rate")]
     assert hr_measured[medicaid].mean() < hr_measured[~medicaid].mean() - 0.05
+    # ... and noisier: larger hour-to-hour changes in heart rate.
+    ts = bench.timeseries("train").dropna(subset=["Heart Rate"])
+    jump = ts.groupby("stay_id")["Heart Rate"].diff().abs().groupby(ts["stay_id"]).mean()
+    is_medicaid = d.loc[jump.index, "insurance"] == "Medicaid"
+    assert jump[is_medicaid].mean() > 1.2 * jump[~is_medicaid].mean()
 
 
 # Determinism ----------------------------------------------------------------------------
