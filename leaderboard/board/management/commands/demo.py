@@ -84,7 +84,7 @@ class Command(BaseCommand):
         else:
             self.stdout.write(
                 f"no baselines run in {run_dir} (train one with `python -m scoring.baselines "
-                f"train --benchmark {bench_dir} --run {run_dir}`)"
+                f"train --benchmark {bench_dir} --task all --out {run_dir}`)"
             )
 
         self._sample_entry(benchmark)
