@@ -257,7 +257,28 @@ if IS_PRODUCTION:
     CSRF_COOKIE_SECURE = True
 
 # Cache (leaderboard tables) ----------------------------------------------------------------
-CACHES = {"default": env.cache_url("CACHE_URL", default="locmemcache://")}
+# The ranked boards and their rendered tables are cached under keys that change with the
+# board, so the cache must be shared by every web process to be rebuilt only once: Redis
+# (Django's built-in RedisCache) from CACHE_URL, or from REDIS_URL; otherwise a cache per
+# process (LocMemCache), right for development and the tests.
+if env.str("CACHE_URL", default=""):
+    CACHES = {"default": env.cache_url("CACHE_URL")}
+    if CACHES["default"]["BACKEND"].endswith("RedisCache"):
+        CACHES["default"]["BACKEND"] = "django.core.cache.backends.redis.RedisCache"
+elif env.str("REDIS_URL", default=""):
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": env.str("REDIS_URL"),
+        }
+    }
+else:
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.locmem.LocMemCache",
+            "OPTIONS": {"MAX_ENTRIES": 1000},
+        }
+    }
 
 # REST API ----------------------------------------------------------------------------------
 REST_FRAMEWORK = {

@@ -73,14 +73,7 @@ def test_the_api_fuzzed_from_its_schema_never_answers_5xx_or_a_traceback(benchma
     finally:
         server.stop()
     print(f"\nfuzzed {len(operations)} operations with {calls} requests")
-    # Known and reported: a NUL character in `?task=` reaches PostgreSQL, which refuses NUL
-    # in text (a 500 from task_get). Shown as an expected failure until it is fixed; any
-    # other failure fails the test.
-    other = [f for f in failures if not (f.startswith("GET /api/submissions/ -> 500")
-                                         and "\\x00" in f)]  # fmt: skip
-    assert not other, "\n".join(other[:20])
-    if failures:
-        pytest.xfail(f"a NUL in ?task= is a 500 ({len(failures)} cases): {failures[0][:300]}")
+    assert not failures, "\n".join(failures[:20])
     assert "Traceback" not in log, log[-3000:]
 
 

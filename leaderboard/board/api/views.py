@@ -6,7 +6,7 @@ import csv
 import io
 
 from django.conf import settings
-from django.http import Http404
+from django.http import Http404, HttpResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import exceptions, permissions, serializers, status
@@ -32,6 +32,8 @@ from leaderboard.board.models import Benchmark, Track
 from leaderboard.board.selectors.leaderboard import (
     MODALITY_FILTERS,
     board_csv_rows,
+    board_state,
+    cached_once,
     leaderboard_rows,
 )
 from leaderboard.board.selectors.submissions import (
@@ -131,31 +133,49 @@ class LeaderboardView(APIView):
     def get(self, request, slug: str):
         task = task_get(slug=slug)
         params = _board_params(request, task)
-        board = leaderboard_rows(task=task, **params)
+        state = board_state(task=task)
+        if getattr(request.accepted_renderer, "format", "") == "json":
+            # The JSON of a board is the same for every reader until the board changes: it
+            # is rendered once per board key and parameters.
+            params_key = "json:" + ":".join(params[k] for k in sorted(params))
+
+            def build() -> tuple[bytes, bool]:
+                board = leaderboard_rows(task=task, state=state, **params)
+                return JSONRenderer().render(_board_payload(task, board)), board.fresh
+
+            body, _ = cached_once(
+                f"{state.key}:{params_key}",
+                series=f"board:v1:{task.pk}:{params_key}",
+                build=build,
+            )
+            return HttpResponse(body, content_type="application/json")
+        board = leaderboard_rows(task=task, state=state, **params)
         if getattr(request.accepted_renderer, "format", "") == "csv":
             header, rows = board_csv_rows(board)
             response = Response({"csv_header": header, "csv_rows": rows})
             response["Content-Disposition"] = f'attachment; filename="leaderboard-{task.slug}.csv"'
             return response
-        return Response(
-            {
-                "task": task.slug,
-                "benchmark": {
-                    "name": task.benchmark.name,
-                    "version": task.benchmark.version,
-                    "hash": task.benchmark.manifest_hash,
-                },
-                "scorer_version": board.scorer_version,
-                "primary_metric": board.primary_metric,
-                "greater_is_better": task.greater_is_better,
-                "metrics": board.metrics,
-                "filters": {"track": board.track, "modality": board.modality},
-                "sort": {"by": board.sort, "order": board.order},
-                "awaiting_rescore": board.awaiting_rescore,
-                "rows": [r.as_dict() for r in board.rows],
-                "decision_rows": [r.as_dict() for r in board.decision_rows],
-            }
-        )
+        return Response(_board_payload(task, board))
+
+
+def _board_payload(task, board) -> dict:
+    return {
+        "task": task.slug,
+        "benchmark": {
+            "name": task.benchmark.name,
+            "version": task.benchmark.version,
+            "hash": task.benchmark.manifest_hash,
+        },
+        "scorer_version": board.scorer_version,
+        "primary_metric": board.primary_metric,
+        "greater_is_better": task.greater_is_better,
+        "metrics": board.metrics,
+        "filters": {"track": board.track, "modality": board.modality},
+        "sort": {"by": board.sort, "order": board.order},
+        "awaiting_rescore": board.awaiting_rescore,
+        "rows": [r.as_dict() for r in board.rows],
+        "decision_rows": [r.as_dict() for r in board.decision_rows],
+    }
 
 
 def _board_params(request, task) -> dict[str, str]:

@@ -7,15 +7,28 @@ row was scored on the same bootstrap replicates and can be compared pairwise
 re-scoring; their older runs stay on their entry pages.
 
 Ranking is a pure function of the rows (grand-challenge's habit): :func:`rank_rows`.
+
+The ranked board is cached (Django's cache, shared by the web processes when it is Redis).
+Its key is a hash of everything the ranked rows depend on, read with one small query
+(:func:`board_state`): each published entry's id, current run, display fields and
+publication time, with the scorer version, the benchmark hash and the replicate count. A
+newly published, unpublished or hidden entry, a rescore or an edited entry changes the key,
+so the next request builds the new board; the per-replicate values are only read then.
+Filters and sorting are applied to the cached rows (cheap).
 """
 
 from __future__ import annotations
 
+import hashlib
 import math
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 from django.conf import settings
+from django.core.cache import cache
 from django.db.models import OuterRef, Subquery
 
 from benchmark_data.tasks import METRICS
@@ -126,6 +139,8 @@ class Board:
     order: str
     track: str
     modality: str
+    key: str = ""
+    fresh: bool = True  # False: the previous board, served while this one is being built
 
     @property
     def all_rows(self) -> list[BoardRow]:
@@ -141,6 +156,15 @@ def _num(x: Any) -> float:
         return math.nan
 
 
+def _replicates(values: Any) -> np.ndarray:
+    """The per-replicate values as floats in one call (None is NaN); element by element
+    only when the list holds something else."""
+    try:
+        return np.asarray(values if values is not None else [], dtype=float)
+    except (TypeError, ValueError):
+        return np.asarray([_num(v) for v in values], dtype=float)
+
+
 def rank_rows(rows: list[BoardRow], *, task_slug: str) -> list[BoardRow]:
     """Rank rows in place with the scoring engine's paired-bootstrap ranking; best first."""
     if not rows:
@@ -152,7 +176,7 @@ def rank_rows(rows: list[BoardRow], *, task_slug: str) -> list[BoardRow]:
             RankInput(
                 entry_id=r.submission_id,
                 value=_num(r.value),
-                replicates=[_num(v) for v in r.replicates],
+                replicates=_replicates(r.replicates),
                 is_baseline=r.is_reference,
             )
             for r in rows
@@ -184,7 +208,7 @@ def _decision_rank(rows: list[BoardRow], *, metric: str) -> list[BoardRow]:
             RankInput(
                 entry_id=r.submission_id,
                 value=_num(r.value),
-                replicates=[_num(v) for v in r.replicates],
+                replicates=_replicates(r.replicates),
                 is_baseline=r.is_reference,
             )
             for r in rows
@@ -200,19 +224,88 @@ def _decision_rank(rows: list[BoardRow], *, metric: str) -> list[BoardRow]:
     return [by_id[item.entry_id] for item in ranked]
 
 
-def _row(sub: Submission, ev: Evaluation) -> BoardRow:
+# The fields of a published entry that its board row shows or depends on, read by the
+# board's one key query (no per-replicate values, no summaries).
+STATE_FIELDS = (
+    "pk",
+    "current_evaluation_id",
+    "method_name",
+    "team_name",
+    "owner__username",
+    "is_reference",
+    "track__slug",
+    "track__title",
+    "uses_ehr",
+    "uses_cxr",
+    "paper_url",
+    "code_url",
+    "visibility",
+    "published_at",
+)
+BOARD_CACHE_SECONDS = 24 * 3600
+BUILD_LOCK_SECONDS = 60
+BUILD_WAIT_SECONDS = 10.0
+
+
+@dataclass
+class BoardState:
+    """What the ranked board of a task depends on, and its cache key."""
+
+    task: Task
+    scorer_version: str
+    entries: list[dict[str, Any]]
+    key: str
+
+
+def board_state(*, task: Task) -> BoardState:
+    """The published entries of ``task`` with their current runs (one query) and the
+    board's key: a hash of them with the scorer version, benchmark hash and replicate count."""
+    version = current_scorer_version()
+    current = Evaluation.objects.filter(
+        submission=OuterRef("pk"),
+        status=E.SUCCEEDED,
+        scorer_version=version,
+        benchmark_hash=task.benchmark.manifest_hash,
+        replicates=settings.SCORING_REPLICATES,
+    ).order_by("-created_at", "-id")
+    entries = list(
+        Submission.objects.filter(task=task, status=S.PUBLISHED)
+        .annotate(current_evaluation_id=Subquery(current.values("id")[:1]))
+        .order_by("pk")
+        .values(*STATE_FIELDS)
+    )
+    digest = hashlib.sha256()
+    digest.update(
+        repr(
+            (
+                task.pk,
+                task.slug,
+                task.primary_metric,
+                task.benchmark.manifest_hash,
+                version,
+                settings.SCORING_REPLICATES,
+            )
+        ).encode()
+    )
+    for e in entries:
+        digest.update(repr(tuple(e[f] for f in STATE_FIELDS)).encode())
+    key = f"board:v1:{task.pk}:{digest.hexdigest()[:32]}"
+    return BoardState(task=task, scorer_version=version, entries=entries, key=key)
+
+
+def _row(entry: dict[str, Any], ev: Evaluation) -> BoardRow:
     summary = ev.summary or {}
     return BoardRow(
-        submission_id=sub.pk,
-        method_name=sub.method_name,
-        team=sub.team_name or sub.owner.get_username(),
-        is_reference=sub.is_reference,
-        track=sub.track.slug,
-        track_title=sub.track.title,
-        uses_ehr=sub.uses_ehr,
-        uses_cxr=sub.uses_cxr,
-        paper_url=sub.paper_url,
-        code_url=sub.code_url,
+        submission_id=entry["pk"],
+        method_name=entry["method_name"],
+        team=entry["team_name"] or entry["owner__username"],
+        is_reference=entry["is_reference"],
+        track=entry["track__slug"],
+        track_title=entry["track__title"],
+        uses_ehr=entry["uses_ehr"],
+        uses_cxr=entry["uses_cxr"],
+        paper_url=entry["paper_url"],
+        code_url=entry["code_url"],
         evaluation_id=ev.pk,
         evaluated_at=ev.finished_at,
         scorer_version=ev.scorer_version,
@@ -223,6 +316,92 @@ def _row(sub: Submission, ev: Evaluation) -> BoardRow:
         robustness=summary.get("robustness") or {},
         fairness=summary.get("fairness") or {},
         replicates=ev.replicate_values or [],
+    )
+
+
+def _build_ranked(state: BoardState) -> dict[str, Any]:
+    """The full ranked board (all published entries, no filter, rank order); reads the
+    current runs with their per-replicate values (one query)."""
+    ids = [e["current_evaluation_id"] for e in state.entries if e["current_evaluation_id"]]
+    evaluations = (
+        {
+            ev.pk: ev
+            for ev in Evaluation.objects.filter(pk__in=ids).only(
+                "id",
+                "submission_id",
+                "summary",
+                "primary_value",
+                "primary_ci_low",
+                "primary_ci_high",
+                "replicate_values",
+                "scorer_version",
+                "form",
+                "finished_at",
+            )
+        }
+        if ids
+        else {}
+    )
+    rows: list[BoardRow] = []
+    decision: list[BoardRow] = []
+    awaiting = 0
+    for entry in state.entries:
+        ev = evaluations.get(entry["current_evaluation_id"])
+        if ev is None:
+            awaiting += 1
+            continue
+        (decision if ev.form == DECISION_FORM else rows).append(_row(entry, ev))
+    rows = rank_rows(rows, task_slug=state.task.slug)
+    decision = _decision_rank(decision, metric="accuracy")
+    for r in rows + decision:
+        r.replicates = []  # ranked: not needed any more, and the bulk of the cached value
+    return {"rows": rows, "decision_rows": decision, "awaiting": awaiting}
+
+
+def cached_once(
+    key: str, *, series: str, build: Callable[[], tuple[Any, bool]]
+) -> tuple[Any, bool]:
+    """The cached value under ``key``, built at most once at a time per ``series``.
+
+    ``series`` names the successive values of one thing (the ranked board of a task, its
+    HTML or JSON for some parameters); its latest value is remembered. On a miss, the
+    request that takes the series' build lock builds the value and caches it; requests
+    arriving meanwhile get the series' previous value (a board at most one build old)
+    rather than each building it again, and wait for the build only when there is none.
+    ``build`` returns (value, fresh); a value built from a stale input is returned but not
+    cached under ``key``. Returns (value, fresh).
+    """
+    value = cache.get(key)
+    if value is not None:
+        return value, True
+    latest, lock = f"{series}:latest", f"{series}:building"
+    if not cache.add(lock, key, BUILD_LOCK_SECONDS):
+        previous = cache.get(latest)
+        value = cache.get(previous) if previous else None
+        if value is not None:
+            return value, False
+        deadline = time.monotonic() + BUILD_WAIT_SECONDS
+        while time.monotonic() < deadline:
+            time.sleep(0.05)
+            value = cache.get(key)
+            if value is not None:
+                return value, True
+        return build()
+    try:
+        value, fresh = build()
+        if fresh:
+            cache.set_many({key: value, latest: key}, BOARD_CACHE_SECONDS)
+    finally:
+        cache.delete(lock)
+    return value, fresh
+
+
+def ranked_board(state: BoardState) -> tuple[dict[str, Any], bool]:
+    """The ranked board of ``state`` (from the cache, built once per key), and whether it
+    is the board of ``state`` (False: the previous board, served while another request
+    builds this one)."""
+    return cached_once(
+        state.key, series=f"board:v1:{state.task.pk}", build=lambda: (_build_ranked(state), True)
     )
 
 
@@ -254,70 +433,43 @@ def _sort(rows: list[BoardRow], *, sort: str, order: str) -> list[BoardRow]:
 
 
 def leaderboard_rows(
-    *, task: Task, track: str = "", modality: str = "", sort: str = "rank", order: str = ""
+    *,
+    task: Task,
+    track: str = "",
+    modality: str = "",
+    sort: str = "rank",
+    order: str = "",
+    state: BoardState | None = None,
 ) -> Board:
     """The board of a task: ranked rows (all published entries are ranked together; the
     filters only choose which rows are shown), decision-only entries apart.
 
-    Three queries, whatever the number of entries.
+    One query when the ranked board is cached (the key query, :func:`board_state`; pass
+    ``state`` when it has been read already), two when it is built, whatever the number of
+    entries.
     """
-    version = current_scorer_version()
-    current = Evaluation.objects.filter(
-        submission=OuterRef("pk"),
-        status=E.SUCCEEDED,
-        scorer_version=version,
-        benchmark_hash=task.benchmark.manifest_hash,
-        replicates=settings.SCORING_REPLICATES,
-    ).order_by("-created_at", "-id")
-    subs = list(
-        Submission.objects.filter(task=task, status=S.PUBLISHED)
-        .select_related("owner", "track")
-        .annotate(current_evaluation_id=Subquery(current.values("id")[:1]))
-        .order_by("pk")
-    )
-    ids = [s.current_evaluation_id for s in subs if s.current_evaluation_id]
-    evaluations = {
-        ev.pk: ev
-        for ev in Evaluation.objects.filter(pk__in=ids).only(
-            "id",
-            "submission_id",
-            "summary",
-            "primary_value",
-            "primary_ci_low",
-            "primary_ci_high",
-            "replicate_values",
-            "scorer_version",
-            "form",
-            "finished_at",
-        )
-    }
-    rows: list[BoardRow] = []
-    decision: list[BoardRow] = []
-    awaiting = 0
-    for sub in subs:
-        ev = evaluations.get(sub.current_evaluation_id)
-        if ev is None:
-            awaiting += 1
-            continue
-        (decision if ev.form == DECISION_FORM else rows).append(_row(sub, ev))
-    rows = rank_rows(rows, task_slug=task.slug)
-    decision = _decision_rank(decision, metric="accuracy")
+    state = state or board_state(task=task)
+    ranked, fresh = ranked_board(state)
     rows = _sort(
-        [r for r in rows if _matches(r, track=track, modality=modality)], sort=sort, order=order
+        [r for r in ranked["rows"] if _matches(r, track=track, modality=modality)],
+        sort=sort,
+        order=order,
     )
-    decision = [r for r in decision if _matches(r, track=track, modality=modality)]
+    decision = [r for r in ranked["decision_rows"] if _matches(r, track=track, modality=modality)]
     return Board(
         task=task,
-        scorer_version=version,
+        scorer_version=state.scorer_version,
         primary_metric=task.primary_metric,
         metrics=list(task.spec.metrics),
         rows=rows,
         decision_rows=decision,
-        awaiting_rescore=awaiting,
+        awaiting_rescore=ranked["awaiting"],
         sort=sort or "rank",
         order=order,
         track=track,
         modality=modality,
+        key=state.key,
+        fresh=fresh,
     )
 
 

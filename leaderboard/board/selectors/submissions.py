@@ -25,6 +25,9 @@ def benchmark_current() -> Benchmark | None:
 
 def task_get(*, slug: str, benchmark: Benchmark | None = None) -> Task:
     """A task of the current benchmark (or of ``benchmark``); 404 when there is none."""
+    if "\x00" in slug:
+        # PostgreSQL refuses NUL in text: no task can have such a slug.
+        raise Http404("no task with a NUL character in its slug")
     qs = Task.objects.select_related("benchmark").filter(slug=slug)
     qs = qs.filter(benchmark=benchmark) if benchmark else qs.filter(benchmark__is_current=True)
     task = qs.first()

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
+from urllib.parse import urlencode
 
 from django.conf import settings
 from django.contrib import messages
@@ -11,7 +13,9 @@ from django.contrib.auth.decorators import login_required
 from django.db.models import Count, Q
 from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest
 from django.shortcuts import redirect, render
+from django.template.loader import render_to_string
 from django.urls import reverse
+from django.utils.safestring import mark_safe
 from django.views.decorators.http import require_POST
 from rest_framework.authtoken.models import Token
 
@@ -21,6 +25,8 @@ from leaderboard.board.models import AuditLog, Evaluation, Submission, Track
 from leaderboard.board.selectors.leaderboard import (
     MODALITY_FILTERS,
     board_forest_figure,
+    board_state,
+    cached_once,
     leaderboard_rows,
 )
 from leaderboard.board.selectors.submissions import (
@@ -75,6 +81,9 @@ def home(request: HttpRequest) -> HttpResponse:
     )
 
 
+BOARD_PAGE_ROWS = 100  # rows of the board page by default; ?all=1 shows every entry
+
+
 def task_board(request: HttpRequest, slug: str) -> HttpResponse:
     task = task_get(slug=slug)
     track = request.GET.get("track", "")
@@ -95,21 +104,62 @@ def task_board(request: HttpRequest, slug: str) -> HttpResponse:
             "Bad leaderboard parameters: " + "; ".join(problems) + ".",
             content_type="text/plain; charset=utf-8",
         )
-    board = leaderboard_rows(task=task, track=track, modality=modality, sort=sort, order=order)
+    show_all = request.GET.get("all", "") in ("1", "true", "yes")
+    # The board's content holds nothing user-specific (the navigation and login are in the
+    # base template): it is rendered once per board key, filters, sort and page size.
+    state = board_state(task=task)
+    query = urlencode(
+        [(k, v) for k, v in (("track", track), ("modality", modality), ("order", order)) if v]
+        + ([("sort", sort)] if sort != "rank" else [])
+    )
+    params = f"html:{query}:{int(show_all)}"
+
+    def build() -> tuple[dict[str, Any], bool]:
+        board = leaderboard_rows(
+            task=task, track=track, modality=modality, sort=sort, order=order, state=state
+        )
+        shown = board.rows if show_all else board.rows[:BOARD_PAGE_ROWS]
+        forest = board_forest_figure(replace(board, rows=shown))
+        html = render_to_string(
+            "board/task_board_content.html",
+            {
+                "task": task,
+                "board": board,
+                "shown_rows": shown,
+                "more_rows": len(board.rows) > len(shown),
+                "show_all": show_all,
+                "forest": forest,
+                "secondary": [m for m in board.metrics if m != board.primary_metric],
+                "tracks": Track.objects.all(),
+                "modalities": MODALITY_FILTERS,
+                "metric_names": board.metrics,
+                "query": query,
+            },
+        )
+        return {"html": html, "has_forest": bool(forest)}, board.fresh
+
+    fragment, _ = cached_once(
+        f"{state.key}:{params}", series=f"board:v1:{task.pk}:{params}", build=build
+    )
     return render(
         request,
         "board/task_board.html",
         {
             "task": task,
-            "board": board,
-            "forest": board_forest_figure(board),
-            "secondary": [m for m in board.metrics if m != board.primary_metric],
-            "tracks": Track.objects.all(),
-            "modalities": MODALITY_FILTERS,
-            "metric_names": board.metrics,
-            "query": request.GET.urlencode(),
+            "board_html": mark_safe(fragment["html"]),
+            "has_forest": fragment["has_forest"],
         },
     )
+
+
+# The summaries of a fairness attribute, shown under its table of groups.
+FAIRNESS_SUMMARIES = (
+    ("worst_group", "Worst group"),
+    ("gap", "Gap (best − worst group)"),
+    ("demographic_parity_ratio", "Demographic parity ratio"),
+    ("equalized_odds_ratio", "Equalized odds ratio"),
+    ("suppressed_groups", "Groups not shown (too small)"),
+)
 
 
 def _report_sections(report: dict[str, Any]) -> dict[str, Any]:
@@ -141,8 +191,19 @@ def _report_sections(report: dict[str, Any]) -> dict[str, Any]:
     fairness = report.get("fairness", {}) or {}
     attributes = []
     for attr, entry in (fairness.get("attributes") or {}).items():
-        extras = {k: v for k, v in entry.items() if k not in ("groups",)}
-        attributes.append({"name": attr, "groups": entry.get("groups") or {}, "extras": extras})
+        entry = entry or {}
+        groups = entry.get("groups")
+        if groups is None:  # a flat section: the groups are the entries with a unit count
+            groups = {k: v for k, v in entry.items() if isinstance(v, dict) and "n_units" in v}
+        summaries = []
+        for key, label in FAIRNESS_SUMMARIES:
+            if entry.get(key) is None:
+                continue
+            v = entry[key]
+            summaries.append(
+                {"key": key, "label": label, "value": v, "is_estimate": isinstance(v, dict)}
+            )
+        attributes.append({"name": attr, "groups": groups, "summaries": summaries})
     robustness = report.get("robustness", {}) or {}
     return {
         "main": main,
