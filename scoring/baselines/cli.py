@@ -58,7 +58,13 @@ def _parser() -> argparse.ArgumentParser:
         default=None,
         help="training time limit per model and task (minutes)",
     )
-    p.add_argument("--lr", type=float, default=None, help="one learning rate for every model")
+    p.add_argument("--lr", type=float, default=d.lr, help="Adam learning rate")
+    p.add_argument(
+        "--lr-pretrained",
+        type=float,
+        default=d.lr_pretrained,
+        help="learning rate of encoders that start from a trained model",
+    )
     p.add_argument("--ehr-hidden", type=int, default=d.ehr_hidden)
     p.add_argument("--dropout", type=float, default=d.dropout)
     p.add_argument(
@@ -103,7 +109,7 @@ def _parser() -> argparse.ArgumentParser:
         "--jobs",
         type=int,
         default=1,
-        help="train the tasks after radiology in this many processes (same results)",
+        help="train the tasks in this many processes (same results; default 1)",
     )
     p.add_argument("--no-predict", action="store_true", help=argparse.SUPPRESS)
 
@@ -124,6 +130,7 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     import torch
 
+    from scoring.baselines import artifacts
     from scoring.baselines import run as runs
 
     try:
@@ -139,6 +146,7 @@ def main(argv: list[str] | None = None) -> int:
                 epochs=args.epochs,
                 patience=args.patience,
                 lr=args.lr,
+                lr_pretrained=args.lr_pretrained,
                 ehr_hidden=args.ehr_hidden,
                 dropout=args.dropout,
                 cxr_encoder=args.cxr_encoder,
@@ -158,7 +166,7 @@ def main(argv: list[str] | None = None) -> int:
                 out=args.out,
                 config=config,
                 progress=sys.stderr.isatty(),
-                jobs=args.jobs,
+                workers=args.jobs,
             )
             from scoring.baselines.scores import timing_table, validation_table
 
@@ -167,7 +175,7 @@ def main(argv: list[str] | None = None) -> int:
             print(timing_table(manifest))
         elif args.command == "predict":
             tasks = None if args.task == "all" else _list(args.task, TASK_SLUGS, "task")
-            written = runs.predict_run(args.benchmark, run_dir=args.run, tasks=tasks)
+            written = artifacts.predict_run(args.benchmark, run_dir=args.run, tasks=tasks)
             print(f"wrote {len(written)} prediction files")
         elif args.command == "scores":
             _scores(args)
@@ -180,7 +188,7 @@ def main(argv: list[str] | None = None) -> int:
 def _scores(args: argparse.Namespace) -> None:
     import scoring
     from benchmark_data.benchmark import Benchmark
-    from scoring.baselines.run import read_manifest
+    from scoring.baselines.artifacts import read_manifest
     from scoring.baselines.scores import SCORES_MD, test_table, timing_table, validation_table
 
     run_dir = Path(args.run)

@@ -29,7 +29,7 @@ mmtm      squeeze and excitation between the encoders (MMTM): at every row the c
 
 >>> import torch
 >>> from scoring.baselines.batch import Batch
->>> b = Batch(x=torch.zeros(2, 3, 76), images=torch.zeros(1, 1, 32, 32),
+>>> b = Batch(x=torch.zeros(2, 3, 76), images=torch.zeros(1, 1, 64, 64),
 ...           ro_seq=torch.tensor([0, 1]), ro_pos=torch.tensor([2, 1]),
 ...           ro_img=torch.tensor([0, -1]), step_img=torch.tensor([[0, 0, 0], [-1, -1, -1]]))
 >>> m = build_model("medfuse", kind="binary", out_dim=1, ehr_hidden=8, cxr_encoder="small")
@@ -51,9 +51,9 @@ from scoring.baselines.encoders import EHREncoder, ResNet, build_cxr_encoder, po
 __all__ = ["MODEL_NAMES", "Baseline", "build_model"]
 
 UNIMODAL: tuple[str, ...] = ("ehr", "cxr")
-# Models built on the trained unimodal models: late and early need them; the others start
-# from their encoders (as MedFuse does) and are fine-tuned end to end.
-NEEDS_UNIMODAL: tuple[str, ...] = ("late", "early")
+# Models built on the trained unimodal models: late fusion combines them, early fusion
+# freezes their encoders, and these start from their encoders (as MedFuse does) and are
+# fine-tuned end to end.
 STARTS_FROM_UNIMODAL: tuple[str, ...] = ("joint", "medfuse", "daft", "mmtm")
 
 
@@ -89,6 +89,9 @@ class Baseline(nn.Module):
         """Feature maps of the batch's images, ``(K, C, h, w)``; an empty tensor when K = 0."""
         if batch.images.shape[0] == 0:
             return batch.images.new_zeros((0, cnn.out_channels, 1, 1))
+        if cnn.training and batch.images.shape[0] == 1:
+            # Batch norm needs two values per channel; small inputs end at 1 x 1 maps.
+            return cnn(batch.images.expand(2, -1, -1, -1))[:1]
         return cnn(batch.images)
 
 
@@ -130,7 +133,9 @@ class LateFusion(Baseline):
         self.cxr_model = cxr_model
 
     def forward(self, batch: Batch) -> torch.Tensor:
-        raise NotImplementedError("late fusion combines probabilities; use probabilities()")
+        """Logits of the averaged probabilities (log-probabilities for length of stay)."""
+        p = self.probabilities(batch).clamp(1e-7, 1 - 1e-7)
+        return torch.log(p) if self.kind == "los" else torch.logit(p)
 
     def probabilities(self, batch: Batch) -> torch.Tensor:
         p_ehr = self.ehr_model.probabilities(batch)

@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from benchmark_data.tasks import get_task
+from scoring.baselines.artifacts import predictions_path
 from scoring.baselines.models import MODEL_NAMES
-from scoring.baselines.run import predictions_path
 
 SCORES_MD = "scores.md"
 
@@ -51,7 +51,7 @@ def validation_table(manifest: dict[str, Any]) -> str:
     for t in tasks:
         for m, e in manifest["tasks"][t].items():
             cells.setdefault(m, {})[t] = (
-                f"{_fmt(e.get('val_metric'))} ({_fmt(e.get('val_metric_all'))})"
+                f"{_fmt(e.get('val_metric_paired'))} ({_fmt(e.get('val_metric_all'))})"
             )
     header = ", ".join(f"{t}: {get_task(t).primary_metric}" for t in tasks)
     return f"Validation, primary metric on paired units (all units): {header}\n\n" + markdown_table(

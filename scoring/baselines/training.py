@@ -1,14 +1,15 @@
 """Training with early stopping on the validation primary metric, and batched prediction.
 
-Adam, gradient norm clipped at 5; an epoch is a seeded pass over the training sequences (or
-over as many as fit ``epoch_steps`` EHR rows, for the large hourly tasks); binary cross-entropy for binary and multi-label tasks and
-10-class cross-entropy for length of stay. After every epoch the validation split is
-predicted in full and scored with scikit-learn on its units with an image (the leaderboard's
-main scenario, ``paired``) (AUROC, macro AUROC over the labels that have
-both classes, or Cohen's linear-weighted kappa of the most probable bucket); the best epoch's
-weights are kept, and training stops after ``patience`` epochs without improvement, after
-``epochs`` epochs, or when the time limit is reached (checked after every batch).
-Early fusion, whose encoders are frozen, trains its head on their outputs, computed once.
+Adam (encoders that start from trained models at a smaller rate), gradient norm clipped at
+5; binary cross-entropy for binary and multi-label tasks and 10-class cross-entropy for
+length of stay. An epoch is a seeded pass over the training sequences, or over as many as
+fit ``epoch_steps`` EHR rows (the large hourly tasks). After every epoch the validation
+split is predicted in full and scored with scikit-learn (AUROC, macro AUROC over the labels
+that have both classes, or Cohen's linear-weighted kappa of the most probable bucket) on all
+its units (the image-only model: on those with an image). The best epoch's weights are kept;
+training stops after ``patience`` epochs without improvement, after ``epochs`` epochs, or at
+the time limit (checked after every batch). Early fusion, whose encoders are frozen, trains
+its head on their outputs, computed once.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from scoring.baselines.models import Baseline, ConcatFusion
 
 GRAD_CLIP = 5.0
 CACHED_BATCH = 256
+ENCODER_PREFIXES = ("ehr.", "cxr.")
 
 
 @dataclass(frozen=True)
@@ -39,6 +41,7 @@ class FitOptions:
     """Training options of one model on one task."""
 
     lr: float = 1e-3
+    lr_pretrained: float | None = None  # for the encoders (ehr.*, cxr.*), when set
     epochs: int = 20
     patience: int = 4
     batch_size: int = 32
@@ -132,10 +135,14 @@ def _only(data: TaskData, seqs: np.ndarray) -> TaskData:
     )
 
 
-def split_metrics(kind: str, data: TaskData, p: np.ndarray) -> dict[str, float]:
-    """Primary metric on the units of a labelled split that have an image (``val_metric``,
-    the leaderboard's main scenario; all units when that is undefined) and on all units
-    (``val_metric_all``); ``p`` is in unit order."""
+def split_metrics(
+    kind: str, data: TaskData, p: np.ndarray, *, select_paired: bool = False
+) -> dict[str, float]:
+    """Primary metric on all units of a labelled split (``val_metric_all``) and on those
+    with an image (``val_metric_paired``); ``p`` is in unit order. ``val_metric``, the one
+    model selection uses, is the first, or with ``select_paired`` the second (for the
+    image-only model, whose prediction for every unit without an image is the same); either
+    falls back to the other when undefined."""
     if data.y is None:
         raise ValueError("evaluation needs a labelled split")
     y = np.empty_like(data.y)
@@ -144,7 +151,12 @@ def split_metrics(kind: str, data: TaskData, p: np.ndarray) -> dict[str, float]:
     has[data.ro_unit] = data.ro_img >= 0
     every = validation_metric(kind, y, p)
     paired = validation_metric(kind, y[has], p[has])
-    return {"val_metric": every if math.isnan(paired) else paired, "val_metric_all": every}
+    first, second = (paired, every) if select_paired else (every, paired)
+    return {
+        "val_metric": second if math.isnan(first) else first,
+        "val_metric_paired": paired,
+        "val_metric_all": every,
+    }
 
 
 def evaluate(
@@ -157,7 +169,7 @@ def evaluate(
 ) -> dict[str, float]:
     """:func:`split_metrics` of the model's predictions on a labelled split."""
     p = predict_proba(model, data, ehr, images, batch_size=batch_size)
-    return split_metrics(model.kind, data, p)
+    return split_metrics(model.kind, data, p, select_paired=not model.uses_ehr)
 
 
 def _better(a: float, b: float) -> bool:
@@ -236,6 +248,17 @@ def _step(
     return float(loss.item())
 
 
+def _param_groups(model: Baseline, options: FitOptions) -> list[dict[str, Any]]:
+    """One learning rate, or ``lr_pretrained`` for the encoders and ``lr`` for the rest."""
+    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    if options.lr_pretrained is None:
+        return [{"params": [p for _, p in named], "lr": options.lr}]
+    enc = [p for n, p in named if n.startswith(ENCODER_PREFIXES)]
+    rest = [p for n, p in named if not n.startswith(ENCODER_PREFIXES)]
+    groups = [{"params": enc, "lr": options.lr_pretrained}, {"params": rest, "lr": options.lr}]
+    return [g for g in groups if g["params"]]
+
+
 def fit(
     model: Baseline,
     train: TaskData,
@@ -256,7 +279,7 @@ def fit(
     torch.manual_seed(options.seed)
     rng = np.random.default_rng(options.seed)
     params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.Adam(params, lr=options.lr)
+    optimizer = torch.optim.Adam(_param_groups(model, options))
     if isinstance(model, ConcatFusion) and model.frozen:
         return _fit_cached(
             model, train, val, ehr_train, ehr_val, images, options, optimizer, params, rng, report

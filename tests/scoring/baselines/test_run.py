@@ -1,0 +1,157 @@
+"""A whole run on a very small benchmark: files, prediction format, reproducibility."""
+
+import json
+import shutil
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import scoring
+from benchmark_data.benchmark import Benchmark
+from benchmark_data.tasks import TASK_SLUGS, get_task
+from scoring.baselines import MODEL_NAMES
+from scoring.baselines.artifacts import predict_run, read_manifest
+from scoring.baselines.cli import main
+from scoring.baselines.predict import prediction_columns
+from scoring.baselines.run import RunConfig, train_run
+
+from .fixtures import make_tiny_benchmark
+
+CONFIG = RunConfig(seed=5, epochs=2, patience=1, ehr_hidden=8, epoch_steps=600, threads=1)
+
+
+@pytest.fixture(scope="module")
+def bench_dir(tmp_path_factory):
+    return make_tiny_benchmark(tmp_path_factory.mktemp("bench"), seed=7)
+
+
+@pytest.fixture(scope="module")
+def run_dir(bench_dir, tmp_path_factory):
+    out = tmp_path_factory.mktemp("run")
+    train_run(bench_dir, tasks=list(TASK_SLUGS), models=list(MODEL_NAMES), out=out, config=CONFIG)
+    return out
+
+
+def _files(run):
+    return {p.relative_to(run): p.read_bytes() for p in sorted(run.glob("predictions/*/*.csv"))}
+
+
+@pytest.mark.parametrize("task", TASK_SLUGS)
+def test_prediction_files_cover_every_scenario(bench_dir, run_dir, task):
+    """Scenario paired has every test unit in unit-list order; each cxr_missing scenario has
+    exactly the paired units; values are probabilities (bucket rows sum to 1)."""
+    t = get_task(task)
+    bench = Benchmark.open(bench_dir)
+    units = bench.units(task, "test")
+    keys = list(t.key_columns)
+    paired_units = units[units["cxr_dicom_id"].notna()]
+    for model in MODEL_NAMES:
+        df = pd.read_csv(run_dir / "predictions" / task / f"{model}.csv")
+        assert list(df.columns) == [*keys, "scenario", *prediction_columns(t)]
+        p = df[df["scenario"] == "paired"].reset_index(drop=True)
+        assert p[keys].astype(str).equals(units[keys].astype(str))
+        scen = sorted(set(df["scenario"]) - {"paired"})
+        assert scen == sorted(bench.scenarios(task).withheld)
+        for s in scen:
+            rows = df[df["scenario"] == s].reset_index(drop=True)
+            assert (
+                rows[keys].astype(str).equals(paired_units[keys].astype(str).reset_index(drop=True))
+            )
+        vals = df[prediction_columns(t)].to_numpy()
+        assert np.isfinite(vals).all() and (vals >= 0).all() and (vals <= 1).all()
+        if t.kind == "los":
+            assert np.allclose(vals.sum(axis=1), 1.0, atol=1e-5)
+
+
+def test_withheld_images_change_only_image_models(bench_dir, run_dir):
+    """The EHR model predicts the same with or without images; the CXR model gives its
+    no-image prediction to every withheld unit."""
+    task = "in-hospital-mortality"
+    ehr = pd.read_csv(run_dir / "predictions" / task / "ehr.csv")
+    cxr = pd.read_csv(run_dir / "predictions" / task / "cxr.csv")
+    paired = ehr[ehr["scenario"] == "paired"].set_index("stay_id")["prediction"]
+    full = ehr[ehr["scenario"] == "cxr_missing_100"].set_index("stay_id")["prediction"]
+    assert np.array_equal(paired.loc[full.index].to_numpy(), full.to_numpy())
+    held = cxr[cxr["scenario"] == "cxr_missing_100"]["prediction"]
+    assert held.nunique() == 1
+    unpaired = Benchmark.open(bench_dir).units(task, "test")["cxr_dicom_id"].isna().to_numpy()
+    no_img = cxr[cxr["scenario"] == "paired"]["prediction"].to_numpy()[unpaired]
+    assert np.allclose(no_img, held.iloc[0])
+
+
+def test_manifest_records_the_run(bench_dir, run_dir):
+    m = read_manifest(run_dir)
+    bench = Benchmark.open(bench_dir)
+    assert m["seed"] == 5 and m["benchmark"]["hash"] == bench.manifest_hash
+    assert m["code_version"]
+    assert m["config"]["ehr_hidden"] == 8 and m["config"]["cxr_encoder"] == "small"
+    assert set(m["tasks"]) == set(TASK_SLUGS)
+    for task in TASK_SLUGS:
+        assert set(m["tasks"][task]) == set(MODEL_NAMES)
+        for entry in m["tasks"][task].values():
+            assert entry["train_seconds"] >= 0 and entry["predict_seconds"] >= 0
+    assert m["tasks"]["phenotyping"]["cxr"]["cxr_encoder_from"] == "radiology/cxr"
+    assert m["timings"]["total_seconds"] > 0
+    log = [json.loads(line) for line in (run_dir / "train_log.jsonl").read_text().splitlines()]
+    assert {(r["task"], r["model"]) for r in log} == {
+        (t, n) for t in TASK_SLUGS for n in MODEL_NAMES
+    }
+    assert all("val_metric" in r and "train_loss" in r for r in log)
+
+
+def test_same_seed_same_predictions(bench_dir, run_dir, tmp_path):
+    again = tmp_path / "again"
+    train_run(bench_dir, tasks=["in-hospital-mortality", "length-of-stay"],
+              models=list(MODEL_NAMES), out=again, config=CONFIG)  # fmt: skip
+    first = _files(run_dir)
+    for rel, data in _files(again).items():
+        # Radiology was trained first in both runs (it initialises the CXR encoders).
+        assert data == first[rel], rel
+
+
+def test_tasks_in_worker_processes_give_the_same_predictions(bench_dir, run_dir, tmp_path):
+    par = tmp_path / "parallel"
+    m = train_run(bench_dir, tasks=["in-hospital-mortality", "phenotyping"], models=["daft"],
+                  out=par, config=CONFIG, workers=2)  # fmt: skip
+    assert m["torch"]["workers"] == 2
+    assert list(m["tasks"]) == ["radiology", "in-hospital-mortality", "phenotyping"]
+    first = _files(run_dir)
+    for rel, data in _files(par).items():
+        assert data == first[rel], rel
+    log = [json.loads(line) for line in (par / "train_log.jsonl").read_text().splitlines()]
+    assert {r["task"] for r in log} == {"radiology", "in-hospital-mortality", "phenotyping"}
+
+
+def test_predict_rewrites_identical_files_from_checkpoints(bench_dir, run_dir, tmp_path):
+    copy = tmp_path / "copy"
+    shutil.copytree(run_dir, copy)
+    for p in copy.glob("predictions/*/*.csv"):
+        p.unlink()
+    predict_run(bench_dir, run_dir=copy)
+    assert _files(copy) == _files(run_dir)
+
+
+def test_files_are_accepted_by_the_scoring_engine(bench_dir, run_dir):
+    if not hasattr(scoring, "score_predictions"):
+        pytest.skip("the scoring engine is not available")
+    bench = Benchmark.open(bench_dir)
+    for task in ("in-hospital-mortality", "length-of-stay", "radiology"):
+        truth = scoring.truth_from_benchmark(bench, task)
+        rep = scoring.score_predictions(
+            run_dir / "predictions" / task / "joint.csv", truth=truth, replicates=20
+        )
+        assert "cxr_missing_100" in rep["robustness"]["drops"]
+
+
+def test_scores_command_writes_a_markdown_table(run_dir, capsys):
+    assert main(["scores", "--run", str(run_dir), "--replicates", "20"]) == 0
+    text = (run_dir / "scores.md").read_text()
+    assert "| model |" in text and "| mmtm |" in text
+    assert "Validation" in capsys.readouterr().out
+
+
+def test_cli_refuses_an_unknown_model(bench_dir, tmp_path, capsys):
+    rc = main(["train", "--benchmark", str(bench_dir), "--models", "ehr,gpt",
+               "--out", str(tmp_path)])  # fmt: skip
+    assert rc == 2 and "unknown model gpt" in capsys.readouterr().err
