@@ -165,8 +165,9 @@ def _replicates(values: Any) -> np.ndarray:
         return np.asarray([_num(v) for v in values], dtype=float)
 
 
-def rank_rows(rows: list[BoardRow], *, task_slug: str) -> list[BoardRow]:
-    """Rank rows in place with the scoring engine's paired-bootstrap ranking; best first."""
+def _rank(rows: list[BoardRow], **direction: Any) -> list[BoardRow]:
+    """Rank rows in place with the scoring engine's paired-bootstrap ranking; best first.
+    ``direction`` is ``task=`` or ``greater_is_better=``, as for ``rank_entries``."""
     if not rows:
         return rows
     from scoring.ranking import RankInput, rank_entries
@@ -181,47 +182,28 @@ def rank_rows(rows: list[BoardRow], *, task_slug: str) -> list[BoardRow]:
             )
             for r in rows
         ],
-        task=task_slug,
+        **direction,
     )
     by_id = {r.submission_id: r for r in rows}
     out = []
     for item in ranked:
         row = by_id[item.entry_id]
-        row.position = item.position
-        row.rank = item.rank
-        row.tier = item.tier
+        row.position, row.rank, row.tier = item.position, item.rank, item.tier
         row.rank_interval = tuple(item.rank_interval)
-        row.vs_leader = item.vs_leader
-        row.vs_baseline = item.vs_baseline
+        row.vs_leader, row.vs_baseline = item.vs_leader, item.vs_baseline
         out.append(row)
     return out
 
 
+def rank_rows(rows: list[BoardRow], *, task_slug: str) -> list[BoardRow]:
+    """Rank probability entries by the task's primary metric."""
+    return _rank(rows, task=task_slug)
+
+
 def _decision_rank(rows: list[BoardRow], *, metric: str) -> list[BoardRow]:
     """Decision-only entries are ranked apart, by their own primary metric."""
-    from scoring.ranking import RankInput, rank_entries
-
-    if not rows:
-        return rows
-    ranked = rank_entries(
-        [
-            RankInput(
-                entry_id=r.submission_id,
-                value=_num(r.value),
-                replicates=_replicates(r.replicates),
-                is_baseline=r.is_reference,
-            )
-            for r in rows
-        ],
-        greater_is_better=METRICS[metric].greater_is_better if metric in METRICS else True,
-    )
-    by_id = {r.submission_id: r for r in rows}
-    for item in ranked:
-        row = by_id[item.entry_id]
-        row.position, row.rank, row.tier = item.position, item.rank, item.tier
-        row.rank_interval = tuple(item.rank_interval)
-        row.vs_leader, row.vs_baseline = item.vs_leader, item.vs_baseline
-    return [by_id[item.entry_id] for item in ranked]
+    greater = METRICS[metric].greater_is_better if metric in METRICS else True
+    return _rank(rows, greater_is_better=greater)
 
 
 # The fields of a published entry that its board row shows or depends on, read by the
