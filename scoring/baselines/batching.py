@@ -90,8 +90,14 @@ def make_batch(
     images: ImageCache,
     *,
     augment: torch.Generator | None = None,
+    keep: tuple[float, np.random.Generator] | None = None,
 ) -> Batch:
-    """Pad the sequences, gather their read-outs and the distinct images they use."""
+    """Pad the sequences, gather their read-outs and the distinct images they use.
+
+    ``keep = (fraction, rng)`` keeps a seeded random share of the read-outs (at least one):
+    training on a sample of the hourly rows of each stay. The images available at each row
+    still come from every unit.
+    """
     seqs = np.asarray(seqs, dtype=np.int64)
     b = len(seqs)
     lens = data.seq_len[seqs]
@@ -105,6 +111,10 @@ def make_batch(
     local[seqs] = np.arange(b)
     local_seq = local[data.ro_seq[ro]]
     step = _step_images(data, seqs, ro, local_seq, t_max)
+    if keep is not None and keep[0] < 1.0 and len(ro) > 1:
+        chosen = keep[1].random(len(ro)) < keep[0]
+        chosen[keep[1].integers(len(ro))] = True
+        ro, local_seq = ro[chosen], local_seq[chosen]
     used = np.unique(np.concatenate([data.ro_img[ro], step.reshape(-1)]))
     # Images in dicom_id order, so a batch does not depend on the order they were cached in.
     used = np.asarray(

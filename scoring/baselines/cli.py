@@ -92,6 +92,12 @@ def _parser() -> argparse.ArgumentParser:
         help="EHR rows per training epoch (a seeded sample of sequences); 0: all",
     )
     p.add_argument(
+        "--hourly-row-fraction",
+        type=float,
+        default=d.hourly_row_fraction,
+        help="share of each stay's hourly rows in the training loss (hourly tasks)",
+    )
+    p.add_argument(
         "--cxr-pretrain",
         choices=["radiology", "none"],
         default=d.cxr_pretrain,
@@ -108,8 +114,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--jobs",
         type=int,
-        default=1,
-        help="train the tasks in this many processes (same results; default 1)",
+        default=2,
+        help="train the tasks in this many processes, one thread each (same results)",
     )
     p.add_argument("--no-predict", action="store_true", help=argparse.SUPPRESS)
 
@@ -153,6 +159,7 @@ def main(argv: list[str] | None = None) -> int:
                 image_size=args.image_size,
                 max_hours=args.max_hours,
                 epoch_steps=args.epoch_steps or None,
+                hourly_row_fraction=args.hourly_row_fraction,
                 cxr_pretrain=args.cxr_pretrain,
                 batch_size=args.batch_size,
                 stay_batch_size=args.stay_batch_size,

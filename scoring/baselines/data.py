@@ -30,11 +30,16 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from benchmark_data.benchmark import Benchmark
+from benchmark_data import layout
+from benchmark_data.benchmark import Benchmark, BenchmarkError
 from benchmark_data.tasks import Task, los_bucket
 from benchmark_data.variables import N_FEATURES, VARIABLES
 
 IHM_HOURS = 48
+ERR_NO_IMAGES = (
+    "the benchmark holds no image file for {n} paired chest X-ray(s) (first: {first}); "
+    "the baselines read the images from public/cxr/images/"
+)
 Z_CLIP = 10.0
 
 
@@ -138,6 +143,9 @@ class ImageCache:
         new = sorted({str(d) for d in dicom_ids} - set(self.index))
         if not new:
             return
+        absent = [d for d in new if not bench.has(layout.image(d))]
+        if absent:
+            raise BenchmarkError(ERR_NO_IMAGES.format(n=len(absent), first=", ".join(absent[:3])))
         imgs = np.stack([decode_image(bench.image_bytes(d), size=self.size) for d in new])
         for d in new:
             self.index[d] = len(self.index)

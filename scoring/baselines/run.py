@@ -64,6 +64,7 @@ class RunConfig:
     image_size: int | None = None
     max_hours: int = 96
     epoch_steps: int | None = 20000
+    hourly_row_fraction: float = 0.25
     cxr_pretrain: str = "radiology"
     batch_size: int = 32
     stay_batch_size: int = 16
@@ -172,6 +173,7 @@ def _train_one(
                 patience=config.patience,
                 batch_size=bs,
                 epoch_steps=config.epoch_steps,
+                readout_fraction=config.hourly_row_fraction if get_task(task).hourly else 1.0,
                 max_seconds=None if config.max_minutes is None else config.max_minutes * 60,
                 seed=seed,
             ),

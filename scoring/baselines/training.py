@@ -3,7 +3,8 @@
 Adam (encoders that start from trained models at a smaller rate), gradient norm clipped at
 5; binary cross-entropy for binary and multi-label tasks and 10-class cross-entropy for
 length of stay. An epoch is a seeded pass over the training sequences, or over as many as
-fit ``epoch_steps`` EHR rows (the large hourly tasks). After every epoch the validation
+fit ``epoch_steps`` EHR rows, with the loss on a sample of the hourly rows of each stay
+(``hourly_row_fraction``; the large hourly tasks). After every epoch the validation
 split is predicted in full and scored with scikit-learn (AUROC, macro AUROC over the labels
 that have both classes, or Cohen's linear-weighted kappa of the most probable bucket) on all
 its units (the image-only model: on those with an image). The best epoch's weights are kept;
@@ -32,7 +33,7 @@ from scoring.baselines.data import ImageCache, SplitEHR, TaskData
 from scoring.baselines.models import Baseline, ConcatFusion
 
 GRAD_CLIP = 5.0
-CACHED_BATCH = 256
+CACHED_BATCH = 64
 ENCODER_PREFIXES = ("ehr.", "cxr.")
 
 
@@ -46,6 +47,7 @@ class FitOptions:
     patience: int = 4
     batch_size: int = 32
     epoch_steps: int | None = None
+    readout_fraction: float = 1.0
     max_seconds: float | None = None
     seed: int = 0
 
@@ -285,6 +287,7 @@ def fit(
             model, train, val, ehr_train, ehr_val, images, options, optimizer, params, rng, report
         )
     augment = torch.Generator().manual_seed(options.seed)
+    keep = (options.readout_fraction, rng) if options.readout_fraction < 1.0 else None
 
     def run_epoch(epoch: int, deadline: float | None) -> tuple[float, int, bool]:
         # The row budget bounds the EHR work of an epoch; an image-only model sees every unit.
@@ -296,7 +299,7 @@ def fit(
             order = tqdm(order, desc=f"{label} epoch {epoch}", leave=False, file=sys.stderr)
         total, seen = 0.0, 0
         for seqs in order:
-            batch = make_batch(train, seqs, ehr_train, images, augment=augment)
+            batch = make_batch(train, seqs, ehr_train, images, augment=augment, keep=keep)
             assert batch.y is not None
             total += _step(model, optimizer, params, model(batch), batch.y) * batch.n_readouts
             seen += batch.n_readouts

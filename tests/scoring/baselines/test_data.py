@@ -122,3 +122,11 @@ def test_synthetic_benchmarks_get_the_small_cnn(ws):
     assert resolve_encoder(ws.bench, "auto") == "small"
     assert resolve_encoder(ws.bench, "resnet34") == "resnet34"
     assert get_task("radiology").kind == "multilabel"
+
+
+def test_a_benchmark_without_image_files_is_refused_clearly(ws):
+    from benchmark_data.benchmark import BenchmarkError
+    from scoring.baselines.data import ImageCache
+
+    with pytest.raises(BenchmarkError, match="no image file for 1 paired chest X-ray"):
+        ImageCache(size=16).add(ws.bench, ["not-a-dicom"])

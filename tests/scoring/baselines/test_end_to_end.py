@@ -21,7 +21,7 @@ def test_train_predict_and_tables_on_the_tiny_synthetic_benchmark(tmp_path, caps
     run = tmp_path / "run"
     args = ["train", "--benchmark", str(bench), "--task", "all", "--models", "all",
             "--out", str(run), "--epochs", "1", "--max-minutes", "0.5", "--ehr-hidden", "16",
-            "--epoch-steps", "2000", "--seed", "11"]  # fmt: skip
+            "--epoch-steps", "2000", "--seed", "11", "--jobs", "1"]  # fmt: skip
     assert main(args) == 0
     out = capsys.readouterr().out
     assert "Validation" in out and "Seconds to train" in out
