@@ -4,7 +4,7 @@ Adam (encoders that start from trained models at a smaller rate), gradient norm 
 5; binary cross-entropy for binary and multi-label tasks and 10-class cross-entropy for
 length of stay. An epoch is a seeded pass over the training sequences, or over as many as
 fit ``epoch_steps`` EHR rows, with the loss on a sample of the hourly rows of each stay
-(``hourly_row_fraction``; the large hourly tasks). After every epoch the validation
+(``readout_fraction``; the large hourly tasks). After every epoch the validation
 split is predicted in full and scored with scikit-learn (AUROC, macro AUROC over the labels
 that have both classes, or Cohen's linear-weighted kappa of the most probable bucket) on all
 its units (the image-only model: on those with an image). The best epoch's weights are kept;
