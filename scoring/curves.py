@@ -234,17 +234,7 @@ def roc_band(
     >>> band["fpr"], band["tpr"]
     ([0.0, 0.5, 1.0], [0.66667, 1.0, 1.0])
     """
-    xs, point, (low, high), bad = _band("roc", y, p, plan, rows, grid, batch_size)
-    return {
-        "fpr": _round(xs),
-        "tpr": _round(point),
-        "tpr_low": _round(low),
-        "tpr_high": _round(high),
-        "interpolation": ROC_INTERPOLATION,
-        "band": f"{BAND_LEVEL:.0%} percentile band over bootstrap replicates, pointwise",
-        "n_replicates": plan.n_replicates,
-        "degenerate_replicates": bad,
-    }
+    return _band_dict("roc", "fpr", "tpr", ROC_INTERPOLATION, y, p, plan, rows, grid, batch_size)
 
 
 def pr_band(
@@ -275,13 +265,31 @@ def pr_band(
     >>> band["recall"], band["precision"]
     ([0.0, 0.5, 1.0], [1.0, 1.0, 0.75])
     """
-    xs, point, (low, high), bad = _band("pr", y, p, plan, rows, grid, batch_size)
+    return _band_dict(
+        "pr", "recall", "precision", PR_INTERPOLATION, y, p, plan, rows, grid, batch_size
+    )
+
+
+def _band_dict(
+    kind: str,
+    x_name: str,
+    y_name: str,
+    interpolation: str,
+    y: np.ndarray,
+    p: np.ndarray,
+    plan: ReplicatePlan,
+    rows: np.ndarray | None,
+    grid: int,
+    batch_size: int,
+) -> dict[str, Any]:
+    """A curve and its band as the JSON-ready dict of :func:`roc_band` / :func:`pr_band`."""
+    xs, point, (low, high), bad = _band(kind, y, p, plan, rows, grid, batch_size)
     return {
-        "recall": _round(xs),
-        "precision": _round(point),
-        "precision_low": _round(low),
-        "precision_high": _round(high),
-        "interpolation": PR_INTERPOLATION,
+        x_name: _round(xs),
+        y_name: _round(point),
+        f"{y_name}_low": _round(low),
+        f"{y_name}_high": _round(high),
+        "interpolation": interpolation,
         "band": f"{BAND_LEVEL:.0%} percentile band over bootstrap replicates, pointwise",
         "n_replicates": plan.n_replicates,
         "degenerate_replicates": bad,
