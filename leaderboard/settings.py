@@ -263,6 +263,11 @@ if IS_PRODUCTION:
 # process (LocMemCache), right for development and the tests.
 if env.str("CACHE_URL", default=""):
     CACHES = {"default": env.cache_url("CACHE_URL")}
+    # django-environ leaves ?key_prefix=, ?timeout= and ?version= in lower case, where
+    # Django does not look for them.
+    for option in ("key_prefix", "timeout", "version"):
+        if option in CACHES["default"]:
+            CACHES["default"][option.upper()] = CACHES["default"].pop(option)
     if CACHES["default"]["BACKEND"].endswith("RedisCache"):
         CACHES["default"]["BACKEND"] = "django.core.cache.backends.redis.RedisCache"
 elif env.str("REDIS_URL", default=""):
@@ -279,6 +284,12 @@ else:
             "OPTIONS": {"MAX_ENTRIES": 1000},
         }
     }
+# Shared: every web process and the worker see one cache. Then readers keep each board's
+# key in the cache for up to BOARD_KEY_SECONDS (every write to an entry or a run makes them
+# read it again at once), and the worker rebuilds a board right after it changes. A cache
+# per process cannot hear the worker's writes: there the key is read on every request.
+BOARD_CACHE_SHARED = CACHES["default"]["BACKEND"].endswith("RedisCache")
+BOARD_KEY_SECONDS = env.int("BOARD_KEY_SECONDS", default=30 if BOARD_CACHE_SHARED else 0)
 
 # REST API ----------------------------------------------------------------------------------
 REST_FRAMEWORK = {

@@ -58,6 +58,8 @@ def _environment(var_dir: Path, web_workers: int) -> dict[str, str]:
         DATABASE_URL=f"{PG}/{DB_NAME}",
         CONN_MAX_AGE="60",
         CELERY_BROKER_URL="redis://127.0.0.1:6379/12",
+        # Production's cache: Redis, shared by the web processes and the worker.
+        CACHE_URL=os.environ.get("CACHE_URL", "redis://127.0.0.1:6379/13"),
         CELERY_QUEUE=f"leaderboard-load-{os.getpid()}",
         VAR_DIR=str(var_dir),
         MEDIA_ROOT=str(var_dir / "media"),
@@ -210,7 +212,11 @@ def _request(conn: http.client.HTTPConnection, method: str, path: str, body=None
     return resp.status, data
 
 
-def reader(port: int, ids: list[int], stop: threading.Event, rec: Recorder, seed_: int) -> None:
+def reader(
+    port: int, ids: list[int], stop: threading.Event, rec: Recorder, seed_: int, think: float
+) -> None:
+    """One user: a request, then a pause of ``think`` seconds on average (uniform between
+    half and one and a half times it; 0: none, the next request at once)."""
     rng = random.Random(seed_)
     mix = [("board page", f"/tasks/{TASK}/"), ("board API", f"/api/tasks/{TASK}/leaderboard/"),
            ("home page", "/"), ("entry page", None), ("entry API", None)]  # fmt: skip
@@ -234,6 +240,8 @@ def reader(port: int, ids: list[int], stop: threading.Event, rec: Recorder, seed
             conn.close()
             conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
         rec.add(kind, time.perf_counter() - t0, error)
+        if think > 0:
+            stop.wait(rng.uniform(0.5 * think, 1.5 * think))
     conn.close()
 
 
@@ -286,6 +294,14 @@ def main() -> int:
     ap.add_argument("--web-workers", type=int, default=4)
     ap.add_argument("--submit-every", type=float, default=3.0)
     ap.add_argument(
+        "--think",
+        type=float,
+        default=1.0,
+        metavar="SECONDS",
+        help="mean pause of a user between two requests (uniform, 0.5-1.5 times it); 0: "
+        "none, every reader sends its next request at once (the saturation test)",
+    )
+    ap.add_argument(
         "--page-cache",
         type=int,
         default=0,
@@ -311,6 +327,7 @@ def main() -> int:
     import django
 
     django.setup()
+    from django.core.cache import cache
     from django.core.management import call_command
     from rest_framework.authtoken.models import Token
 
@@ -318,6 +335,7 @@ def main() -> int:
     from leaderboard.board.models import Evaluation, Submission
     from leaderboard.board.sample import sample_predictions
 
+    cache.clear()  # the cache of an earlier run describes another database
     call_command("migrate", verbosity=0)
     call_command("collectstatic", "--noinput", verbosity=0)
     sample_csv = sample_predictions(Benchmark.open(BENCHMARK))
@@ -365,7 +383,7 @@ def main() -> int:
         # Warm-up: every web process loads the board once; not measured.
         warm_stop = threading.Event()
         warm = Recorder()
-        threads = [threading.Thread(target=reader, args=(port, ids, warm_stop, warm, 1000 + i))
+        threads = [threading.Thread(target=reader, args=(port, ids, warm_stop, warm, 1000 + i, args.think))
                    for i in range(args.readers)]  # fmt: skip
         for t in threads:
             t.start()
@@ -380,7 +398,7 @@ def main() -> int:
         sub_thread = threading.Thread(
             target=lambda: sent.extend(submitter(port, token, sample_csv, stop, rec,
                                                  args.submit_every)))  # fmt: skip
-        threads = [threading.Thread(target=reader, args=(port, ids, stop, rec, i))
+        threads = [threading.Thread(target=reader, args=(port, ids, stop, rec, i, args.think))
                    for i in range(args.readers)]  # fmt: skip
         started = time.perf_counter()
         sub_thread.start()
@@ -420,6 +438,7 @@ def main() -> int:
         "submissions_sent": len(sent), "submissions_scored": scored,
         "scoring_seconds_median": round(statistics.median(runs), 2) if runs else None,
         "page_cache_seconds": args.page_cache,
+        "think_seconds": args.think,
         "kinds": {},
     }  # fmt: skip
     print(

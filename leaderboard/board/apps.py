@@ -6,3 +6,8 @@ class BoardConfig(AppConfig):
     label = "board"
     verbose_name = "Leaderboard"
     default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        from leaderboard.board import signals
+
+        signals.connect()

@@ -8,6 +8,9 @@ the app's configuration.
 
 from __future__ import annotations
 
+from typing import Any
+
+from leaderboard.board.services.boards import board_refresh
 from leaderboard.board.services.containers import container_runs_reap
 from leaderboard.board.services.evaluations import evaluation_run, evaluations_reap
 from leaderboard.celery import app
@@ -31,3 +34,8 @@ def reap_task() -> dict[str, int]:
         "containers_removed": removed["containers"],
         "images_removed": removed["images"],
     }
+
+
+@app.task(name="board.refresh", ignore_result=True)
+def board_refresh_task(task_id: int) -> dict[str, Any]:
+    return board_refresh(task_id=task_id)

@@ -28,10 +28,12 @@ from leaderboard.board.api.serializers import (
     TaskSerializer,
     TokenSerializer,
 )
-from leaderboard.board.models import Benchmark, Track
+from leaderboard.board.models import Benchmark, Task, Track
 from leaderboard.board.selectors.leaderboard import (
     MODALITY_FILTERS,
+    BoardKey,
     board_csv_rows,
+    board_key,
     board_state,
     cached_once,
     leaderboard_rows,
@@ -133,22 +135,12 @@ class LeaderboardView(APIView):
     def get(self, request, slug: str):
         task = task_get(slug=slug)
         params = _board_params(request, task)
-        state = board_state(task=task)
+        key = board_key(task=task)
         if getattr(request.accepted_renderer, "format", "") == "json":
-            # The JSON of a board is the same for every reader until the board changes: it
-            # is rendered once per board key and parameters.
-            params_key = "json:" + ":".join(params[k] for k in sorted(params))
-
-            def build() -> tuple[bytes, bool]:
-                board = leaderboard_rows(task=task, state=state, **params)
-                return JSONRenderer().render(_board_payload(task, board)), board.fresh
-
-            body, _ = cached_once(
-                f"{state.key}:{params_key}",
-                series=f"board:v1:{task.pk}:{params_key}",
-                build=build,
+            return HttpResponse(
+                board_json(task, key=key, **params), content_type="application/json"
             )
-            return HttpResponse(body, content_type="application/json")
+        state = key.state or board_state(task=task)
         board = leaderboard_rows(task=task, state=state, **params)
         if getattr(request.accepted_renderer, "format", "") == "csv":
             header, rows = board_csv_rows(board)
@@ -156,6 +148,33 @@ class LeaderboardView(APIView):
             response["Content-Disposition"] = f'attachment; filename="leaderboard-{task.slug}.csv"'
             return response
         return Response(_board_payload(task, board))
+
+
+def board_json(
+    task: Task,
+    *,
+    key: BoardKey,
+    track: str = "",
+    modality: str = "",
+    sort: str = "rank",
+    order: str = "",
+) -> bytes:
+    """The board API's JSON for checked parameters. It is the same for every reader until
+    the board changes: rendered once per board key and parameters (the worker renders the
+    default one ahead of readers, ``services.boards.board_refresh``)."""
+    params = {"track": track, "modality": modality, "sort": sort, "order": order}
+    params_key = "json:" + ":".join(params[k] for k in sorted(params))
+
+    def build() -> tuple[bytes, bool]:
+        state = key.state or board_state(task=task)
+        board = leaderboard_rows(task=task, state=state, **params)
+        body = JSONRenderer().render(_board_payload(task, board))
+        return body, board.fresh and state.key == key.key
+
+    body, _ = cached_once(
+        f"{key.key}:{params_key}", series=f"board:v1:{task.pk}:{params_key}", build=build
+    )
+    return body
 
 
 def _board_payload(task, board) -> dict:

@@ -15,6 +15,15 @@ publication time, with the scorer version, the benchmark hash and the replicate 
 newly published, unpublished or hidden entry, a rescore or an edited entry changes the key,
 so the next request builds the new board; the per-replicate values are only read then.
 Filters and sorting are applied to the cached rows (cheap).
+
+With a shared cache (Redis), readers do not run the key query on every request either:
+:func:`board_key` keeps each task's current key in the cache, stamped with the **board
+generation**, a token that every write to an entry or a run replaces
+(``services.boards.board_changed``, on commit). A key stamped with an older generation, or
+older than ``BOARD_KEY_SECONDS``, is read again. A reader that computed a key while a write
+committed stores it with the generation it read before the query, so it cannot outlive
+that write. The worker rebuilds the board and its default renderings right after a
+publication (``services.boards.board_refresh``), so readers find them ready.
 """
 
 from __future__ import annotations
@@ -22,6 +31,7 @@ from __future__ import annotations
 import hashlib
 import math
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -273,6 +283,55 @@ def board_state(*, task: Task) -> BoardState:
         digest.update(repr(tuple(e[f] for f in STATE_FIELDS)).encode())
     key = f"board:v1:{task.pk}:{digest.hexdigest()[:32]}"
     return BoardState(task=task, scorer_version=version, entries=entries, key=key)
+
+
+BOARD_GENERATION_KEY = "board:v1:generation"
+
+
+def board_generation() -> str:
+    """The current board generation (a token replaced by every write to an entry or a
+    run); made when the cache has none."""
+    generation = cache.get(BOARD_GENERATION_KEY)
+    if generation is None:
+        cache.add(BOARD_GENERATION_KEY, uuid.uuid4().hex, None)
+        generation = cache.get(BOARD_GENERATION_KEY)
+    return str(generation)
+
+
+def _key_pointer(task_pk: int) -> str:
+    return f"board:v1:{task_pk}:current"
+
+
+@dataclass
+class BoardKey:
+    """The cache key of a task's board, and its state when it was read for this request."""
+
+    key: str
+    state: BoardState | None = None
+
+
+def board_key(*, task: Task) -> BoardKey:
+    """The key of the task's current board: from the cache when it was read since the last
+    write (``BOARD_KEY_SECONDS`` > 0, a shared cache), else by the key query."""
+    seconds = settings.BOARD_KEY_SECONDS
+    if seconds <= 0:
+        state = board_state(task=task)
+        return BoardKey(state.key, state)
+    pointer = _key_pointer(task.pk)
+    found: dict[str, Any] = cache.get_many([BOARD_GENERATION_KEY, pointer])
+    generation = found.get(BOARD_GENERATION_KEY) or board_generation()
+    stamped = found.get(pointer)
+    if stamped and stamped[0] == generation:
+        return BoardKey(stamped[1])
+    state = board_state(task=task)  # read after the generation: a write meanwhile replaces it
+    board_key_remember(task=task, generation=generation, key=state.key)
+    return BoardKey(state.key, state)
+
+
+def board_key_remember(*, task: Task, generation: str, key: str) -> None:
+    """Keep a task's board key, read under ``generation`` (read before the key query)."""
+    if settings.BOARD_KEY_SECONDS > 0:
+        cache.set(_key_pointer(task.pk), (generation, key), settings.BOARD_KEY_SECONDS)
 
 
 def _row(entry: dict[str, Any], ev: Evaluation) -> BoardRow:

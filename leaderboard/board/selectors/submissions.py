@@ -152,9 +152,12 @@ def evaluation_latest_container_run(*, submission: Submission) -> Evaluation | N
 
 def evaluation_current_for_submission(*, submission: Submission) -> Evaluation | None:
     """The run the leaderboard shows: the latest successful one under the current scorer
-    version on the task's benchmark; else the latest successful one of any version."""
-    qs = Evaluation.objects.filter(submission=submission, status=E.SUCCEEDED).order_by(
-        "-created_at", "-id"
+    version on the task's benchmark; else the latest successful one of any version. The
+    report, replicate values and log tails are read only when used."""
+    qs = (
+        Evaluation.objects.filter(submission=submission, status=E.SUCCEEDED)
+        .defer("report", "replicate_values", "container_logs")
+        .order_by("-created_at", "-id")
     )
     current = qs.filter(
         scorer_version=current_scorer_version(),

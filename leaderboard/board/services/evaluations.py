@@ -29,6 +29,7 @@ from leaderboard.board.errors import BenchmarkInvalid
 from leaderboard.board.models import AuditLog, Evaluation, Submission, Task, Track
 from leaderboard.board.services.audit import audit_record
 from leaderboard.board.services.benchmarks import task_truth
+from leaderboard.board.services.boards import board_refresh_later
 from leaderboard.board.services.containers import (
     WRONG_PREDICTIONS,
     ContainerOutcome,
@@ -402,6 +403,8 @@ def evaluation_finish(
             submission.failure_reason = ""
             submission.failed_at = None
             submission.save()
+        if submission.status == S.PUBLISHED:
+            board_refresh_later(task_id=submission.task_id)
     return evaluation
 
 

@@ -26,6 +26,7 @@ from leaderboard.board.errors import (
 )
 from leaderboard.board.models import AuditLog, Evaluation, Submission, Task, Track, new_upload_name
 from leaderboard.board.services.audit import audit_record
+from leaderboard.board.services.boards import board_refresh_later
 from leaderboard.board.services.evaluations import evaluation_create
 from leaderboard.board.services.uploads import check_image_upload, check_prediction_upload
 
@@ -250,6 +251,7 @@ def submission_publish(*, actor: Any, submission: Submission) -> Submission:
         sub.published_at = timezone.now()
         sub.save(update_fields=["status", "visibility", "published_at"])
         audit_record(actor=actor, action=AuditLog.Action.SUBMISSION_PUBLISH, submission=sub)
+        board_refresh_later(task_id=sub.task_id)
     return sub
 
 
@@ -267,6 +269,7 @@ def submission_unpublish(*, actor: Any, submission: Submission) -> Submission:
             sub.published_at = None
         sub.save(update_fields=["status", "visibility", "published_at"])
         audit_record(actor=actor, action=AuditLog.Action.SUBMISSION_UNPUBLISH, submission=sub)
+        board_refresh_later(task_id=sub.task_id)
     return sub
 
 
@@ -288,4 +291,5 @@ def submission_hide(*, actor: Any, submission: Submission, reason: str) -> Submi
         audit_record(
             actor=actor, action=AuditLog.Action.SUBMISSION_HIDE, submission=sub, reason=reason
         )
+        board_refresh_later(task_id=sub.task_id)
     return sub

@@ -10,6 +10,7 @@ from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import login
 from django.contrib.auth.decorators import login_required
+from django.core.cache import cache
 from django.db.models import Count, Q
 from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest
 from django.shortcuts import redirect, render
@@ -21,10 +22,12 @@ from rest_framework.authtoken.models import Token
 
 from benchmark_data.tasks import METRICS, SCENARIOS
 from leaderboard.board.errors import ServiceError
-from leaderboard.board.models import AuditLog, Evaluation, Submission, Track
+from leaderboard.board.models import AuditLog, Evaluation, Submission, Task, Track
 from leaderboard.board.selectors.leaderboard import (
     MODALITY_FILTERS,
+    BoardKey,
     board_forest_figure,
+    board_key,
     board_state,
     cached_once,
     leaderboard_rows,
@@ -84,30 +87,22 @@ def home(request: HttpRequest) -> HttpResponse:
 BOARD_PAGE_ROWS = 100  # rows of the board page by default; ?all=1 shows every entry
 
 
-def task_board(request: HttpRequest, slug: str) -> HttpResponse:
-    task = task_get(slug=slug)
-    track = request.GET.get("track", "")
-    modality = request.GET.get("modality", "").replace(" ", "+")
-    sort = request.GET.get("sort", "rank") or "rank"
-    order = request.GET.get("order", "")
-    problems = []
-    if track and track not in (Track.PREDICTION_FILE, Track.CONTAINER):
-        problems.append(f"unknown track {track!r}")
-    if modality not in MODALITY_FILTERS:
-        problems.append(f"unknown modality filter {modality!r}")
-    if sort not in ("rank", "primary", *task.spec.metrics):
-        problems.append(f"cannot sort by {sort!r}")
-    if order not in ("", "asc", "desc"):
-        problems.append(f"unknown order {order!r}")
-    if problems:
-        return HttpResponseBadRequest(
-            "Bad leaderboard parameters: " + "; ".join(problems) + ".",
-            content_type="text/plain; charset=utf-8",
-        )
-    show_all = request.GET.get("all", "") in ("1", "true", "yes")
-    # The board's content holds nothing user-specific (the navigation and login are in the
-    # base template): it is rendered once per board key, filters, sort and page size.
-    state = board_state(task=task)
+def board_page_fragment(
+    task: Task,
+    *,
+    key: BoardKey,
+    track: str = "",
+    modality: str = "",
+    sort: str = "rank",
+    order: str = "",
+    show_all: bool = False,
+) -> dict[str, Any]:
+    """The board page's content for checked parameters: {"html", "has_forest"}.
+
+    It holds nothing user-specific (the navigation and login are in the base template), so
+    it is rendered once per board key, filters, sort and page size, and the worker renders
+    the default one ahead of readers (``services.boards.board_refresh``).
+    """
     query = urlencode(
         [(k, v) for k, v in (("track", track), ("modality", modality), ("order", order)) if v]
         + ([("sort", sort)] if sort != "rank" else [])
@@ -115,6 +110,7 @@ def task_board(request: HttpRequest, slug: str) -> HttpResponse:
     params = f"html:{query}:{int(show_all)}"
 
     def build() -> tuple[dict[str, Any], bool]:
+        state = key.state or board_state(task=task)
         board = leaderboard_rows(
             task=task, track=track, modality=modality, sort=sort, order=order, state=state
         )
@@ -136,10 +132,44 @@ def task_board(request: HttpRequest, slug: str) -> HttpResponse:
                 "query": query,
             },
         )
-        return {"html": html, "has_forest": bool(forest)}, board.fresh
+        # Built from a newer board than the key says: served, not cached under the key.
+        return {"html": html, "has_forest": bool(forest)}, board.fresh and state.key == key.key
 
     fragment, _ = cached_once(
-        f"{state.key}:{params}", series=f"board:v1:{task.pk}:{params}", build=build
+        f"{key.key}:{params}", series=f"board:v1:{task.pk}:{params}", build=build
+    )
+    return fragment
+
+
+def task_board(request: HttpRequest, slug: str) -> HttpResponse:
+    task = task_get(slug=slug)
+    track = request.GET.get("track", "")
+    modality = request.GET.get("modality", "").replace(" ", "+")
+    sort = request.GET.get("sort", "rank") or "rank"
+    order = request.GET.get("order", "")
+    problems = []
+    if track and track not in (Track.PREDICTION_FILE, Track.CONTAINER):
+        problems.append(f"unknown track {track!r}")
+    if modality not in MODALITY_FILTERS:
+        problems.append(f"unknown modality filter {modality!r}")
+    if sort not in ("rank", "primary", *task.spec.metrics):
+        problems.append(f"cannot sort by {sort!r}")
+    if order not in ("", "asc", "desc"):
+        problems.append(f"unknown order {order!r}")
+    if problems:
+        return HttpResponseBadRequest(
+            "Bad leaderboard parameters: " + "; ".join(problems) + ".",
+            content_type="text/plain; charset=utf-8",
+        )
+    show_all = request.GET.get("all", "") in ("1", "true", "yes")
+    fragment = board_page_fragment(
+        task,
+        key=board_key(task=task),
+        track=track,
+        modality=modality,
+        sort=sort,
+        order=order,
+        show_all=show_all,
     )
     return render(
         request,
@@ -234,9 +264,6 @@ def _entry_page(
         "current_id": current.pk if current else None,
         "runs": runs,
         "positions": evaluation_queue_positions(evaluation_ids=pending),
-        "sections": _report_sections(evaluation.report)
-        if evaluation and evaluation.report
-        else None,
         "is_owner": request.user.is_authenticated and request.user.pk == submission.owner_id,
         "container_run": evaluation_latest_container_run(submission=submission)
         if can_see_run_logs(submission=submission, viewer=request.user)
@@ -245,7 +272,38 @@ def _entry_page(
         if request.user.is_staff
         else [],
     }
+    report = entry_report_html(evaluation) if evaluation else None
+    if report:
+        context.update(report_html=mark_safe(report["html"]), has_plots=report["has_plots"])
     return render(request, "board/entry.html", context)
+
+
+ENTRY_REPORT_SECONDS = 7 * 24 * 3600
+
+
+def entry_report_html(evaluation: Evaluation) -> dict[str, Any] | None:
+    """The results part of an entry page: {"html", "has_plots"}, or None without a report.
+
+    A finished run's report never changes, so it is rendered once per run and cached; the
+    report itself is only read then (the page's selectors leave it out).
+    """
+    finished = evaluation.finished_at.timestamp() if evaluation.finished_at else 0
+    key = f"entry-report:v1:{evaluation.pk}:{finished}"
+    succeeded = evaluation.status == Evaluation.Status.SUCCEEDED
+    cached = cache.get(key) if succeeded else None
+    if cached is not None:
+        return cached
+    report = evaluation.report
+    if not report:
+        return None
+    sections = _report_sections(report)
+    cached = {
+        "html": render_to_string("board/entry_report.html", {"sections": sections}),
+        "has_plots": bool(sections["plots"]),
+    }
+    if succeeded:
+        cache.set(key, cached, ENTRY_REPORT_SECONDS)
+    return cached
 
 
 def entry(request: HttpRequest, pk: int) -> HttpResponse:

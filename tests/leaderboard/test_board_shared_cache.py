@@ -1,0 +1,180 @@
+"""The boards with a cache shared by the web processes and the worker (Redis), as in
+production: readers keep each board's key instead of running the key query, every write to
+an entry or a run makes them read it again, and the worker rebuilds a board after it
+changes so that no reader builds it."""
+
+from __future__ import annotations
+
+import os
+import uuid
+
+import pytest
+from django.core.cache import cache
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+
+from leaderboard.board.models import Submission
+from leaderboard.board.selectors.leaderboard import (
+    board_generation,
+    board_key,
+    board_key_remember,
+    board_state,
+)
+from leaderboard.board.services.boards import board_refresh
+from leaderboard.board.services.submissions import submission_hide
+from tests.leaderboard.conftest import wait_for
+from tests.leaderboard.factories import EvaluationFactory, SubmissionFactory
+
+REDIS_CACHE = "redis://127.0.0.1:6379/14"
+
+
+@pytest.fixture
+def shared_cache(settings, monkeypatch):
+    """Django's Redis cache under a prefix of this test's own, and the settings that go with
+    a shared cache; a worker started after this fixture uses the same cache."""
+    prefix = f"t{uuid.uuid4().hex[:12]}"
+    settings.CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": REDIS_CACHE,
+            "KEY_PREFIX": prefix,
+        }
+    }
+    settings.BOARD_CACHE_SHARED = True
+    settings.BOARD_KEY_SECONDS = 30
+    monkeypatch.setenv("CACHE_URL", f"{REDIS_CACHE}?key_prefix={prefix}")
+    yield
+    import redis
+
+    client = redis.Redis.from_url(REDIS_CACHE)
+    for key in client.scan_iter(f"{prefix}:*"):
+        client.delete(key)
+
+
+def _board(n: int):
+    first = EvaluationFactory(value=0.9)
+    task = first.submission.task
+    for i in range(n - 1):
+        EvaluationFactory(submission=SubmissionFactory(task=task), value=0.6 + 0.01 * i)
+    return task
+
+
+def _sql(queries) -> str:
+    return "\n".join(q["sql"] for q in queries.captured_queries)
+
+
+@pytest.mark.django_db
+def test_readers_keep_the_board_key_instead_of_querying_it(shared_cache, client):
+    task = _board(3)
+    first = board_key(task=task)
+    assert first.state is not None and first.key == board_state(task=task).key
+    with CaptureQueriesContext(connection) as queries:
+        again = board_key(task=task)
+    assert again.key == first.key and again.state is None
+    assert not queries.captured_queries
+    client.get(f"/tasks/{task.slug}/")  # builds and caches the page content
+    with CaptureQueriesContext(connection) as page:
+        r = client.get(f"/tasks/{task.slug}/")
+    assert r.status_code == 200
+    assert "board_submission" not in _sql(page)  # neither the key query nor the rows
+    assert "replicate_values" not in _sql(page)
+
+
+@pytest.mark.django_db
+def test_every_write_makes_readers_read_the_key_again(
+    shared_cache, client, staff, django_capture_on_commit_callbacks
+):
+    task = _board(3)
+    before = board_key(task=task).key
+    with django_capture_on_commit_callbacks(execute=True):
+        new = EvaluationFactory(
+            submission=SubmissionFactory(task=task, method_name="Newcomer"), value=0.99
+        )
+    after = board_key(task=task)
+    assert after.key != before and after.state is not None
+    rows = client.get(f"/api/tasks/{task.slug}/leaderboard/").json()["rows"]
+    assert rows[0]["entry_id"] == new.submission_id
+    assert "Newcomer" in client.get(f"/tasks/{task.slug}/").content.decode()
+
+    with django_capture_on_commit_callbacks(execute=True):
+        submission_hide(actor=staff, submission=new.submission, reason="duplicate entry")
+    assert "Newcomer" not in client.get(f"/tasks/{task.slug}/").content.decode()
+    ids = [r["entry_id"] for r in client.get(f"/api/tasks/{task.slug}/leaderboard/").json()["rows"]]
+    assert new.submission_id not in ids and len(ids) == 3
+
+
+@pytest.mark.django_db
+def test_a_key_read_before_a_write_does_not_outlive_it(
+    shared_cache, django_capture_on_commit_callbacks
+):
+    task = _board(2)
+    generation = board_generation()  # a reader reads the generation, then the old key ...
+    old = board_state(task=task).key
+    with django_capture_on_commit_callbacks(execute=True):  # ... a write commits ...
+        EvaluationFactory(submission=SubmissionFactory(task=task), value=0.7)
+    board_key_remember(task=task, generation=generation, key=old)  # ... and it keeps the key
+    assert board_key(task=task).key == board_state(task=task).key != old
+
+
+@pytest.mark.django_db
+def test_after_the_refresh_readers_build_nothing(shared_cache, client):
+    task = _board(4)
+    result = board_refresh(task_id=task.pk)
+    assert result["key"] == board_state(task=task).key and result["fresh"]
+    with CaptureQueriesContext(connection) as page:
+        r = client.get(f"/tasks/{task.slug}/")
+    assert r.status_code == 200 and "Method" in r.content.decode()
+    with CaptureQueriesContext(connection) as api:
+        rows = client.get(f"/api/tasks/{task.slug}/leaderboard/").json()["rows"]
+    assert len(rows) == 4
+    for queries in (page, api):
+        assert "replicate_values" not in _sql(queries)
+        assert "board_submission" not in _sql(queries)
+
+
+@pytest.mark.django_db
+def test_an_entry_page_renders_its_report_once(shared_cache, client):
+    ev = EvaluationFactory(value=0.8)
+    url = f"/entries/{ev.submission_id}/"
+    first = client.get(url)
+    assert first.status_code == 200
+    with CaptureQueriesContext(connection) as again:
+        second = client.get(url)
+    assert second.content == first.content
+    assert '"report"' not in _sql(again)
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.slow
+def test_the_worker_rebuilds_the_board_when_a_run_publishes_an_entry(
+    shared_cache, celery_worker, api, benchmark, sample_ihm_csv
+):
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    assert os.environ["CACHE_URL"].startswith(REDIS_CACHE)
+    r = api.post(
+        "/api/submissions/",
+        {
+            "task": "in-hospital-mortality",
+            "method_name": "Logistic regression",
+            "modalities": "ehr",
+            "training_data": "the benchmark's train split only",
+            "file": SimpleUploadedFile("p.csv", sample_ihm_csv, content_type="text/csv"),
+        },
+        format="multipart",
+    )
+    assert r.status_code == 201, r.content
+    pk = r.json()["id"]
+    wait_for(
+        lambda: Submission.objects.get(pk=pk).status in ("published", "failed"),
+        timeout=60,
+        what="publication",
+    )
+    sub = Submission.objects.get(pk=pk)
+    assert sub.status == "published", sub.failure_reason
+    # No reader has asked for the board: the worker built it, and the default renderings.
+    key = board_state(task=sub.task).key
+    wait_for(lambda: cache.get(key) is not None, timeout=30, what="the worker's rebuild")
+    ranked = cache.get(key)
+    assert [row.submission_id for row in ranked["rows"]] == [pk]
+    assert cache.get(f"{key}:html::0") is not None
