@@ -34,8 +34,10 @@ from leaderboard.board.selectors.leaderboard import (
     BoardKey,
     board_csv_rows,
     board_key,
+    board_series,
     board_state,
     cached_once,
+    json_params,
     leaderboard_rows,
 )
 from leaderboard.board.selectors.submissions import (
@@ -158,12 +160,13 @@ def board_json(
     modality: str = "",
     sort: str = "rank",
     order: str = "",
+    claimed: bool = False,
 ) -> bytes:
     """The board API's JSON for checked parameters. It is the same for every reader until
     the board changes: rendered once per board key and parameters (the worker renders the
     default one ahead of readers, ``services.boards.board_refresh``)."""
     params = {"track": track, "modality": modality, "sort": sort, "order": order}
-    params_key = "json:" + ":".join(params[k] for k in sorted(params))
+    params_key = json_params(**params)
 
     def build() -> tuple[bytes, bool]:
         state = key.state or board_state(task=task)
@@ -172,7 +175,10 @@ def board_json(
         return body, board.fresh and state.key == key.key
 
     body, _ = cached_once(
-        f"{key.key}:{params_key}", series=f"board:v1:{task.pk}:{params_key}", build=build
+        f"{key.key}:{params_key}",
+        series=board_series(task.pk, params_key),
+        build=build,
+        claimed=claimed,
     )
     return body
 

@@ -237,6 +237,7 @@ STATE_FIELDS = (
 BOARD_CACHE_SECONDS = 24 * 3600
 BUILD_LOCK_SECONDS = 60
 BUILD_WAIT_SECONDS = 10.0
+BUILD_CLAIM_SECONDS = 30
 
 
 @dataclass
@@ -399,8 +400,50 @@ def _build_ranked(state: BoardState) -> dict[str, Any]:
     return {"rows": rows, "decision_rows": decision, "awaiting": awaiting}
 
 
+def board_series(task_pk: int, params: str = "") -> str:
+    """The name of a series of cached values of a task's board: the ranked board itself
+    (no ``params``), or one rendering of it (``params``: see :func:`page_params` and
+    :func:`json_params`)."""
+    return f"board:v1:{task_pk}" + (f":{params}" if params else "")
+
+
+def page_params(query: str = "", show_all: bool = False) -> str:
+    """The cache parameters of the board page for a canonical query string."""
+    return f"html:{query}:{int(show_all)}"
+
+
+def json_params(*, track: str = "", modality: str = "", sort: str = "rank", order: str = "") -> str:
+    """The cache parameters of the board API's JSON."""
+    return f"json:{modality}:{order}:{sort}:{track}"
+
+
+def _lock(series: str) -> str:
+    return f"{series}:building"
+
+
+def board_build_claim(*, task_pk: int) -> None:
+    """Claim the builds of a task's board and of its default page and JSON before a change
+    commits, for the worker that will rebuild them (``services.boards.board_refresh``):
+    until it has, readers get the previous board instead of building the new one. A claim
+    that is not released expires after ``BUILD_CLAIM_SECONDS``."""
+    for series in _claimed_series(task_pk):
+        cache.add(_lock(series), "claimed", BUILD_CLAIM_SECONDS)
+
+
+def board_build_release(*, task_pk: int) -> None:
+    cache.delete_many([_lock(series) for series in _claimed_series(task_pk)])
+
+
+def _claimed_series(task_pk: int) -> list[str]:
+    return [
+        board_series(task_pk),
+        board_series(task_pk, page_params()),
+        board_series(task_pk, json_params()),
+    ]
+
+
 def cached_once(
-    key: str, *, series: str, build: Callable[[], tuple[Any, bool]]
+    key: str, *, series: str, build: Callable[[], tuple[Any, bool]], claimed: bool = False
 ) -> tuple[Any, bool]:
     """The cached value under ``key``, built at most once at a time per ``series``.
 
@@ -409,14 +452,15 @@ def cached_once(
     request that takes the series' build lock builds the value and caches it; requests
     arriving meanwhile get the series' previous value (a board at most one build old)
     rather than each building it again, and wait for the build only when there is none.
+    ``claimed``: the caller holds the lock already (:func:`board_build_claim`) and builds.
     ``build`` returns (value, fresh); a value built from a stale input is returned but not
     cached under ``key``. Returns (value, fresh).
     """
     value = cache.get(key)
     if value is not None:
         return value, True
-    latest, lock = f"{series}:latest", f"{series}:building"
-    if not cache.add(lock, key, BUILD_LOCK_SECONDS):
+    latest, lock = f"{series}:latest", _lock(series)
+    if not claimed and not cache.add(lock, key, BUILD_LOCK_SECONDS):
         previous = cache.get(latest)
         value = cache.get(previous) if previous else None
         if value is not None:
@@ -437,12 +481,15 @@ def cached_once(
     return value, fresh
 
 
-def ranked_board(state: BoardState) -> tuple[dict[str, Any], bool]:
+def ranked_board(state: BoardState, *, claimed: bool = False) -> tuple[dict[str, Any], bool]:
     """The ranked board of ``state`` (from the cache, built once per key), and whether it
     is the board of ``state`` (False: the previous board, served while another request
     builds this one)."""
     return cached_once(
-        state.key, series=f"board:v1:{state.task.pk}", build=lambda: (_build_ranked(state), True)
+        state.key,
+        series=board_series(state.task.pk),
+        build=lambda: (_build_ranked(state), True),
+        claimed=claimed,
     )
 
 

@@ -25,6 +25,8 @@ from leaderboard.board.models import Task
 from leaderboard.board.selectors.leaderboard import (
     BOARD_GENERATION_KEY,
     BoardKey,
+    board_build_claim,
+    board_build_release,
     board_generation,
     board_key_remember,
     board_state,
@@ -55,11 +57,18 @@ def _send_refresh(task_id: int) -> None:
         board_refresh_task.apply_async(args=[task_id], retry=False)
     except Exception:  # the broker is down: the next reader builds the board instead
         log.warning("could not ask the worker to rebuild the board of task %s", task_id)
+        board_build_release(task_pk=task_id)
 
 
 def board_refresh_later(*, task_id: int) -> None:
-    """Ask the worker to rebuild the board of a task once the current transaction commits."""
+    """Ask the worker to rebuild the board of a task once the current transaction commits,
+    and claim the builds for it now: until it has rebuilt them, readers get the previous
+    board instead of building the new one themselves."""
     if settings.BOARD_CACHE_SHARED:
+        try:
+            board_build_claim(task_pk=task_id)
+        except Exception:
+            log.exception("could not claim the rebuild of the board of task %s", task_id)
         transaction.on_commit(lambda: _send_refresh(task_id))
 
 
@@ -74,10 +83,13 @@ def board_refresh(*, task_id: int) -> dict[str, Any]:
     generation = board_generation()  # before the key query, as readers do
     state = board_state(task=task)
     board_key_remember(task=task, generation=generation, key=state.key)
-    _, fresh = ranked_board(state)
-    key = BoardKey(state.key, state)
-    board_page_fragment(task, key=key)
-    board_json(task, key=key)
+    try:  # the builds were claimed for this refresh (or nobody holds them): build them
+        _, fresh = ranked_board(state, claimed=True)
+        key = BoardKey(state.key, state)
+        board_page_fragment(task, key=key, claimed=True)
+        board_json(task, key=key, claimed=True)
+    finally:
+        board_build_release(task_pk=task.pk)
     seconds = time.perf_counter() - t0
     log.info("board of %s: %s in %.2f s", task.slug, state.key, seconds)
     return {"task": task.slug, "key": state.key, "fresh": fresh, "seconds": round(seconds, 3)}

@@ -28,9 +28,11 @@ from leaderboard.board.selectors.leaderboard import (
     BoardKey,
     board_forest_figure,
     board_key,
+    board_series,
     board_state,
     cached_once,
     leaderboard_rows,
+    page_params,
 )
 from leaderboard.board.selectors.submissions import (
     benchmark_current,
@@ -96,6 +98,7 @@ def board_page_fragment(
     sort: str = "rank",
     order: str = "",
     show_all: bool = False,
+    claimed: bool = False,
 ) -> dict[str, Any]:
     """The board page's content for checked parameters: {"html", "has_forest"}.
 
@@ -107,7 +110,7 @@ def board_page_fragment(
         [(k, v) for k, v in (("track", track), ("modality", modality), ("order", order)) if v]
         + ([("sort", sort)] if sort != "rank" else [])
     )
-    params = f"html:{query}:{int(show_all)}"
+    params = page_params(query, show_all)
 
     def build() -> tuple[dict[str, Any], bool]:
         state = key.state or board_state(task=task)
@@ -136,7 +139,7 @@ def board_page_fragment(
         return {"html": html, "has_forest": bool(forest)}, board.fresh and state.key == key.key
 
     fragment, _ = cached_once(
-        f"{key.key}:{params}", series=f"board:v1:{task.pk}:{params}", build=build
+        f"{key.key}:{params}", series=board_series(task.pk, params), build=build, claimed=claimed
     )
     return fragment
 
