@@ -1,15 +1,21 @@
 """Load test of the platform on loopback: 500 scored entries, 20 concurrent readers of the
 leaderboard pages and API, while a worker scores new submissions.
 
-    .venv/bin/python scripts/loadtest.py [--entries 500] [--readers 20] [--duration 60]
-                                         [--web-workers 4] [--out var/test-results/load.json]
+    .venv/bin/python scripts/loadtest.py [--entries 500] [--readers 20] [--think 1.0]
+                                         [--duration 60] [--web-workers 4]
+                                         [--database leaderboard_load]
+                                         [--out var/test-results/load.json]
 
-It makes its own PostgreSQL database (``leaderboard_load``, dropped and made again), registers
+Each reader is a user who sends a request, reads for ``--think`` seconds on average, and
+sends the next; ``--think 0`` sends the next at once (the saturation test).
+
+It makes its own PostgreSQL database (``--database``, dropped and made again), registers
 the demo benchmark (``var/test-cache/benchmark-demo-seed42``, generated if missing), enters one
 real submission and scores it with the platform's own service, then enters the other entries
 as copies of that run with their values shifted (a different primary value, CI, per-replicate
 values and summary each). It serves the site with gunicorn (several processes, DEBUG off,
-whitenoise) and runs a Celery worker on Redis; a submitter posts a new file every few seconds
+whitenoise) with Redis as the shared cache (keys of the run's own) and runs a Celery worker
+on Redis; a submitter posts a new file every few seconds
 through the API while the readers run. Latencies are measured per request kind from the
 client side (http.client, one keep-alive connection per reader).
 """
@@ -37,7 +43,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 BENCHMARK = ROOT / "var" / "test-cache" / "benchmark-demo-seed42"
-PG = "postgres://postgres@127.0.0.1:5432"
+# The PostgreSQL server: DATABASE_URL's (its database name aside), else the local one.
+_url = os.environ.get("DATABASE_URL", "")
+PG = _url.rsplit("/", 1)[0] if _url.startswith("postgres") else "postgres://postgres@127.0.0.1:5432"
 DB_NAME = "leaderboard_load"
 TASK = "in-hospital-mortality"
 
@@ -48,18 +56,21 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _environment(var_dir: Path, web_workers: int) -> dict[str, str]:
+def _environment(var_dir: Path, web_workers: int, database: str) -> dict[str, str]:
     env = dict(os.environ)
     env.update(
         DJANGO_SETTINGS_MODULE="leaderboard.settings",
         DJANGO_ENV="development",
         DEBUG="false",
         SECRET_KEY="load-test-only-" + uuid.uuid4().hex,
-        DATABASE_URL=f"{PG}/{DB_NAME}",
+        DATABASE_URL=f"{PG}/{database}",
         CONN_MAX_AGE="60",
         CELERY_BROKER_URL="redis://127.0.0.1:6379/12",
         # Production's cache: Redis, shared by the web processes and the worker.
-        CACHE_URL=os.environ.get("CACHE_URL", "redis://127.0.0.1:6379/13"),
+        # Keys of this run's own: another run's cache describes another database.
+        CACHE_URL=os.environ.get(
+            "CACHE_URL", f"redis://127.0.0.1:6379/13?key_prefix=load-{uuid.uuid4().hex[:12]}"
+        ),
         CELERY_QUEUE=f"leaderboard-load-{os.getpid()}",
         VAR_DIR=str(var_dir),
         MEDIA_ROOT=str(var_dir / "media"),
@@ -76,26 +87,12 @@ def _environment(var_dir: Path, web_workers: int) -> dict[str, str]:
     return env
 
 
-def _cached_settings(var_dir: Path, seconds: int) -> None:
-    """Settings of the cache experiment: the platform's settings with Django's site cache
-    (UpdateCacheMiddleware/FetchFromCacheMiddleware) in a Redis database of its own."""
-    (var_dir / "loadtest_cached_settings.py").write_text(
-        "from leaderboard.settings import *  # noqa: F403\n"
-        "MIDDLEWARE = ['django.middleware.cache.UpdateCacheMiddleware', *MIDDLEWARE,  # noqa: F405\n"
-        "              'django.middleware.cache.FetchFromCacheMiddleware']\n"
-        f"CACHE_MIDDLEWARE_SECONDS = {int(seconds)}\n"
-        "CACHE_MIDDLEWARE_KEY_PREFIX = 'loadtest'\n"
-        "CACHES = {'default': {'BACKEND': 'django.core.cache.backends.redis.RedisCache',\n"
-        "                      'LOCATION': 'redis://127.0.0.1:6379/13'}}\n"
-    )
-
-
-def _recreate_database() -> None:
+def _recreate_database(name: str) -> None:
     import psycopg
 
     with psycopg.connect(f"{PG}/postgres", autocommit=True) as conn:
-        conn.execute(f"DROP DATABASE IF EXISTS {DB_NAME} WITH (FORCE)")
-        conn.execute(f"CREATE DATABASE {DB_NAME}")
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{name}"')
 
 
 def _ensure_benchmark() -> Path:
@@ -302,26 +299,18 @@ def main() -> int:
         "none, every reader sends its next request at once (the saturation test)",
     )
     ap.add_argument(
-        "--page-cache",
-        type=int,
-        default=0,
-        metavar="SECONDS",
-        help="experiment: serve anonymous GETs from Django's site cache in Redis for SECONDS "
-        "(what caching the board would give; not the platform's configuration)",
+        "--database",
+        default=DB_NAME,
+        help="PostgreSQL database to make (dropped first if it exists) and fill",
     )
     ap.add_argument("--out", default=str(ROOT / "var" / "test-results" / "load.json"))
     args = ap.parse_args()
 
     var_dir = Path(tempfile.mkdtemp(prefix="leaderboard-load-"))
-    env = _environment(var_dir, args.web_workers)
-    if args.page_cache:
-        _cached_settings(var_dir, args.page_cache)
-        env["DJANGO_SETTINGS_MODULE"] = "loadtest_cached_settings"
-        env["PYTHONPATH"] = os.pathsep.join([str(var_dir), str(ROOT)])
-        sys.path.insert(0, str(var_dir))
+    env = _environment(var_dir, args.web_workers, args.database)
     os.environ.update(env)
     sys.path.insert(0, str(ROOT))
-    _recreate_database()
+    _recreate_database(args.database)
     _ensure_benchmark()
 
     import django
@@ -437,7 +426,6 @@ def main() -> int:
         "read_throughput_rps": round(reads / elapsed, 1),
         "submissions_sent": len(sent), "submissions_scored": scored,
         "scoring_seconds_median": round(statistics.median(runs), 2) if runs else None,
-        "page_cache_seconds": args.page_cache,
         "think_seconds": args.think,
         "kinds": {},
     }  # fmt: skip
