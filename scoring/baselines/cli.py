@@ -196,15 +196,21 @@ def _scores(args: argparse.Namespace) -> None:
     import scoring
     from benchmark_data.benchmark import Benchmark
     from scoring.baselines.artifacts import read_manifest
-    from scoring.baselines.scores import SCORES_MD, test_table, timing_table, validation_table
+    from scoring.baselines.scores import (
+        SCORES_MD,
+        fusion_table,
+        test_table,
+        timing_table,
+        validation_table,
+    )
 
     run_dir = Path(args.run)
     manifest = read_manifest(run_dir)
     parts = [validation_table(manifest), timing_table(manifest)]
     if hasattr(scoring, "score_predictions"):
         bench = Benchmark.open(args.benchmark or manifest["benchmark"]["uri"])
-        table, _ = test_table(manifest, run_dir, bench, replicates=args.replicates)
-        parts.insert(0, table)
+        table, reports = test_table(manifest, run_dir, bench, replicates=args.replicates)
+        parts[:0] = [table, fusion_table(reports)]
     else:
         parts.append(
             "Test scores: the scoring engine is not available in this installation "

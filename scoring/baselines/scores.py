@@ -3,8 +3,10 @@ from the scoring engine when it is available (``scoring.score_predictions``).
 
 The test table shows, per model and task, the primary metric on the paired test units with
 its 95% bootstrap CI, and its change when every chest X-ray is withheld
-(``cxr_missing_100`` minus ``paired``, a paired difference with its CI). Test labels are
-only ever read by the scoring engine.
+(``cxr_missing_100`` minus ``paired``, a paired difference with its CI). The fusion table
+compares each fusion model with the task's best unimodal model on the same bootstrap
+replicates (a paired difference with its CI and p-value). Test labels are only ever read
+by the scoring engine.
 """
 
 from __future__ import annotations
@@ -13,7 +15,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-from benchmark_data.tasks import get_task
+import numpy as np
+
+from benchmark_data.tasks import METRICS, get_task
 from scoring.baselines.artifacts import predictions_path
 from scoring.baselines.models import MODEL_NAMES
 
@@ -122,3 +126,58 @@ def test_table(
         f"and the change when every chest X-ray is withheld: {header}\n\n"
     )
     return text + markdown_table(cells, tasks, models), reports
+
+
+UNIMODAL = ("ehr", "cxr")
+
+
+def _main(report: dict[str, Any]) -> dict[str, Any]:
+    return report["scenarios"][report.get("main_scenario", "paired")]
+
+
+def fusion_table(reports: dict[str, dict[str, dict[str, Any]]]) -> str:
+    """Each fusion model against the task's best unimodal model (by point estimate) on the
+    paired test units: the paired bootstrap difference of the primary metric (fusion minus
+    unimodal, in the direction where larger is better) with its 95% CI and two-sided
+    p-value. Every report of a task was scored on the same replicates."""
+    from scoring.ranking import paired_difference
+
+    tasks = list(reports)
+    cells: dict[str, dict[str, str]] = {}
+    best_of: dict[str, str] = {}
+    for t in tasks:
+        by_model = reports[t]
+        primary = get_task(t).primary_metric
+        sign = 1.0 if METRICS[primary].greater_is_better else -1.0
+
+        def value(rep: dict[str, Any], primary: str = primary, sign: float = sign) -> float:
+            v = _main(rep)["metrics"].get(primary, {}).get("value")
+            return -np.inf if v is None else sign * float(v)
+
+        unimodal = [m for m in UNIMODAL if m in by_model]
+        if not unimodal:
+            continue
+        best = max(unimodal, key=lambda m: value(by_model[m]))
+        best_of[t] = best
+        ref = np.asarray(_main(by_model[best])["replicates"], dtype=float)
+        for m, rep in by_model.items():
+            if m in UNIMODAL:
+                continue
+            reps = np.asarray(_main(rep)["replicates"], dtype=float)
+            if reps.shape != ref.shape:
+                cells.setdefault(m, {})[t] = "n/a (different replicates)"
+                continue
+            d = paired_difference(sign * reps, sign * ref)
+            lo, hi = d["diff_ci"]
+            diff = value(rep) - value(by_model[best])
+            cells.setdefault(m, {})[t] = (
+                f"{diff:+.3f} [{_fmt(lo, 3)}, {_fmt(hi, 3)}], p={_fmt(d['p'], 3)}"
+                if lo is not None
+                else "n/a"
+            )
+    models = [m for m in MODEL_NAMES if m in cells]
+    header = ", ".join(f"{t}: {best_of[t]}" for t in tasks if t in best_of)
+    return (
+        "Fusion minus the best unimodal model, paired units, paired bootstrap 95% CI and "
+        f"p-value (best unimodal model: {header})\n\n" + markdown_table(cells, tasks, models)
+    )

@@ -39,5 +39,11 @@ def test_train_predict_and_tables_on_the_tiny_synthetic_benchmark(tmp_path, caps
             }
     ihm = manifest["tasks"]["in-hospital-mortality"]
     assert ihm["ehr"]["val_metric"] is not None
+    capsys.readouterr()
     assert main(["scores", "--run", str(run), "--replicates", "20"]) == 0
-    assert (run / "scores.md").exists()
+    scores_md = (run / "scores.md").read_text()
+    assert "Fusion minus the best unimodal model" in scores_md
+    fusion = scores_md.split("Fusion minus the best unimodal model")[1].split("\n\n")[1]
+    rows = {line.split(" | ")[0].strip("| "): line for line in fusion.splitlines()[2:]}
+    assert set(rows) == {"late", "early", "joint", "medfuse", "daft", "mmtm"}
+    assert all(line.count("p=") == len(TASK_SLUGS) for line in rows.values()), fusion
