@@ -230,44 +230,32 @@ def evaluation_run(*, evaluation_id: int, worker: str = "") -> Evaluation | None
             if submission.is_container
             else settings.SCORING_SOFT_TIME_LIMIT
         )
-        return evaluation_fail(
+        return _system_failure(
             evaluation_id=evaluation_id,
             run_token=token,
-            kind=Submission.FailureKind.SYSTEM,
+            submission_id=submission.pk,
             code="time_limit",
-            message=SYSTEM_FAILURE.format(
-                what=f"scoring took longer than its {limit} s limit",
-                evaluation_id=evaluation_id,
-                submission_id=submission.pk,
-            ),
+            what=f"scoring took longer than its {limit} s limit",
             duration=time.perf_counter() - t0,
         )
     except BenchmarkInvalid as exc:
         log.error("scoring run %s: benchmark unusable: %s", evaluation_id, exc.message)
-        return evaluation_fail(
+        return _system_failure(
             evaluation_id=evaluation_id,
             run_token=token,
-            kind=Submission.FailureKind.SYSTEM,
+            submission_id=submission.pk,
             code="benchmark_unavailable",
-            message=SYSTEM_FAILURE.format(
-                what="the test data could not be read",
-                evaluation_id=evaluation_id,
-                submission_id=submission.pk,
-            ),
+            what="the test data could not be read",
             duration=time.perf_counter() - t0,
         )
     except Exception:
         log.exception("scoring run %s failed", evaluation_id)
-        return evaluation_fail(
+        return _system_failure(
             evaluation_id=evaluation_id,
             run_token=token,
-            kind=Submission.FailureKind.SYSTEM,
+            submission_id=submission.pk,
             code="internal_error",
-            message=SYSTEM_FAILURE.format(
-                what="an unexpected error in the scorer",
-                evaluation_id=evaluation_id,
-                submission_id=submission.pk,
-            ),
+            what="an unexpected error in the scorer",
             duration=time.perf_counter() - t0,
         )
     finally:
@@ -280,6 +268,30 @@ def evaluation_run(*, evaluation_id: int, worker: str = "") -> Evaluation | None
         run_token=token,
         report=report,
         duration=time.perf_counter() - t0,
+        container=container,
+    )
+
+
+def _system_failure(
+    *,
+    evaluation_id: int,
+    run_token: uuid.UUID | None,
+    submission_id: int,
+    code: str,
+    what: str,
+    duration: float | None = None,
+    container: ContainerOutcome | None = None,
+) -> Evaluation | None:
+    """Fail a run for a reason on the platform's side, saying what went wrong."""
+    return evaluation_fail(
+        evaluation_id=evaluation_id,
+        run_token=run_token,
+        kind=Submission.FailureKind.SYSTEM,
+        code=code,
+        message=SYSTEM_FAILURE.format(
+            what=what, evaluation_id=evaluation_id, submission_id=submission_id
+        ),
+        duration=duration,
         container=container,
     )
 
@@ -329,16 +341,12 @@ def evaluation_retry(
     if not retry:
         log.error("container run %s: engine error, giving up: %s", evaluation_id,
                   container.failure_message)  # fmt: skip
-        return evaluation_fail(
+        return _system_failure(
             evaluation_id=evaluation_id,
             run_token=run_token,
-            kind=Submission.FailureKind.SYSTEM,
+            submission_id=evaluation.submission_id,
             code="container_engine_error",
-            message=SYSTEM_FAILURE.format(
-                what="the container engine failed",
-                evaluation_id=evaluation_id,
-                submission_id=evaluation.submission_id,
-            ),
+            what="the container engine failed",
             container=container,
         )
     log.warning("container run %s: engine error, retried: %s", evaluation_id,
@@ -578,16 +586,12 @@ def evaluations_reap(*, now: Any = None) -> ReapResult:
                     attempts=evaluation.attempts,
                     worker=evaluation.worker,
                 )
-                evaluation_fail(
+                _system_failure(
                     evaluation_id=evaluation_id,
                     run_token=None,
-                    kind=Submission.FailureKind.SYSTEM,
+                    submission_id=evaluation.submission_id,
                     code="worker_lost",
-                    message=SYSTEM_FAILURE.format(
-                        what=f"the scoring worker stopped {evaluation.attempts} times",
-                        evaluation_id=evaluation_id,
-                        submission_id=evaluation.submission_id,
-                    ),
+                    what=f"the scoring worker stopped {evaluation.attempts} times",
                 )
                 continue
             evaluation.status = E.QUEUED
