@@ -363,6 +363,14 @@ def _submission_for_action(request, pk: int):
     return submission_get_for_viewer(pk=pk, viewer=request.user)
 
 
+def _submission_after(request, pk: int, action, **kwargs) -> Response:
+    """Run a service on an entry the user can see, and answer with the entry as it is now."""
+    action(actor=request.user, submission=_submission_for_action(request, pk), **kwargs)
+    return Response(
+        SubmissionSerializer(_submission_for_action(request, pk), context={"request": request}).data
+    )
+
+
 class SubmissionPublishView(APIView):
     """Put a scored entry on the leaderboard (owner or staff)."""
 
@@ -370,12 +378,7 @@ class SubmissionPublishView(APIView):
 
     @extend_schema(request=None, responses=SubmissionSerializer)
     def post(self, request, pk: int):
-        submission_publish(actor=request.user, submission=_submission_for_action(request, pk))
-        return Response(
-            SubmissionSerializer(
-                _submission_for_action(request, pk), context={"request": request}
-            ).data
-        )
+        return _submission_after(request, pk, submission_publish)
 
 
 class SubmissionUnpublishView(APIView):
@@ -385,12 +388,7 @@ class SubmissionUnpublishView(APIView):
 
     @extend_schema(request=None, responses=SubmissionSerializer)
     def post(self, request, pk: int):
-        submission_unpublish(actor=request.user, submission=_submission_for_action(request, pk))
-        return Response(
-            SubmissionSerializer(
-                _submission_for_action(request, pk), context={"request": request}
-            ).data
-        )
+        return _submission_after(request, pk, submission_unpublish)
 
 
 class SubmissionHideView(APIView):
@@ -402,16 +400,7 @@ class SubmissionHideView(APIView):
     def post(self, request, pk: int):
         body = HideSerializer(data=request.data)
         body.is_valid(raise_exception=True)
-        submission_hide(
-            actor=request.user,
-            submission=_submission_for_action(request, pk),
-            reason=body.validated_data["reason"],
-        )
-        return Response(
-            SubmissionSerializer(
-                _submission_for_action(request, pk), context={"request": request}
-            ).data
-        )
+        return _submission_after(request, pk, submission_hide, reason=body.validated_data["reason"])
 
 
 class SubmissionRescoreView(APIView):
