@@ -222,7 +222,13 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
         "store_processed": False,
     }
 else:
-    CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": SCORING_TIME_LIMIT * 2}
+    # Redis redelivers a message not acknowledged within the visibility timeout: longer
+    # than the longest run (a container run), so that a run still going is not delivered
+    # twice. A dead worker's runs do not wait for it: the reaper re-queues them after
+    # their lease.
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "visibility_timeout": max(SCORING_TIME_LIMIT, CONTAINER_TIME_LIMIT) + 600
+    }
 CELERY_BROKER_CONNECTION_TIMEOUT = 5
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TASK_DEFAULT_QUEUE = env.str("CELERY_QUEUE", default="leaderboard")
