@@ -61,35 +61,58 @@ def can_see_run_logs(*, submission: Submission, viewer: Any) -> bool:
     return viewer.is_staff or viewer.pk == submission.owner_id
 
 
-def _with_latest(qs: QuerySet[Submission]) -> QuerySet[Submission]:
-    """Annotate each submission with its latest successful run and its run in flight."""
-    latest_ok = Evaluation.objects.filter(submission=OuterRef("pk"), status=E.SUCCEEDED).order_by(
+# What a submission is annotated with from its latest successful run and its run in flight.
+LATEST_FIELDS = {
+    "latest_evaluation_id": "id",
+    "latest_value": "primary_value",
+    "latest_ci_low": "primary_ci_low",
+    "latest_ci_high": "primary_ci_high",
+    "latest_metric": "primary_metric",
+    "latest_scorer_version": "scorer_version",
+}
+PENDING_FIELDS = {"pending_evaluation_id": "id", "pending_evaluation_status": "status"}
+
+
+def _latest_ok(submission: Any) -> QuerySet[Evaluation]:
+    return Evaluation.objects.filter(submission=submission, status=E.SUCCEEDED).order_by(
         "-created_at", "-id"
     )
-    in_flight = Evaluation.objects.filter(
-        submission=OuterRef("pk"), status__in=[E.QUEUED, E.RUNNING]
+
+
+def _in_flight(submission: Any) -> QuerySet[Evaluation]:
+    return Evaluation.objects.filter(
+        submission=submission, status__in=[E.QUEUED, E.RUNNING]
     ).order_by("-created_at")
+
+
+def _with_latest(qs: QuerySet[Submission]) -> QuerySet[Submission]:
+    """Annotate each submission with its latest successful run and its run in flight."""
+    latest_ok, in_flight = _latest_ok(OuterRef("pk")), _in_flight(OuterRef("pk"))
     return qs.annotate(
-        latest_evaluation_id=Subquery(latest_ok.values("id")[:1]),
-        latest_value=Subquery(latest_ok.values("primary_value")[:1]),
-        latest_ci_low=Subquery(latest_ok.values("primary_ci_low")[:1]),
-        latest_ci_high=Subquery(latest_ok.values("primary_ci_high")[:1]),
-        latest_metric=Subquery(latest_ok.values("primary_metric")[:1]),
-        latest_scorer_version=Subquery(latest_ok.values("scorer_version")[:1]),
-        pending_evaluation_id=Subquery(in_flight.values("id")[:1]),
-        pending_evaluation_status=Subquery(in_flight.values("status")[:1]),
+        **{name: Subquery(latest_ok.values(f)[:1]) for name, f in LATEST_FIELDS.items()},
+        **{name: Subquery(in_flight.values(f)[:1]) for name, f in PENDING_FIELDS.items()},
     )
 
 
-def submission_get_for_viewer(*, pk: int, viewer: Any) -> Submission:
-    """One submission if the viewer may see it; 404 otherwise (its existence is not told)."""
+def _attach_latest(sub: Submission) -> None:
+    """:func:`_with_latest` for one submission: two small queries instead of eight
+    subqueries."""
+    for fields, qs in ((LATEST_FIELDS, _latest_ok(sub)), (PENDING_FIELDS, _in_flight(sub))):
+        row = qs.values(*fields.values()).first() or {}
+        for name, f in fields.items():
+            setattr(sub, name, row.get(f))
+
+
+def submission_get_for_viewer(*, pk: int, viewer: Any, with_latest: bool = True) -> Submission:
+    """One submission if the viewer may see it; 404 otherwise (its existence is not told).
+    ``with_latest``: with its latest successful run and run in flight (as in lists)."""
     sub = (
-        _with_latest(Submission.objects.select_related("owner", "task__benchmark", "track"))
-        .filter(pk=pk)
-        .first()
+        Submission.objects.select_related("owner", "task__benchmark", "track").filter(pk=pk).first()
     )
     if sub is None or not can_view_submission(submission=sub, viewer=viewer):
         raise Http404("no such entry")
+    if with_latest:
+        _attach_latest(sub)
     return sub
 
 

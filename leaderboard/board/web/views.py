@@ -253,10 +253,12 @@ def _report_sections(report: dict[str, Any]) -> dict[str, Any]:
 
 
 def _entry_page(
-    request: HttpRequest, submission: Submission, evaluation: Evaluation | None
+    request: HttpRequest,
+    submission: Submission,
+    evaluation: Evaluation | None,
+    current: Evaluation | None,
 ) -> HttpResponse:
     runs = list(evaluation_list_for_submission(submission=submission))
-    current = evaluation_current_for_submission(submission=submission)
     pending = [r.pk for r in runs if r.status == Evaluation.Status.QUEUED]
     context = {
         "sub": submission,
@@ -310,13 +312,15 @@ def entry_report_html(evaluation: Evaluation) -> dict[str, Any] | None:
 
 
 def entry(request: HttpRequest, pk: int) -> HttpResponse:
-    sub = submission_get_for_viewer(pk=pk, viewer=request.user)
-    return _entry_page(request, sub, evaluation_current_for_submission(submission=sub))
+    sub = submission_get_for_viewer(pk=pk, viewer=request.user, with_latest=False)
+    current = evaluation_current_for_submission(submission=sub)
+    return _entry_page(request, sub, current, current)
 
 
 def entry_evaluation(request: HttpRequest, pk: int, evaluation_id: int) -> HttpResponse:
-    sub = submission_get_for_viewer(pk=pk, viewer=request.user)
-    return _entry_page(request, sub, evaluation_get_for_viewer(submission=sub, pk=evaluation_id))
+    sub = submission_get_for_viewer(pk=pk, viewer=request.user, with_latest=False)
+    evaluation = evaluation_get_for_viewer(submission=sub, pk=evaluation_id)
+    return _entry_page(request, sub, evaluation, evaluation_current_for_submission(submission=sub))
 
 
 @login_required
