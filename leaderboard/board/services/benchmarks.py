@@ -5,11 +5,13 @@ from __future__ import annotations
 import functools
 from typing import Any
 
+from django.core.cache import cache
 from django.db import transaction
 
 from benchmark_data import Benchmark as BenchmarkData
 from benchmark_data import BenchmarkError
 from benchmark_data.store import StoreError
+from leaderboard.board.context import NAV_TASKS_KEY
 from leaderboard.board.errors import BenchmarkInvalid
 from leaderboard.board.models import AuditLog, Benchmark, Task
 from leaderboard.board.services.audit import audit_record
@@ -108,6 +110,7 @@ def benchmark_make_current(*, benchmark: Benchmark, actor: Any = None) -> Benchm
         benchmark.is_current = True
         benchmark.save(update_fields=["is_current"])
         audit_record(actor=actor, action=AuditLog.Action.BENCHMARK_CURRENT, benchmark=benchmark)
+        transaction.on_commit(lambda: cache.delete(NAV_TASKS_KEY))  # the menu's tasks
     return benchmark
 
 
