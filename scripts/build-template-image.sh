@@ -18,11 +18,13 @@
 set -euo pipefail
 
 repo=$(cd "$(dirname "$0")/.." && pwd)
+# shellcheck source=scripts/lib/debian-rootfs.sh
+. "$repo/scripts/lib/debian-rootfs.sh"
 out=${1:-$repo/var/containers/template-model.tar}
 cache=$repo/var/cache/template-model
 model_tag=medmod/template-model:latest
 packages=python3,python3-numpy,python3-pil
-rootfs_recipe=2  # bump when the pruning below changes
+rootfs_recipe=2  # bump when the recipe of scripts/lib/debian-rootfs.sh changes
 
 die() {
   echo "build-template-image: $*" >&2
@@ -37,70 +39,12 @@ suite=${TEMPLATE_SUITE:-$(. /etc/os-release 2>/dev/null && echo "${VERSION_CODEN
 [ -n "$suite" ] || die "cannot tell the Debian suite: set TEMPLATE_SUITE"
 arch=$(dpkg --print-architecture 2>/dev/null || uname -m)
 
-# The Debian package source apt already uses for $suite: deb822 .sources files first, then
-# one-line sources.list entries. Only Debian's main archive is wanted (not -security etc.).
-find_mirror() {
-  local f
-  for f in /etc/apt/sources.list.d/*.sources; do
-    [ -r "$f" ] || continue
-    awk -v suite="$suite" '
-      function flush() {
-        if (types ~ /(^| )deb( |$)/ && (" " suites " ") ~ (" " suite " ") && uris != "") {
-          split(uris, u, " "); print u[1]; found = 1; exit
-        }
-        types = ""; suites = ""; uris = ""
-      }
-      /^[ \t]*$/ { flush(); next }
-      /^#/ { next }
-      /^Types:/ { sub(/^Types:[ \t]*/, ""); types = $0 }
-      /^Suites:/ { sub(/^Suites:[ \t]*/, ""); suites = $0 }
-      /^URIs:/ { sub(/^URIs:[ \t]*/, ""); uris = $0 }
-      END { if (!found) flush() }
-    ' "$f"
-  done
-  for f in /etc/apt/sources.list /etc/apt/sources.list.d/*.list; do
-    [ -r "$f" ] || continue
-    awk -v suite="$suite" '
-      $1 == "deb" {
-        i = 2; if ($2 ~ /^\[/) { while (i <= NF && $i !~ /\]$/) i++; i++ }
-        if ($(i + 1) == suite) { print $i; exit }
-      }
-    ' "$f"
-  done
-}
-
 key=$(printf '%s\n' "$suite" "$arch" "$packages" "$rootfs_recipe" | sha256sum | cut -c1-12)
 rootfs_tar=$cache/rootfs-$suite-$arch-$key.tar
 base_tag=medmod/template-base:$suite-$key
 
 if [ ! -s "$rootfs_tar" ]; then
-  [ "$(id -u)" -eq 0 ] || die "building the base root filesystem needs root (debootstrap)"
-  if ! command -v debootstrap >/dev/null 2>&1; then
-    say "installing debootstrap"
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -q debootstrap >/dev/null \
-      || die "debootstrap is missing and could not be installed"
-  fi
-  mirror=${TEMPLATE_MIRROR:-$(find_mirror | head -n 1)}
-  [ -n "$mirror" ] || die "no Debian package source for $suite is configured for apt: set TEMPLATE_MIRROR"
-  mkdir -p "$cache"
-  work=$(mktemp -d "$cache/rootfs.XXXXXX")
-  trap 'rm -rf "$work"' EXIT
-  say "debootstrap $suite ($arch) with $packages"
-  debootstrap --variant=minbase --arch="$arch" --include="$packages" \
-    "$suite" "$work/root" "$mirror" >"$work/debootstrap.log" 2>&1 \
-    || { tail -n 30 "$work/debootstrap.log" >&2; die "debootstrap failed"; }
-  # Nothing the model needs at run time: package caches, documentation, locales, logs.
-  rm -rf "$work/root"/var/cache/apt/* "$work/root"/var/lib/apt/lists/* \
-    "$work/root"/usr/share/doc/* "$work/root"/usr/share/man/* "$work/root"/usr/share/info/* \
-    "$work/root"/usr/share/locale/* "$work/root"/var/log/* "$work/root"/tmp/* \
-    "$work/root"/etc/machine-id "$work/root"/etc/hostname "$work/root"/etc/resolv.conf
-  find "$work/root/usr/lib/python3" -name __pycache__ -type d -prune -exec rm -rf {} + 2>/dev/null || true
-  mkdir -p "$work/root/input" "$work/root/output"
-  tar --numeric-owner --xattrs -C "$work/root" -cf "$work/rootfs.tar" .
-  mv "$work/rootfs.tar" "$rootfs_tar"
-  rm -rf "$work"
-  trap - EXIT
-  say "cached the base root filesystem ($(du -h "$rootfs_tar" | cut -f1))"
+  MIRROR=${TEMPLATE_MIRROR:-} debian_rootfs "$suite" "$arch" "$packages" "$rootfs_tar" input output
 fi
 
 if ! docker image inspect "$base_tag" >/dev/null 2>&1; then

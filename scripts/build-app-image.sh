@@ -1,0 +1,142 @@
+#!/usr/bin/env bash
+# Builds the platform's image (docker/app/Dockerfile) where no container registry can be
+# reached, and checks that it starts: the image of docker/compose.yml's web, worker and beat.
+#
+#   scripts/build-app-image.sh [TAG]       (default: medmod-leaderboard:latest)
+#
+# 1. Base: `debootstrap --variant=minbase` of the host's Debian suite with Python 3, pip and
+#    CA certificates (scripts/lib/debian-rootfs.sh), cached in var/cache/app-image/, then
+#    `docker import`ed (skipped when the engine has it).
+# 2. Wheels: `pip wheel` of requirements.txt (torch aside, as in the image) in the base
+#    image, on the host's network, into docker/app/wheels/.
+# 3. `docker build --network none` with PYTHON_IMAGE set to that base and
+#    PIP_OPTIONS=--no-index: the build installs from the wheels alone.
+# 4. Smoke test: `manage.py check --deploy` with production settings; then, with a
+#    PostgreSQL server and Redis on the host (DATABASE_SERVER, default
+#    postgres://postgres@127.0.0.1:5432; REDIS_URL, default redis://127.0.0.1:6379/10),
+#    `migrate` into a database of its own and gunicorn on the host's network, asked for a page
+#    and the API; the database is dropped afterwards. SMOKE=0 skips step 4.
+#
+# Needs root (debootstrap) on the first build, a running engine (scripts/docker-engine.sh)
+# and the project's environment (bin/setup; PYTHON to use another). Environment: APP_SUITE (default: the host's Debian codename), MIRROR (default: the first
+# Debian source configured for apt that serves the suite).
+set -euo pipefail
+
+repo=$(cd "$(dirname "$0")/.." && pwd)
+# shellcheck source=scripts/lib/debian-rootfs.sh
+. "$repo/scripts/lib/debian-rootfs.sh"
+tag=${1:-medmod-leaderboard:latest}
+py=${PYTHON:-$repo/.venv/bin/python}  # the project's environment (bin/setup): psycopg
+cache=$repo/var/cache/app-image
+wheels=$repo/docker/app/wheels
+packages=python3,python3-pip,python-is-python3,ca-certificates
+rootfs_recipe=1  # bump when the recipe of scripts/lib/debian-rootfs.sh changes
+
+die() {
+  echo "build-app-image: $*" >&2
+  exit 1
+}
+say() { echo "build-app-image: $*" >&2; }
+
+command -v docker >/dev/null 2>&1 || die "the docker command is missing (run scripts/docker-engine.sh)"
+docker info >/dev/null 2>&1 || die "the Docker engine does not answer (run scripts/docker-engine.sh)"
+
+suite=${APP_SUITE:-$(. /etc/os-release 2>/dev/null && echo "${VERSION_CODENAME:-}")}
+[ -n "$suite" ] || die "cannot tell the Debian suite: set APP_SUITE"
+arch=$(dpkg --print-architecture 2>/dev/null || uname -m)
+key=$(printf '%s\n' "$suite" "$arch" "$packages" "$rootfs_recipe" | sha256sum | cut -c1-12)
+rootfs_tar=$cache/rootfs-$suite-$arch-$key.tar
+base_tag=medmod/app-base:$suite-$key
+
+# 1. The base image.
+if [ ! -s "$rootfs_tar" ]; then
+  debian_rootfs "$suite" "$arch" "$packages" "$rootfs_tar"
+fi
+if ! docker image inspect "$base_tag" >/dev/null 2>&1; then
+  say "importing the base image $base_tag"
+  docker import \
+    --change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
+    --change 'ENV LANG=C.UTF-8' \
+    --change 'CMD ["python3"]' \
+    "$rootfs_tar" "$base_tag" >/dev/null
+fi
+# 2. The wheels, made in the base image itself so that they fit its Python (environment
+#    markers included), on the host's network with the host's CA certificates; what is
+#    there already is reused.
+mkdir -p "$cache" "$wheels"
+grep -v '^torch' "$repo/requirements.txt" >"$cache/requirements-app.txt"
+certs=${PIP_CERT:-/etc/ssl/certs/ca-certificates.crt}
+mounts=(-v "$wheels:/wheels" -v "$cache/requirements-app.txt:/requirements.txt:ro")
+[ -r "$certs" ] && mounts+=(-v "$certs:/etc/ssl/certs/ca-certificates.crt:ro")
+say "wheels of requirements.txt (torch aside) into docker/app/wheels/"
+docker run --rm --network host "${mounts[@]}" -e PIP_BREAK_SYSTEM_PACKAGES=1 \
+  -e PIP_DISABLE_PIP_VERSION_CHECK=1 -e PIP_DEFAULT_TIMEOUT=180 "$base_tag" \
+  sh -c 'pip wheel --quiet --wheel-dir /wheels -r /requirements.txt && chown -R '"$(id -u):$(id -g)"' /wheels' \
+  >"$cache/wheels.log" 2>&1 || { tail -n 30 "$cache/wheels.log" >&2; die "pip wheel failed"; }
+
+# 3. The image.
+say "building $tag"
+previous=$(docker image inspect -f '{{.Id}}' "$tag" 2>/dev/null || true)
+DOCKER_BUILDKIT=0 docker build --network none -f "$repo/docker/app/Dockerfile" \
+  --build-arg "PYTHON_IMAGE=$base_tag" --build-arg "PIP_OPTIONS=--no-index" \
+  -t "$tag" "$repo" >"$cache/build.log" 2>&1 \
+  || { tail -n 40 "$cache/build.log" >&2; die "docker build failed (log: $cache/build.log)"; }
+current=$(docker image inspect -f '{{.Id}}' "$tag")
+if [ -n "$previous" ] && [ "$previous" != "$current" ]; then
+  docker rmi "$previous" >/dev/null 2>&1 || true  # the superseded build, now untagged
+fi
+say "built $tag ($(docker image inspect -f '{{.Size}}' "$tag" | awk '{printf "%.0f MB", $1 / 1e6}'))"
+
+[ "${SMOKE:-1}" = 1 ] || exit 0
+
+# 4. Smoke test: production settings, then migrate and serve against the host's servers.
+server=${DATABASE_SERVER:-postgres://postgres@127.0.0.1:5432}
+database=leaderboard_image_smoke_$$
+redis=${REDIS_URL:-redis://127.0.0.1:6379/10}
+port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+name=leaderboard-image-smoke-$$
+env_args=(
+  -e DJANGO_ENV=production -e SECRET_KEY="smoke-test-$(date +%s%N)-only" -e DEBUG=false
+  -e ALLOWED_HOSTS=127.0.0.1,localhost -e DATABASE_URL="$server/$database"
+  -e CELERY_BROKER_URL="$redis" -e CACHE_URL="$redis"
+  -e AWS_STORAGE_BUCKET_NAME=smoke-uploads -e AWS_S3_REGION_NAME=us-east-1
+  -e AWS_ACCESS_KEY_ID=smoke -e AWS_SECRET_ACCESS_KEY=smoke
+)
+cleanup() {
+  docker rm -f "$name" >/dev/null 2>&1 || true
+  "$py" - "$server/postgres" "$database" <<'PY' || true
+import sys, psycopg
+with psycopg.connect(sys.argv[1], autocommit=True) as c:
+    c.execute(f'DROP DATABASE IF EXISTS "{sys.argv[2]}" WITH (FORCE)')
+PY
+}
+trap cleanup EXIT
+
+say "smoke test: manage.py check --deploy"
+docker run --rm --network none "${env_args[@]}" "$tag" python manage.py check --deploy \
+  --fail-level ERROR >"$cache/smoke.log" 2>&1 || { cat "$cache/smoke.log" >&2; die "check --deploy failed"; }
+"$py" - "$server/postgres" "$database" <<'PY' || die "cannot create the smoke test's database on $server"
+import sys, psycopg
+with psycopg.connect(sys.argv[1], autocommit=True) as c:
+    c.execute(f'CREATE DATABASE "{sys.argv[2]}"')
+PY
+say "smoke test: migrate into $database"
+docker run --rm --network host "${env_args[@]}" "$tag" python manage.py migrate --noinput \
+  >>"$cache/smoke.log" 2>&1 || { tail -n 30 "$cache/smoke.log" >&2; die "migrate failed"; }
+say "smoke test: gunicorn on 127.0.0.1:$port"
+docker run -d --name "$name" --network host "${env_args[@]}" "$tag" \
+  gunicorn leaderboard.wsgi --bind "127.0.0.1:$port" --workers 2 >/dev/null
+for path in /api/limits/ / /api/tasks/ /static/board/site.css; do
+  ok=
+  for _ in $(seq 1 60); do
+    if code=$(python3 -c "import sys, urllib.request as u; print(u.urlopen(sys.argv[1], timeout=5).status)" \
+      "http://127.0.0.1:$port$path" 2>/dev/null) && [ "$code" = 200 ]; then
+      ok=1
+      break
+    fi
+    sleep 0.5
+  done
+  [ -n "$ok" ] || { docker logs "$name" 2>&1 | tail -n 30 >&2; die "GET $path did not answer 200"; }
+  say "smoke test: GET $path 200"
+done
+say "the image starts and serves"
