@@ -63,6 +63,8 @@ def template_archive(engine) -> Path:
 
 def _saved_image(client, tmp: Path, name: str, dockerfile: str) -> Path:
     """Build a tiny image (a static busybox on scratch) and `docker save` it."""
+    if not BUSYBOX.is_file():
+        pytest.fail(f"{BUSYBOX} is missing: install Debian's busybox-static (bin/test does)")
     context = io.BytesIO()
     with tarfile.open(fileobj=context, mode="w") as tar:
         tar.add(BUSYBOX, arcname="busybox")
