@@ -32,34 +32,10 @@ wheels=$repo/docker/app/wheels
 packages=python3,python3-pip,python-is-python3,ca-certificates
 rootfs_recipe=1  # bump when the recipe of scripts/lib/debian-rootfs.sh changes
 
-die() {
-  echo "build-app-image: $*" >&2
-  exit 1
-}
-say() { echo "build-app-image: $*" >&2; }
-
-command -v docker >/dev/null 2>&1 || die "the docker command is missing (run scripts/docker-engine.sh)"
-docker info >/dev/null 2>&1 || die "the Docker engine does not answer (run scripts/docker-engine.sh)"
-
-suite=${APP_SUITE:-$(. /etc/os-release 2>/dev/null && echo "${VERSION_CODENAME:-}")}
-[ -n "$suite" ] || die "cannot tell the Debian suite: set APP_SUITE"
-arch=$(dpkg --print-architecture 2>/dev/null || uname -m)
-key=$(printf '%s\n' "$suite" "$arch" "$packages" "$rootfs_recipe" | sha256sum | cut -c1-12)
-rootfs_tar=$cache/rootfs-$suite-$arch-$key.tar
-base_tag=medmod/app-base:$suite-$key
-
+require_engine
 # 1. The base image.
-if [ ! -s "$rootfs_tar" ]; then
-  debian_rootfs "$suite" "$arch" "$packages" "$rootfs_tar"
-fi
-if ! docker image inspect "$base_tag" >/dev/null 2>&1; then
-  say "importing the base image $base_tag"
-  docker import \
-    --change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
-    --change 'ENV LANG=C.UTF-8' \
-    --change 'CMD ["python3"]' \
-    "$rootfs_tar" "$base_tag" >/dev/null
-fi
+base_tag=$(debian_base_image app-base "${APP_SUITE:-$(host_suite)}" "$packages" "$rootfs_recipe" "$cache")
+
 # 2. The wheels, made in the base image itself so that they fit its Python (environment
 #    markers included), on the host's network with the host's CA certificates; what is
 #    there already is reused.

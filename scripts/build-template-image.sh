@@ -26,35 +26,9 @@ model_tag=medmod/template-model:latest
 packages=python3,python3-numpy,python3-pil
 rootfs_recipe=2  # bump when the recipe of scripts/lib/debian-rootfs.sh changes
 
-die() {
-  echo "build-template-image: $*" >&2
-  exit 1
-}
-say() { echo "build-template-image: $*" >&2; }
-
-command -v docker >/dev/null 2>&1 || die "the docker command is missing (run scripts/docker-engine.sh)"
-docker info >/dev/null 2>&1 || die "the Docker engine does not answer (run scripts/docker-engine.sh)"
-
-suite=${TEMPLATE_SUITE:-$(. /etc/os-release 2>/dev/null && echo "${VERSION_CODENAME:-}")}
-[ -n "$suite" ] || die "cannot tell the Debian suite: set TEMPLATE_SUITE"
-arch=$(dpkg --print-architecture 2>/dev/null || uname -m)
-
-key=$(printf '%s\n' "$suite" "$arch" "$packages" "$rootfs_recipe" | sha256sum | cut -c1-12)
-rootfs_tar=$cache/rootfs-$suite-$arch-$key.tar
-base_tag=medmod/template-base:$suite-$key
-
-if [ ! -s "$rootfs_tar" ]; then
-  MIRROR=${TEMPLATE_MIRROR:-} debian_rootfs "$suite" "$arch" "$packages" "$rootfs_tar" input output
-fi
-
-if ! docker image inspect "$base_tag" >/dev/null 2>&1; then
-  say "importing the base image $base_tag"
-  docker import \
-    --change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
-    --change 'ENV LANG=C.UTF-8' \
-    --change 'CMD ["python3"]' \
-    "$rootfs_tar" "$base_tag" >/dev/null
-fi
+require_engine
+base_tag=$(MIRROR=${TEMPLATE_MIRROR:-} debian_base_image template-base \
+  "${TEMPLATE_SUITE:-$(host_suite)}" "$packages" "$rootfs_recipe" "$cache" input output)
 
 say "building $model_tag"
 previous=$(docker image inspect -f '{{.Id}}' "$model_tag" 2>/dev/null || true)

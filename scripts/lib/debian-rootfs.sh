@@ -1,15 +1,33 @@
-# Sourced by the image builders: a minimal Debian root filesystem as a tarball, made with
-# debootstrap from the package source apt already uses, with no container registry.
+# Sourced by the image builders: base images made from Debian's packages, with no container
+# registry.
 #
+#   debian_base_image NAME SUITE PACKAGES RECIPE CACHE [DIR ...]
+#       prints the tag medmod/NAME:SUITE-KEY of the image, imported into the engine when it
+#       is not there, of a root filesystem cached as a tarball in CACHE (KEY hashes the
+#       suite, architecture, packages and RECIPE, a number to bump when the recipe below
+#       changes)
 #   debian_rootfs SUITE ARCH PACKAGES OUT.tar [DIR ...]
+#       the root filesystem itself, by debootstrap from the package source apt already uses
+#   require_engine, host_suite, die, say
 #
 # PACKAGES is debootstrap's comma-separated --include list; each DIR is made (empty) in the
 # root filesystem. Package caches, documentation, locales and logs are left out. Needs root;
 # installs debootstrap when it is missing. MIRROR overrides the package source.
 
-rootfs_die() {
-  echo "debian-rootfs: $*" >&2
+die() {
+  echo "$(basename "$0" .sh): $*" >&2
   exit 1
+}
+say() { echo "$(basename "$0" .sh): $*" >&2; }
+
+require_engine() {
+  command -v docker >/dev/null 2>&1 || die "the docker command is missing (run scripts/docker-engine.sh)"
+  docker info >/dev/null 2>&1 || die "the Docker engine does not answer (run scripts/docker-engine.sh)"
+}
+
+# The host's Debian codename.
+host_suite() {
+  (. /etc/os-release 2>/dev/null && echo "${VERSION_CODENAME:-}")
 }
 
 # The Debian package source apt already uses for the suite $1: deb822 .sources files first,
@@ -47,22 +65,22 @@ debian_mirror() {
 debian_rootfs() {
   local suite=$1 arch=$2 packages=$3 out=$4 mirror work dir
   shift 4
-  [ "$(id -u)" -eq 0 ] || rootfs_die "building a root filesystem needs root (debootstrap)"
+  [ "$(id -u)" -eq 0 ] || die "building a root filesystem needs root (debootstrap)"
   if ! command -v debootstrap >/dev/null 2>&1; then
-    echo "debian-rootfs: installing debootstrap" >&2
+    say "installing debootstrap"
     DEBIAN_FRONTEND=noninteractive apt-get install -y -q debootstrap >/dev/null \
-      || rootfs_die "debootstrap is missing and could not be installed"
+      || die "debootstrap is missing and could not be installed"
   fi
   mirror=${MIRROR:-$(debian_mirror "$suite" | head -n 1)}
-  [ -n "$mirror" ] || rootfs_die "no Debian package source for $suite is configured for apt: set MIRROR"
+  [ -n "$mirror" ] || die "no Debian package source for $suite is configured for apt: set MIRROR"
   mkdir -p "$(dirname "$out")"
   work=$(mktemp -d "$(dirname "$out")/rootfs.XXXXXX")
-  echo "debian-rootfs: debootstrap $suite ($arch) with $packages" >&2
+  say "debootstrap $suite ($arch) with $packages"
   if ! debootstrap --variant=minbase --arch="$arch" --include="$packages" \
     "$suite" "$work/root" "$mirror" >"$work/debootstrap.log" 2>&1; then
     tail -n 30 "$work/debootstrap.log" >&2
     rm -rf "$work"
-    rootfs_die "debootstrap failed"
+    die "debootstrap failed"
   fi
   rm -rf "$work/root"/var/cache/apt/* "$work/root"/var/lib/apt/lists/* \
     "$work/root"/usr/share/doc/* "$work/root"/usr/share/man/* "$work/root"/usr/share/info/* \
@@ -75,5 +93,25 @@ debian_rootfs() {
   tar --numeric-owner --xattrs -C "$work/root" -cf "$work/rootfs.tar" .
   mv "$work/rootfs.tar" "$out"
   rm -rf "$work"
-  echo "debian-rootfs: wrote $out ($(du -h "$out" | cut -f1))" >&2
+  say "cached the base root filesystem $out ($(du -h "$out" | cut -f1))"
+}
+
+debian_base_image() {
+  local name=$1 suite=$2 packages=$3 recipe=$4 cache=$5 arch key tar tag
+  shift 5
+  [ -n "$suite" ] || die "cannot tell the Debian suite"
+  arch=$(dpkg --print-architecture 2>/dev/null || uname -m)
+  key=$(printf '%s\n' "$suite" "$arch" "$packages" "$recipe" | sha256sum | cut -c1-12)
+  tar=$cache/rootfs-$suite-$arch-$key.tar
+  tag=medmod/$name:$suite-$key
+  [ -s "$tar" ] || debian_rootfs "$suite" "$arch" "$packages" "$tar" "$@"
+  if ! docker image inspect "$tag" >/dev/null 2>&1; then
+    say "importing the base image $tag"
+    docker import \
+      --change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
+      --change 'ENV LANG=C.UTF-8' \
+      --change 'CMD ["python3"]' \
+      "$tar" "$tag" >/dev/null
+  fi
+  echo "$tag"
 }
