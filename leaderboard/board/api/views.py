@@ -34,9 +34,8 @@ from leaderboard.board.selectors.leaderboard import (
     BoardKey,
     board_csv_rows,
     board_key,
-    board_series,
+    board_rendering,
     board_state,
-    cached_once,
     json_params,
     leaderboard_rows,
 )
@@ -165,22 +164,15 @@ def board_json(
     """The board API's JSON for checked parameters. It is the same for every reader until
     the board changes: rendered once per board key and parameters (the worker renders the
     default one ahead of readers, ``services.boards.board_refresh``)."""
-    params = {"track": track, "modality": modality, "sort": sort, "order": order}
-    params_key = json_params(**params)
-
-    def build() -> tuple[bytes, bool]:
-        state = key.state or board_state(task=task)
-        board = leaderboard_rows(task=task, state=state, **params)
-        body = JSONRenderer().render(_board_payload(task, board))
-        return body, board.fresh and state.key == key.key
-
-    body, _ = cached_once(
-        f"{key.key}:{params_key}",
-        series=board_series(task.pk, params_key),
-        build=build,
+    filters = {"track": track, "modality": modality, "sort": sort, "order": order}
+    return board_rendering(
+        task,
+        key=key,
+        params=json_params(**filters),
+        render=lambda board: JSONRenderer().render(_board_payload(task, board)),
         claimed=claimed,
+        **filters,
     )
-    return body
 
 
 def _board_payload(task, board) -> dict:

@@ -493,6 +493,31 @@ def ranked_board(state: BoardState, *, claimed: bool = False) -> tuple[dict[str,
     )
 
 
+def board_rendering(
+    task: Task,
+    *,
+    key: BoardKey,
+    params: str,
+    render: Callable[[Board], Any],
+    claimed: bool = False,
+    **filters: str,
+) -> Any:
+    """A rendering of the task's board (``render`` of :func:`leaderboard_rows` for
+    ``filters``), built once per board key and ``params`` (see :func:`page_params`,
+    :func:`json_params`); ``claimed`` as for :func:`cached_once`."""
+
+    def build() -> tuple[Any, bool]:
+        state = key.state or board_state(task=task)
+        board = leaderboard_rows(task=task, state=state, **filters)
+        # Built from a newer board than the key says: served, not cached under the key.
+        return render(board), board.fresh and state.key == key.key
+
+    value, _ = cached_once(
+        f"{key.key}:{params}", series=board_series(task.pk, params), build=build, claimed=claimed
+    )
+    return value
+
+
 def _matches(row: BoardRow, *, track: str, modality: str) -> bool:
     if track and row.track != track:
         return False

@@ -25,13 +25,11 @@ from leaderboard.board.errors import ServiceError
 from leaderboard.board.models import AuditLog, Evaluation, Submission, Task, Track
 from leaderboard.board.selectors.leaderboard import (
     MODALITY_FILTERS,
+    Board,
     BoardKey,
     board_forest_figure,
     board_key,
-    board_series,
-    board_state,
-    cached_once,
-    leaderboard_rows,
+    board_rendering,
     page_params,
 )
 from leaderboard.board.selectors.submissions import (
@@ -110,13 +108,8 @@ def board_page_fragment(
         [(k, v) for k, v in (("track", track), ("modality", modality), ("order", order)) if v]
         + ([("sort", sort)] if sort != "rank" else [])
     )
-    params = page_params(query, show_all)
 
-    def build() -> tuple[dict[str, Any], bool]:
-        state = key.state or board_state(task=task)
-        board = leaderboard_rows(
-            task=task, track=track, modality=modality, sort=sort, order=order, state=state
-        )
+    def render(board: Board) -> dict[str, Any]:
         shown = board.rows if show_all else board.rows[:BOARD_PAGE_ROWS]
         forest = board_forest_figure(replace(board, rows=shown))
         html = render_to_string(
@@ -135,13 +128,19 @@ def board_page_fragment(
                 "query": query,
             },
         )
-        # Built from a newer board than the key says: served, not cached under the key.
-        return {"html": html, "has_forest": bool(forest)}, board.fresh and state.key == key.key
+        return {"html": html, "has_forest": bool(forest)}
 
-    fragment, _ = cached_once(
-        f"{key.key}:{params}", series=board_series(task.pk, params), build=build, claimed=claimed
+    return board_rendering(
+        task,
+        key=key,
+        params=page_params(query, show_all),
+        render=render,
+        claimed=claimed,
+        track=track,
+        modality=modality,
+        sort=sort,
+        order=order,
     )
-    return fragment
 
 
 def task_board(request: HttpRequest, slug: str) -> HttpResponse:
