@@ -40,7 +40,7 @@ from benchmark_data.synth.writer import (
 from benchmark_data.tasks import SPLITS, TASK_SLUGS
 
 GENERATOR = "benchmark_data.synth"
-GENERATOR_VERSION = "1"
+GENERATOR_VERSION = "2"
 NAME = "medmod-synthetic"
 
 __all__ = [
@@ -101,7 +101,7 @@ def generate(
         A directory (created, or replacing an earlier benchmark there; a directory holding
         other files is refused with ``ValueError``), an ``s3://`` URI or a store.
     scale
-        ``"demo"`` (1,700 stays, 64x64 images: seconds), ``"medmod"`` (MedMod's exact
+        ``"demo"`` (2,040 stays, 64x64 images: seconds), ``"medmod"`` (MedMod's exact
         test-split sizes, 128x128 images: minutes) or ``"tiny"`` (for tests).
     seed
         The same seed gives byte-identical files.

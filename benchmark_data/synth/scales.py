@@ -3,12 +3,16 @@
 The ``medmod`` scale reproduces the test-split sizes of MedMod's MIMIC-IV benchmark exactly;
 train and validation are 3.5 and 0.5 times the test split (about 70/10/20 by patient).
 Smaller scales keep MedMod's ratios (hourly rows per stay, images per stay, share of stays
-of 48 hours or more).
+of 48 hours or more). The demo's test split is twice as large relative to its training
+split (58/8/33 by stay): the training split stays small enough for CPU training in minutes
+while the test split has enough deaths for confidence intervals that separate models.
 
 >>> SCALES["medmod"].targets("test").decompensation_rows
 216663
 >>> SCALES["medmod"].targets("train").stays
 7581
+>>> [SCALES["demo"].targets(split).stays for split in ("train", "val", "test")]
+[1190, 170, 680]
 """
 
 from __future__ import annotations
@@ -64,25 +68,34 @@ class Scale:
     name: str
     test: SplitTargets
     image_size: int
+    test_multiple: float = 1.0
 
     def targets(self, split: str) -> SplitTargets:
         """Exact unit counts of a split."""
         if split not in SPLITS:
             raise KeyError(f"unknown split {split!r}; the splits are {', '.join(SPLITS)}")
-        return self.test.scaled(SPLIT_FACTORS[split])
+        if split == "test":
+            return self.test
+        return self.test.scaled(SPLIT_FACTORS[split] / self.test_multiple)
 
 
-def scale_like_medmod(name: str, test_stays: int, *, image_size: int) -> Scale:
-    """A scale whose test split has ``test_stays`` stays and MedMod's ratios."""
-    return Scale(name, MEDMOD_TEST.scaled(test_stays / MEDMOD_TEST.stays), image_size)
+def scale_like_medmod(
+    name: str, stays: int, *, image_size: int, test_multiple: float = 1.0
+) -> Scale:
+    """A scale with MedMod's ratios whose test split would have ``stays`` stays at MedMod's
+    70/10/20 split; ``test_multiple`` makes the test split that many times larger while
+    train and validation keep their sizes."""
+    test = MEDMOD_TEST.scaled(stays * test_multiple / MEDMOD_TEST.stays)
+    return Scale(name, test, image_size, test_multiple)
 
 
 SCALES: dict[str, Scale] = {
     s.name: s
     for s in (
         Scale("medmod", MEDMOD_TEST, image_size=128),
-        # About 1,700 stays: CPU baselines train in minutes; about 26 test deaths.
-        scale_like_medmod("demo", 340, image_size=64),
+        # About 2,040 stays: CPU baselines train in minutes on 1,190 training stays; 680
+        # test stays with about 50 deaths among the 390 mortality stays.
+        scale_like_medmod("demo", 340, image_size=64, test_multiple=2.0),
         # For the package's own tests.
         scale_like_medmod("tiny", 40, image_size=32),
     )

@@ -21,8 +21,11 @@ if not dj_settings.configured or not django.apps.apps.ready:
 
 import pytest  # noqa: E402
 
+from benchmark_data.synth import GENERATOR_VERSION  # noqa: E402
+
 ROOT = Path(__file__).resolve().parents[2]
-BENCHMARK_CACHE = ROOT / "var" / "test-cache" / "benchmark-demo-seed42"
+# Named by the generator's version, so a cache from an older generator is never reused.
+BENCHMARK_CACHE = ROOT / "var" / "test-cache" / f"benchmark-demo-seed42-v{GENERATOR_VERSION}"
 
 
 @pytest.fixture(autouse=True)

@@ -51,7 +51,7 @@ class TaskFactory(factory.django.DjangoModelFactory):
 
     benchmark = factory.LazyFunction(_current_benchmark)
     slug = "in-hospital-mortality"
-    n_test_units = 195
+    n_test_units = 390
 
 
 def _prediction_track():

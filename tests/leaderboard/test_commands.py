@@ -23,7 +23,7 @@ def test_load_benchmark_registers_and_verifies(demo_benchmark_dir):
     assert "registered medmod-synthetic demo-seed42" in text and "current" in text
     b = Benchmark.objects.get()
     assert b.is_current and b.tasks.count() == 5
-    assert b.tasks.get(slug="in-hospital-mortality").n_test_units == 195
+    assert b.tasks.get(slug="in-hospital-mortality").n_test_units == 390
     # idempotent on the manifest hash
     _call("load_benchmark", str(demo_benchmark_dir))
     assert Benchmark.objects.count() == 1
