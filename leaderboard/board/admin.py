@@ -4,6 +4,7 @@ audit log records who did it). Scoring runs and the audit log are read-only."""
 from __future__ import annotations
 
 from django.contrib import admin, messages
+from django.db import models
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
@@ -123,6 +124,8 @@ class SubmissionAdmin(admin.ModelAdmin):
         "created_at", "queued_at", "started_at", "scored_at", "published_at", "failed_at",
     ]  # fmt: skip
     inlines = [EvaluationInline]
+    # Links typed without a scheme are taken as https, as on the submission form.
+    formfield_overrides = {models.URLField: {"assume_scheme": "https"}}
     actions = ["rescore", "publish", "hide"]
 
     def has_add_permission(self, request):
