@@ -93,8 +93,8 @@ SCALES: dict[str, Scale] = {
     s.name: s
     for s in (
         Scale("medmod", MEDMOD_TEST, image_size=128),
-        # About 2,040 stays: CPU baselines train in minutes on 1,190 training stays; 680
-        # test stays with about 50 deaths among the 390 mortality stays.
+        # 2,040 stays: CPU baselines train in minutes on 1,190 training stays; 680 test
+        # stays, of which 390 mortality stays with about 50 deaths.
         scale_like_medmod("demo", 340, image_size=64, test_multiple=2.0),
         # For the package's own tests.
         scale_like_medmod("tiny", 40, image_size=32),

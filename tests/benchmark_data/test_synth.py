@@ -22,6 +22,7 @@ from benchmark_data.synth.counts import (
     split_quantiles,
 )
 from benchmark_data.synth.cxr import FINDING_PREVALENCE, schedule_images
+from benchmark_data.synth.scales import MEDMOD_TEST, scale_like_medmod
 from benchmark_data.synth.signal import signal_table
 from benchmark_data.synth.units import build_units
 from benchmark_data.tasks import CXR_MISSING_LEVELS, RACE_GROUPS, SPLITS, TASK_SLUGS, TASKS
@@ -106,6 +107,16 @@ def test_counts_in_the_manifest_match_the_unit_lists(demo, units):
     assert manifest["counts"]["length-of-stay"]["test"] == targets.los_rows
     assert manifest["counts"]["decompensation"]["test"] == targets.decompensation_rows
     assert manifest["counts"]["radiology"]["test"] == targets.images
+
+
+def test_a_larger_test_split_leaves_train_and_validation_as_they_were():
+    """The demo's test split is twice MedMod's share; every other split size is unchanged."""
+    plain = scale_like_medmod("plain", 340, image_size=64)
+    demo = SCALES["demo"]
+    for split in ("train", "val"):
+        assert demo.targets(split) == plain.targets(split)
+    assert demo.targets("test") == MEDMOD_TEST.scaled(680 / MEDMOD_TEST.stays)
+    assert SCALES["medmod"].targets("test") == MEDMOD_TEST
 
 
 def test_splits_are_by_subject_and_stay_names_number_episodes_by_intime(demo, units):
