@@ -284,7 +284,11 @@ class Benchmark:
         return self.read_csv(layout.DEMOGRAPHICS)
 
     def scenarios(self, task: str) -> ScenarioSets:
-        df = self.read_csv(layout.scenarios(task))
+        """Withheld stays per scenario over the public test units' paired stays."""
+        return self.scenario_sets(layout.scenarios(task))
+
+    def scenario_sets(self, rel: str) -> ScenarioSets:
+        df = self.read_csv(rel)
         withheld = {
             col: df.loc[df[col].astype(bool), "stay_id"].to_numpy()
             for col in df.columns

@@ -60,5 +60,42 @@ def test_labels(task: str) -> str:
     return f"credentialed/labels/{task}.csv"
 
 
+# The whole test split, sequestered (format version 2) -----------------------------------
+# The public test files show each published stay only up to its cutoff, with the units whose
+# prediction time is that cutoff (docs/benchmark-format.md, "The test split"). The whole
+# test split, every unit at every prediction time, stays here for the streaming gateway and
+# for scoring causal runs on it.
+TEST_STAYS = "credentialed/test/stays.csv"
+# stay_id, subject_id, hadm_id, intime, stay, end_hours, family, cutoff_hours, published
+TEST_TIMESERIES = "credentialed/test/ehr/timeseries.csv.gz"
+TEST_DISCRETIZED = "credentialed/test/ehr/discretized.npy"
+TEST_DISCRETIZED_INDEX = "credentialed/test/ehr/discretized_index.csv"
+TEST_CXR_METADATA = "credentialed/test/cxr/metadata.csv"
+# dicom_id, subject_id, study_id, stay_id, study_datetime, view_position, hours, published
+
+
+def sequestered_image(dicom_id: str) -> str:
+    """A test image that the public files do not show (taken after its stay's cutoff, or of
+    a stay that is not published)."""
+    return f"credentialed/test/cxr/images/{dicom_id}.png"
+
+
+def test_units(task: str) -> str:
+    """Every test unit of a task: key columns, subject_id, stay_id, cxr_dicom_id,
+    prediction_hours, public (1 when the unit is in the public test unit list); no labels."""
+    return f"credentialed/test/units/{task}.csv"
+
+
+def all_test_labels(task: str) -> str:
+    """Labels of every test unit, in the order of :func:`test_units`."""
+    return f"credentialed/test/labels/{task}.csv"
+
+
+def test_scenarios(task: str) -> str:
+    """Withheld stays per scenario over every paired test stay of a task (the public
+    scenario file's sets are these sets restricted to the published stays)."""
+    return f"credentialed/test/scenarios/{task}.csv"
+
+
 def is_public(rel: str) -> bool:
     return rel.startswith(PUBLIC + "/")
