@@ -13,10 +13,9 @@ typed view, read only by the platform's worker.
 
 from __future__ import annotations
 
+import io
 from dataclasses import dataclass
 from functools import cached_property
-
-import io
 
 import numpy as np
 import pandas as pd
