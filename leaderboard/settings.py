@@ -119,6 +119,25 @@ LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "my-submissions"
 LOGOUT_REDIRECT_URL = "home"
 
+# Sign-up confirms an e-mail address through a signed link valid this many days.
+EMAIL_CONFIRM_DAYS = env.int("EMAIL_CONFIRM_DAYS", default=3)
+# Failed logins (web form and API token endpoint alike): after LOGIN_MAX_FAILURES wrong
+# passwords for one user name, or LOGIN_MAX_FAILURES_PER_CLIENT from one client address,
+# within LOGIN_FAILURE_WINDOW seconds, logins are refused for LOGIN_LOCKOUT_SECONDS, even
+# with the right password. Counted in the shared cache (Redis in production).
+LOGIN_MAX_FAILURES = env.int("LOGIN_MAX_FAILURES", default=5)
+LOGIN_MAX_FAILURES_PER_CLIENT = env.int("LOGIN_MAX_FAILURES_PER_CLIENT", default=20)
+LOGIN_FAILURE_WINDOW = env.int("LOGIN_FAILURE_WINDOW", default=15 * 60)
+LOGIN_LOCKOUT_SECONDS = env.int("LOGIN_LOCKOUT_SECONDS", default=15 * 60)
+
+# E-mail: EMAIL_URL (smtp+tls://user:password@host:587, smtp+ssl://..., consolemail://) or
+# EMAIL_BACKEND; by default messages are printed on the console, enough for the demo.
+EMAIL_BACKEND = env.str("EMAIL_BACKEND", default="django.core.mail.backends.console.EmailBackend")
+if env.str("EMAIL_URL", default=""):
+    # EMAIL_BACKEND, EMAIL_HOST, EMAIL_PORT, EMAIL_HOST_USER, EMAIL_HOST_PASSWORD, EMAIL_USE_TLS...
+    globals().update(env.email_url("EMAIL_URL"))
+DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="leaderboard@localhost")
+
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
 USE_I18N = False

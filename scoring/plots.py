@@ -29,6 +29,21 @@ def _to_json(fig: go.Figure) -> dict[str, Any]:
     return out
 
 
+def plain_text(text: Any) -> str:
+    """``text`` as Plotly shows it literally: its pseudo-HTML markup made inert.
+
+    Plotly renders a subset of HTML in every text it draws (trace names, tick labels, hover
+    text, titles): ``<a href>`` becomes a live link, ``<span style>`` styles text, ``<br>``,
+    ``<b>`` and ``<i>`` format it, and entities such as ``&lt;`` are decoded. Names typed by
+    participants must reach a figure through this function, so that they read as typed and
+    cannot pose as a link or as the platform's own labels.
+
+    >>> plain_text('<a href="https://evil.example/">Official</a> & co')
+    '&lt;a href="https://evil.example/"&gt;Official&lt;/a&gt; &amp; co'
+    """
+    return str(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
 def _title(metric: str) -> str:
     spec = METRICS.get(metric)
     return spec.title if spec else metric
@@ -132,7 +147,8 @@ def fairness_figure(fairness: dict[str, Any]) -> dict[str, Any] | None:
         ]
         traces.append(
             go.Scatter(
-                x=[f"{attr}: {g}" for g in names], y=vals, mode="markers", name=attr,
+                x=[plain_text(f"{attr}: {g}") for g in names], y=vals, mode="markers",
+                name=plain_text(attr),
                 error_y={"type": "data", "symmetric": False,
                          "array": [h - v for h, v in zip(hi, vals, strict=True)],
                          "arrayminus": [v - lo_ for v, lo_ in zip(vals, lo, strict=True)]},
@@ -193,9 +209,9 @@ def forest(rows: Sequence[dict[str, Any]], *, metric: str) -> dict[str, Any]:
     """Forest plot across entries: point value and 95% CI per entry, best at the top.
 
     ``rows``: dicts with ``label``, ``value``, ``ci`` ([low, high]) and optionally
-    ``is_baseline``, in display order.
+    ``is_baseline``, in display order. Labels are shown as plain text (:func:`plain_text`).
     """
-    labels = [r["label"] for r in rows]
+    labels = [plain_text(r["label"]) for r in rows]
     vals = [r["value"] for r in rows]
     lo = [r["ci"][0] if r["ci"][0] is not None else r["value"] for r in rows]
     hi = [r["ci"][1] if r["ci"][1] is not None else r["value"] for r in rows]

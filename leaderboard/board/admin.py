@@ -9,7 +9,17 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 
 from leaderboard.board.errors import ServiceError
-from leaderboard.board.models import AuditLog, Benchmark, Evaluation, Submission, Task, Track
+from leaderboard.board.models import (
+    Account,
+    AuditLog,
+    Benchmark,
+    Evaluation,
+    Submission,
+    Task,
+    Team,
+    TeamMembership,
+    Track,
+)
 from leaderboard.board.services.benchmarks import benchmark_make_current
 from leaderboard.board.services.evaluations import submissions_rescore
 from leaderboard.board.services.submissions import submission_hide, submission_publish
@@ -200,3 +210,47 @@ class AuditLogAdmin(ReadOnlyAdmin):
     list_filter = ["action"]
     list_select_related = ["actor", "submission__task", "evaluation", "benchmark"]
     search_fields = ["actor__username", "action"]
+
+
+class TeamMembershipInline(admin.TabularInline):
+    model = TeamMembership
+    extra = 1
+    raw_id_fields = ["user"]
+
+
+@admin.register(Team)
+class TeamAdmin(admin.ModelAdmin):
+    """Teams share one daily quota per task: the organizers add members here."""
+
+    list_display = ["name", "n_members", "created_at"]
+    search_fields = ["name", "memberships__user__username"]
+    inlines = [TeamMembershipInline]
+
+    @admin.display(description="members")
+    def n_members(self, obj: Team) -> int:
+        return obj.memberships.count()
+
+
+@admin.register(Account)
+class AccountAdmin(admin.ModelAdmin):
+    """E-mail addresses of the accounts; the organizers may confirm one by hand."""
+
+    list_display = ["user", "email", "identity", "confirmed_at"]
+    list_filter = [("confirmed_at", admin.EmptyFieldListFilter)]
+    search_fields = ["user__username", "email", "identity"]
+    readonly_fields = ["identity", "created_at"]
+    raw_id_fields = ["user"]
+    actions = ["confirm"]
+
+    def save_model(self, request, obj, form, change):
+        from leaderboard.board.services.identity import email_identity
+
+        obj.identity = email_identity(obj.email)
+        super().save_model(request, obj, form, change)
+
+    @admin.action(description="Confirm the selected addresses")
+    def confirm(self, request: HttpRequest, queryset: QuerySet) -> None:
+        from django.utils import timezone
+
+        n = queryset.filter(confirmed_at__isnull=True).update(confirmed_at=timezone.now())
+        self.message_user(request, f"{n} address(es) confirmed.", messages.SUCCESS)

@@ -10,6 +10,7 @@ import uuid
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
+from django.db.models.functions import Lower
 
 from benchmark_data.tasks import METRICS, TASK_SLUGS, TASKS
 from benchmark_data.tasks import Task as TaskSpec
@@ -428,6 +429,66 @@ class AuditLog(models.Model):
     def __str__(self) -> str:
         who = self.actor.get_username() if self.actor_id else "system"
         return f"{self.created_at:%Y-%m-%d %H:%M} {who} {self.action}"
+
+
+class Team(models.Model):
+    """A team of participants, set by the organizers in the admin: its members share one
+    daily quota per task."""
+
+    name = models.CharField(max_length=120, unique=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class TeamMembership(models.Model):
+    """A user's team: at most one, so that each user's quota has one holder."""
+
+    team = models.ForeignKey(Team, on_delete=models.CASCADE, related_name="memberships")
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="team_membership"
+    )
+
+    class Meta:
+        ordering = ["team", "user"]
+
+    def __str__(self) -> str:
+        return f"{self.user} in {self.team}"
+
+
+class Account(models.Model):
+    """A user's e-mail address and whether it was confirmed.
+
+    ``identity`` is the address normalised (lower case, ``+tag`` sub-addresses removed,
+    Gmail's dots ignored): the verified identity that daily quotas count against, once
+    ``confirmed_at`` is set. One address (case-insensitive) belongs to one account.
+    """
+
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="account"
+    )
+    email = models.EmailField(max_length=254)
+    identity = models.CharField(max_length=254, db_index=True)
+    confirmed_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["user"]
+        constraints = [
+            models.UniqueConstraint(Lower("email"), name="account_email_unique_ci"),
+        ]
+
+    def __str__(self) -> str:
+        state = "confirmed" if self.confirmed_at else "not confirmed"
+        return f"{self.email} ({state})"
+
+    @property
+    def is_confirmed(self) -> bool:
+        return self.confirmed_at is not None
 
 
 def new_upload_name(task_slug: str, suffix: str, *, folder: str = "submissions") -> str:

@@ -14,7 +14,8 @@ from django.contrib.auth import get_user_model
 from django.core.files.base import ContentFile
 from django.utils import timezone
 
-from leaderboard.board.models import Benchmark, Evaluation, Submission, Task, Track
+from leaderboard.board.models import Account, Benchmark, Evaluation, Submission, Task, Track
+from leaderboard.board.services.identity import account_create
 from scoring.version import SCORER_VERSION
 
 
@@ -22,10 +23,18 @@ class UserFactory(factory.django.DjangoModelFactory):
     class Meta:
         model = get_user_model()
         django_get_or_create = ("username",)
+        skip_postgeneration_save = True
 
     username = factory.Sequence(lambda n: f"user{n}")
     email = factory.LazyAttribute(lambda u: f"{u.username}@example.org")
     password = factory.django.Password("a-long-test-password")
+
+    @factory.post_generation
+    def email_confirmed(obj, create, extracted, **kwargs):
+        """A confirmed address (a verified identity) unless ``email_confirmed=False``."""
+        if not create or not obj.email or Account.objects.filter(user=obj).exists():
+            return
+        account_create(user=obj, email=obj.email, confirmed=extracted is not False)
 
 
 class BenchmarkFactory(factory.django.DjangoModelFactory):

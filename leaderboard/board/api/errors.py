@@ -32,7 +32,10 @@ def exception_handler(exc, context):
         data = {"detail": exc.message, "code": exc.code}
         if exc.field:
             data["errors"] = {exc.field: [exc.message]}
-        return Response(data, status=exc.status_code)
+        response = Response(data, status=exc.status_code)
+        if getattr(exc, "retry_after", None):
+            response["Retry-After"] = str(exc.retry_after)
+        return response
     if isinstance(exc, DjangoValidationError):
         exc = exceptions.ValidationError(
             exc.message_dict if hasattr(exc, "error_dict") else exc.messages

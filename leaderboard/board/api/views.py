@@ -28,6 +28,7 @@ from leaderboard.board.api.serializers import (
     TaskSerializer,
     TokenSerializer,
 )
+from leaderboard.board.labels import spreadsheet_safe_rows
 from leaderboard.board.models import Benchmark, Task, Track
 from leaderboard.board.selectors.leaderboard import (
     MODALITY_FILTERS,
@@ -52,6 +53,12 @@ from leaderboard.board.selectors.submissions import (
     task_list,
 )
 from leaderboard.board.services.evaluations import all_rescore, submission_rescore, task_rescore
+from leaderboard.board.services.logins import (
+    check_login_allowed,
+    client_address,
+    login_failed,
+    login_succeeded,
+)
 from leaderboard.board.services.submissions import (
     submission_create,
     submission_hide,
@@ -72,8 +79,9 @@ class CSVRenderer(BaseRenderer):
         buf = io.StringIO()
         writer = csv.writer(buf, lineterminator="\n")
         if isinstance(data, dict) and "csv_header" in data:
-            writer.writerow(data["csv_header"])
-            writer.writerows(data["csv_rows"])
+            # Text cells that a spreadsheet would run as formulas are made inert.
+            writer.writerow(spreadsheet_safe_rows([data["csv_header"]])[0])
+            writer.writerows(spreadsheet_safe_rows(data["csv_rows"]))
         else:
             writer.writerow(["detail"])
             writer.writerow([data.get("detail", "") if isinstance(data, dict) else data])
@@ -454,8 +462,17 @@ class TokenView(APIView):
 
     @extend_schema(request=AuthTokenSerializer, responses=TokenSerializer)
     def post(self, request):
+        # The same lockout as the web login (services.logins): checked before the password.
+        username = str(request.data.get("username") or "")
+        client = client_address(request)
+        check_login_allowed(username=username, client=client)
         serializer = AuthTokenSerializer(data=request.data, context={"request": request})
-        serializer.is_valid(raise_exception=True)
+        if not serializer.is_valid():
+            if request.data.get("password"):
+                login_failed(username=username, client=client)
+                check_login_allowed(username=username, client=client)
+            raise exceptions.ValidationError(serializer.errors)
+        login_succeeded(username=username, client=client)
         token, _ = Token.objects.get_or_create(user=serializer.validated_data["user"])
         return Response({"token": token.key})
 

@@ -21,6 +21,7 @@ from benchmark_data.tasks import TASKS
 from leaderboard.board.errors import BenchmarkInvalid, DuplicateSubmission
 from leaderboard.board.models import AuditLog, Evaluation, Submission, Task, Track
 from leaderboard.board.services.audit import audit_record
+from leaderboard.board.services.identity import account_ensure_confirmed
 from leaderboard.board.services.submissions import (
     SubmissionMeta,
     submission_create,
@@ -31,6 +32,7 @@ log = logging.getLogger(__name__)
 
 REFERENCE_USERNAME = "reference"
 REFERENCE_TEAM = "Platform reference"
+REFERENCE_EMAIL = "reference-baselines@platform.invalid"
 RUN_MANIFEST = "run.json"
 
 # Model key -> (method name, uses EHR, uses CXR, description).
@@ -60,6 +62,9 @@ def reference_user() -> Any:
     if created:
         user.set_unusable_password()
         user.save(update_fields=["password"])
+    # The platform's own account: a confirmed address of its own, so that it never shares
+    # an identity (or a quota) with a participant.
+    account_ensure_confirmed(user=user, email=REFERENCE_EMAIL)
     return user
 
 

@@ -8,7 +8,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.contrib.auth import get_user_model
 from django.core.files.uploadedfile import UploadedFile
 from django.db import IntegrityError, transaction
 from django.db.models import Count, Q
@@ -24,10 +23,16 @@ from leaderboard.board.errors import (
     TrackClosed,
     UploadInvalid,
 )
+from leaderboard.board.labels import check_participant_text
 from leaderboard.board.models import AuditLog, Evaluation, Submission, Task, Track, new_upload_name
 from leaderboard.board.services.audit import audit_record
 from leaderboard.board.services.boards import board_refresh_later
 from leaderboard.board.services.evaluations import evaluation_create
+from leaderboard.board.services.identity import (
+    check_can_submit,
+    lock_quota_holders,
+    quota_holder_ids,
+)
 from leaderboard.board.services.uploads import check_image_upload, check_prediction_upload
 
 log = logging.getLogger(__name__)
@@ -65,12 +70,20 @@ def _day_start(now: datetime) -> datetime:
     return now.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
 
 
-def submission_quota_usage(*, owner: Any, task: Task, now: datetime | None = None) -> QuotaUsage:
-    """Today's (UTC) submissions of an owner for a task: those that count against the daily
-    limit (everything but failed ones) and failed ones (the file was at fault), apart."""
+def submission_quota_usage(
+    *, owner: Any, task: Task, now: datetime | None = None, holder_ids: list[int] | None = None
+) -> QuotaUsage:
+    """Today's (UTC) submissions for a task of an owner's verified identity and team (see
+    :func:`~leaderboard.board.services.identity.quota_holder_ids`): those that count against
+    the daily limit (everything but failed ones) and failed ones (the file was at fault),
+    apart."""
     now = now or timezone.now()
     start = _day_start(now)
-    counts = Submission.objects.filter(owner=owner, task=task, created_at__gte=start).aggregate(
+    if holder_ids is None:
+        holder_ids = quota_holder_ids(owner=owner)
+    counts = Submission.objects.filter(
+        owner_id__in=holder_ids, task=task, created_at__gte=start
+    ).aggregate(
         used=Count("id", filter=~Q(status=S.FAILED)),
         failed=Count("id", filter=Q(status=S.FAILED, failure_kind=Submission.FailureKind.INPUT)),
     )
@@ -83,22 +96,30 @@ def submission_quota_usage(*, owner: Any, task: Task, now: datetime | None = Non
     )
 
 
-def check_submission_quota(*, owner: Any, task: Task) -> QuotaUsage:
+def check_submission_quota(
+    *, owner: Any, task: Task, holder_ids: list[int] | None = None
+) -> QuotaUsage:
     """Refuse a submission over the daily limits. Call inside a transaction that holds the
-    owner's row lock (see :func:`submission_create`), so two concurrent requests cannot both
-    take the last place."""
-    usage = submission_quota_usage(owner=owner, task=task)
+    row locks of everyone sharing the quota (see :func:`submission_create`), so two
+    concurrent requests cannot both take the last place."""
+    usage = submission_quota_usage(owner=owner, task=task, holder_ids=holder_ids)
     if owner.is_staff:
         return usage
     reset = f"{usage.resets_at:%Y-%m-%d %H:%M} UTC"
+    whose = (
+        "You have"
+        if not holder_ids or len(holder_ids) == 1
+        else ("Your team and your other accounts have")
+    )
     if usage.used >= usage.limit:
         raise QuotaExceeded(
-            f"You have made {usage.used} submissions for {task.title} today, the daily limit "
+            f"{whose} made {usage.used} submissions for {task.title} today, the daily limit "
             f"of {usage.limit} (failed ones are not counted). You can submit again after {reset}."
         )
     if usage.failed >= usage.failed_limit:
         raise QuotaExceeded(
-            f"{usage.failed} of your submissions for {task.title} failed today, the daily limit "
+            f"{usage.failed} submissions for {task.title} from you or your team failed today, "
+            "the daily limit "
             f"of {usage.failed_limit} for failed files. Check your file with "
             f"`python -m scoring score --truth` on the validation split first; you can submit "
             f"again after {reset}."
@@ -132,6 +153,16 @@ def submission_create(
         )
     if meta.visibility not in (V.PUBLIC, V.PRIVATE):
         raise NotAllowed("An entry can be public or private.", field="visibility")
+    if not is_reference:
+        # The platform's own reference entries may carry its labels; nobody else's may.
+        check_participant_text(
+            {
+                "method_name": meta.method_name,
+                "team_name": meta.team_name,
+                "description": meta.description,
+            }
+        )
+        check_can_submit(owner=owner)
     if track.slug == Track.CONTAINER:
         if image is None and upload is not None:
             raise UploadInvalid(
@@ -147,11 +178,12 @@ def submission_create(
     stored_name = ""
     try:
         with transaction.atomic():
-            # One lock per owner: concurrent submissions of one user are serialized, so the
-            # count below cannot be read twice before either is written.
-            get_user_model().objects.select_for_update().filter(pk=owner.pk).first()
+            # The rows of everyone sharing the quota (the owner, its other accounts, its
+            # team) are locked: concurrent submissions against one quota are serialized, so
+            # the count below cannot be read twice before either is written.
+            holder_ids = lock_quota_holders(owner=owner)
             if enforce_quota:
-                check_submission_quota(owner=owner, task=task)
+                check_submission_quota(owner=owner, task=task, holder_ids=holder_ids)
             duplicate = (
                 Submission.objects.filter(owner=owner, task=task, sha256=info.sha256)
                 .exclude(status=S.FAILED)

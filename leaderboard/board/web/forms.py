@@ -6,10 +6,19 @@ from __future__ import annotations
 from django import forms
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.contrib.auth.forms import UserCreationForm
+from django.contrib.auth.forms import AuthenticationForm, UserCreationForm
 
+from leaderboard.board.labels import RESERVED_WORD_MESSAGE, reserved_phrase_in
 from leaderboard.board.models import Submission, Track
 from leaderboard.board.selectors.submissions import task_list
+from leaderboard.board.services.identity import email_is_taken
+from leaderboard.board.services.logins import (
+    LoginLocked,
+    check_login_allowed,
+    client_address,
+    login_failed,
+    login_succeeded,
+)
 from leaderboard.board.services.submissions import SubmissionMeta
 
 
@@ -115,8 +124,62 @@ class SubmissionForm(forms.Form):
 
 
 class SignupForm(UserCreationForm):
-    email = forms.EmailField(required=True, help_text="For notices about your entries.")
+    email = forms.EmailField(
+        required=True,
+        help_text="We send a link to confirm it: you can submit once it is confirmed. One "
+        "address, one account.",
+    )
 
     class Meta(UserCreationForm.Meta):
         model = get_user_model()
         fields = ("username", "email")
+
+    def clean_username(self):
+        username = super().clean_username()
+        phrase = reserved_phrase_in(username, is_name=True)
+        if phrase is not None:
+            raise forms.ValidationError(
+                RESERVED_WORD_MESSAGE.format(label="user name", phrase=phrase),
+                code="reserved_word",
+            )
+        return username
+
+    def clean_email(self):
+        email = self.cleaned_data["email"].strip()
+        if email_is_taken(email=email):
+            raise forms.ValidationError(
+                f"An account with the address {email} exists already (addresses are compared "
+                "without regard to case); log in to it instead.",
+                code="email_taken",
+            )
+        return email
+
+
+class LockoutAuthenticationForm(AuthenticationForm):
+    """The login form, refused while the user name or the client's address is locked out
+    after repeated wrong passwords (:mod:`leaderboard.board.services.logins`)."""
+
+    locked: LoginLocked | None = None
+
+    def clean(self):
+        username = self.cleaned_data.get("username") or ""
+        client = client_address(self.request)
+        try:
+            check_login_allowed(username=username, client=client)
+        except LoginLocked as exc:
+            self.locked = exc
+            raise forms.ValidationError(exc.message, code="locked") from exc
+        try:
+            data = super().clean()
+        except forms.ValidationError:
+            if self.cleaned_data.get("password"):
+                login_failed(username=username, client=client)
+                try:
+                    check_login_allowed(username=username, client=client)
+                except LoginLocked as exc:
+                    self.locked = exc
+                    raise forms.ValidationError(exc.message, code="locked") from exc
+            raise
+        if self.get_user() is not None:
+            login_succeeded(username=username, client=client)
+        return data

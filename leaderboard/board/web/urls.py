@@ -1,7 +1,7 @@
 from django.contrib.auth import views as auth_views
 from django.urls import path
 
-from leaderboard.board.web import views
+from leaderboard.board.web import accounts, views
 
 urlpatterns = [
     path("", views.home, name="home"),
@@ -16,8 +16,10 @@ urlpatterns = [
     path("entries/<int:pk>/publish/", views.entry_publish, name="entry-publish"),
     path("submit/", views.submit, name="submit"),
     path("me/submissions/", views.my_submissions, name="my-submissions"),
-    path("accounts/signup/", views.signup, name="signup"),
-    path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
+    path("accounts/signup/", accounts.signup, name="signup"),
+    path("accounts/confirm/resend/", accounts.confirm_email_resend, name="confirm-email-resend"),
+    path("accounts/confirm/<str:token>/", accounts.confirm_email, name="confirm-email"),
+    path("accounts/login/", accounts.LoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("accounts/token/", views.api_token, name="api-token-page"),
 ]

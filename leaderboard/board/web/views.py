@@ -8,7 +8,6 @@ from urllib.parse import urlencode
 
 from django.conf import settings
 from django.contrib import messages
-from django.contrib.auth import login
 from django.contrib.auth.decorators import login_required
 from django.core.cache import cache
 from django.db.models import Count, Q
@@ -48,6 +47,7 @@ from leaderboard.board.selectors.submissions import (
     task_list,
 )
 from leaderboard.board.services.audit import audit_record
+from leaderboard.board.services.identity import account_for, is_verified, quota_holder_ids
 from leaderboard.board.services.submissions import (
     submission_create,
     submission_publish,
@@ -55,7 +55,7 @@ from leaderboard.board.services.submissions import (
     submission_unpublish,
 )
 from leaderboard.board.uploads import limit_text
-from leaderboard.board.web.forms import SignupForm, SubmissionForm
+from leaderboard.board.web.forms import SubmissionForm
 
 
 def home(request: HttpRequest) -> HttpResponse:
@@ -373,7 +373,11 @@ def submit(request: HttpRequest) -> HttpResponse:
         initial = {"task": request.GET.get("task", "")}
         form = SubmissionForm(initial=initial)
         status = 200
-    usage = [(t, submission_quota_usage(owner=request.user, task=t)) for t in task_list()]
+    holder_ids = quota_holder_ids(owner=request.user)
+    usage = [
+        (t, submission_quota_usage(owner=request.user, task=t, holder_ids=holder_ids))
+        for t in task_list()
+    ]
     return render(
         request,
         "board/submit.html",
@@ -385,6 +389,9 @@ def submit(request: HttpRequest) -> HttpResponse:
             "max_upload_bytes": settings.MAX_UPLOAD_BYTES,
             "max_image": limit_text(settings.CONTAINER_MAX_UPLOAD_BYTES),
             "max_image_bytes": settings.CONTAINER_MAX_UPLOAD_BYTES,
+            "account": account_for(request.user),
+            "can_submit": request.user.is_staff or is_verified(request.user),
+            "shares_quota": len(holder_ids) > 1,
         },
         status=status,
     )
@@ -404,20 +411,6 @@ def my_submissions(request: HttpRequest) -> HttpResponse:
             "queue": queue_summary(),
             "any_active": any(s.pending_evaluation_id for s in subs),
         },
-    )
-
-
-def signup(request: HttpRequest) -> HttpResponse:
-    if request.user.is_authenticated:
-        return redirect("my-submissions")
-    form = SignupForm(request.POST or None)
-    if request.method == "POST" and form.is_valid():
-        user = form.save()
-        login(request, user, backend="django.contrib.auth.backends.ModelBackend")
-        messages.success(request, f"Welcome, {user.get_username()}. Your account is ready.")
-        return redirect("submit")
-    return render(
-        request, "registration/signup.html", {"form": form}, status=400 if form.errors else 200
     )
 
 
