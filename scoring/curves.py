@@ -190,10 +190,10 @@ def _band(
     degenerate = np.isnan(reps).any(axis=1)
     alpha = 100 * (1 - BAND_LEVEL) / 2
     if degenerate.all():
-        low = high = np.full(grid, np.nan)
+        low = mid = high = np.full(grid, np.nan)
     else:
-        low, high = np.percentile(reps[~degenerate], [alpha, 100 - alpha], axis=0)
-    return xs, point, np.vstack([low, high]), int(degenerate.sum())
+        low, mid, high = np.percentile(reps[~degenerate], [alpha, 50, 100 - alpha], axis=0)
+    return xs, point, np.vstack([low, mid, high]), int(degenerate.sum())
 
 
 def roc_band(
@@ -223,7 +223,8 @@ def roc_band(
     Returns
     -------
     dict
-        ``fpr``, ``tpr`` (point curve), ``tpr_low``, ``tpr_high`` (lists of ``grid`` floats),
+        ``fpr``, ``tpr`` (point curve), ``tpr_median``, ``tpr_low``, ``tpr_high`` (lists of
+        ``grid`` floats; the median and bounds are pointwise over the replicates),
         ``interpolation``, ``band``, ``n_replicates``, ``degenerate_replicates``.
 
     Examples
@@ -254,8 +255,8 @@ def pr_band(
     Returns
     -------
     dict
-        ``recall``, ``precision``, ``precision_low``, ``precision_high``, ``interpolation``,
-        ``band``, ``n_replicates``, ``degenerate_replicates``.
+        ``recall``, ``precision``, ``precision_median``, ``precision_low``, ``precision_high``,
+        ``interpolation``, ``band``, ``n_replicates``, ``degenerate_replicates``.
 
     Examples
     --------
@@ -283,10 +284,11 @@ def _band_dict(
     batch_size: int,
 ) -> dict[str, Any]:
     """A curve and its band as the JSON-ready dict of :func:`roc_band` / :func:`pr_band`."""
-    xs, point, (low, high), bad = _band(kind, y, p, plan, rows, grid, batch_size)
+    xs, point, (low, mid, high), bad = _band(kind, y, p, plan, rows, grid, batch_size)
     return {
         x_name: _round(xs),
         y_name: _round(point),
+        f"{y_name}_median": _round(mid),
         f"{y_name}_low": _round(low),
         f"{y_name}_high": _round(high),
         "interpolation": interpolation,

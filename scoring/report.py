@@ -69,6 +69,11 @@ def _scenario_report(
     }
     if task.kind == "binary":
         sec["prevalence"] = _f(np.mean(truth.y[rows]))
+        # Units predicted positive (from the predictions alone): what the disclosure budget
+        # needs to tell whether precision counts a set too small to publish.
+        v = values[rows]
+        positive = v == 1 if preds.form == "decision" else v >= threshold
+        sec["n_predicted_positive"] = int(np.count_nonzero(positive))
     if mv.per_label:
         sec["per_label"] = {
             slug: {
@@ -225,6 +230,16 @@ def summarize(report: dict[str, Any]) -> dict[str, Any]:
             "scenarios_scored": rob.get("scenarios_scored", []),
         },
         "fairness": {"max_gap": worst_gap, "attributes": gaps},
+        # What bounds the row's published precision (scoring.disclosure.unit_effect).
+        "counts": {
+            "n": main.get("n_units"),
+            "positives": (
+                round(main["prevalence"] * main["n_units"])
+                if main.get("prevalence") is not None
+                else None
+            ),
+            "predicted_positive": main.get("n_predicted_positive"),
+        },
     }
 
 
