@@ -72,13 +72,15 @@ def normalise_label(text: str) -> str:
 
 
 def reserved_phrase_in(text: str, *, is_name: bool = False) -> str | None:
-    """The first reserved phrase ``text`` contains as whole words, or None. A name
+    """The reserved phrase ``text`` contains first (as whole words), or None. A name
     (``is_name``) is also refused the board's tags (:data:`RESERVED_NAME_WORDS`)."""
     norm = normalise_label(text)
-    for phrase in RESERVED_PHRASES + (RESERVED_NAME_WORDS if is_name else ()):
-        if f" {phrase} " in norm:
-            return phrase
-    return None
+    found = [
+        (norm.find(f" {phrase} "), -len(phrase), phrase)
+        for phrase in RESERVED_PHRASES + (RESERVED_NAME_WORDS if is_name else ())
+        if f" {phrase} " in norm
+    ]
+    return min(found)[2] if found else None
 
 
 def check_participant_text(fields: Mapping[str, Any]) -> None:
