@@ -25,7 +25,7 @@ def test_forest_plot_draws_markup_in_names_as_plain_text(live_server, page, shoo
 
     assert page.locator(f'a[href="{PHISH_URL}"]').count() == 0
     assert plot.locator("svg a").count() == 0
-    ticks = plot.locator("g.ytick text").all_inner_texts()
+    ticks = plot.locator("g.ytick text").all_text_contents()
     assert any(PHISH in t and BIG in t for t in ticks), ticks
     # No tick label is drawn at the 80 px the span asks for.
     styles = plot.locator("g.ytick text, g.ytick tspan").evaluate_all(

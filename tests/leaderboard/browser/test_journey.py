@@ -1,4 +1,4 @@
-"""A participant's first visit in a real browser: sign up, upload through the form, see the
+"""A participant's first visit in a real browser: sign up, confirm the e-mail address, upload through the form, see the
 error for a bad file, watch the status change, find the entry ranked, and open its report
 with the plots drawn."""
 
@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 
 import pytest
+from django.core import mail
 
 from leaderboard.board.models import Submission
 
@@ -43,6 +44,15 @@ def test_sign_up_submit_watch_and_read_the_report(
     page.click("form.stacked button")
     page.wait_for_url(f"{base}/submit/")
     assert "Welcome, ada" in page.content()
+    assert page.locator("#confirm-notice").count() == 1  # no submissions before confirming
+
+    # The confirmation link sent by e-mail confirms the address.
+    link = re.search(r"https?://\S+/accounts/confirm/\S+/", mail.outbox[-1].body)
+    assert link and mail.outbox[-1].to == ["ada@example.org"]
+    page.goto(link.group(0))
+    assert "Address confirmed" in page.content()
+    page.goto(f"{base}/submit/")
+    assert page.locator("#confirm-notice").count() == 0
     shoot(page, "02-submit-form")
 
     # A file of the wrong type is refused in the browser, with the reason next to the field.
