@@ -55,6 +55,12 @@ class Limits:
     open_files: int = 4_096
     user: str | None = None
 
+    # Streaming runs (the gateway, docs/containers.md): per step and at the start and end.
+    step_time: float = 120.0  # to answer one step, from the step's last byte sent
+    ready_time: float = 300.0  # to connect and answer the hello (loading weights included)
+    exit_time: float = 30.0  # to exit after the end message
+    answer_bytes: int = 64 * MiB  # one answer line
+
     # How often the runner checks the clock and the output size while a model runs.
     poll_interval: float = 0.2
 
@@ -81,6 +87,9 @@ class Limits:
             "/tmp": format_bytes(self.tmp_bytes),
             "/output": f"{format_bytes(self.output_bytes)}, {self.output_files} files",
             "log kept": format_bytes(self.log_tail_bytes),
+            "streaming: answer time per step": f"{self.step_time:g} s",
+            "streaming: time to connect and answer the hello": f"{self.ready_time:g} s",
+            "streaming: answer size per step": format_bytes(self.answer_bytes),
             "network": "none",
         }
 

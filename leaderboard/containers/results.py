@@ -57,6 +57,7 @@ class RunStatus(StrEnum):
     NO_OUTPUT = "no_output"
     OUTPUT_TOO_LARGE = "output_too_large"
     WRONG_OUTPUT = "wrong_output"
+    PROTOCOL_ERROR = "protocol_error"  # streaming only: the gateway's protocol was broken
     ENGINE_ERROR = "engine_error"
     SKIPPED = "skipped"
 

@@ -15,6 +15,7 @@ Only numpy, pillow and the standard library are used.
 from __future__ import annotations
 
 import csv
+import io
 import json
 import math
 from pathlib import Path
@@ -117,13 +118,15 @@ def stay_features(rows: np.ndarray, ends: np.ndarray) -> np.ndarray:
     return out
 
 
-def image_features(path: Path | None) -> tuple[float, float, float]:
-    """(has_image, mean brightness, brightness of the central lung fields), in [0, 1]."""
-    if path is None or not path.is_file():
+def image_features(path: Path | bytes | None) -> tuple[float, float, float]:
+    """(has_image, mean brightness, brightness of the central lung fields), in [0, 1], of a
+    PNG file or its bytes."""
+    if path is None or (isinstance(path, Path) and not path.is_file()):
         return 0.0, 0.5, 0.5
     from PIL import Image
 
-    with Image.open(path) as im:
+    source = io.BytesIO(path) if isinstance(path, bytes) else path
+    with Image.open(source) as im:
         px = np.asarray(im.convert("L"), dtype=np.float64) / 255.0
     h, w = px.shape
     centre = px[h // 4 : h - h // 4, w // 6 : w - w // 6]

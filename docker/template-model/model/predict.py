@@ -2,6 +2,9 @@
 
     python3 predict.py --input /input --output /output
 
+With ``MEDMOD_GATEWAY`` set, the platform streams the test split instead (stream.py): no
+/input, predictions are answered step by step through the gateway.
+
 The contract (docs/containers.md): /input/task.json names the task and scenario,
 /input/units.csv lists the units to predict (cxr_dicom_id is blank where no image is
 available in this scenario), /input/ehr/ holds the test split's EHR files and
@@ -14,6 +17,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -33,6 +37,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--output", default="/output", type=Path)
     parser.add_argument("--weights", default=Path(__file__).with_name("weights.json"), type=Path)
     args = parser.parse_args(argv)
+    if os.environ.get("MEDMOD_GATEWAY"):
+        import stream
+
+        return stream.main(args.weights)
     t0 = time.perf_counter()
 
     task = json.loads((args.input / "task.json").read_text())
