@@ -380,7 +380,8 @@ def participant_report(report: dict[str, Any]) -> dict[str, Any]:
         "metrics", {}
     ):
         view["summary"] = summarize(view)
-    view["plots"] = plots.report_figures(view)
+    # Error bars are differences of rounded figures: their float tails are rounded away.
+    view["plots"] = disclose_figures(plots.report_figures(view), decimals=MAX_DECIMALS)
     view["disclosure"] = {
         "rounding": "each figure to the decimal of its CI half-width's leading digit (1 to 3)",
         "curves": f"bootstrap median and 95% band on {CURVE_GRID} points",

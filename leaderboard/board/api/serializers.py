@@ -11,6 +11,7 @@ from rest_framework import serializers
 from benchmark_data.tasks import METRICS, TASK_SLUGS
 from leaderboard.board.models import Benchmark, Evaluation, Submission, Task, Track
 from leaderboard.board.services.submissions import SubmissionMeta
+from scoring.disclosure import MIN_DECIMALS, round_figure, unit_effect
 
 MODALITIES = ("ehr", "cxr")
 
@@ -196,12 +197,13 @@ class EvaluationSerializer(serializers.ModelSerializer):
     is_current = serializers.SerializerMethodField()
     container_run = serializers.SerializerMethodField()
     container_logs = serializers.SerializerMethodField()
+    duration_seconds = serializers.SerializerMethodField()
 
     class Meta:
         model = Evaluation
         fields = [
             "id", "status", "trigger", "triggered_by", "scorer_version", "benchmark_hash",
-            "seed", "replicates", "threshold", "form", "primary_metric", "primary",
+            "replicates", "threshold", "form", "primary_metric", "primary",
             "is_current", "error_code", "error_message", "attempts", "created_at",
             "started_at", "finished_at", "duration_seconds", "container_run", "container_logs",
         ]  # fmt: skip
@@ -218,6 +220,12 @@ class EvaluationSerializer(serializers.ModelSerializer):
             return None
         return obj.container_logs
 
+    @extend_schema_field(OpenApiTypes.FLOAT)
+    def get_duration_seconds(self, obj: Evaluation) -> float | None:
+        """Seconds, to a tenth: no float reaches a participant beyond its precision."""
+        d = obj.duration_seconds
+        return None if d is None else round(float(d), 1)
+
     @extend_schema_field(OpenApiTypes.STR)
     def get_triggered_by(self, obj: Evaluation) -> str | None:
         return obj.triggered_by.get_username() if obj.triggered_by_id else None
@@ -226,7 +234,13 @@ class EvaluationSerializer(serializers.ModelSerializer):
     def get_primary(self, obj: Evaluation) -> dict[str, Any] | None:
         if obj.status != Evaluation.Status.SUCCEEDED:
             return None
-        return {"value": obj.primary_value, "ci": [obj.primary_ci_low, obj.primary_ci_high]}
+        counts = (obj.summary or {}).get("counts") or {}
+        value, ci = round_figure(
+            obj.primary_value,
+            [obj.primary_ci_low, obj.primary_ci_high],
+            effect=unit_effect(obj.primary_metric, counts) if counts else 10.0**-MIN_DECIMALS / 2,
+        )
+        return {"value": value, "ci": ci}
 
     @extend_schema_field(OpenApiTypes.BOOL)
     def get_is_current(self, obj: Evaluation) -> bool:
@@ -279,11 +293,17 @@ class SubmissionSerializer(serializers.ModelSerializer):
         """The primary metric of the latest successful run, if any."""
         if not getattr(obj, "latest_evaluation_id", None):
             return None
+        # No counts here: one decimal at most (scoring.disclosure).
+        value, ci = round_figure(
+            obj.latest_value,
+            [obj.latest_ci_low, obj.latest_ci_high],
+            effect=10.0**-MIN_DECIMALS / 2,
+        )
         return {
             "evaluation_id": obj.latest_evaluation_id,
             "metric": obj.latest_metric,
-            "value": obj.latest_value,
-            "ci": [obj.latest_ci_low, obj.latest_ci_high],
+            "value": value,
+            "ci": ci,
             "scorer_version": obj.latest_scorer_version,
         }
 

@@ -65,6 +65,7 @@ from leaderboard.board.services.submissions import (
     submission_publish,
     submission_unpublish,
 )
+from scoring.disclosure import participant_report
 
 
 class CSVRenderer(BaseRenderer):
@@ -354,7 +355,7 @@ class SubmissionReportView(APIView):
                 "entry_id": sub.pk,
                 "evaluation_id": evaluation.pk,
                 "created_at": evaluation.created_at,
-                "report": evaluation.report,
+                "report": participant_report(evaluation.report),
             }
         )
 

@@ -44,6 +44,7 @@ from django.db.models import OuterRef, Subquery
 from benchmark_data.tasks import METRICS
 from leaderboard.board.models import VERIFIED, Evaluation, Submission, Task, verification_label
 from leaderboard.board.selectors.submissions import current_scorer_version
+from scoring.disclosure import MIN_DECIMALS, disclose_figures, disclose_summary
 
 S = Submission.Status
 E = Evaluation.Status
@@ -79,6 +80,10 @@ class BoardRow:
     robustness: dict[str, Any]
     fairness: dict[str, Any]
     replicates: list[float | None] = field(repr=False, default_factory=list)
+    # The primary figure as published (scoring.disclosure); value/ci above stay at full
+    # precision for the ranking, the paired tests and the tiers.
+    shown_value: float | None = None
+    shown_ci: list[float | None] = field(default_factory=lambda: [None, None])
     position: int | None = None
     rank: int | None = None
     tier: int | None = None
@@ -124,12 +129,12 @@ class BoardRow:
             "paper_url": self.paper_url,
             "code_url": self.code_url,
             "form": self.form,
-            "primary": {"value": self.value, "ci": self.ci},
+            "primary": {"value": self.shown_value, "ci": self.shown_ci},
             "metrics": self.metrics,
             "robustness": self.robustness,
             "fairness": self.fairness,
-            "vs_leader": self.vs_leader,
-            "vs_baseline": self.vs_baseline,
+            "vs_leader": disclose_figures(self.vs_leader, max_decimals=MIN_DECIMALS),
+            "vs_baseline": disclose_figures(self.vs_baseline, max_decimals=MIN_DECIMALS),
             "evaluation_id": self.evaluation_id,
             "evaluated_at": self.evaluated_at.isoformat() if self.evaluated_at else None,
             "scorer_version": self.scorer_version,
@@ -337,6 +342,10 @@ def board_key_remember(*, task: Task, generation: str, key: str) -> None:
 
 def _row(entry: dict[str, Any], ev: Evaluation) -> BoardRow:
     summary = ev.summary or {}
+    # What leaves the platform: figures bounded by the disclosure budget.
+    shown = disclose_summary(
+        {**summary, "value": ev.primary_value, "ci": [ev.primary_ci_low, ev.primary_ci_high]}
+    )
     return BoardRow(
         submission_id=entry["pk"],
         method_name=entry["method_name"],
@@ -354,10 +363,12 @@ def _row(entry: dict[str, Any], ev: Evaluation) -> BoardRow:
         form=ev.form,
         value=ev.primary_value,
         ci=[ev.primary_ci_low, ev.primary_ci_high],
-        metrics=summary.get("metrics") or {},
-        robustness=summary.get("robustness") or {},
-        fairness=summary.get("fairness") or {},
+        metrics=shown.get("metrics") or {},
+        robustness=shown.get("robustness") or {},
+        fairness=shown.get("fairness") or {},
         replicates=ev.replicate_values or [],
+        shown_value=shown.get("value"),
+        shown_ci=shown.get("ci") or [None, None],
     )
 
 
@@ -591,12 +602,12 @@ def board_forest_figure(board: Board) -> dict[str, Any] | None:
     rows = [
         {
             "label": f"{r.method_name} ({r.team})",
-            "value": r.value,
-            "ci": r.ci,
+            "value": r.shown_value,
+            "ci": r.shown_ci,
             "is_baseline": r.is_reference,
         }
         for r in board.rows
-        if r.value is not None
+        if r.shown_value is not None
     ]
     if not rows:
         return None
@@ -606,6 +617,10 @@ def board_forest_figure(board: Board) -> dict[str, Any] | None:
 
 
 CSV_METRIC_FIELDS = ("value", "ci_low", "ci_high")
+
+
+def _rounded_p(comparison: dict[str, Any] | None) -> Any:
+    return disclose_figures((comparison or {}).get("p"), max_decimals=MIN_DECIMALS + 1)
 
 
 def board_csv_rows(board: Board) -> tuple[list[str], list[list[Any]]]:
@@ -630,7 +645,8 @@ def board_csv_rows(board: Board) -> tuple[list[str], list[list[Any]]]:
             r.rank_interval[0] if r.rank_interval else "",
             r.rank_interval[1] if r.rank_interval else "",
             r.submission_id, r.method_name, r.team, int(r.is_reference), r.track,
-            r.verification, "+".join(r.modalities), r.form, r.value, r.ci[0], r.ci[1],
+            r.verification, "+".join(r.modalities), r.form, r.shown_value, r.shown_ci[0],
+            r.shown_ci[1],
         ]  # fmt: skip
         for m in others:
             entry = r.metrics.get(m) or {}
@@ -641,8 +657,8 @@ def board_csv_rows(board: Board) -> tuple[list[str], list[list[Any]]]:
             _scalar(r.robustness.get("audc")),
             _scalar(drop),
             _scalar(r.fairness.get("max_gap")),
-            (r.vs_leader or {}).get("p"),
-            (r.vs_baseline or {}).get("p"),
+            _rounded_p(r.vs_leader),
+            _rounded_p(r.vs_baseline),
             r.scorer_version,
             r.evaluated_at.isoformat() if r.evaluated_at else "",
         ]

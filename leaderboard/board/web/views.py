@@ -56,6 +56,7 @@ from leaderboard.board.services.submissions import (
 )
 from leaderboard.board.uploads import limit_text
 from leaderboard.board.web.forms import SubmissionForm
+from scoring.disclosure import participant_report
 
 
 def home(request: HttpRequest) -> HttpResponse:
@@ -292,12 +293,12 @@ def entry_report_html(evaluation: Evaluation) -> dict[str, Any] | None:
     report itself is only read then (the page's selectors leave it out).
     """
     finished = evaluation.finished_at.timestamp() if evaluation.finished_at else 0
-    key = f"entry-report:v1:{evaluation.pk}:{finished}"
+    key = f"entry-report:v2:{evaluation.pk}:{finished}"
     succeeded = evaluation.status == Evaluation.Status.SUCCEEDED
     cached = cache.get(key) if succeeded else None
     if cached is not None:
         return cached
-    report = evaluation.report
+    report = participant_report(evaluation.report) if evaluation.report else None
     if not report:
         return None
     sections = _report_sections(report)
