@@ -216,7 +216,7 @@ def scenario_counts(sec: dict[str, Any]) -> dict[str, Any]:
     """Units, positives and predicted positives of a stored scenario section."""
     n = sec.get("n_units")
     prev = sec.get("prevalence")
-    pos = round(float(prev) * n) if _finite(prev) and isinstance(n, int) else None
+    pos = round(prev * n) if isinstance(prev, int | float) and isinstance(n, int) else None
     return {"n": n, "positives": pos, "predicted_positive": sec.get("n_predicted_positive")}
 
 
