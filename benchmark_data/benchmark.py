@@ -190,6 +190,12 @@ class Benchmark:
     def tasks(self) -> list[str]:
         return [t for t in self.manifest.get("tasks", list(TASKS)) if t in TASKS]
 
+    def scored_on(self, task: str) -> str:
+        """``public``: the task's test split is scored on its public test unit list (every
+        kind of entry); ``all``: on every test unit, through the streaming gateway only
+        (docs/benchmark-format.md, "The test split"). Format-1 benchmarks: ``public``."""
+        return str(self.manifest.get("scored_on", {}).get(get_task(task).slug, "public"))
+
     def has_credentialed(self) -> bool:
         return any(not layout.is_public(rel) for rel in self.manifest["files"])
 

@@ -7,7 +7,7 @@ down once.
 from __future__ import annotations
 
 FORMAT_NAME = "medmod-benchmark"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 
 MANIFEST = "manifest.json"
 PUBLIC = "public"

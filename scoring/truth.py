@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from benchmark_data.benchmark import Benchmark
+from benchmark_data.sequestered import test_split
 from benchmark_data.tasks import (
     AGE_BIN_LABELS,
     CXR_MISSING_LEVELS,
@@ -27,6 +28,8 @@ from benchmark_data.tasks import (
     get_task,
 )
 
+UNIT_SETS = ("public", "all")
+ERR_UNIT_SET = "unknown test unit set {unit_set!r}; the sets are: {known}"
 ERR_TRUTH_COLUMNS = "truth file {path}: missing column(s) {columns} for task {task}"
 ERR_TRUTH_READ = "truth file {path}: cannot be read as CSV ({detail})"
 ERR_TRUTH_DUPLICATES = "truth file {path}: {n} duplicate unit(s), first: {first}"
@@ -116,27 +119,44 @@ def _labels(df: pd.DataFrame, task: Task) -> np.ndarray:
     return y[:, 0] if task.kind == "binary" else y
 
 
-def truth_from_benchmark(bench: Benchmark, task: str | Task) -> Truth:
-    """Truth of a task's test split from a benchmark's credentialed part."""
+def truth_from_benchmark(
+    bench: Benchmark, task: str | Task, *, unit_set: str | None = None
+) -> Truth:
+    """Truth of a task's test split from a benchmark's credentialed part.
+
+    ``unit_set``: ``"public"`` scores the public test unit list, ``"all"`` every test unit
+    (what the streaming gateway asks a model for); by default the set the benchmark scores
+    the task on (:meth:`Benchmark.scored_on`).
+    """
     t = get_task(task) if isinstance(task, str) else task
-    units = bench.units(t.slug, "test")
-    labels = bench.test_labels(t.slug)
+    which = unit_set or bench.scored_on(t.slug)
+    if which not in UNIT_SETS:
+        raise ValueError(ERR_UNIT_SET.format(unit_set=which, known=", ".join(UNIT_SETS)))
     keys = list(t.key_columns)
+    if which == "all":
+        split = test_split(bench)
+        units_df = split.units(t.slug)
+        labels = split.labels(t.slug)
+        scenario_sets = split.scenarios(t.slug) if units_df["cxr_dicom_id"].notna().any() else None
+    else:
+        units_df = bench.units(t.slug, "test")
+        labels = bench.test_labels(t.slug)
+        scenario_sets = bench.scenarios(t.slug) if units_df["cxr_dicom_id"].notna().any() else None
+    units: pd.DataFrame = units_df
     if len(labels) != len(units) or not (
         labels[keys].reset_index(drop=True).equals(units[keys].reset_index(drop=True))
     ):
         labels = units[keys].merge(labels, on=keys, how="left", validate="one_to_one")
     demo = bench.demographics()
-    stays = bench.stays()
+    stays = test_split(bench).stays if which == "all" else bench.stays()
     stay_names: dict[str, int] = {}
     if "stay" in stays.columns:
         stay_names = dict(zip(stays["stay"].astype(str), stays["stay_id"].astype(int), strict=True))
     paired = units["cxr_dicom_id"].notna().to_numpy()
     withheld: dict[str, np.ndarray] = {}
-    if paired.any():
-        sets = bench.scenarios(t.slug)
+    if scenario_sets is not None:
         stay = units["stay_id"].to_numpy()
-        for name, stays in sets.withheld.items():
+        for name, stays in scenario_sets.withheld.items():
             withheld[name] = paired & np.isin(stay, stays)
     return Truth(
         task=t,
@@ -217,4 +237,11 @@ def truth_from_csv(path: str | os.PathLike[str], task: str | Task) -> Truth:
     )
 
 
-__all__ = ["AGE_BIN_LABELS", "Truth", "TruthError", "truth_from_benchmark", "truth_from_csv"]
+__all__ = [
+    "AGE_BIN_LABELS",
+    "UNIT_SETS",
+    "Truth",
+    "TruthError",
+    "truth_from_benchmark",
+    "truth_from_csv",
+]

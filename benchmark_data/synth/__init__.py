@@ -23,11 +23,12 @@ import numpy as np
 import pandas as pd
 
 from benchmark_data.benchmark import BenchmarkWriter
+from benchmark_data.causal import scored_on
 from benchmark_data.store import Store
 from benchmark_data.synth.cohort import PHENOTYPE_SLUGS, Cohort, make_cohort
 from benchmark_data.synth.cxr import FINDING_SLUGS, image_findings, schedule_images
 from benchmark_data.synth.scales import SCALES, Scale, SplitTargets, get_scale
-from benchmark_data.synth.units import build_units, scenario_table
+from benchmark_data.synth.units import TestPlan, build_units, plan_test_split
 from benchmark_data.synth.writer import (
     ERR_OUT_EXISTS,
     Progress,
@@ -40,7 +41,7 @@ from benchmark_data.synth.writer import (
 from benchmark_data.tasks import SPLITS, TASK_SLUGS
 
 GENERATOR = "benchmark_data.synth"
-GENERATOR_VERSION = "2"
+GENERATOR_VERSION = "3"
 NAME = "medmod-synthetic"
 
 __all__ = [
@@ -65,7 +66,7 @@ class _Drawn:
     images: pd.DataFrame
     image_params: pd.DataFrame
     units: dict[str, pd.DataFrame]
-    scenarios: dict[str, pd.DataFrame]
+    test: TestPlan
     streams: list[np.random.SeedSequence]
 
 
@@ -78,12 +79,10 @@ def _draw(scale: Scale, seed: int) -> _Drawn:
         images, cohort.stays, cohort.phenotypes, np.random.default_rng(streams[2])
     )
     units = build_units(cohort.stays, cohort.phenotypes, images, findings)
-    scenario_seeds = streams[3].spawn(len(TASK_SLUGS))
-    scenarios = {
-        task: scenario_table(units[task][units[task]["split"] == "test"], np.random.default_rng(s))
-        for task, s in zip(TASK_SLUGS, scenario_seeds, strict=True)
-    }
-    return _Drawn(scale, seed, cohort, images, params, units, scenarios, streams)
+    # The scenario stream's first child draws the test split's cutoffs, one per task the
+    # withheld sets.
+    test = plan_test_split(cohort.stays, images, units, streams[3].spawn(len(TASK_SLUGS) + 1))
+    return _Drawn(scale, seed, cohort, images, params, units, test, streams)
 
 
 def generate(
@@ -113,11 +112,11 @@ def generate(
     say(f"drawn: {len(d.cohort.stays):,} stays, {len(d.images):,} images")
     with destination(out) as store:
         w = BenchmarkWriter(store)
-        write_tables(w, d.cohort, d.images)
-        ehr_stats = write_ehr(w, d.cohort, d.streams[4].spawn(len(SPLITS)), say)
-        counts = write_units(w, d.units, d.scenarios)
+        write_tables(w, d.cohort, d.images, d.test)
+        ehr_stats = write_ehr(w, d.cohort, d.streams[4].spawn(len(SPLITS)), d.test, say)
+        counts = write_units(w, d.units, d.test)
         say("unit lists written")
-        write_images(w, d.images, d.image_params, size=d.scale.image_size,
+        write_images(w, d.images, d.image_params, d.test, size=d.scale.image_size,
                      rng=np.random.default_rng(d.streams[5]), progress=say)  # fmt: skip
         say(f"{len(d.images):,} images written")
         manifest = w.finish(
@@ -133,6 +132,7 @@ def generate(
             extra={
                 "tasks": list(TASK_SLUGS),
                 "counts": counts,
+                "scored_on": scored_on(counts),
                 "prevalence": _prevalence(d.units),
                 "stats": _stats(d, ehr_stats),
             },

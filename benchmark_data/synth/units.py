@@ -7,13 +7,17 @@ unit the latest image of the stay.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import pandas as pd
 
+from benchmark_data import causal
+from benchmark_data.sequestered import prediction_hours
 from benchmark_data.synth.cohort import PHENOTYPE_SLUGS
 from benchmark_data.synth.counts import FIRST_ROW_HOUR, LONG_STAY_MINUTES
 from benchmark_data.synth.cxr import FINDING_SLUGS
-from benchmark_data.tasks import CXR_MISSING_LEVELS, TASKS
+from benchmark_data.tasks import TASKS
 
 _KEY = 10_000_000  # minutes per stay in the pairing key (stays last < 60 days)
 
@@ -115,12 +119,58 @@ def build_units(
     return out
 
 
-def scenario_table(units: pd.DataFrame, rng: np.random.Generator) -> pd.DataFrame:
-    """Paired test stays of a task and the nested withheld sets (seeded permutation)."""
-    stays = np.unique(units.loc[units["cxr_dicom_id"].notna(), "stay_id"].to_numpy())
-    perm = rng.permutation(stays)
-    df = pd.DataFrame({"stay_id": stays})
-    for p in CXR_MISSING_LEVELS:
-        k = len(stays) if p == 100 else int(np.floor(p * len(stays) / 100 + 0.5))
-        df[f"cxr_missing_{p}"] = np.isin(stays, perm[:k]).astype(np.int64)
-    return df
+@dataclass
+class TestPlan:
+    """The test split's public view (:mod:`benchmark_data.causal`): each test stay's
+    family, cutoff and publication, every test unit with its prediction time and whether it
+    is public, and the scenario tables of the whole test split and of its public part."""
+
+    stays: pd.DataFrame  # stay_id, end_hours, family, cutoff_hours, published
+    units: dict[str, pd.DataFrame]  # every test unit: ..., prediction_hours, public, labels
+    scenarios: dict[str, pd.DataFrame]  # public paired stays
+    all_scenarios: dict[str, pd.DataFrame]  # every paired test stay
+
+    def plan(self) -> pd.DataFrame:
+        return self.stays[["stay_id", "family", "cutoff_hours", "published"]]
+
+
+def plan_test_split(
+    stays: pd.DataFrame,
+    images: pd.DataFrame,
+    units: dict[str, pd.DataFrame],
+    seeds: list[np.random.SeedSequence],
+) -> TestPlan:
+    """Cut the test split: one seed per task for its withheld sets, the last for the
+    cutoffs."""
+    test = stays["split"].to_numpy() == "test"
+    tstays = pd.DataFrame({
+        "stay_id": stays["stay_id"].to_numpy()[test],
+        "subject_id": stays["subject_id"].to_numpy()[test],
+        "end_hours": np.round(stays["los_min"].to_numpy()[test] / 60.0, 6),
+    })  # fmt: skip
+    tunits = {task: df[df["split"] == "test"].reset_index(drop=True) for task, df in units.items()}
+    plan = causal.plan_cutoffs(
+        tstays,
+        mortality_stays=tunits["in-hospital-mortality"]["stay_id"].to_numpy(),
+        hourly=tunits["length-of-stay"][["stay_id", "period_length"]],
+        rng=np.random.default_rng(seeds[-1]),
+    )
+    end = tstays.set_index("stay_id")["end_hours"]
+    image_hours = pd.Series(
+        images["minute"].to_numpy() / 60.0, index=images["dicom_id"].to_numpy()
+    )  # fmt: skip
+    out: dict[str, pd.DataFrame] = {}
+    scen: dict[str, pd.DataFrame] = {}
+    all_scen: dict[str, pd.DataFrame] = {}
+    for (task, df), seed in zip(tunits.items(), seeds[:-1], strict=True):
+        hours = prediction_hours(
+            task, df, end_hours=df["stay_id"].map(end),
+            image_hours=df["dicom_id"].map(image_hours) if "dicom_id" in df else None,
+        )  # fmt: skip
+        df = df.assign(prediction_hours=np.round(hours, 6))
+        public = causal.public_unit_mask(task, df, plan)
+        out[task] = df.assign(public=public.astype(np.int64))
+        all_scen[task], scen[task] = causal.stratified_scenarios(
+            df, public, np.random.default_rng(seed)
+        )
+    return TestPlan(tstays.merge(plan, on="stay_id"), out, scen, all_scen)

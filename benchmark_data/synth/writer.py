@@ -17,13 +17,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from benchmark_data import layout
+from benchmark_data import causal, layout
 from benchmark_data.benchmark import BenchmarkWriter
 from benchmark_data.discretize import discretize_split, split_index
 from benchmark_data.store import LocalStore, Store, open_store
 from benchmark_data.synth.cohort import Cohort
 from benchmark_data.synth.ehr import make_timeseries
 from benchmark_data.synth.render import BATCH, png_bytes, render_batch
+from benchmark_data.synth.units import TestPlan
 from benchmark_data.tasks import SPLITS, TASKS
 
 WRITE_THREADS = 4
@@ -94,16 +95,26 @@ def _datetime_text(values: np.ndarray) -> np.ndarray:
     return np.asarray(pd.Series(values).dt.strftime("%Y-%m-%d %H:%M:%S").to_numpy(dtype=object))
 
 
-def write_tables(w: BenchmarkWriter, cohort: Cohort, images: pd.DataFrame) -> None:
-    """stays.csv, the credentialed demographics and the chest X-ray metadata."""
+def write_tables(w: BenchmarkWriter, cohort: Cohort, images: pd.DataFrame, test: TestPlan) -> None:
+    """stays.csv, the credentialed demographics and the chest X-ray metadata: the public
+    files show the published test stays and their images up to the cutoff; the whole test
+    split's go to ``credentialed/test/``."""
     st = cohort.stays
     intime = st["intime"].to_numpy().astype("datetime64[s]")
-    w.write_csv(layout.STAYS, pd.DataFrame({
+    stays = pd.DataFrame({
         "stay_id": st["stay_id"], "subject_id": st["subject_id"], "hadm_id": st["hadm_id"],
         "split": st["split"], "intime": _datetime_text(intime),
         "stay": [f"{s}_episode{k}_timeseries.csv"
                  for s, k in zip(st["subject_id"], st["episode"], strict=True)],
-    }))  # fmt: skip
+    })  # fmt: skip
+    plan = test.stays.set_index("stay_id")
+    is_test = stays["split"] == "test"
+    shown = ~is_test | stays["stay_id"].map(plan["published"]).eq(1)
+    w.write_csv(layout.STAYS, stays[shown.to_numpy()])
+    whole = stays[is_test.to_numpy()].drop(columns="split").merge(
+        test.stays.drop(columns="subject_id"), on="stay_id", how="left", validate="one_to_one"
+    )  # fmt: skip
+    w.write_csv(layout.TEST_STAYS, whole)
     w.write_csv(layout.DEMOGRAPHICS, st[["stay_id", "subject_id", "age", "gender", "race",
                                          "insurance", "admission_type"]])  # fmt: skip
     s = images["stay"].to_numpy()
@@ -116,13 +127,27 @@ def write_tables(w: BenchmarkWriter, cohort: Cohort, images: pd.DataFrame) -> No
         "view_position": "AP", "hours": np.round(minute / 60.0, 6),
         "path": [layout.image(d) for d in images["dicom_id"]],
     })  # fmt: skip
-    w.write_csv(layout.CXR_METADATA, meta)
+    published = _image_published(meta, test)
+    w.write_csv(layout.CXR_METADATA, meta[published])
+    test_meta = meta[(meta["split"] == "test").to_numpy()].drop(columns=["split", "path"])
+    w.write_csv(layout.TEST_CXR_METADATA,
+                test_meta.assign(published=published[meta["split"] == "test"].astype(np.int64)))  # fmt: skip
+
+
+def _image_published(meta: pd.DataFrame, test: TestPlan) -> np.ndarray:
+    """Which images the public files show: training and validation ones, and test images
+    of published stays taken at or before the cutoff."""
+    is_test = (meta["split"] == "test").to_numpy()
+    return ~is_test | causal.image_published(meta, test.plan())
 
 
 def write_ehr(
-    w: BenchmarkWriter, cohort: Cohort, rng_seeds: list[np.random.SeedSequence], progress: Progress
-) -> dict[str, int]:
-    """Per split: the irregular time series, the discretized array and its index."""
+    w: BenchmarkWriter, cohort: Cohort, rng_seeds: list[np.random.SeedSequence], test: TestPlan,
+    progress: Progress,
+) -> dict[str, int]:  # fmt: skip
+    """Per split: the irregular time series, the discretized array and its index. The test
+    split is written whole to ``credentialed/test/ehr/`` and cut at each published stay's
+    cutoff to ``public/ehr/``."""
     counts: dict[str, int] = {}
     split = cohort.stays["split"].to_numpy()
     for name, seed in zip(SPLITS, rng_seeds, strict=True):
@@ -132,6 +157,13 @@ def write_ehr(
             np.random.default_rng(seed),
         )  # fmt: skip
         x = discretize_split(ts, index)
+        if name == "test":
+            w.write_csv(layout.TEST_TIMESERIES, ts)
+            w.write_npy(layout.TEST_DISCRETIZED, x)
+            w.write_csv(layout.TEST_DISCRETIZED_INDEX,
+                        split_index(index["stay_id"], index["n_hours"]))  # fmt: skip
+            ts = causal.cut_timeseries(ts, test.plan())
+            x, index = causal.cut_discretized(x, index, test.plan())
         w.write_csv(layout.timeseries(name), ts)
         w.write_npy(layout.discretized(name), x)
         w.write_csv(layout.discretized_index(name), split_index(index["stay_id"], index["n_hours"]))
@@ -142,7 +174,7 @@ def write_ehr(
 
 
 def write_images(
-    w: BenchmarkWriter, images: pd.DataFrame, params: pd.DataFrame, *, size: int,
+    w: BenchmarkWriter, images: pd.DataFrame, params: pd.DataFrame, test: TestPlan, *, size: int,
     rng: np.random.Generator, progress: Progress,
 ) -> None:  # fmt: skip
     """Render and write every image, in batches.
@@ -152,9 +184,11 @@ def write_images(
     the order of writes, and the manifest lists files sorted.
     """
     dicom = images["dicom_id"].to_numpy()
+    sequestered = set(test.units["radiology"].loc[lambda u: u["public"] == 0, "dicom_id"])
 
     def encode_and_write(d: str, px: np.ndarray) -> None:
-        w.write_bytes(layout.image(d), png_bytes(px))
+        rel = layout.sequestered_image(d) if d in sequestered else layout.image(d)
+        w.write_bytes(rel, png_bytes(px))
 
     with ThreadPoolExecutor(max_workers=WRITE_THREADS) as pool:
         pending: list[Future[None]] = []
@@ -174,24 +208,33 @@ def write_images(
 
 
 def write_units(
-    w: BenchmarkWriter, units: dict[str, pd.DataFrame], scenarios: dict[str, pd.DataFrame]
+    w: BenchmarkWriter, units: dict[str, pd.DataFrame], test: TestPlan
 ) -> dict[str, Any]:
-    """Unit lists (labels in train and val only), test labels and scenario files."""
+    """Unit lists (labels in train and val only), test labels and scenario files: the
+    public test units and their labels, and every test unit under ``credentialed/test/``."""
     counts: dict[str, Any] = {}
     for task, df in units.items():
         t = TASKS[task]
         labels = list(t.label_columns)
+        keep = [*t.key_columns, "subject_id", "stay_id", *labels]
         c: dict[str, int] = {}
         for name in SPLITS:
-            part = df[df["split"] == name].drop(columns="split").reset_index(drop=True)
             if name == "test":
+                whole = test.units[task].drop(columns="split").reset_index(drop=True)
+                part = whole[whole["public"] == 1].drop(columns=["prediction_hours", "public"])
+                part = part.reset_index(drop=True)
                 w.write_csv(layout.units(task, name), part.drop(columns=labels))
-                keep = [*t.key_columns, "subject_id", "stay_id", *labels]
                 w.write_csv(layout.test_labels(task), part[list(dict.fromkeys(keep))])
+                w.write_csv(layout.test_units(task), whole.drop(columns=labels))
+                w.write_csv(layout.all_test_labels(task), whole[list(dict.fromkeys(keep))])
                 c["test_paired"] = int(part["cxr_dicom_id"].notna().sum())
+                c["test_all"] = len(whole)
+                c["test_all_paired"] = int(whole["cxr_dicom_id"].notna().sum())
             else:
+                part = df[df["split"] == name].drop(columns="split").reset_index(drop=True)
                 w.write_csv(layout.units(task, name), part)
             c[name] = len(part)
-        counts[task] = {s: c[s] for s in (*SPLITS, "test_paired")}
-        w.write_csv(layout.scenarios(task), scenarios[task])
+        counts[task] = {s: c[s] for s in (*SPLITS, "test_paired", "test_all", "test_all_paired")}
+        w.write_csv(layout.scenarios(task), test.scenarios[task])
+        w.write_csv(layout.test_scenarios(task), test.all_scenarios[task])
     return counts

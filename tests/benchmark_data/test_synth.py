@@ -12,6 +12,7 @@ from PIL import Image
 
 from benchmark_data import Benchmark, layout
 from benchmark_data.discretize import discretize
+from benchmark_data.sequestered import test_split
 from benchmark_data.synth import SCALES, generate
 from benchmark_data.synth.cohort import PHENOTYPES, make_cohort
 from benchmark_data.synth.counts import (
@@ -28,6 +29,7 @@ from benchmark_data.synth.signal import signal_table
 from benchmark_data.synth.units import build_units
 from benchmark_data.tasks import CXR_MISSING_LEVELS, RACE_GROUPS, SPLITS, TASK_SLUGS, TASKS
 from benchmark_data.variables import VARIABLE_NAMES
+from tests.benchmark_data.leak_free import check_leak_free
 
 OTHER_COLUMNS = {
     "in-hospital-mortality": ["subject_id", "cxr_dicom_id"],
@@ -71,6 +73,25 @@ def test_every_file_is_listed_and_verified_and_nothing_else_is_written(demo):
     assert manifest["parts"] == ["credentialed", "public"]
 
 
+def test_the_public_test_files_are_the_whole_test_split_cut_at_each_cutoff(demo):
+    """Leak-free layout: one published stay per patient, its files up to its cutoff, the
+    public units at their cutoff; the hourly tasks' test split only through the gateway."""
+    bench, manifest = demo
+    counts = check_leak_free(bench)
+    assert counts["decompensation"] == counts["length-of-stay"] == 0
+    assert manifest["scored_on"] == {
+        "in-hospital-mortality": "public", "phenotyping": "public", "decompensation": "all",
+        "length-of-stay": "all", "radiology": "public",
+    }  # fmt: skip
+    whole = test_split(bench)
+    fam = whole.stays.loc[whole.stays["published"] == 1, "family"].value_counts(normalize=True)
+    assert set(fam.index) == {"mortality", "phenotyping"}
+    # About half of the published stays in each family (phenotyping also takes the short
+    # stays drawn for mortality).
+    assert 0.25 < fam["mortality"] < 0.5
+    assert counts["in-hospital-mortality"] > 250 and counts["phenotyping"] > 600
+
+
 def test_unit_lists_have_the_documented_columns_and_no_test_labels(units):
     for task in TASK_SLUGS:
         t = TASKS[task]
@@ -102,16 +123,19 @@ def test_counts_in_the_manifest_match_the_unit_lists(demo, units):
         for split in SPLITS:
             assert c[split] == len(units[task, split])
         assert c["test_paired"] == units[task, "test"]["cxr_dicom_id"].notna().sum()
+        assert c["test"] <= c["test_all"] and c["test_paired"] <= c["test_all_paired"]
+    # The whole test split (what the gateway serves) has the scale's exact sizes.
     targets = SCALES["demo"].targets("test")
-    assert manifest["counts"]["phenotyping"]["test"] == targets.stays
-    assert manifest["counts"]["in-hospital-mortality"]["test"] == targets.long_stays
-    assert manifest["counts"]["length-of-stay"]["test"] == targets.los_rows
-    assert manifest["counts"]["decompensation"]["test"] == targets.decompensation_rows
-    assert manifest["counts"]["radiology"]["test"] == targets.images
+    counts = {task: manifest["counts"][task]["test_all"] for task in TASK_SLUGS}
+    assert counts["phenotyping"] == targets.stays
+    assert counts["in-hospital-mortality"] == targets.long_stays
+    assert counts["length-of-stay"] == targets.los_rows
+    assert counts["decompensation"] == targets.decompensation_rows
+    assert counts["radiology"] == targets.images
 
 
 def test_a_larger_test_split_leaves_train_and_validation_as_they_were():
-    """The demo's test split is twice MedMod's share; train and validation keep their sizes
+    """The demo's test split is four times MedMod's share; train and validation keep their sizes
     (up to one unit of rounding: they are scaled from the rounded test split)."""
     plain = scale_like_medmod("plain", 340, image_size=64)
     demo = SCALES["demo"]
@@ -119,14 +143,23 @@ def test_a_larger_test_split_leaves_train_and_validation_as_they_were():
         got, want = asdict(demo.targets(split)), asdict(plain.targets(split))
         assert got["stays"] == want["stays"]
         assert all(abs(got[k] - want[k]) <= 1 for k in want), (split, got, want)
-    assert demo.targets("test") == MEDMOD_TEST.scaled(680 / MEDMOD_TEST.stays)
+    assert demo.targets("test") == MEDMOD_TEST.scaled(1360 / MEDMOD_TEST.stays)
     assert SCALES["medmod"].targets("test") == MEDMOD_TEST
+
+
+def _all_stays(bench: Benchmark) -> pd.DataFrame:
+    """Training and validation stays (public) and every test stay (credentialed)."""
+    public = bench.stays()
+    test = test_split(bench).stays.assign(split="test")[list(public.columns)]
+    return pd.concat([public[public["split"] != "test"], test], ignore_index=True)
 
 
 def test_splits_are_by_subject_and_stay_names_number_episodes_by_intime(demo, units):
     bench, _ = demo
-    stays = bench.stays()
-    assert list(stays.columns) == ["stay_id", "subject_id", "hadm_id", "split", "intime", "stay"]
+    assert list(bench.stays().columns) == [
+        "stay_id", "subject_id", "hadm_id", "split", "intime", "stay"
+    ]  # fmt: skip
+    stays = _all_stays(bench)
     assert stays.groupby("subject_id")["split"].nunique().max() == 1
     assert stays["stay_id"].is_unique and stays["hadm_id"].is_unique
     share = stays.drop_duplicates("subject_id")["split"].value_counts(normalize=True)
@@ -149,7 +182,7 @@ def test_demographics_cover_every_stay_with_the_documented_values(demo):
     d = bench.demographics()
     assert list(d.columns) == ["stay_id", "subject_id", "age", "gender", "race", "insurance",
                                "admission_type"]  # fmt: skip
-    assert set(d["stay_id"]) == set(bench.stays()["stay_id"])
+    assert set(d["stay_id"]) == set(_all_stays(bench)["stay_id"])
     assert set(d["gender"]) == {"M", "F"}
     assert set(d["race"]) == set(RACE_GROUPS)
     assert set(d["insurance"]) == {"Medicare", "Medicaid", "Other"}
@@ -297,10 +330,9 @@ def test_same_seed_same_bytes_other_seed_other_data(tmp_path):
     ).read_bytes()
     assert a == b
     c = generate(tmp_path / "c", scale="tiny", seed=8)
-    for task in TASK_SLUGS:  # exact counts do not depend on the seed
-        assert {s: c["counts"][task][s] for s in SPLITS} == {
-            s: a["counts"][task][s] for s in SPLITS
-        }
+    exact = ("train", "val", "test_all")  # exact counts do not depend on the seed
+    for task in TASK_SLUGS:
+        assert {s: c["counts"][task][s] for s in exact} == {s: a["counts"][task][s] for s in exact}
     same = {k for k in a["files"] if a["files"][k] == c["files"].get(k)}
     assert layout.STAYS not in same and layout.timeseries("test") not in same
     # Generating again into a benchmark directory replaces it whole: no stale files.
