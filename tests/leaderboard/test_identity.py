@@ -284,3 +284,34 @@ def test_a_right_password_before_the_limit_forgets_the_failures():
     for _ in range(2):
         assert _web_login(client, "dora", "wrong").status_code == 200
     assert _web_login(client, "dora", "a-long-test-password").status_code == 302
+
+
+def test_staff_set_teams_and_confirm_addresses_in_the_admin(client):
+    root = UserFactory(username="root", is_staff=True, is_superuser=True)
+    a = UserFactory(username="amy", email="amy@example.org")
+    b = UserFactory(username="abe", email="abe@example.org", email_confirmed=False)
+    client.force_login(root)
+    for url in ("/admin/board/team/", "/admin/board/team/add/", "/admin/board/account/"):
+        assert client.get(url).status_code == 200, url
+    r = client.post(
+        "/admin/board/team/add/",
+        {
+            "name": "Fusion lab",
+            "memberships-TOTAL_FORMS": "2",
+            "memberships-INITIAL_FORMS": "0",
+            "memberships-MIN_NUM_FORMS": "0",
+            "memberships-MAX_NUM_FORMS": "1000",
+            "memberships-0-user": str(a.pk),
+            "memberships-1-user": str(b.pk),
+        },
+    )
+    assert r.status_code == 302, r.content.decode()[:2000]
+    assert quota_holder_ids(owner=a) == sorted([a.pk, b.pk])
+    r = client.post(
+        "/admin/board/account/",
+        {"action": "confirm", "_selected_action": [str(b.account.pk)]},
+        follow=True,
+    )
+    assert b"1 address(es) confirmed." in r.content
+    b.account.refresh_from_db()
+    assert b.account.is_confirmed
