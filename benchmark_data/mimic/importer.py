@@ -6,7 +6,6 @@ directory next to ``out`` and renamed into place, so a failed import leaves noth
 
 from __future__ import annotations
 
-import math
 import os
 import secrets
 import shutil
@@ -18,8 +17,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from benchmark_data import layout
+from benchmark_data import causal, layout
 from benchmark_data.benchmark import BenchmarkWriter
+from benchmark_data.discretize import split_index
 from benchmark_data.mimic import cxr, ehr
 from benchmark_data.mimic.cohort import (
     SplitRule,
@@ -31,12 +31,16 @@ from benchmark_data.mimic.cohort import (
 )
 from benchmark_data.mimic.listfiles import EHR_TASKS, read_all_tasks
 from benchmark_data.mimic.sources import InputFiles, MimicImportError, check_dir, read_subject_set
+from benchmark_data.sequestered import prediction_hours
 from benchmark_data.store import LocalStore
-from benchmark_data.tasks import CXR_MISSING_LEVELS, SPLITS, TASK_SLUGS, TASKS
+from benchmark_data.tasks import SPLITS, TASK_SLUGS, TASKS
 
 DEFAULT_NAME = "medmod-mimic"
 ERR_OUT_EXISTS = "{out} already exists and is not empty; remove it or choose another --out"
 ERR_SEED = "--seed must be a non-negative integer, not {seed}"
+# The seed sequence's second word for the test split's cutoffs (the scenarios use the
+# task's index, 0-4).
+CUTOFF_STREAM = 99
 ERR_IMAGE_SIZE = "--image-size must be a positive number of pixels, not {size}"
 
 Log = Callable[[str], None]
@@ -148,18 +152,44 @@ def unit_columns(task: str, *, labels: bool) -> list[str]:
     return [*cols, *t.label_columns] if labels else cols
 
 
-def scenario_table(task: str, test_units: pd.DataFrame, *, seed: int) -> pd.DataFrame:
-    """Paired test stays and the nested, seeded sets whose X-rays each scenario withholds."""
-    paired = np.sort(test_units.loc[test_units["cxr_dicom_id"].notna(), "stay_id"].unique())
-    rng = np.random.default_rng([seed, TASK_SLUGS.index(task)])
-    order = rng.permutation(len(paired))
-    rank = np.empty(len(paired), dtype=np.int64)
-    rank[order] = np.arange(len(paired))
-    table = pd.DataFrame({"stay_id": paired.astype(np.int64)})
-    for p in CXR_MISSING_LEVELS:
-        n_withheld = math.floor(len(paired) * p / 100 + 0.5)
-        table[f"cxr_missing_{p}"] = (rank < n_withheld).astype(np.int64)
-    return table
+@dataclass
+class TestCut:
+    """The test split's public view: each test stay's family, cutoff and publication
+    (:mod:`benchmark_data.causal`), and every test unit with its prediction time."""
+
+    plan: pd.DataFrame  # stay_id, family, cutoff_hours, published
+    end_hours: pd.Series  # by stay_id
+    units: dict[str, pd.DataFrame]  # every test unit: ..., prediction_hours, public
+
+
+def cut_test_split(data: Imported, *, seed: int) -> TestCut:
+    """Draw the cutoffs (seeded) and mark the public test units."""
+    stays = data.stays[data.stays["split"] == "test"].sort_values("stay_id")
+    end = pd.Series(
+        np.round(stays["length_seconds"].to_numpy(dtype=np.float64) / 3600.0, 6),
+        index=stays["stay_id"].to_numpy(),
+    )
+    test = {t: u[u["split"] == "test"].sort_values(list(TASKS[t].key_columns), ignore_index=True)
+            for t, u in data.units.items()}  # fmt: skip
+    plan = causal.plan_cutoffs(
+        pd.DataFrame({"stay_id": end.index, "subject_id": stays["subject_id"].to_numpy(),
+                      "end_hours": end.to_numpy()}),
+        mortality_stays=test["in-hospital-mortality"]["stay_id"].to_numpy(),
+        hourly=test["length-of-stay"][["stay_id", "period_length"]],
+        rng=np.random.default_rng([seed, CUTOFF_STREAM]),
+    )  # fmt: skip
+    image_hours = pd.Series(
+        _hours(data.images["seconds"]).to_numpy(), index=data.images["dicom_id"].to_numpy()
+    )  # fmt: skip
+    units: dict[str, pd.DataFrame] = {}
+    for task, df in test.items():
+        hours = prediction_hours(
+            task, df, end_hours=df["stay_id"].map(end),
+            image_hours=df["dicom_id"].map(image_hours) if "dicom_id" in df else None,
+        )  # fmt: skip
+        df = df.assign(prediction_hours=np.round(hours, 6))
+        units[task] = df.assign(public=causal.public_unit_mask(task, df, plan).astype(np.int64))
+    return TestCut(plan=plan, end_hours=end, units=units)
 
 
 def _hours_needed(data: Imported) -> pd.Series:
@@ -172,15 +202,17 @@ def _hours_needed(data: Imported) -> pd.Series:
     return pd.concat(parts).groupby(level=0).max()
 
 
-def _write_ehr(writer: BenchmarkWriter, data: Imported, root: Path, log: Log) -> dict[str, Any]:
-    """Time series and discretized arrays per split; returns what the discretizer skipped."""
+def _write_ehr(
+    writer: BenchmarkWriter, data: Imported, cut: TestCut, root: Path, log: Log
+) -> dict[str, Any]:
+    """Time series and discretized arrays per split (the test split whole under
+    ``credentialed/test/``, cut in ``public/``); returns what the discretizer skipped."""
     stats = ehr.SeriesStats()
     need = _hours_needed(data)
     for split in SPLITS:
         stays = data.stays[data.stays["split"] == split].sort_values("stay_id")
         log(f"reading the time series of {len(stays):,} {split} stays")
         ts = ehr.read_split(stays, root, progress=lambda i, n: log(f"  {i:,} of {n:,} stays"))
-        writer.write_csv(layout.timeseries(split), ts)
         values = ehr.to_values(ts, stats)
         n_hours = np.maximum(
             np.ceil(stays["length_seconds"].to_numpy() / 3600.0).astype(np.int64),
@@ -188,6 +220,14 @@ def _write_ehr(writer: BenchmarkWriter, data: Imported, root: Path, log: Log) ->
         )
         n_hours = np.maximum(n_hours, 1)
         arr, index = ehr.discretized(values, stays["stay_id"].to_numpy(), n_hours)
+        if split == "test":
+            writer.write_csv(layout.TEST_TIMESERIES, ts)
+            writer.write_npy(layout.TEST_DISCRETIZED, arr)
+            writer.write_csv(layout.TEST_DISCRETIZED_INDEX, index)
+            ts = causal.cut_timeseries(ts, cut.plan)
+            arr, index = causal.cut_discretized(arr, index, cut.plan)
+            index = split_index(index["stay_id"], index["n_hours"])
+        writer.write_csv(layout.timeseries(split), ts)
         writer.write_npy(layout.discretized(split), arr)
         writer.write_csv(layout.discretized_index(split), index)
     return {
@@ -197,17 +237,26 @@ def _write_ehr(writer: BenchmarkWriter, data: Imported, root: Path, log: Log) ->
 
 
 def _write_cxr(
-    writer: BenchmarkWriter, data: Imported, images_root: Path | None, size: int, log: Log
-) -> None:
+    writer: BenchmarkWriter, data: Imported, cut: TestCut, images_root: Path | None, size: int,
+    log: Log,
+) -> None:  # fmt: skip
     img = data.images.sort_values(["stay_id", "seconds", "dicom_id"])
+    is_test = (img["split"] == "test").to_numpy()
+    hours = _hours(img["seconds"])
+    shown = ~is_test | causal.image_published(
+        pd.DataFrame({"stay_id": img["stay_id"], "hours": hours}), cut.plan
+    )
     paths = pd.Series("", index=img.index, dtype=object)
     if images_root is not None:
         log(f"converting {len(img):,} chest X-rays to {size} px PNG")
         for i, row in enumerate(img.itertuples()):
             src = cxr.jpg_path(images_root, row.subject_id, row.study_id, row.dicom_id)
-            rel = layout.image(row.dicom_id)
+            published = bool(shown[i])
+            rel = (
+                layout.image(row.dicom_id) if published else layout.sequestered_image(row.dicom_id)
+            )
             writer.write_bytes(rel, cxr.png_bytes(src, size=size))
-            paths[row.Index] = rel
+            paths[row.Index] = rel if published else ""
             if (i + 1) % 1000 == 0:
                 log(f"  {i + 1:,} of {len(img):,} images")
     meta = pd.DataFrame(
@@ -219,11 +268,15 @@ def _write_cxr(
             "split": img["split"],
             "study_datetime": img["study_datetime"].dt.strftime("%Y-%m-%d %H:%M:%S"),
             "view_position": img["view_position"],
-            "hours": _hours(img["seconds"]),
+            "hours": hours,
             "path": paths,
         }
     )
-    writer.write_csv(layout.CXR_METADATA, meta)
+    writer.write_csv(layout.CXR_METADATA, meta[shown])
+    whole = meta[is_test].drop(columns=["split", "path"])
+    writer.write_csv(
+        layout.TEST_CXR_METADATA, whole.assign(published=shown[is_test].astype(np.int64))
+    )
 
 
 def write_benchmark(
@@ -237,38 +290,53 @@ def write_benchmark(
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """Write every file; returns the manifest's ``counts`` and ``stats``."""
     stays = data.stays.sort_values("stay_id")
-    writer.write_csv(
-        layout.STAYS,
-        pd.DataFrame(
-            {
-                "stay_id": stays["stay_id"],
-                "subject_id": stays["subject_id"],
-                "hadm_id": stays["hadm_id"],
-                "split": stays["split"],
-                "intime": stays["intime"].dt.strftime("%Y-%m-%d %H:%M:%S"),
-                "stay": stays["stay"],
-            }
-        ),
+    cut = cut_test_split(data, seed=seed)
+    table = pd.DataFrame(
+        {
+            "stay_id": stays["stay_id"],
+            "subject_id": stays["subject_id"],
+            "hadm_id": stays["hadm_id"],
+            "split": stays["split"],
+            "intime": stays["intime"].dt.strftime("%Y-%m-%d %H:%M:%S"),
+            "stay": stays["stay"],
+        }
     )
+    is_test = table["split"] == "test"
+    published = table["stay_id"].map(cut.plan.set_index("stay_id")["published"]).eq(1)
+    writer.write_csv(layout.STAYS, table[~is_test | published])
+    whole = table[is_test].drop(columns="split")
+    whole = whole.assign(end_hours=whole["stay_id"].map(cut.end_hours).to_numpy())
+    writer.write_csv(layout.TEST_STAYS, whole.merge(cut.plan, on="stay_id", validate="one_to_one"))
     counts: dict[str, Any] = {}
     for task in TASK_SLUGS:
         t = TASKS[task]
         units = data.units[task].sort_values(list(t.key_columns), ignore_index=True)
         c: dict[str, int] = {}
-        for split in SPLITS:
+        for split in ("train", "val"):
             part = units[units["split"] == split]
-            cols = unit_columns(task, labels=split != "test")
-            writer.write_csv(layout.units(task, split), part[cols])
+            writer.write_csv(layout.units(task, split), part[unit_columns(task, labels=True)])
             c[split] = len(part)
-        test = units[units["split"] == "test"]
+        test_all = cut.units[task]
+        public = test_all["public"].to_numpy() == 1
+        test = test_all[public]
+        cols = unit_columns(task, labels=False)
+        writer.write_csv(layout.units(task, "test"), test[cols])
+        c["test"] = len(test)
         c["test_paired"] = int(test["cxr_dicom_id"].notna().sum())
+        c["test_all"] = len(test_all)
+        c["test_all_paired"] = int(test_all["cxr_dicom_id"].notna().sum())
         counts[task] = c
-        label_cols = [*unit_columns(task, labels=False)[:-1], *t.label_columns]
+        label_cols = [*cols[:-1], *t.label_columns]
         writer.write_csv(layout.test_labels(task), test[label_cols])
-        writer.write_csv(layout.scenarios(task), scenario_table(task, test, seed=seed))
+        writer.write_csv(layout.test_units(task), test_all[[*cols, "prediction_hours", "public"]])
+        writer.write_csv(layout.all_test_labels(task), test_all[label_cols])
+        rng = np.random.default_rng([seed, TASK_SLUGS.index(task)])
+        whole_sets, public_sets = causal.stratified_scenarios(test_all, public, rng)
+        writer.write_csv(layout.scenarios(task), public_sets)
+        writer.write_csv(layout.test_scenarios(task), whole_sets)
     writer.write_csv(layout.DEMOGRAPHICS, data.demographics)
-    _write_cxr(writer, data, inputs.cxr_images, image_size, log)
-    ts_stats = _write_ehr(writer, data, Path(inputs.medmod_root), log)
+    _write_cxr(writer, data, cut, inputs.cxr_images, image_size, log)
+    ts_stats = _write_ehr(writer, data, cut, Path(inputs.medmod_root), log)
     stats = {
         "stays": len(stays),
         "subjects": int(stays["subject_id"].nunique()),
@@ -371,7 +439,12 @@ def import_mimic(
             version=version or f"mimic-seed{seed}",
             source=source,
             seed=seed,
-            extra={"tasks": list(TASK_SLUGS), "counts": counts, "stats": stats},
+            extra={
+                "tasks": list(TASK_SLUGS),
+                "counts": counts,
+                "scored_on": causal.scored_on(counts),
+                "stats": stats,
+            },
         )
         if dest.exists():
             dest.rmdir()

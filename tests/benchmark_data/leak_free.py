@@ -88,3 +88,47 @@ def check_leak_free(bench: Benchmark) -> dict[str, int]:
             assert set(withheld) == set(sets_all.withheld[name]) & pub_paired
         counts[task] = len(units)
     return counts
+
+
+class WholeView:
+    """A benchmark read as if its test split were public and whole: training and
+    validation from ``public/``, the test split from ``credentialed/test/``. For tests that
+    check what an importer or generator put in the test split."""
+
+    def __init__(self, bench: Benchmark) -> None:
+        self.bench = bench
+        self.whole = test_split(bench)
+        self.manifest = bench.manifest
+
+    def stays(self) -> pd.DataFrame:
+        public = self.bench.stays()
+        test = self.whole.stays.assign(split="test")[list(public.columns)]
+        return pd.concat([public[public["split"] != "test"], test], ignore_index=True)
+
+    def units(self, task: str, split: str) -> pd.DataFrame:
+        if split != "test":
+            return self.bench.units(task, split)
+        units = self.whole.units(task)
+        return units.drop(columns=["prediction_hours", "public"])
+
+    def test_labels(self, task: str) -> pd.DataFrame:
+        return self.whole.labels(task)
+
+    def demographics(self) -> pd.DataFrame:
+        return self.bench.demographics()
+
+    def timeseries(self, split: str) -> pd.DataFrame:
+        return self.whole.timeseries() if split == "test" else self.bench.timeseries(split)
+
+    def discretized(self, split: str) -> tuple[np.ndarray, pd.DataFrame]:
+        return self.whole.discretized() if split == "test" else self.bench.discretized(split)
+
+    def cxr_metadata(self) -> pd.DataFrame:
+        public = self.bench.cxr_metadata()
+        test = self.whole.cxr_metadata().assign(split="test")
+        test["path"] = [
+            layout.image(d) if self.bench.has(layout.image(d)) else ""
+            for d in test["dicom_id"].astype(str)
+        ]
+        test = test[list(public.columns)]
+        return pd.concat([public[public["split"] != "test"], test], ignore_index=True)

@@ -20,17 +20,18 @@ from benchmark_data.mimic import MimicImportError, map_insurance, map_race, read
 from benchmark_data.mimic.cohort import assign_splits
 from benchmark_data.tasks import FINDING_NAMES, SPLITS, TASKS, slugify
 from benchmark_data.variables import N_FEATURES
+from tests.benchmark_data.leak_free import WholeView, check_leak_free
 from tests.benchmark_data.mimic_fixtures import TASK_DIRS, MimicTree, build_tree, import_tree
 
 HOURLY = ("decompensation", "length-of-stay")
 
 
 @pytest.fixture(scope="module")
-def imported(tmp_path_factory: pytest.TempPathFactory) -> tuple[MimicTree, Benchmark]:
+def imported(tmp_path_factory: pytest.TempPathFactory) -> tuple[MimicTree, WholeView]:
     root = tmp_path_factory.mktemp("mimic")
     tree = build_tree(root / "in", seed=3, n_subjects=30, jpegs=True)
     import_tree(tree, root / "out", seed=7)
-    return tree, Benchmark.open(root / "out")
+    return tree, WholeView(Benchmark.open(root / "out"))
 
 
 def _listfile(tree: MimicTree, task: str, split: str) -> pd.DataFrame:
@@ -74,10 +75,14 @@ def test_every_listfile_row_becomes_one_unit(imported):
         units = _all_units(bench, task)
         assert len(units) == n_rows > 0
         assert not units.duplicated(list(TASKS[task].key_columns)).any()
-        assert bench.manifest["counts"][task] == {
-            **{s: int((units["split"] == s).sum()) for s in SPLITS},
-            "test_paired": int(units.loc[units["split"] == "test", "cxr_dicom_id"].notna().sum()),
+        test = units[units["split"] == "test"]
+        counts = bench.manifest["counts"][task]
+        assert {k: counts[k] for k in ("train", "val", "test_all", "test_all_paired")} == {
+            **{s: int((units["split"] == s).sum()) for s in ("train", "val")},
+            "test_all": len(test),
+            "test_all_paired": int(test["cxr_dicom_id"].notna().sum()),
         }
+        assert counts["test"] == len(bench.bench.units(task, "test")) <= len(test)
 
 
 def test_hourly_period_lengths_become_whole_hours(imported):
@@ -325,7 +330,8 @@ def test_time_series_and_discretized_arrays(imported):
 
 
 def test_images_are_converted_to_grayscale_png(imported):
-    _, bench = imported
+    _, whole = imported
+    bench = whole.bench
     meta = bench.cxr_metadata()
     assert (meta["path"] == "public/cxr/images/" + meta["dicom_id"] + ".png").all()
     for rel in meta["path"].head(3):
@@ -335,23 +341,38 @@ def test_images_are_converted_to_grayscale_png(imported):
 
 
 def test_scenarios_are_nested_over_the_paired_test_stays(imported):
-    _, bench = imported
+    _, whole = imported
     for task in TASKS:
-        units = bench.units(task, "test")
+        units = whole.units(task, "test")
         paired = np.sort(units.loc[units["cxr_dicom_id"].notna(), "stay_id"].unique())
-        sc = bench.read_csv(layout.scenarios(task))
+        sc = whole.bench.read_csv(layout.test_scenarios(task))
         assert list(sc["stay_id"]) == list(paired)
         n = len(paired)
-        prev = np.zeros(n, dtype=bool)
-        for p in (25, 50, 75, 100):
-            col = sc[f"cxr_missing_{p}"].to_numpy().astype(bool)
-            assert col.sum() == math.floor(n * p / 100 + 0.5)
-            assert (col >= prev).all()
-            prev = col
+        # Nested within the public stays and within the others (each rounded on its own).
+        pub = sc["stay_id"].isin(whole.bench.scenarios(task).paired_stays).to_numpy()
+        for part in (pub, ~pub):
+            n = int(part.sum())
+            prev = np.zeros(n, dtype=bool)
+            for p in (25, 50, 75, 100):
+                col = sc[f"cxr_missing_{p}"].to_numpy().astype(bool)[part]
+                assert col.sum() == math.floor(n * p / 100 + 0.5)
+                assert (col >= prev).all()
+                prev = col
+
+
+def test_the_import_writes_the_leak_free_test_layout(imported):
+    """The same layout as the synthetic benchmark: public test files cut at each published
+    stay's cutoff, the whole test split under credentialed/test/."""
+    _, whole = imported
+    counts = check_leak_free(whole.bench)
+    assert counts["decompensation"] == counts["length-of-stay"] == 0
+    assert whole.bench.scored_on("decompensation") == "all"
+    assert whole.bench.scored_on("in-hospital-mortality") == "public"
 
 
 def test_manifest_source_and_verify(imported):
-    _, bench = imported
+    _, whole = imported
+    bench = whole.bench
     assert bench.verify() == len(bench.manifest["files"])
     source = bench.manifest["source"]
     assert source["kind"] == "mimic"
