@@ -38,6 +38,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--scenario", action="append", help="repeat to choose scenarios")
     p.add_argument("--wall-time", type=float, default=DEFAULT_LIMITS.wall_time)
     p.add_argument("--show-logs", action="store_true", help="print each run's log tail")
+    p.add_argument("--stream", action="store_true",
+                   help="run through the streaming gateway (no /input; needs the whole test split)")  # fmt: skip
     p = sub.add_parser("cleanup", help="remove leftovers of runs older than --max-age")
     p.add_argument("--max-age", type=float, required=True, help="seconds")
     args = parser.parse_args(argv)
@@ -57,6 +59,7 @@ def main(argv: list[str] | None = None) -> int:
                 work_dir=args.work,
                 scenarios=tuple(args.scenario or CONTAINER_SCENARIOS),
                 limits=DEFAULT_LIMITS.with_(wall_time=args.wall_time),
+                mode="stream" if args.stream else "batch",
             )
             print(json.dumps(run.summary(), indent=1, default=str))
             if args.show_logs:

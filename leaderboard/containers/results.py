@@ -89,6 +89,7 @@ class RunResult:
     output_path: Path | None = None
     output_bytes: int = 0
     container_id: str | None = None
+    stream: dict[str, Any] | None = None  # a streamed run's record (gateway), else None
 
     @property
     def ok(self) -> bool:
@@ -119,6 +120,7 @@ class RunResult:
             "log_bytes": self.log_bytes,
             "log_truncated": self.log_truncated,
             "container": self.container_id[:12] if self.container_id else None,
+            **({"stream": self.stream} if self.stream is not None else {}),
         }
 
 

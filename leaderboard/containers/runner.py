@@ -92,21 +92,27 @@ def _environment(info: ImageInfo, task: str, scenario: str, limits: Limits) -> d
 def _host_config(
     client: docker.DockerClient,
     info: ImageInfo,
-    input_dir: Path,
-    output_dir: Path,
+    input_dir: Path | None,
+    output_dir: Path | None,
     limits: Limits,
+    *,
+    binds: dict[str, dict[str, str]] | None = None,
 ) -> dict[str, Any]:
+    """The containment of a run. ``binds`` replaces the ``/input`` and ``/output`` mounts
+    (a streamed run mounts only the gateway's socket directory)."""
     scratch = f"rw,nosuid,nodev,size={limits.tmp_bytes},mode=1777"
     tmpfs = {"/tmp": scratch}
     for volume in info.volumes:  # declared VOLUMEs get scratch space, never a disk volume
-        if volume.rstrip("/") not in ("/input", "/output", "/tmp"):
+        if volume.rstrip("/") not in ("/input", "/output", "/tmp", "/gateway"):
             tmpfs[volume] = scratch
     largest_file = max(limits.output_bytes, limits.tmp_bytes, limits.shm_bytes) + 1
-    return client.api.create_host_config(
-        binds={
+    if binds is None:
+        binds = {
             str(input_dir): {"bind": "/input", "mode": "ro"},
             str(output_dir): {"bind": "/output", "mode": "rw"},
-        },
+        }
+    return client.api.create_host_config(
+        binds=binds,
         tmpfs=tmpfs,
         network_mode="none",
         read_only=True,
@@ -321,14 +327,20 @@ def run_all_scenarios(
     client: docker.DockerClient | None = None,
     run_id: str | None = None,
     stop_on_failure: bool = True,
+    mode: str = "batch",
 ) -> SubmissionRun:
     """Check and load an image once, then run it in every scenario of a task.
 
-    Inputs are built under ``work_dir/inputs/{scenario}`` and predictions land in
+    ``mode="batch"``: inputs are built under ``work_dir/inputs/{scenario}`` and mounted at
+    ``/input``. ``mode="stream"``: no ``/input``; the model is asked step by step through
+    the gateway (needs the benchmark's whole test split, ``benchmark_data.sequestered``),
+    and each result carries the gateway's record in ``stream``. Predictions land in
     ``work_dir/predictions-{scenario}.csv``; the caller removes ``work_dir``. With
     ``stop_on_failure`` the remaining scenarios are skipped after the first failed run
     (a crash in one scenario would most likely repeat in the others).
     """
+    if mode not in ("batch", "stream"):
+        raise ValueError(f"unknown mode {mode!r}; the modes are batch and stream")
     run_id = run_id or new_run_id()
     work = Path(work_dir).resolve()
     work.mkdir(parents=True, exist_ok=True)
@@ -357,13 +369,17 @@ def run_all_scenarios(
                     message=MSG_SKIPPED.format(scenario=failed_in),
                 )  # fmt: skip
                 continue
-            inputs = prepare_inputs(
-                benchmark, task, scenario, work / "inputs" / scenario, link_from=first_inputs
-            )
-            first_inputs = first_inputs or inputs
-            result = _run_loaded(client, tag, run.image, task=task, scenario=scenario,
-                                 input_dir=inputs, work_dir=work, limits=limits,
-                                 run_id=run_id)  # fmt: skip
+            if mode == "stream":
+                result = _run_streamed(client, tag, run.image, benchmark, task, scenario,
+                                       work, limits, run_id)  # fmt: skip
+            else:
+                inputs = prepare_inputs(
+                    benchmark, task, scenario, work / "inputs" / scenario, link_from=first_inputs
+                )
+                first_inputs = first_inputs or inputs
+                result = _run_loaded(client, tag, run.image, task=task, scenario=scenario,
+                                     input_dir=inputs, work_dir=work, limits=limits,
+                                     run_id=run_id)  # fmt: skip
             run.results[scenario] = result
             if not result.ok and failed_in is None:
                 failed_in = scenario
@@ -371,3 +387,30 @@ def run_all_scenarios(
     finally:
         remove_image(client, tag)
     return run
+
+
+def _run_streamed(
+    client: docker.DockerClient,
+    tag: str,
+    info: ImageInfo,
+    benchmark: Benchmark,
+    task: str,
+    scenario: str,
+    work: Path,
+    limits: Limits,
+    run_id: str,
+) -> RunResult:
+    """One scenario through the streaming gateway (imported here: the gateway builds on
+    this module's containment)."""
+    from benchmark_data.sequestered import test_split
+    from leaderboard.containers.gateway.container import run_loaded_stream
+    from leaderboard.containers.gateway.timeline import build_timeline
+
+    t0 = time.monotonic()
+    timeline = build_timeline(test_split(benchmark), task, scenario)
+    setup = time.monotonic() - t0
+    result = run_loaded_stream(client, tag, info, timeline, work_dir=work, limits=limits,
+                               run_id=run_id)  # fmt: skip
+    if result.stream is not None:
+        result.stream["setup_seconds"] = round(setup, 3)
+    return result
