@@ -155,13 +155,14 @@ def predict_run(
     for task in todo:
         test = ws.data(task, "test")
         units = ws.units[(task, "test")]
-        sets = bench.scenarios(task) if units["cxr_dicom_id"].notna().any() else None
+        sets = ws.test_scenarios(task)
         for name in manifest["tasks"][task]:
             model = load_checkpoint(checkpoint_path(run, task, name))
             bs = 2 * batch_size(cfg, stays=test.carry, model=name)
             df = predict_scenarios(
                 model, test, units, sets, ehr=ws.ehr["test"], images=ws.images, batch_size=bs
             )
+            df = ws.scored_predictions(task, df)
             written.append(write_predictions(df, predictions_path(run, task, name)))
             emit(f"{task} {name}: wrote {written[-1].relative_to(run)}")
     return written

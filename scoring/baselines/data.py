@@ -32,6 +32,7 @@ from PIL import Image
 
 from benchmark_data import layout
 from benchmark_data.benchmark import Benchmark, BenchmarkError
+from benchmark_data.sequestered import TestSplit
 from benchmark_data.tasks import Task, los_bucket
 from benchmark_data.variables import N_FEATURES, VARIABLES
 
@@ -99,8 +100,11 @@ class SplitEHR:
     n_hours: dict[int, int]
 
     @classmethod
-    def load(cls, bench: Benchmark, split: str, norm: EHRNorm) -> SplitEHR:
-        arr, index = bench.discretized(split)
+    def load(
+        cls, bench: Benchmark, split: str, norm: EHRNorm, *, whole: TestSplit | None = None
+    ) -> SplitEHR:
+        """A split's rows; with ``whole``, the test split's whole rows (not cut)."""
+        arr, index = whole.discretized() if whole is not None else bench.discretized(split)
         if arr.ndim != 2 or arr.shape[1] != N_FEATURES:
             raise ValueError(f"discretized {split} array has shape {arr.shape}, not (n, 76)")
         stays = index["stay_id"].astype(int).tolist()
@@ -139,14 +143,25 @@ class ImageCache:
     def __len__(self) -> int:
         return len(self.index)
 
-    def add(self, bench: Benchmark, dicom_ids: Iterable[str]) -> None:
+    def add(
+        self, bench: Benchmark, dicom_ids: Iterable[str], *, whole: TestSplit | None = None
+    ) -> None:
+        """Decode the images; ``whole`` also finds the test images the public files do not
+        show (in the whole test split)."""
         new = sorted({str(d) for d in dicom_ids} - set(self.index))
         if not new:
             return
-        absent = [d for d in new if not bench.has(layout.image(d))]
+
+        def has(d: str) -> bool:
+            return bench.has(layout.image(d)) or (
+                whole is not None and bench.has(layout.sequestered_image(d))
+            )
+
+        absent = [d for d in new if not has(d)]
         if absent:
             raise BenchmarkError(ERR_NO_IMAGES.format(n=len(absent), first=", ".join(absent[:3])))
-        imgs = np.stack([decode_image(bench.image_bytes(d), size=self.size) for d in new])
+        read = whole.image_bytes if whole is not None else bench.image_bytes
+        imgs = np.stack([decode_image(read(d), size=self.size) for d in new])
         for d in new:
             self.index[d] = len(self.index)
             self.names.append(d)

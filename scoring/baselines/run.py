@@ -136,7 +136,7 @@ def _train_one(
     t0, c0 = time.perf_counter(), time.process_time()
     train, val, test = (ws.data(task, s) for s in ("train", "val", "test"))
     units_test = ws.units[(task, "test")]
-    sets = ws.bench.scenarios(task) if units_test["cxr_dicom_id"].notna().any() else None
+    sets = ws.test_scenarios(task)
     bs = batch_size(asdict(config), stays=train.carry, model=name)
     seed = derived_seed(config.seed, task, name)
     torch.manual_seed(seed)
@@ -203,7 +203,9 @@ def _train_one(
     df = predict_scenarios(
         model, test, units_test, sets, ehr=ws.ehr["test"], images=ws.images, batch_size=2 * bs
     )
-    pred = write_predictions(df, predictions_path(state.run_dir, task, name))
+    pred = write_predictions(
+        ws.scored_predictions(task, df), predictions_path(state.run_dir, task, name)
+    )
     entry["predict_seconds"] = round(time.perf_counter() - t1, 2)
     entry["cpu_seconds"] = round(time.process_time() - c0, 2)
     entry["checkpoint"] = str(ckpt.relative_to(state.run_dir))

@@ -10,9 +10,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
-from benchmark_data.benchmark import Benchmark
+from benchmark_data import layout
+from benchmark_data.benchmark import Benchmark, ScenarioSets
+from benchmark_data.sequestered import TestSplit, test_split
 from benchmark_data.tasks import SPLITS, get_task
 from scoring.baselines.data import (
     EHRNorm,
@@ -53,6 +56,8 @@ class Workspace:
     images: ImageCache
     image_hours: dict[str, float]
     units: dict[tuple[str, str], pd.DataFrame] = field(default_factory=dict)
+    whole: TestSplit | None = None
+    scored: dict[str, np.ndarray] = field(default_factory=dict)
     _data: dict[tuple[str, str], TaskData] = field(default_factory=dict)
 
     @classmethod
@@ -67,15 +72,34 @@ class Workspace:
     ) -> Workspace:
         """Load the splits and images; ``preprocessing`` (from a run manifest) fixes the
         normalisation instead of fitting it on the training split."""
-        units = {(t, s): bench.units(t, s) for t in tasks for s in SPLITS}
+        # The test split whole (every unit at every prediction time) where the benchmark
+        # has it: the models predict every test unit, and each prediction file keeps the
+        # units its task is scored on (public or all, Benchmark.scored_on).
+        whole = test_split(bench) if bench.has(layout.TEST_STAYS) else None
+        units = {(t, s): bench.units(t, s) for t in tasks for s in SPLITS if s != "test"}
+        scored: dict[str, np.ndarray] = {}
+        for t in tasks:
+            test = whole.units(t) if whole is not None else bench.units(t, "test")
+            if whole is not None and bench.scored_on(t) == "public":
+                scored[t] = test["public"].to_numpy() == 1
+            else:
+                scored[t] = np.ones(len(test), dtype=bool)
+            extra = [c for c in ("prediction_hours", "public") if c in test.columns]
+            units[(t, "test")] = test.drop(columns=extra)
         if preprocessing is not None:
             norm = EHRNorm.from_dict(preprocessing["ehr_norm"])
         else:
             norm = EHRNorm.fit(bench.discretized("train")[0])
-        ehr = {s: SplitEHR.load(bench, s, norm) for s in SPLITS}
+        ehr = {s: SplitEHR.load(bench, s, norm, whole=whole if s == "test" else None)
+               for s in SPLITS}  # fmt: skip
         meta = bench.cxr_metadata()
+        if whole is not None:
+            test_meta = whole.cxr_metadata()[["dicom_id", "hours"]].assign(split="test")
+            meta = pd.concat([meta[meta["split"] != "test"], test_meta], ignore_index=True)
         images = ImageCache(size=image_size)
-        images.add(bench, sorted({d for df in units.values() for d in unit_images(df)}))
+        images.add(
+            bench, sorted({d for df in units.values() for d in unit_images(df)}), whole=whole
+        )
         if preprocessing is not None:
             images.mean = float(preprocessing["image"]["mean"])
             images.std = float(preprocessing["image"]["std"])
@@ -95,6 +119,8 @@ class Workspace:
             images=images,
             image_hours=hours,
             units=units,
+            whole=whole,
+            scored=scored,
         )
 
     def data(self, task: str, split: str) -> TaskData:
@@ -109,6 +135,21 @@ class Workspace:
                 max_hours=self.max_hours,
             )
         return self._data[key]
+
+    def test_scenarios(self, task: str) -> ScenarioSets | None:
+        """Withheld stays per scenario over the test units the models predict."""
+        if not self.units[(task, "test")]["cxr_dicom_id"].notna().any():
+            return None
+        return self.whole.scenarios(task) if self.whole is not None else self.bench.scenarios(task)
+
+    def scored_predictions(self, task: str, df: pd.DataFrame) -> pd.DataFrame:
+        """The rows of a prediction file (every test unit, every scenario) for the units the
+        task is scored on."""
+        keys = list(get_task(task).key_columns)
+        units = self.units[(task, "test")][keys][self.scored[task]]
+        if len(units) == len(self.units[(task, "test")]):
+            return df
+        return df.merge(units, on=keys, how="inner", sort=False)
 
     def preprocessing(self) -> dict[str, Any]:
         return {
