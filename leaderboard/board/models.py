@@ -101,6 +101,9 @@ class Task(models.Model):
     benchmark = models.ForeignKey(Benchmark, on_delete=models.PROTECT, related_name="tasks")
     slug = models.CharField(max_length=40, choices=TASK_CHOICES)
     n_test_units = models.PositiveIntegerField(default=0)
+    # Scored on every test unit, through the streaming gateway only: the public test files
+    # hold no units of the task (docs/benchmark-format.md, "The test split").
+    gateway_only = models.BooleanField(default=False)
 
     class Meta:
         ordering = ["benchmark", "id"]
@@ -136,8 +139,9 @@ SELF_REPORTED = "self-reported scenarios"
 
 
 def verification_label(track_slug: str) -> str:
-    """Who produced an entry's missing-modality scenarios: the platform (container runs)
-    or the submitter (the scenario rows of a prediction file)."""
+    """Who produced an entry's predictions: the platform, which ran the model causally
+    through the streaming gateway in every scenario (container entries, ``verified``), or
+    the submitter, who held the inputs (the rows of a prediction file)."""
     return VERIFIED if track_slug == TRACK_CONTAINER else SELF_REPORTED
 
 
@@ -292,6 +296,11 @@ class Submission(models.Model):
         """``verified`` when the platform ran the model in every scenario itself;
         ``self-reported scenarios`` for a prediction file."""
         return verification_label(self.track.slug)
+
+    @property
+    def causal(self) -> bool:
+        """Run causally by the platform (the streaming gateway): container entries."""
+        return self.verification == VERIFIED
 
 
 class Evaluation(models.Model):

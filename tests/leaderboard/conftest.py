@@ -4,6 +4,7 @@ benchmark, and a real Celery worker process for the end-to-end tests."""
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import shutil
 import subprocess
@@ -24,8 +25,20 @@ import pytest  # noqa: E402
 from benchmark_data.synth import GENERATOR_VERSION  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
-# Named by the generator's version, so a cache from an older generator is never reused.
-BENCHMARK_CACHE = ROOT / "var" / "test-cache" / f"benchmark-demo-seed42-v{GENERATOR_VERSION}"
+
+
+def _sources_hash() -> str:
+    """sha256 of the package that writes benchmarks: a cache made by other code is never
+    reused, even between two commits of one generator version."""
+    h = hashlib.sha256()
+    for path in sorted((ROOT / "benchmark_data").rglob("*.py")):
+        h.update(path.relative_to(ROOT).as_posix().encode() + b"\0" + path.read_bytes())
+    return h.hexdigest()[:12]
+
+
+BENCHMARK_CACHE = (
+    ROOT / "var" / "test-cache" / f"benchmark-demo-seed42-v{GENERATOR_VERSION}-{_sources_hash()}"
+)
 
 
 @pytest.fixture(autouse=True)
@@ -49,6 +62,9 @@ def demo_benchmark_dir() -> Path:
             check=True, cwd=ROOT, capture_output=True,
         )  # fmt: skip
         shutil.rmtree(BENCHMARK_CACHE, ignore_errors=True)
+        for old in BENCHMARK_CACHE.parent.glob("benchmark-demo-seed42-v*"):
+            if old.is_dir() and not old.name.endswith(".part"):
+                shutil.rmtree(old, ignore_errors=True)  # caches of other code
         tmp.rename(BENCHMARK_CACHE)
     return BENCHMARK_CACHE
 

@@ -23,7 +23,12 @@ def test_load_benchmark_registers_and_verifies(demo_benchmark_dir):
     assert "registered medmod-synthetic demo-seed42" in text and "current" in text
     b = Benchmark.objects.get()
     assert b.is_current and b.tasks.count() == 5
-    assert b.tasks.get(slug="in-hospital-mortality").n_test_units == 390
+    counts = json.loads((demo_benchmark_dir / "manifest.json").read_text())["counts"]
+    ihm = b.tasks.get(slug="in-hospital-mortality")
+    assert ihm.n_test_units == counts["in-hospital-mortality"]["test"] and not ihm.gateway_only
+    # Decompensation is scored on every hourly test row, through the gateway only.
+    dec = b.tasks.get(slug="decompensation")
+    assert dec.gateway_only and dec.n_test_units == counts["decompensation"]["test_all"] > 0
     # idempotent on the manifest hash
     _call("load_benchmark", str(demo_benchmark_dir))
     assert Benchmark.objects.count() == 1

@@ -150,7 +150,8 @@ def test_a_bad_file_fails_with_a_reason_the_user_can_act_on(
     wait_for(lambda: _status(pk) in ("published", "failed"), timeout=60, what="scoring")
     body = api.get(f"/api/submissions/{pk}/").json()
     assert body["status"] == "failed" and body["failure_kind"] == "input"
-    assert body["failure_reason"].startswith("3 of the 390 units to predict have no row")
+    n = benchmark.tasks.get(slug="in-hospital-mortality").n_test_units
+    assert body["failure_reason"].startswith(f"3 of the {n} units to predict have no row")
     assert "Traceback" not in body["failure_reason"]
 
 

@@ -63,7 +63,8 @@ class TaskSerializer(serializers.ModelSerializer):
         model = Task
         fields = [
             "slug", "title", "description", "kind", "key_columns", "label_columns",
-            "primary_metric", "greater_is_better", "metrics", "n_test_units", "benchmark",
+            "primary_metric", "greater_is_better", "metrics", "n_test_units", "gateway_only",
+            "benchmark",
         ]  # fmt: skip
 
     def get_description(self, obj: Task) -> str:
@@ -252,6 +253,7 @@ class SubmissionSerializer(serializers.ModelSerializer):
     benchmark = serializers.SerializerMethodField()
     track = serializers.CharField(source="track.slug", read_only=True)
     verification = serializers.CharField(read_only=True)
+    causal = serializers.BooleanField(read_only=True)
     owner = serializers.CharField(source="owner.username", read_only=True)
     team = serializers.CharField(read_only=True)
     modalities = serializers.ListField(child=serializers.CharField(), read_only=True)
@@ -263,7 +265,8 @@ class SubmissionSerializer(serializers.ModelSerializer):
     class Meta:
         model = Submission
         fields = [
-            "id", "task", "benchmark", "track", "verification", "owner", "method_name", "team",
+            "id", "task", "benchmark", "track", "verification", "causal", "owner", "method_name",
+            "team",
             "description",
             "paper_url", "code_url", "modalities", "training_data", "threshold", "visibility",
             "is_reference", "original_filename", "sha256", "size", "status", "failure_kind",

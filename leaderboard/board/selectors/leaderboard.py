@@ -102,6 +102,13 @@ class BoardRow:
         return self.verification == VERIFIED
 
     @property
+    def causal(self) -> bool:
+        """True when the platform ran the entry causally: a container entry, streamed its
+        inputs unit by unit up to each prediction time by the gateway. A prediction file's
+        author held the inputs; nothing vouches for what the predictions were made from."""
+        return self.verification == VERIFIED
+
+    @property
     def modalities(self) -> list[str]:
         return [m for m, used in (("ehr", self.uses_ehr), ("cxr", self.uses_cxr)) if used]
 
@@ -125,6 +132,7 @@ class BoardRow:
             "is_reference": self.is_reference,
             "track": self.track,
             "verification": self.verification,
+            "causal": self.causal,
             "modalities": self.modalities,
             "paper_url": self.paper_url,
             "code_url": self.code_url,
@@ -627,7 +635,7 @@ def board_csv_rows(board: Board) -> tuple[list[str], list[list[Any]]]:
     """The board as a flat table (header, rows) for CSV export."""
     header = [
         "rank", "tier", "rank_interval_low", "rank_interval_high", "entry_id", "method_name",
-        "team", "is_reference", "track", "verification", "modalities", "form",
+        "team", "is_reference", "track", "verification", "causal", "modalities", "form",
         f"{board.primary_metric}", f"{board.primary_metric}_ci_low",
         f"{board.primary_metric}_ci_high",
     ]  # fmt: skip
@@ -645,7 +653,8 @@ def board_csv_rows(board: Board) -> tuple[list[str], list[list[Any]]]:
             r.rank_interval[0] if r.rank_interval else "",
             r.rank_interval[1] if r.rank_interval else "",
             r.submission_id, r.method_name, r.team, int(r.is_reference), r.track,
-            r.verification, "+".join(r.modalities), r.form, r.shown_value, r.shown_ci[0],
+            r.verification, int(r.causal), "+".join(r.modalities), r.form, r.shown_value,
+            r.shown_ci[0],
             r.shown_ci[1],
         ]  # fmt: skip
         for m in others:

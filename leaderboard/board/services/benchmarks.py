@@ -84,9 +84,13 @@ def benchmark_register(
             benchmark.credentialed_uri = str(credentialed_uri or "")
             benchmark.save(update_fields=["uri", "credentialed_uri"])
         for slug in tasks:
-            n_test = int(counts.get(slug, {}).get("test", 0) or 0)
+            gateway_only = data.scored_on(slug) == "all"
+            key = "test_all" if gateway_only else "test"
+            n_test = int(counts.get(slug, {}).get(key, 0) or 0)
             Task.objects.update_or_create(
-                benchmark=benchmark, slug=slug, defaults={"n_test_units": n_test}
+                benchmark=benchmark,
+                slug=slug,
+                defaults={"n_test_units": n_test, "gateway_only": gateway_only},
             )
         audit_record(
             actor=actor,

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 from django.conf import settings
 from django.core.files.storage import default_storage
 from django.core.files.uploadedfile import UploadedFile
@@ -144,11 +145,13 @@ def _failure_message(status: str, run: Any) -> str:
 
 
 def container_predictions(
-    *, submission: Submission, work_dir: Path, run_id: str
+    *, submission: Submission, work_dir: Path, run_id: str, keys: pd.DataFrame | None = None
 ) -> ContainerOutcome:
-    """Run the submission's image on the current inputs of its task in every scenario
-    (``CONTAINER_SCENARIOS``), and combine the outputs into one prediction file with the
-    scenario column. Never raises for anything the image does."""
+    """Run the submission's image through the streaming gateway on the whole test split of
+    its task, in every scenario (``CONTAINER_SCENARIOS``), and combine the outputs into one
+    prediction file with the scenario column, keeping the units in ``keys`` (the units the
+    task is scored on; the model is asked for every unit and cannot tell which count).
+    Never raises for anything the image does."""
     work_dir.mkdir(parents=True, exist_ok=True)
     archive = _local_archive(submission, work_dir)
     bench = benchmark_open(benchmark=submission.task.benchmark)
@@ -160,6 +163,7 @@ def container_predictions(
         scenarios=CONTAINER_SCENARIOS,
         limits=container_limits(),
         run_id=run_id,
+        mode="stream",
     )
     logs = {s: r.log_tail for s, r in run.results.items() if r.log_tail}
     outcome = ContainerOutcome(run_id=run_id, summary=run.summary(), logs=logs)
@@ -175,6 +179,8 @@ def container_predictions(
     dest = work_dir / "predictions.csv"
     try:
         combine_predictions(run.outputs, dest)
+        if keys is not None:
+            keep_units(dest, keys)
     except ValueError as exc:
         outcome.failure_code = f"container_{RunStatus.WRONG_OUTPUT}"
         outcome.failure_message = FAILURE_MESSAGES[RunStatus.WRONG_OUTPUT].format(
@@ -183,6 +189,17 @@ def container_predictions(
         return outcome
     outcome.predictions = dest
     return outcome
+
+
+def keep_units(path: Path, keys: pd.DataFrame) -> None:
+    """Keep the rows of a prediction file whose key columns are among ``keys`` (in place)."""
+    cols = list(keys.columns)
+    df = pd.read_csv(path, dtype={c: keys[c].dtype for c in cols if keys[c].dtype != object})
+    missing = [c for c in cols if c not in df.columns]
+    if missing:
+        raise ValueError(f"the predictions lack the key column(s) {', '.join(missing)}")
+    kept = df.merge(keys.drop_duplicates(), on=cols, how="inner", sort=False)
+    kept[list(df.columns)].to_csv(path, index=False, lineterminator="\n")
 
 
 def container_work_remove(work_dir: Path) -> None:

@@ -183,7 +183,7 @@ def evaluation_run(*, evaluation_id: int, worker: str = "") -> Evaluation | None
             )
             work_dir = container_work_dir(evaluation_id=evaluation_id, run_id=run_id)
             container = container_predictions(
-                submission=submission, work_dir=work_dir, run_id=run_id
+                submission=submission, work_dir=work_dir, run_id=run_id, keys=truth.keys
             )
             if container.engine_error:
                 return evaluation_retry(

@@ -66,6 +66,14 @@ class QuotaUsage:
     resets_at: datetime
 
 
+ERR_GATEWAY_ONLY = (
+    "{task} is scored on every test row at every hour, and only a model the platform runs "
+    "can be asked hour by hour without seeing later hours: its public test files list no "
+    "units, so it takes no prediction files. Submit a model image on the container track; "
+    "the streaming gateway runs it causally (docs/containers.md)."
+)
+
+
 def _day_start(now: datetime) -> datetime:
     return now.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
 
@@ -151,6 +159,8 @@ def submission_create(
             f"{task.title} of benchmark {task.benchmark} is closed: submit to the current benchmark.",
             field="task",
         )
+    if task.gateway_only and track.slug != Track.CONTAINER and not is_reference:
+        raise TaskClosed(ERR_GATEWAY_ONLY.format(task=task.title), field="track")
     if meta.visibility not in (V.PUBLIC, V.PRIVATE):
         raise NotAllowed("An entry can be public or private.", field="visibility")
     if not is_reference:

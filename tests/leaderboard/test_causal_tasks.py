@@ -1,0 +1,73 @@
+"""Tasks scored through the streaming gateway only, and how entries are labelled by how
+causally they were run (docs/platform.md, "Causal runs")."""
+
+from __future__ import annotations
+
+import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
+
+from leaderboard.board.models import Submission, Track
+from tests.leaderboard.factories import EvaluationFactory
+
+pytestmark = pytest.mark.django_db
+
+HOURLY_CSV = b"stay_id,period_length,prediction\n1,5,0.1\n"
+
+
+def _form(task: str, **kw):
+    data = {
+        "task": task,
+        "method_name": "Hourly model",
+        "modalities": "ehr",
+        "training_data": "train split only",
+        "file": SimpleUploadedFile("pred.csv", HOURLY_CSV, content_type="text/csv"),
+    }
+    data.update(kw)
+    return data
+
+
+@pytest.mark.parametrize("task", ["decompensation", "length-of-stay"])
+def test_a_prediction_file_for_an_hourly_task_is_refused_with_the_way_to_submit(
+    api, benchmark, task
+):
+    """The public test files list no hourly units: a file is refused before anything is
+    stored or counted, and the message names the container track and the gateway."""
+    r = api.post("/api/submissions/", _form(task), format="multipart")
+    assert r.status_code == 400, r.content
+    body = r.json()
+    text = str(body)
+    assert "container track" in text and "streaming gateway" in text
+    assert "hour by hour" in text
+    assert Submission.objects.count() == 0
+
+
+def test_tasks_say_which_are_scored_through_the_gateway_only(anon, benchmark):
+    tasks = {t["slug"]: t for t in anon.get("/api/tasks/").json()}
+    assert tasks["decompensation"]["gateway_only"] is True
+    assert tasks["length-of-stay"]["gateway_only"] is True
+    assert tasks["in-hospital-mortality"]["gateway_only"] is False
+    assert tasks["phenotyping"]["gateway_only"] is False
+    # The hourly tasks count every test row; the others their public test units.
+    assert tasks["decompensation"]["n_test_units"] > 100_000
+    assert tasks["in-hospital-mortality"]["n_test_units"] < 400
+
+
+def test_the_board_and_exports_say_which_entries_were_run_causally(anon, benchmark):
+    """A prediction file is marked as not run causally, a container entry (streamed by the
+    gateway) as causal, in the board JSON, the CSV export and the entry API."""
+    task = benchmark.tasks.get(slug="in-hospital-mortality")
+    file_ev = EvaluationFactory(value=0.8, submission__task=task)
+    container = Track.objects.get(slug=Track.CONTAINER)
+    box_ev = EvaluationFactory(value=0.7, submission__task=task, submission__track=container)
+    board = anon.get("/api/tasks/in-hospital-mortality/leaderboard/").json()
+    causal = {row["entry_id"]: row["causal"] for row in board["rows"]}
+    assert causal == {file_ev.submission_id: False, box_ev.submission_id: True}
+    csv = anon.get("/api/tasks/in-hospital-mortality/leaderboard/?format=csv").content.decode()
+    header, *rows = csv.strip().splitlines()
+    col = header.split(",").index("causal")
+    got = {int(r.split(",")[header.split(",").index("entry_id")]): r.split(",")[col] for r in rows}
+    assert got == {file_ev.submission_id: "0", box_ev.submission_id: "1"}
+    entry = anon.get(f"/api/submissions/{box_ev.submission_id}/").json()
+    assert entry["causal"] is True and entry["verification"] == "verified"
+    page = anon.get("/tasks/in-hospital-mortality/").content.decode()
+    assert "verified · causal" in page and "self-reported · not run causally" in page
