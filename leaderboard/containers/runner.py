@@ -70,6 +70,11 @@ CONTAINER_SCENARIOS: tuple[str, ...] = (
     "cxr_missing_100",
 )
 
+ERR_BATCH_GATEWAY_ONLY = (
+    "{task} is scored on every test unit, whose inputs only the streaming gateway may "
+    "reveal (its public test files list no units): run it with mode='stream'"
+)
+
 
 def _environment(info: ImageInfo, task: str, scenario: str, limits: Limits) -> dict[str, str]:
     env = {
@@ -341,6 +346,8 @@ def run_all_scenarios(
     """
     if mode not in ("batch", "stream"):
         raise ValueError(f"unknown mode {mode!r}; the modes are batch and stream")
+    if mode == "batch" and benchmark.scored_on(task) == "all":
+        raise ValueError(ERR_BATCH_GATEWAY_ONLY.format(task=task))
     run_id = run_id or new_run_id()
     work = Path(work_dir).resolve()
     work.mkdir(parents=True, exist_ok=True)
