@@ -234,6 +234,14 @@ def test_template_image_runs_to_a_verified_entry_and_a_crash_is_shown_to_its_own
     runs = ev.container_run["runs"]
     assert set(runs) == {"paired", *CXR_MISSING}
     assert all(r["status"] == "succeeded" for r in runs.values())
+    # Each scenario was streamed by the gateway: the record holds its steps, the bytes it
+    # revealed and the time per step; every unit of the whole test split was asked.
+    for r in runs.values():
+        stream = r["stream"]
+        assert stream["mode"] == "stream" and stream["steps"]["done"] == stream["steps"]["total"]
+        assert stream["units"]["answered"] == stream["units"]["total"] > 0
+        assert sum(stream["bytes_revealed"].values()) > 0 and stream["gateway_step_time"]
+    assert runs["paired"]["stream"]["units"]["total"] > sub.task.n_test_units
     assert set(ev.report["scenarios"]) >= {"paired", "natural", *CXR_MISSING}
     robustness = ev.report["robustness"]
     assert set(robustness["drops"]) == set(CXR_MISSING)
@@ -252,9 +260,12 @@ def test_template_image_runs_to_a_verified_entry_and_a_crash_is_shown_to_its_own
     col = header.split(",").index("verification")
     assert {line.split(",")[col] for line in lines} == {"verified", "self-reported scenarios"}
     page = Client().get("/tasks/in-hospital-mortality/").content.decode()
-    assert '<span class="tag verified"' in page and "self-reported scenarios" in page
+    assert '<span class="tag verified"' in page and "verified · causal" in page
+    assert "self-reported · not run causally" in page
     entry_page = Client().get(f"/entries/{image_id}/").content.decode()
-    assert "verified</span> run by the platform" in entry_page
+    assert (
+        "verified · causal</span> run by the platform through the streaming gateway" in entry_page
+    )
     assert "Container run" not in entry_page  # the run record is the owner's
     assert anon.get(f"/api/submissions/{image_id}/").json()["verification"] == "verified"
     for run in anon.get(f"/api/submissions/{image_id}/evaluations/").json():
@@ -266,7 +277,8 @@ def test_template_image_runs_to_a_verified_entry_and_a_crash_is_shown_to_its_own
     crash = Submission.objects.get(pk=crash_id)
     assert crash.status == "failed" and crash.failure_kind == "input"
     assert crash.failure_code == "container_crashed"
-    assert "exited with code 1" in crash.failure_reason and "Exit code 1" in crash.failure_reason
+    assert "exited at step 0 of 1" in crash.failure_reason  # the gateway saw it go
+    assert "Exit code 1" in crash.failure_reason
     body = api.get(f"/api/submissions/{crash_id}/").json()
     assert body["status"] == "failed" and "code 1" in body["failure_reason"]
     runs = api.get(f"/api/submissions/{crash_id}/evaluations/").json()

@@ -67,7 +67,20 @@ def test_template_archive_passes_the_upload_checks(template_archive):
     assert info.repo_tags == ("medmod/template-model:latest",)
 
 
-@pytest.mark.parametrize("task", TASK_SLUGS)
+# The tasks the demo benchmark scores on its public test units: the batch track's inputs.
+PUBLIC_TASKS = ("in-hospital-mortality", "phenotyping", "radiology")
+
+
+def test_batch_runs_of_a_gateway_only_task_are_refused(template_archive, demo_bench, tmp_path):
+    for task in TASK_SLUGS:
+        assert (demo_bench.scored_on(task) == "public") == (task in PUBLIC_TASKS)
+    with pytest.raises(ValueError, match="only the streaming gateway may reveal"):
+        run_all_scenarios(
+            template_archive, benchmark=demo_bench, task="decompensation", work_dir=tmp_path
+        )
+
+
+@pytest.mark.parametrize("task", PUBLIC_TASKS)
 def test_template_runs_every_scenario(
     task, template_archive, demo_bench: Benchmark, engine: docker.DockerClient, tmp_path
 ):
