@@ -208,27 +208,11 @@ def _run_loaded(
             host_config=_host_config(client, info, input_dir, output_dir, limits),
         )
         container_id = result.container_id = container["Id"]
-        exited = threading.Event()
-        waited: dict[str, Any] = {}
-
-        def wait() -> None:
-            try:
-                waited["result"] = client.api.wait(container_id, timeout=None)
-            except Exception as exc:  # noqa: BLE001 - reported by the main thread
-                waited["error"] = exc
-            finally:
-                exited.set()
-
-        try:
-            client.api.start(container_id)
-        except docker.errors.APIError as exc:
-            if not _image_fault(exc):
-                raise
-            result.status = RunStatus.IMAGE_INVALID
-            result.message = MSG_NOT_STARTED.format(detail=_runtime_detail(exc))
-            raise _NotStarted from None
+        watch = start_and_watch(client, container_id, result, run_id=run_id)
+        if watch is None:
+            raise _NotStarted
+        exited, waited = watch
         deadline = time.monotonic() + limits.wall_time
-        threading.Thread(target=wait, name=f"wait-{run_id}", daemon=True).start()
         while not exited.wait(limits.poll_interval):
             if time.monotonic() > deadline:
                 killed_for = RunStatus.TIMED_OUT
@@ -269,6 +253,36 @@ def _architecture(client: docker.DockerClient) -> str | None:
         return engine_architecture(str(client.info().get("Architecture", "")) or None)
     except (docker.errors.APIError, requests.exceptions.RequestException):
         return None
+
+
+def start_and_watch(
+    client: docker.DockerClient, container_id: str, result: RunResult, *, run_id: str
+) -> tuple[threading.Event, dict[str, Any]] | None:
+    """Start a created container and watch for its exit in a thread: the event is set when
+    it has exited (``waited["result"]``, or ``waited["error"]`` if the engine failed).
+    None when the image cannot start (``result`` then says why, ``image_invalid``); other
+    engine errors are raised."""
+    exited = threading.Event()
+    waited: dict[str, Any] = {}
+
+    def wait() -> None:
+        try:
+            waited["result"] = client.api.wait(container_id, timeout=None)
+        except Exception as exc:  # noqa: BLE001 - reported by the main thread
+            waited["error"] = exc
+        finally:
+            exited.set()
+
+    try:
+        client.api.start(container_id)
+    except docker.errors.APIError as exc:
+        if not _image_fault(exc):
+            raise
+        result.status = RunStatus.IMAGE_INVALID
+        result.message = MSG_NOT_STARTED.format(detail=_runtime_detail(exc))
+        return None
+    threading.Thread(target=wait, name=f"wait-{run_id}", daemon=True).start()
+    return exited, waited
 
 
 def run_container(

@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -35,7 +34,6 @@ from leaderboard.containers.limits import (
 )
 from leaderboard.containers.results import (
     MSG_ENGINE,
-    MSG_NOT_STARTED,
     RunResult,
     RunStatus,
     engine_seconds,
@@ -43,9 +41,8 @@ from leaderboard.containers.results import (
 from leaderboard.containers.runner import (
     _environment,
     _host_config,
-    _image_fault,
     _read_log_tail,
-    _runtime_detail,
+    start_and_watch,
 )
 
 SOCKET_DIR = "/gateway"
@@ -114,23 +111,11 @@ def run_loaded_stream(
             ),  # fmt: skip
         )
         container_id = result.container_id = container["Id"]
-        exited = threading.Event()
-
-        def wait() -> None:
-            with contextlib.suppress(Exception):
-                client.api.wait(container_id, timeout=None)
-            exited.set()
-
-        try:
-            client.api.start(container_id)
-        except docker.errors.APIError as exc:
-            if not _image_fault(exc):
-                raise
-            result.status = RunStatus.IMAGE_INVALID
-            result.message = MSG_NOT_STARTED.format(detail=_runtime_detail(exc))
+        watch = start_and_watch(client, container_id, result, run_id=run_id)
+        if watch is None:
             return result
+        exited = watch[0]
         t0 = time.monotonic()
-        threading.Thread(target=wait, name=f"wait-{run_id}", daemon=True).start()
         try:
             channel = listener.accept(
                 min(t0 + limits.ready_time, t0 + limits.wall_time),
