@@ -121,7 +121,9 @@ def generate(
         say(f"{len(d.images):,} images written")
         manifest = w.finish(
             name=NAME,
-            version=f"{scale}-seed{seed}",
+            # The generator's version names the data: a benchmark drawn by another generator
+            # is other data, and a platform keeps both apart (name and version are unique).
+            version=f"{scale}-seed{seed}-g{GENERATOR_VERSION}",
             source={
                 "kind": "synthetic",
                 "generator": GENERATOR,

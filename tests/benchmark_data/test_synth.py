@@ -66,7 +66,7 @@ def test_every_file_is_listed_and_verified_and_nothing_else_is_written(demo):
     assert bench.verify() == len(manifest["files"])
     on_disk = set(bench.store.list()) - {layout.MANIFEST}
     assert on_disk == set(manifest["files"])
-    assert manifest["name"] == "medmod-synthetic" and manifest["version"] == "demo-seed42"
+    assert manifest["name"] == "medmod-synthetic" and manifest["version"] == "demo-seed42-g3"
     assert manifest["source"]["kind"] == "synthetic" and manifest["source"]["scale"] == "demo"
     assert manifest["source"]["generator"] == "benchmark_data.synth"
     assert manifest["tasks"] == list(TASK_SLUGS) and manifest["seed"] == 42

@@ -250,3 +250,23 @@ def test_the_reaper_resends_a_queued_run_whose_message_never_left(
     assert ev.enqueued_at is not None
     sub.refresh_from_db()
     assert sub.status == "queued"
+
+
+def test_a_benchmark_with_another_benchmarks_name_and_version_is_refused(tmp_path):
+    """Two benchmarks of one name and version but other data (say, a benchmark regenerated
+    by a newer generator under its old version) are never confused: the second is refused
+    with both hashes and what to change."""
+    import json
+
+    from benchmark_data.synth import generate
+    from leaderboard.board.errors import BenchmarkInvalid
+    from leaderboard.board.services.benchmarks import benchmark_register
+
+    first = generate(tmp_path / "a", scale="tiny", seed=1)
+    generate(tmp_path / "b", scale="tiny", seed=2)
+    manifest = json.loads((tmp_path / "b" / "manifest.json").read_text())
+    manifest["version"] = first["version"]
+    (tmp_path / "b" / "manifest.json").write_text(json.dumps(manifest))
+    benchmark_register(uri=str(tmp_path / "a"))
+    with pytest.raises(BenchmarkInvalid, match="another benchmark of that name and version"):
+        benchmark_register(uri=str(tmp_path / "b"))

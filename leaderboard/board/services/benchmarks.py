@@ -16,6 +16,12 @@ from leaderboard.board.errors import BenchmarkInvalid
 from leaderboard.board.models import AuditLog, Benchmark, Task
 from leaderboard.board.services.audit import audit_record
 
+ERR_SAME_VERSION = (
+    "{uri} is benchmark {name} {version}, but another benchmark of that name and version is "
+    "registered with other data (hash {theirs}, this one {mine}): give this one a version of "
+    "its own in its manifest (a benchmark's name and version name its data)"
+)
+
 
 def _manifest_summary(manifest: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in manifest.items() if k != "files"}
@@ -68,6 +74,14 @@ def benchmark_register(
     with transaction.atomic():
         benchmark = Benchmark.objects.filter(manifest_hash=data.manifest_hash).first()
         created = benchmark is None
+        other = Benchmark.objects.filter(name=data.name, version=data.version).first()
+        if created and other is not None:
+            raise BenchmarkInvalid(
+                ERR_SAME_VERSION.format(
+                    uri=uri, name=data.name, version=data.version,
+                    mine=data.manifest_hash[:12], theirs=other.manifest_hash[:12],
+                )
+            )  # fmt: skip
         if created:
             benchmark = Benchmark.objects.create(
                 name=data.name,
