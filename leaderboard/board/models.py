@@ -322,6 +322,9 @@ class Evaluation(models.Model):
         blank=True,
         related_name="+",
     )
+    # Why this run was made, shown in the entry's history (e.g. re-run through the gateway
+    # on a new benchmark version).
+    note = models.CharField(max_length=300, blank=True)
 
     # What produced the result (filled when the run finishes).
     scorer_version = models.CharField(max_length=40, blank=True)

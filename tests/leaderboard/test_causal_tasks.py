@@ -71,3 +71,44 @@ def test_the_board_and_exports_say_which_entries_were_run_causally(anon, benchma
     assert entry["causal"] is True and entry["verification"] == "verified"
     page = anon.get("/tasks/in-hospital-mortality/").content.decode()
     assert "verified · causal" in page and "self-reported · not run causally" in page
+
+
+def test_container_entries_follow_a_new_benchmark_and_their_history_says_why(anon):
+    """A new benchmark version changes every entry's inputs: container entries move to it
+    and are re-run through the gateway, with a note in their history; earlier runs stay;
+    prediction files stay on their benchmark."""
+    from django.core.management import call_command
+
+    from leaderboard.board.models import AuditLog, Benchmark, Evaluation
+    from tests.leaderboard.factories import BenchmarkFactory, TaskFactory
+
+    old = BenchmarkFactory(is_current=True, version="demo-seed42")
+    old_task = TaskFactory(benchmark=old)
+    container = Track.objects.get(slug=Track.CONTAINER)
+    box = EvaluationFactory(
+        value=0.7, submission__task=old_task, submission__track=container
+    ).submission  # fmt: skip
+    file_entry = EvaluationFactory(value=0.8, submission__task=old_task).submission
+    Benchmark.objects.filter(pk=old.pk).update(is_current=False)
+    new = BenchmarkFactory(is_current=True, version="demo-seed42-g3")
+    new_task = TaskFactory(benchmark=new)
+
+    call_command("rescore", "--carry-containers")
+
+    box.refresh_from_db()
+    file_entry.refresh_from_db()
+    assert box.task == new_task and file_entry.task == old_task
+    runs = list(Evaluation.objects.filter(submission=box).order_by("created_at", "id"))
+    assert [r.status for r in runs] == ["succeeded", "queued"]
+    assert runs[0].benchmark_hash == old.manifest_hash
+    assert runs[1].benchmark_hash == new.manifest_hash
+    assert "streaming gateway" in runs[1].note and str(old) in runs[1].note
+    assert AuditLog.objects.filter(action=AuditLog.Action.RESCORE, submission=box).exists()
+    api_runs = anon.get(f"/api/submissions/{box.pk}/evaluations/").json()
+    notes = [r["note"] for r in api_runs]
+    assert any("streaming gateway" in n for n in notes)
+    page = anon.get(f"/entries/{box.pk}/").content.decode()
+    assert "Re-run through the streaming gateway on benchmark" in page
+    # Carried once: a second call finds nothing left to move.
+    call_command("rescore", "--carry-containers")
+    assert Evaluation.objects.filter(submission=box).count() == 2

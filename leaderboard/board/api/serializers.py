@@ -203,7 +203,7 @@ class EvaluationSerializer(serializers.ModelSerializer):
     class Meta:
         model = Evaluation
         fields = [
-            "id", "status", "trigger", "triggered_by", "scorer_version", "benchmark_hash",
+            "id", "status", "trigger", "note", "triggered_by", "scorer_version", "benchmark_hash",
             "replicates", "threshold", "form", "primary_metric", "primary",
             "is_current", "error_code", "error_message", "attempts", "created_at",
             "started_at", "finished_at", "duration_seconds", "container_run", "container_logs",

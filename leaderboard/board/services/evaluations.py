@@ -60,7 +60,7 @@ SYSTEM_FAILURE = (
 
 # Queueing -----------------------------------------------------------------------------------
 def evaluation_create(
-    *, submission: Submission, trigger: str, triggered_by: Any = None
+    *, submission: Submission, trigger: str, triggered_by: Any = None, note: str = ""
 ) -> Evaluation | None:
     """Queue a scoring run of a submission; None when one is already queued or running.
 
@@ -74,6 +74,7 @@ def evaluation_create(
                 triggered_by=triggered_by if getattr(triggered_by, "pk", None) else None,
                 benchmark_hash=submission.task.benchmark.manifest_hash,
                 threshold=submission.threshold,
+                note=note[:300],
             )
     except IntegrityError:
         return None
@@ -479,7 +480,7 @@ def _rescorable_bulk() -> Any:
 
 
 def submissions_rescore(
-    *, actor: Any, submissions: Iterable[Submission], scope: str
+    *, actor: Any, submissions: Iterable[Submission], scope: str, note: str = ""
 ) -> RescoreResult:
     """Queue a new run for each submission (skipping those with a run in flight), and log
     who asked. Earlier runs stay as they were."""
@@ -491,7 +492,10 @@ def submissions_rescore(
                 skipped.append(submission.pk)
                 continue
             evaluation = evaluation_create(
-                submission=submission, trigger=Evaluation.Trigger.RESCORE, triggered_by=actor
+                submission=submission,
+                trigger=Evaluation.Trigger.RESCORE,
+                triggered_by=actor,
+                note=note,
             )
             if evaluation is None:
                 skipped.append(submission.pk)
@@ -507,25 +511,27 @@ def submissions_rescore(
     return RescoreResult(queued=queued, skipped=skipped)
 
 
-def submission_rescore(*, actor: Any, submission: Submission) -> RescoreResult:
+def submission_rescore(*, actor: Any, submission: Submission, note: str = "") -> RescoreResult:
     return submissions_rescore(
-        actor=actor, submissions=[submission], scope=f"submission {submission.pk}"
+        actor=actor, submissions=[submission], scope=f"submission {submission.pk}", note=note
     )
 
 
-def task_rescore(*, actor: Any, task: Task) -> RescoreResult:
+def task_rescore(*, actor: Any, task: Task, note: str = "") -> RescoreResult:
     subs = _rescorable_bulk().filter(task=task).select_related("task__benchmark").order_by("pk")
-    return submissions_rescore(actor=actor, submissions=list(subs), scope=f"task {task.slug}")
+    return submissions_rescore(
+        actor=actor, submissions=list(subs), scope=f"task {task.slug}", note=note
+    )
 
 
-def all_rescore(*, actor: Any) -> RescoreResult:
+def all_rescore(*, actor: Any, note: str = "") -> RescoreResult:
     subs = (
         _rescorable_bulk()
         .filter(task__benchmark__is_current=True)
         .select_related("task__benchmark")
         .order_by("pk")
     )
-    return submissions_rescore(actor=actor, submissions=list(subs), scope="all")
+    return submissions_rescore(actor=actor, submissions=list(subs), scope="all", note=note)
 
 
 # Reaping ------------------------------------------------------------------------------------

@@ -26,6 +26,7 @@ from leaderboard.board.models import Submission, Track
 from leaderboard.board.selectors.submissions import task_get
 from leaderboard.board.services.baselines import baselines_load
 from leaderboard.board.services.benchmarks import benchmark_open, benchmark_register
+from leaderboard.board.services.carry import containers_carry_over
 from leaderboard.board.services.evaluations import evaluation_run
 from leaderboard.board.services.identity import account_ensure_confirmed
 from leaderboard.board.services.submissions import SubmissionMeta, submission_create
@@ -73,6 +74,12 @@ class Command(BaseCommand):
         except ServiceError as exc:
             raise CommandError(exc.message) from None
         self.stdout.write(f"benchmark {benchmark} registered ({benchmark.manifest_hash[:12]})")
+        carried = containers_carry_over(actor=None, benchmark=benchmark)
+        if carried.queued:
+            self.stdout.write(
+                f"{len(carried.queued)} container entries of earlier benchmarks moved to it, "
+                "to be re-run through the streaming gateway"
+            )
 
         run_dir = Path(opts["baselines"]) if opts["baselines"] else out / "baselines"
         if (run_dir / "predictions").is_dir():

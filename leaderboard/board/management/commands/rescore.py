@@ -1,7 +1,10 @@
-"""``manage.py rescore --task SLUG | --submission ID | --all``: queue new scoring runs.
+"""``manage.py rescore --task SLUG | --submission ID | --all | --carry-containers``: queue
+new scoring runs.
 
-Each re-score adds a run; earlier runs stay. With ``--now`` the runs are scored in this
-process instead of by a worker.
+Each re-score adds a run; earlier runs stay. ``--note`` says why (shown in each entry's
+history). ``--carry-containers`` moves the container entries of earlier benchmarks to the
+current one and re-runs them through the streaming gateway. With ``--now`` the runs are
+scored in this process instead of by a worker.
 """
 
 from __future__ import annotations
@@ -9,8 +12,9 @@ from __future__ import annotations
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 
-from leaderboard.board.models import Submission
+from leaderboard.board.models import Benchmark, Submission
 from leaderboard.board.selectors.submissions import task_get
+from leaderboard.board.services.carry import containers_carry_over
 from leaderboard.board.services.evaluations import (
     all_rescore,
     evaluation_run,
@@ -27,6 +31,13 @@ class Command(BaseCommand):
         which.add_argument("--task", help="task slug (current benchmark)")
         which.add_argument("--submission", type=int, help="submission id")
         which.add_argument("--all", action="store_true", help="every scored entry")
+        which.add_argument(
+            "--carry-containers",
+            action="store_true",
+            help="move container entries of earlier benchmarks to the current one and re-run "
+            "them through the streaming gateway",
+        )
+        parser.add_argument("--note", default="", help="why: shown in each entry's history")
         parser.add_argument("--user", help="staff user recorded in the audit log")
         parser.add_argument("--now", action="store_true", help="score here, without a worker")
 
@@ -44,15 +55,20 @@ class Command(BaseCommand):
             )
             if sub is None:
                 raise CommandError(f"no submission {opts['submission']}")
-            result = submission_rescore(actor=actor, submission=sub)
+            result = submission_rescore(actor=actor, submission=sub, note=opts["note"])
         elif opts["task"]:
             try:
                 task = task_get(slug=opts["task"])
             except Exception:
                 raise CommandError(f"no task {opts['task']!r} in the current benchmark") from None
-            result = task_rescore(actor=actor, task=task)
+            result = task_rescore(actor=actor, task=task, note=opts["note"])
+        elif opts["carry_containers"]:
+            current = Benchmark.objects.filter(is_current=True).first()
+            if current is None:
+                raise CommandError("no current benchmark: load one with manage.py load_benchmark")
+            result = containers_carry_over(actor=actor, benchmark=current)
         else:
-            result = all_rescore(actor=actor)
+            result = all_rescore(actor=actor, note=opts["note"])
         self.stdout.write(f"{len(result.queued)} run(s) queued, {len(result.skipped)} skipped")
         if opts["now"]:
             for evaluation_id in result.queued:
