@@ -17,14 +17,26 @@ def _finite(x: Any) -> bool:
     return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
 
 
+def _short(value: float, digits: int) -> str:
+    """At most ``digits`` decimals, and no more than the value has: published figures are
+    rounded to the precision their CI supports (docs/scoring.md, "Disclosure budget"), and a
+    padded 0.840 would claim a digit the platform did not publish."""
+    text = f"{value:.{int(digits)}f}"
+    if "." in text:
+        text = text.rstrip("0")
+        if text.endswith("."):
+            text += "0"
+    return text
+
+
 @register.filter
 def num(value: Any, digits: int = 3) -> str:
-    """A number with ``digits`` decimals, or an en dash when there is none."""
+    """A number with at most ``digits`` decimals, or an en dash when there is none."""
     if isinstance(value, dict):
         value = value.get("value")
     if not _finite(value):
         return "–"
-    return f"{value:.{int(digits)}f}"
+    return _short(value, digits)
 
 
 @register.filter
@@ -34,7 +46,7 @@ def ci(value: Any, digits: int = 3) -> str:
         value = value.get("ci")
     if not value or len(value) != 2 or not all(_finite(v) for v in value):
         return ""
-    return f"[{value[0]:.{int(digits)}f}, {value[1]:.{int(digits)}f}]"
+    return f"[{_short(value[0], digits)}, {_short(value[1], digits)}]"
 
 
 @register.filter
