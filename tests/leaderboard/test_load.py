@@ -26,7 +26,8 @@ def test_the_board_under_20_readers_with_500_entries_serves_every_request(demo_b
     env = {k: v for k, v in os.environ.items() if k not in ("DJANGO_SETTINGS_MODULE", "CACHE_URL")}
     try:
         run = subprocess.run(
-            [sys.executable, "scripts/loadtest.py", "--entries", "500", "--readers", "20",
+            [sys.executable, "scripts/loadtest.py", "--benchmark", str(demo_benchmark_dir),
+             "--entries", "500", "--readers", "20",
              "--duration", "20", "--warmup", "3", "--database", database, "--out", str(OUT)],
             cwd=ROOT, env=env, capture_output=True, text=True, timeout=600,
         )  # fmt: skip
