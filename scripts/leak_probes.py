@@ -226,13 +226,18 @@ def run_probes(
     tasks: tuple[str, ...] = ALL_TASKS,
     predictions_dir: Path | None = None,
     log: Callable[[str], None] = lambda _m: None,
+    skipped: dict[str, str] | None = None,
 ) -> list[dict[str, Any]]:
-    """Run every probe of ``tasks`` on a benchmark; one result per (task, probe)."""
+    """Run every probe of ``tasks`` on a benchmark; one result per (task, probe). A task
+    with no public test units is recorded in ``skipped`` with the reason."""
     train, test = lf.read_split(bench, "train"), lf.read_split(bench, "test")
     rows: list[dict[str, Any]] = []
+    skipped = skipped if skipped is not None else {}
     for slug in tasks:
-        if slug not in test.units or slug not in train.units:
-            log(f"{slug}: no public unit lists for train and test; skipped")
+        if slug not in test.units or slug not in train.units or not len(test.units[slug]):
+            # Nothing public to cheat on (e.g. a task scored through the gateway only).
+            skipped[slug] = "no public test units"
+            log(f"{slug}: no public test units; nothing to probe")
             continue
         task = get_task(slug)
         data = TaskData(train, test, task)
@@ -313,17 +318,21 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(f"{args.benchmark} holds no credentialed part: the probes need the "
                          "test labels to be scored; point --benchmark at a full benchmark")  # fmt: skip
         t0 = time.perf_counter()
+        skipped: dict[str, str] = {}
         rows = run_probes(
             bench,
             replicates=args.replicates,
             tasks=tuple(args.task or ALL_TASKS),
             predictions_dir=args.predictions_dir,
             log=lambda m: print(m, file=sys.stderr, flush=True),
+            skipped=skipped,
         )
     except BenchmarkError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     text = markdown(bench, rows, args.replicates)
+    if skipped:
+        text += "\nNot probed (no public test units): " + ", ".join(sorted(skipped)) + ".\n"
     print(text)
     if args.markdown:
         args.markdown.write_text(text)
@@ -335,6 +344,7 @@ def main(argv: list[str] | None = None) -> int:
             },
             "replicates": args.replicates, "seconds": round(time.perf_counter() - t0, 1),
             "leaks_above_chance": sum(r["kind"] == "leak" and not r["at_chance"] for r in rows),
+            "skipped": skipped,
             "probes": rows,
         }  # fmt: skip
         args.json.write_text(json.dumps(result, indent=1) + "\n")
