@@ -26,19 +26,20 @@ def _summary(bench: Benchmark) -> str:
         lines.append(
             f"  {'task':<24}"
             + "".join(f"{s:>10}" for s in SPLITS)
-            + "   test paired   whole test   scored on"
+            + "   test paired   gateway test   scored on"
         )
         for task, c in counts.items():
             lines.append(
                 f"  {task:<24}"
                 + "".join(f"{c.get(s, 0):>10,}" for s in SPLITS)
                 + f"{c.get('test_paired', 0):>14,}"
-                + f"{c.get('test_all', c.get('test', 0)):>13,}"
+                + f"{c.get('test_clean', c.get('test', 0)):>13,}"
                 + f"   {bench.scored_on(task)}"
             )
         lines.append(
-            "  (test: the public test units, each published stay at its cutoff; whole test: "
-            "every test unit, revealed by the streaming gateway)"
+            "  (test: the public test units, each published stay at its cutoff; gateway test: "
+            "the clean units of the whole test split, of which the public files show nothing "
+            "past their prediction time)"
         )
     for key in ("prevalence", "stats"):
         if key in m:

@@ -85,7 +85,8 @@ class TestSplit:
         return np.round(out.to_numpy(dtype=np.float64), 6)
 
     def units(self, task: str) -> pd.DataFrame:
-        """Every test unit of a task (no labels), with ``prediction_hours`` and ``public``."""
+        """Every test unit of a task (no labels), with ``prediction_hours``, ``public`` and
+        ``clean`` (the public files show nothing of it past its prediction time)."""
         slug = get_task(task).slug
         if self.sequestered:
             return self.bench.read_csv(layout.test_units(slug), dtype={"cxr_dicom_id": "string"})
@@ -99,6 +100,7 @@ class TestSplit:
         return units.assign(
             prediction_hours=prediction_hours(slug, units, end_hours=end, image_hours=image),
             public=1,
+            clean=1,
         )
 
     def labels(self, task: str) -> pd.DataFrame:

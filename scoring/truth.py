@@ -124,8 +124,9 @@ def truth_from_benchmark(
 ) -> Truth:
     """Truth of a task's test split from a benchmark's credentialed part.
 
-    ``unit_set``: ``"public"`` scores the public test unit list, ``"all"`` every test unit
-    (what the streaming gateway asks a model for); by default the set the benchmark scores
+    ``unit_set``: ``"public"`` scores the public test unit list, ``"all"`` every clean test
+    unit (the gateway asks a model for every unit; the clean ones are those of which the
+    public files show nothing past their prediction time); by default the set the benchmark scores
     the task on (:meth:`Benchmark.scored_on`).
     """
     t = get_task(task) if isinstance(task, str) else task
@@ -136,6 +137,8 @@ def truth_from_benchmark(
     if which == "all":
         split = test_split(bench)
         units_df = split.units(t.slug)
+        if "clean" in units_df.columns:  # the units the public files say nothing more of
+            units_df = units_df[units_df["clean"] == 1].reset_index(drop=True)
         labels = split.labels(t.slug)
         scenario_sets = split.scenarios(t.slug) if units_df["cxr_dicom_id"].notna().any() else None
     else:

@@ -188,7 +188,10 @@ def cut_test_split(data: Imported, *, seed: int) -> TestCut:
             image_hours=df["dicom_id"].map(image_hours) if "dicom_id" in df else None,
         )  # fmt: skip
         df = df.assign(prediction_hours=np.round(hours, 6))
-        units[task] = df.assign(public=causal.public_unit_mask(task, df, plan).astype(np.int64))
+        units[task] = df.assign(
+            public=causal.public_unit_mask(task, df, plan).astype(np.int64),
+            clean=causal.clean_unit_mask(df, plan).astype(np.int64),
+        )
     return TestCut(plan=plan, end_hours=end, units=units)
 
 
@@ -325,10 +328,15 @@ def write_benchmark(
         c["test_paired"] = int(test["cxr_dicom_id"].notna().sum())
         c["test_all"] = len(test_all)
         c["test_all_paired"] = int(test_all["cxr_dicom_id"].notna().sum())
+        clean = test_all[test_all["clean"] == 1]
+        c["test_clean"] = len(clean)
+        c["test_clean_paired"] = int(clean["cxr_dicom_id"].notna().sum())
         counts[task] = c
         label_cols = [*cols[:-1], *t.label_columns]
         writer.write_csv(layout.test_labels(task), test[label_cols])
-        writer.write_csv(layout.test_units(task), test_all[[*cols, "prediction_hours", "public"]])
+        writer.write_csv(
+            layout.test_units(task), test_all[[*cols, "prediction_hours", "public", "clean"]]
+        )
         writer.write_csv(layout.all_test_labels(task), test_all[label_cols])
         rng = np.random.default_rng([seed, TASK_SLUGS.index(task)])
         whole_sets, public_sets = causal.stratified_scenarios(test_all, public, rng)

@@ -169,7 +169,8 @@ def plan_test_split(
         )  # fmt: skip
         df = df.assign(prediction_hours=np.round(hours, 6))
         public = causal.public_unit_mask(task, df, plan)
-        out[task] = df.assign(public=public.astype(np.int64))
+        clean = causal.clean_unit_mask(df, plan)
+        out[task] = df.assign(public=public.astype(np.int64), clean=clean.astype(np.int64))
         all_scen[task], scen[task] = causal.stratified_scenarios(
             df, public, np.random.default_rng(seed)
         )

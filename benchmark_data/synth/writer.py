@@ -184,7 +184,11 @@ def write_images(
     the order of writes, and the manifest lists files sorted.
     """
     dicom = images["dicom_id"].to_numpy()
-    sequestered = set(test.units["radiology"].loc[lambda u: u["public"] == 0, "dicom_id"])
+    rad = test.units["radiology"]  # every test image is a radiology unit
+    shown = causal.image_published(
+        pd.DataFrame({"stay_id": rad["stay_id"], "hours": rad["prediction_hours"]}), test.plan()
+    )
+    sequestered = set(rad.loc[~shown, "dicom_id"])
 
     def encode_and_write(d: str, px: np.ndarray) -> None:
         rel = layout.sequestered_image(d) if d in sequestered else layout.image(d)
@@ -221,7 +225,9 @@ def write_units(
         for name in SPLITS:
             if name == "test":
                 whole = test.units[task].drop(columns="split").reset_index(drop=True)
-                part = whole[whole["public"] == 1].drop(columns=["prediction_hours", "public"])
+                part = whole[whole["public"] == 1].drop(
+                    columns=["prediction_hours", "public", "clean"]
+                )
                 part = part.reset_index(drop=True)
                 w.write_csv(layout.units(task, name), part.drop(columns=labels))
                 w.write_csv(layout.test_labels(task), part[list(dict.fromkeys(keep))])
@@ -230,11 +236,15 @@ def write_units(
                 c["test_paired"] = int(part["cxr_dicom_id"].notna().sum())
                 c["test_all"] = len(whole)
                 c["test_all_paired"] = int(whole["cxr_dicom_id"].notna().sum())
+                clean = whole[whole["clean"] == 1]
+                c["test_clean"] = len(clean)
+                c["test_clean_paired"] = int(clean["cxr_dicom_id"].notna().sum())
             else:
                 part = df[df["split"] == name].drop(columns="split").reset_index(drop=True)
                 w.write_csv(layout.units(task, name), part)
             c[name] = len(part)
-        counts[task] = {s: c[s] for s in (*SPLITS, "test_paired", "test_all", "test_all_paired")}
+        keys = ("test_paired", "test_all", "test_all_paired", "test_clean", "test_clean_paired")
+        counts[task] = {s: c[s] for s in (*SPLITS, *keys)}
         w.write_csv(layout.scenarios(task), test.scenarios[task])
         w.write_csv(layout.test_scenarios(task), test.all_scenarios[task])
     return counts

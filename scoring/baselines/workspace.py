@@ -80,11 +80,12 @@ class Workspace:
         scored: dict[str, np.ndarray] = {}
         for t in tasks:
             test = whole.units(t) if whole is not None else bench.units(t, "test")
-            if whole is not None and bench.scored_on(t) == "public":
-                scored[t] = test["public"].to_numpy() == 1
+            if whole is not None:
+                column = "public" if bench.scored_on(t) == "public" else "clean"
+                scored[t] = test[column].to_numpy() == 1
             else:
                 scored[t] = np.ones(len(test), dtype=bool)
-            extra = [c for c in ("prediction_hours", "public") if c in test.columns]
+            extra = [c for c in ("prediction_hours", "public", "clean") if c in test.columns]
             units[(t, "test")] = test.drop(columns=extra)
         if preprocessing is not None:
             norm = EHRNorm.from_dict(preprocessing["ehr_norm"])

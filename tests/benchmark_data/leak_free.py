@@ -70,10 +70,15 @@ def check_leak_free(bench: Benchmark) -> dict[str, int]:
         assert (units[keys].to_numpy() == public_all[keys].to_numpy()).all()
         at = public_all["prediction_hours"].to_numpy()
         cut = public_all["stay_id"].map(cutoff).to_numpy()
-        if task == "radiology":
-            assert (at <= cut + 1e-9).all()
-        else:  # every public unit is predicted at its stay's cutoff
-            np.testing.assert_allclose(at, cut, atol=1e-6)
+        # Every public unit is predicted at its stay's cutoff.
+        np.testing.assert_allclose(at, cut, atol=1e-6)
+        # Clean units: the public files show nothing of them past their prediction time.
+        cut_all = units_all["stay_id"].map(cutoff).to_numpy()
+        pub_all = units_all["stay_id"].isin(published).to_numpy()
+        at_all = units_all["prediction_hours"].to_numpy()
+        expect_clean = ~pub_all | (cut_all <= at_all + 1e-6)
+        np.testing.assert_array_equal(units_all["clean"].to_numpy() == 1, expect_clean)
+        assert (units_all.loc[units_all["public"] == 1, "clean"] == 1).all()
         # Public labels are the whole split's labels of the public units.
         labels = bench.test_labels(task)
         labels_all = whole.labels(task)

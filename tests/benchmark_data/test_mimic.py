@@ -365,7 +365,7 @@ def test_the_import_writes_the_leak_free_test_layout(imported):
     stay's cutoff, the whole test split under credentialed/test/."""
     _, whole = imported
     counts = check_leak_free(whole.bench)
-    assert counts["decompensation"] == counts["length-of-stay"] == 0
+    assert counts["decompensation"] == counts["length-of-stay"] == counts["radiology"] == 0
     assert whole.bench.scored_on("decompensation") == "all"
     assert whole.bench.scored_on("in-hospital-mortality") == "public"
 

@@ -4,9 +4,7 @@ benchmark, and a real Celery worker process for the end-to-end tests."""
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -22,23 +20,9 @@ if not dj_settings.configured or not django.apps.apps.ready:
 
 import pytest  # noqa: E402
 
-from benchmark_data.synth import GENERATOR_VERSION  # noqa: E402
+from tests.demo_cache import demo_benchmark  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def _sources_hash() -> str:
-    """sha256 of the package that writes benchmarks: a cache made by other code is never
-    reused, even between two commits of one generator version."""
-    h = hashlib.sha256()
-    for path in sorted((ROOT / "benchmark_data").rglob("*.py")):
-        h.update(path.relative_to(ROOT).as_posix().encode() + b"\0" + path.read_bytes())
-    return h.hexdigest()[:12]
-
-
-BENCHMARK_CACHE = (
-    ROOT / "var" / "test-cache" / f"benchmark-demo-seed42-v{GENERATOR_VERSION}-{_sources_hash()}"
-)
 
 
 @pytest.fixture(autouse=True)
@@ -53,20 +37,7 @@ def _clear_cache():
 @pytest.fixture(scope="session")
 def demo_benchmark_dir() -> Path:
     """The synthetic demo benchmark (seed 42), generated once and kept between runs."""
-    if not (BENCHMARK_CACHE / "manifest.json").is_file():
-        tmp = BENCHMARK_CACHE.with_name(BENCHMARK_CACHE.name + ".part")
-        shutil.rmtree(tmp, ignore_errors=True)
-        subprocess.run(
-            [sys.executable, "-m", "benchmark_data", "synth", "--out", str(tmp),
-             "--scale", "demo", "--seed", "42"],
-            check=True, cwd=ROOT, capture_output=True,
-        )  # fmt: skip
-        shutil.rmtree(BENCHMARK_CACHE, ignore_errors=True)
-        for old in BENCHMARK_CACHE.parent.glob("benchmark-demo-seed42-v*"):
-            if old.is_dir() and not old.name.endswith(".part"):
-                shutil.rmtree(old, ignore_errors=True)  # caches of other code
-        tmp.rename(BENCHMARK_CACHE)
-    return BENCHMARK_CACHE
+    return demo_benchmark()
 
 
 def ensure_tracks() -> None:

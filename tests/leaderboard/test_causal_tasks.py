@@ -26,18 +26,19 @@ def _form(task: str, **kw):
     return data
 
 
-@pytest.mark.parametrize("task", ["decompensation", "length-of-stay"])
-def test_a_prediction_file_for_an_hourly_task_is_refused_with_the_way_to_submit(
+@pytest.mark.parametrize("task", ["decompensation", "length-of-stay", "radiology"])
+def test_a_prediction_file_for_a_gateway_only_task_is_refused_with_the_way_to_submit(
     api, benchmark, task
 ):
-    """The public test files list no hourly units: a file is refused before anything is
-    stored or counted, and the message names the container track and the gateway."""
+    """The public test files list no units of tasks with several prediction times per stay:
+    a file is refused before anything is stored or counted, and the message names the
+    container track and the gateway."""
     r = api.post("/api/submissions/", _form(task), format="multipart")
     assert r.status_code == 400, r.content
     body = r.json()
     text = str(body)
     assert "container track" in text and "streaming gateway" in text
-    assert "hour by hour" in text
+    assert "several prediction times per stay" in text
     assert Submission.objects.count() == 0
 
 
@@ -47,8 +48,9 @@ def test_tasks_say_which_are_scored_through_the_gateway_only(anon, benchmark):
     assert tasks["length-of-stay"]["gateway_only"] is True
     assert tasks["in-hospital-mortality"]["gateway_only"] is False
     assert tasks["phenotyping"]["gateway_only"] is False
-    # The hourly tasks count every test row; the others their public test units.
-    assert tasks["decompensation"]["n_test_units"] > 100_000
+    assert tasks["radiology"]["gateway_only"] is True
+    # The gateway-only tasks count their clean test units; the others their public ones.
+    assert tasks["decompensation"]["n_test_units"] > 50_000
     assert tasks["in-hospital-mortality"]["n_test_units"] < 400
 
 

@@ -99,7 +99,7 @@ def benchmark_register(
             benchmark.save(update_fields=["uri", "credentialed_uri"])
         for slug in tasks:
             gateway_only = data.scored_on(slug) == "all"
-            key = "test_all" if gateway_only else "test"
+            key = "test_clean" if gateway_only else "test"
             n_test = int(counts.get(slug, {}).get(key, 0) or 0)
             Task.objects.update_or_create(
                 benchmark=benchmark,

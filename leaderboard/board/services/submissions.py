@@ -67,10 +67,10 @@ class QuotaUsage:
 
 
 ERR_GATEWAY_ONLY = (
-    "{task} is scored on every test row at every hour, and only a model the platform runs "
-    "can be asked hour by hour without seeing later hours: its public test files list no "
-    "units, so it takes no prediction files. Submit a model image on the container track; "
-    "the streaming gateway runs it causally (docs/containers.md)."
+    "{task} has several prediction times per stay (every hour, or every image), and only a "
+    "model the platform runs can be asked at each without seeing what comes later: its "
+    "public test files list no units, so it takes no prediction files. Submit a model image "
+    "on the container track; the streaming gateway runs it causally (docs/containers.md)."
 )
 
 

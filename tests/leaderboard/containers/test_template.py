@@ -68,7 +68,7 @@ def test_template_archive_passes_the_upload_checks(template_archive):
 
 
 # The tasks the demo benchmark scores on its public test units: the batch track's inputs.
-PUBLIC_TASKS = ("in-hospital-mortality", "phenotyping", "radiology")
+PUBLIC_TASKS = ("in-hospital-mortality", "phenotyping")
 
 
 def test_batch_runs_of_a_gateway_only_task_are_refused(template_archive, demo_bench, tmp_path):
