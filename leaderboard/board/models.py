@@ -138,11 +138,12 @@ VERIFIED = "verified"
 SELF_REPORTED = "self-reported scenarios"
 
 
-def verification_label(track_slug: str) -> str:
+def verification_label(track_slug: str, streamed: bool = False) -> str:
     """Who produced an entry's predictions: the platform, which ran the model causally
-    through the streaming gateway in every scenario (container entries, ``verified``), or
-    the submitter, who held the inputs (the rows of a prediction file)."""
-    return VERIFIED if track_slug == TRACK_CONTAINER else SELF_REPORTED
+    through the streaming gateway in every scenario (container entries and the streamed
+    reference baselines, ``verified``), or the submitter, who held the inputs (the rows of
+    a prediction file)."""
+    return VERIFIED if track_slug == TRACK_CONTAINER or streamed else SELF_REPORTED
 
 
 class Track(models.Model):
@@ -215,6 +216,9 @@ class Submission(models.Model):
         max_length=8, choices=Visibility.choices, default=Visibility.PUBLIC
     )
     is_reference = models.BooleanField(default=False)
+    # The platform ran the model through the streaming gateway itself (its reference
+    # baselines, python -m leaderboard.containers stream-baselines): verified and causal.
+    streamed = models.BooleanField(default=False)
 
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     queued_at = models.DateTimeField(null=True, blank=True)
@@ -295,11 +299,12 @@ class Submission(models.Model):
     def verification(self) -> str:
         """``verified`` when the platform ran the model in every scenario itself;
         ``self-reported scenarios`` for a prediction file."""
-        return verification_label(self.track.slug)
+        return verification_label(self.track.slug, self.streamed)
 
     @property
     def causal(self) -> bool:
-        """Run causally by the platform (the streaming gateway): container entries."""
+        """Run causally by the platform (the streaming gateway): container entries and the
+        streamed reference baselines."""
         return self.verification == VERIFIED
 
 

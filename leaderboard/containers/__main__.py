@@ -4,6 +4,9 @@ inspect ARCHIVE                        the upload checks, as a submitter would s
 run ARCHIVE --benchmark DIR --task T --work DIR [--scenario S ...]
                                        every scenario, with timings and overhead
 cleanup --max-age SECONDS              remove leftovers of runs older than that
+stream-baselines --run DIR --benchmark DIR [--task T ...] [--model M ...] [--jobs N]
+                                       the reference baselines of a training run, through the
+                                       streaming gateway in every scenario (RUN/stream/)
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import sys
 
 from benchmark_data import Benchmark, BenchmarkError
 from leaderboard.containers.archive import ImageArchiveError, inspect_image_archive
+from leaderboard.containers.baselines import StreamFailed, stream_baselines
 from leaderboard.containers.engine import EngineError, cleanup_stale
 from leaderboard.containers.inputs import prepare_inputs
 from leaderboard.containers.limits import DEFAULT_LIMITS
@@ -40,6 +44,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--show-logs", action="store_true", help="print each run's log tail")
     p.add_argument("--stream", action="store_true",
                    help="run through the streaming gateway (no /input; needs the whole test split)")  # fmt: skip
+    p = sub.add_parser("stream-baselines",
+                       help="run a baselines run's models through the streaming gateway")  # fmt: skip
+    p.add_argument("--run", required=True, help="baselines run directory")
+    p.add_argument("--benchmark", required=True, help="the benchmark it was trained on")
+    p.add_argument("--task", action="append", help="repeat to choose tasks (default: all)")
+    p.add_argument("--model", action="append", help="repeat to choose models (default: all)")
+    p.add_argument("--jobs", type=int, default=2, help="runs at a time")
     p = sub.add_parser("cleanup", help="remove leftovers of runs older than --max-age")
     p.add_argument("--max-age", type=float, required=True, help="seconds")
     args = parser.parse_args(argv)
@@ -66,6 +77,16 @@ def main(argv: list[str] | None = None) -> int:
                 for scenario, result in run.results.items():
                     print(f"--- log of {scenario} ---\n{result.log_tail}")
             return 0 if run.ok else 1
+        elif args.command == "stream-baselines":
+            record = stream_baselines(
+                args.run,
+                Benchmark.open(args.benchmark),
+                tasks=args.task,
+                models=args.model,
+                jobs=args.jobs,
+            )
+            n = sum(len(m) for m in record["runs"].values())
+            print(f"streamed {n} baseline models; predictions in {args.run}/stream/")
         elif args.command == "cleanup":
             report = cleanup_stale(args.max_age)
             print(json.dumps(report.__dict__, indent=1))
@@ -73,6 +94,9 @@ def main(argv: list[str] | None = None) -> int:
     except ImageArchiveError as exc:
         print(f"refused: {exc}", file=sys.stderr)
         return 2
+    except StreamFailed as exc:
+        print(f"failed: {exc}", file=sys.stderr)
+        return 1
     except EngineError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 3

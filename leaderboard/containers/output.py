@@ -17,6 +17,8 @@ import stat
 from dataclasses import dataclass
 from pathlib import Path
 
+import pandas as pd
+
 from benchmark_data.tasks import get_task
 
 PREDICTIONS = "predictions.csv"
@@ -168,3 +170,14 @@ def combine_predictions(outputs: dict[str, Path], dest: Path) -> Path:
                             [*(row[i] if i < len(row) else "" for i in order), scenario]
                         )
     return dest
+
+
+def keep_units(path: Path, keys: pd.DataFrame) -> None:
+    """Keep the rows of a prediction file whose key columns are among ``keys`` (in place)."""
+    cols = list(keys.columns)
+    df = pd.read_csv(path, dtype={c: keys[c].dtype for c in cols if keys[c].dtype != object})
+    missing = [c for c in cols if c not in df.columns]
+    if missing:
+        raise ValueError(f"the predictions lack the key column(s) {', '.join(missing)}")
+    kept = df.merge(keys.drop_duplicates(), on=cols, how="inner", sort=False)
+    kept[list(df.columns)].to_csv(path, index=False, lineterminator="\n")

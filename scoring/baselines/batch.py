@@ -9,6 +9,12 @@ Non-hourly tasks have one read-out per sequence (at its end). Hourly tasks have 
 sequence per stay and one read-out per hourly row, so one causal pass over a stay serves all
 of its prediction times. ``step_img`` gives the image available at each row of a sequence
 (-1 before the first one), used by models that mix the image into the EHR recurrence.
+
+A batch may also carry its encoders' outputs, computed elsewhere: ``ehr_ro``, the EHR
+encoder's state per read-out (for MMTM, that state and the squeeze vector at the read-out's
+row, concatenated), and ``maps``, the CNN's feature maps of ``images``. The streaming
+predictor (:mod:`scoring.baselines.stream`) keeps both per stay and per image instead of
+running the encoders again over a stay's whole history at every prediction time.
 """
 
 from __future__ import annotations
@@ -28,6 +34,8 @@ class Batch:
     step_img: torch.Tensor  # (B, T) int64, -1 = no image yet
     y: torch.Tensor | None = None  # (R,) or (R, L) float32; (R,) int64 buckets for LOS
     units: torch.Tensor | None = None  # (R,) int64 row of each read-out in its unit list
+    ehr_ro: torch.Tensor | None = None  # (R, H) encoder state per read-out, when given
+    maps: torch.Tensor | None = None  # (K, C, h, w) feature maps of ``images``, when given
 
     @property
     def has_image(self) -> torch.Tensor:

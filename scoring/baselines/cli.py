@@ -6,6 +6,11 @@
         --out DIR [--seed N] [--epochs N] [--max-minutes M]
     python -m scoring.baselines predict --benchmark DIR --run DIR
     python -m scoring.baselines scores --run DIR [--benchmark DIR] [--replicates N]
+    python -m scoring.baselines serve --run DIR --task TASK --model MODEL
+
+``serve`` answers the streaming gateway (protocol ``medmod-stream``) on stdin/stdout or the
+socket in ``MEDMOD_GATEWAY``; ``python -m leaderboard.containers stream-baselines`` runs
+every model of a run that way.
 """
 
 from __future__ import annotations
@@ -125,6 +130,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--task", default="all")
     p.add_argument("--threads", type=int, default=d.threads)
 
+    p = sub.add_parser("serve", help="answer the streaming gateway with one trained model")
+    p.add_argument("--run", required=True)
+    p.add_argument("--task", required=True, choices=TASK_SLUGS)
+    p.add_argument("--model", required=True)
+    p.add_argument("--threads", type=int, default=1)
+
     p = sub.add_parser("scores", help="table of a run's results (test scores when available)")
     p.add_argument("--run", required=True)
     p.add_argument("--benchmark", help="benchmark location (default: the run's)")
@@ -186,6 +197,10 @@ def main(argv: list[str] | None = None) -> int:
             print(f"wrote {len(written)} prediction files")
         elif args.command == "scores":
             _scores(args)
+        elif args.command == "serve":
+            from scoring.baselines.stream import serve
+
+            return serve(args.run, args.task, args.model, threads=args.threads)
     except (argparse.ArgumentTypeError, BenchmarkError, FileNotFoundError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -5,11 +5,16 @@ EHR windows (rows of the discretized array, docs/benchmark-format.md):
 - in-hospital mortality: rows ``0 .. 47``;
 - phenotyping: the stay's rows, the last ``max_hours`` of them;
 - decompensation and length of stay: one sequence per stay holding all its rows; the unit at
-  hour ``t`` reads the LSTM state after row ``t - 1``, i.e. it sees rows ``0 .. ceil(t) - 1``
-  and nothing later. No truncation is needed, as one causal pass serves every hour;
+  hour ``t`` reads the LSTM state after row ``t - 1``, i.e. it sees rows ``0 .. t - 1`` (the
+  hours complete at ``t``) and nothing later. No truncation is needed, as one causal pass
+  serves every hour;
 - radiology: likewise one sequence per stay, after one all-zero start row; the image taken
-  ``h`` hours into the stay reads the state after rows ``0 .. ceil(h) - 1`` (after the start
-  row alone for an image of the first hour).
+  ``h`` hours into the stay reads the state after rows ``0 .. floor(h) - 1``, the hours
+  complete when it was taken (after the start row alone for an image of the first hour).
+
+These are the hours the streaming gateway has revealed at the unit's prediction time
+(docs/containers.md), so a model predicts the same from the gateway's messages
+(:mod:`scoring.baselines.stream`) as from the files.
 
 The 12 continuous value columns are standardised with the training split's mean and
 standard deviation (clipped to +-10); one-hot and mask columns are used as they are.
@@ -257,8 +262,9 @@ def _labels(task: Task, units: pd.DataFrame) -> np.ndarray | None:
     return y[:, 0] if task.kind == "binary" else y
 
 
-def _ceil(values: Iterable[float]) -> np.ndarray:
-    return np.asarray([math.ceil(float(x)) for x in values], dtype=np.int64)
+def _floor(values: Iterable[float]) -> np.ndarray:
+    """Whole hours complete at each time: hour ``i`` covers ``[i, i + 1)``."""
+    return np.asarray([math.floor(float(x)) for x in values], dtype=np.int64)
 
 
 def build_task_data(
@@ -296,7 +302,7 @@ def build_task_data(
             lead = 1
         seq_stay, ro_seq = np.unique(stay, return_inverse=True)
         nh = np.asarray([ehr.n_hours[int(s)] for s in seq_stay], dtype=np.int64)
-        end = np.minimum(np.maximum(_ceil(time), 0), nh[ro_seq])
+        end = np.minimum(np.maximum(_floor(time), 0), nh[ro_seq])
         if lead == 0:
             end = np.maximum(end, 1)
         ro_pos = end - 1 + lead

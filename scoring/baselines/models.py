@@ -85,8 +85,17 @@ class Baseline(nn.Module):
         return torch.softmax(logits, dim=1) if self.kind == "los" else torch.sigmoid(logits)
 
     @staticmethod
+    def _ehr(encoder: EHREncoder, batch: Batch) -> torch.Tensor:
+        """The EHR encoder's state per read-out ``(R, H)`` (the batch's own when it has one)."""
+        if batch.ehr_ro is not None:
+            return batch.ehr_ro
+        return _readout(encoder(batch.x), batch)
+
+    @staticmethod
     def _maps(cnn: ResNet, batch: Batch) -> torch.Tensor:
         """Feature maps of the batch's images, ``(K, C, h, w)``; an empty tensor when K = 0."""
+        if batch.maps is not None:
+            return batch.maps
         if batch.images.shape[0] == 0:
             return batch.images.new_zeros((0, cnn.out_channels, 1, 1))
         if cnn.training and batch.images.shape[0] == 1:
@@ -105,7 +114,7 @@ class UniEHR(Baseline):
         self.head = nn.Linear(ehr_hidden, out_dim)
 
     def forward(self, batch: Batch) -> torch.Tensor:
-        return self.head(self.drop(_readout(self.ehr(batch.x), batch)))
+        return self.head(self.drop(self._ehr(self.ehr, batch)))
 
 
 class UniCXR(Baseline):
@@ -188,7 +197,7 @@ class ConcatFusion(_TwoEncoders):
         """Encoder outputs per read-out: EHR state ``(R, h)`` and pooled image features
         ``(R, C)`` (zeros where the read-out has no image)."""
         with torch.set_grad_enabled(torch.is_grad_enabled() and not self.frozen):
-            ehr = _readout(self.ehr(batch.x), batch)
+            ehr = self._ehr(self.ehr, batch)
             pooled = pool(self._maps(self.cxr, batch))
             zero = pooled.new_zeros(pooled.shape[1])
             return ehr, _lookup(pooled, batch.ro_img, zero)
@@ -213,7 +222,7 @@ class MedFuse(_TwoEncoders):
         self.head = nn.Linear(2 * h, self.out_dim)
 
     def forward(self, batch: Batch) -> torch.Tensor:
-        ehr = self.drop(_readout(self.ehr(batch.x), batch))
+        ehr = self.drop(self._ehr(self.ehr, batch))
         img = self._image_vectors(pool(self._maps(self.cxr, batch)), batch)
         out = self.fuse(torch.stack([ehr, img], dim=1))[0]  # (R, 2, 2h)
         # The LSTM is causal: its output after step 0 is that of the length-1 sequence.
@@ -237,7 +246,7 @@ class DAFT(_TwoEncoders):
         self.head = nn.Linear(2 * h, self.out_dim)
 
     def forward(self, batch: Batch) -> torch.Tensor:
-        ehr = self.drop(_readout(self.ehr(batch.x), batch))
+        ehr = self.drop(self._ehr(self.ehr, batch))
         maps = self._maps(self.cxr, batch)
         has = batch.has_image
         img = self.no_image.unsqueeze(0).expand(batch.n_readouts, -1)
@@ -263,17 +272,36 @@ class MMTM(_TwoEncoders):
         self.no_image_squeeze = nn.Parameter(torch.zeros(c))
         self.head = nn.Linear(2 * h, self.out_dim)
 
+    @property
+    def squeeze_size(self) -> int:
+        return self.squeeze.out_features
+
+    def mix(
+        self, h1: torch.Tensor, ehr_sq: torch.Tensor, img_sq: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per row: the squeeze vector ``z`` and the gated first-layer states that feed the
+        second LSTM layer."""
+        z = torch.relu(self.squeeze(torch.cat([ehr_sq, img_sq], dim=-1)))
+        return z, h1 * 2.0 * torch.sigmoid(self.gate_ehr(z))
+
     def forward(self, batch: Batch) -> torch.Tensor:
+        pooled = pool(self._maps(self.cxr, batch))  # (K, c)
+        if batch.ehr_ro is not None:
+            h2_ro, z_ro = batch.ehr_ro.split([self.ehr.hidden, self.squeeze_size], dim=1)
+            return self._head(h2_ro, z_ro, pooled, batch)
         h1 = self.ehr.layer1(batch.x)  # (B, T, h)
         steps = torch.arange(1, h1.shape[1] + 1, dtype=h1.dtype).view(1, -1, 1)
         ehr_sq = h1.cumsum(dim=1) / steps  # causal mean of the states so far
-        pooled = pool(self._maps(self.cxr, batch))  # (K, c)
         img_sq = _lookup(pooled, batch.step_img.reshape(-1), self.no_image_squeeze)
-        img_sq = img_sq.view(*batch.step_img.shape, -1)
-        z = torch.relu(self.squeeze(torch.cat([ehr_sq, img_sq], dim=2)))  # (B, T, z)
-        h2 = self.ehr.layer2(h1 * 2.0 * torch.sigmoid(self.gate_ehr(z)))
-        ehr = self.drop(_readout(h2, batch))
-        gate = 2.0 * torch.sigmoid(self.gate_img(_readout(z, batch)))  # (R, c)
+        z, gated = self.mix(h1, ehr_sq, img_sq.view(*batch.step_img.shape, -1))  # (B, T, z)
+        h2 = self.ehr.layer2(gated)
+        return self._head(_readout(h2, batch), _readout(z, batch), pooled, batch)
+
+    def _head(
+        self, h2_ro: torch.Tensor, z_ro: torch.Tensor, pooled: torch.Tensor, batch: Batch
+    ) -> torch.Tensor:
+        ehr = self.drop(h2_ro)
+        gate = 2.0 * torch.sigmoid(self.gate_img(z_ro))  # (R, c)
         img_table = torch.cat([pooled, pooled.new_zeros((1, pooled.shape[1]))], dim=0)
         idx = torch.where(batch.has_image, batch.ro_img, pooled.shape[0])
         img = self.proj(gate * img_table[idx])

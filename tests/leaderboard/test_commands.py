@@ -71,6 +71,32 @@ def test_load_baselines_enters_reference_entries(benchmark, tmp_path, sample_ihm
     assert "0 reference entries entered" in _call("load_baselines", str(run))  # already there
 
 
+def test_load_baselines_prefers_the_streamed_files(benchmark, tmp_path, sample_ihm_csv):
+    """A model the platform streamed through the gateway is entered from its streamed file,
+    verified and causal; a model without one keeps its file and its label."""
+    run = tmp_path / "run"
+    task = "in-hospital-mortality"
+    for folder in ("predictions", "stream"):
+        (run / folder / task).mkdir(parents=True)
+    (run / "predictions" / task / "late.csv").write_bytes(sample_ihm_csv)
+    (run / "predictions" / task / "ehr.csv").write_bytes(sample_ihm_csv)
+    (run / "stream" / task / "late.csv").write_bytes(sample_ihm_csv.replace(b"\n", b"\r\n"))
+    (run / "run.json").write_text(json.dumps({
+        "kind": "medmod-baselines-run", "benchmark": {"hash": benchmark.manifest_hash},
+        "tasks": {task: {"late": {}, "ehr": {}}},
+    }))  # fmt: skip
+    (run / "stream.json").write_text(json.dumps({
+        "kind": "medmod-baselines-stream", "runs": {task: {"late": {"paired": {}}}},
+    }))  # fmt: skip
+    assert "2 reference entries entered" in _call("load_baselines", str(run))
+    late = Submission.objects.get(method_name="Late fusion")
+    ehr = Submission.objects.get(method_name="EHR only (LSTM)")
+    assert late.streamed and late.causal and late.verification == "verified"
+    assert "streaming gateway" in late.description
+    assert late.evaluations.get().note.startswith("Reference baseline run through the streaming")
+    assert not ehr.streamed and not ehr.causal and "streaming" not in ehr.description
+
+
 def test_load_baselines_refuses_a_run_on_another_benchmark(benchmark, tmp_path, sample_ihm_csv):
     run = tmp_path / "run"
     (run / "predictions" / "in-hospital-mortality").mkdir(parents=True)

@@ -80,6 +80,7 @@ class BoardRow:
     robustness: dict[str, Any]
     fairness: dict[str, Any]
     replicates: list[float | None] = field(repr=False, default_factory=list)
+    streamed: bool = False  # the platform streamed it through the gateway (reference)
     # The primary figure as published (scoring.disclosure); value/ci above stay at full
     # precision for the ranking, the paired tests and the tiers.
     shown_value: float | None = None
@@ -95,7 +96,7 @@ class BoardRow:
     def verification(self) -> str:
         """``verified``: the platform ran the model in every scenario (container track);
         ``self-reported scenarios``: the scenario rows came with a prediction file."""
-        return verification_label(self.track)
+        return verification_label(self.track, self.streamed)
 
     @property
     def is_verified(self) -> bool:
@@ -103,8 +104,9 @@ class BoardRow:
 
     @property
     def causal(self) -> bool:
-        """True when the platform ran the entry causally: a container entry, streamed its
-        inputs unit by unit up to each prediction time by the gateway. A prediction file's
+        """True when the platform ran the entry causally through the gateway, which streamed
+        its inputs unit by unit up to each prediction time: a container entry, or a
+        reference baseline the platform streamed. A prediction file's
         author held the inputs; nothing vouches for what the predictions were made from."""
         return self.verification == VERIFIED
 
@@ -238,6 +240,7 @@ STATE_FIELDS = (
     "team_name",
     "owner__username",
     "is_reference",
+    "streamed",
     "track__slug",
     "track__title",
     "uses_ehr",
@@ -359,6 +362,7 @@ def _row(entry: dict[str, Any], ev: Evaluation) -> BoardRow:
         method_name=entry["method_name"],
         team=entry["team_name"] or entry["owner__username"],
         is_reference=entry["is_reference"],
+        streamed=entry["streamed"],
         track=entry["track__slug"],
         track_title=entry["track__title"],
         uses_ehr=entry["uses_ehr"],

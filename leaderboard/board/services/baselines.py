@@ -1,8 +1,12 @@
 """Reference baselines: entries made from a baselines run's prediction files.
 
 A run directory (written by ``python -m scoring.baselines train``) holds ``run.json`` and
-``predictions/{task}/{model}.csv`` in the public prediction-file format. Only those files and
-the manifest's JSON are read here: the web process and the worker never load torch.
+``predictions/{task}/{model}.csv`` in the public prediction-file format, made from the files.
+``python -m leaderboard.containers stream-baselines`` adds ``stream/{task}/{model}.csv``: the
+same models asked by the streaming gateway, one prediction time at a time. Where a model has
+a streamed file, that one is entered, as an entry the platform ran causally (``streamed``).
+Only those files and the manifests' JSON are read here: the web process and the worker never
+load torch.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from leaderboard.board.services.submissions import (
     submission_create,
     submission_unpublish,
 )
+from leaderboard.containers.baselines import STREAM_DIR, read_stream_manifest
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +39,10 @@ REFERENCE_USERNAME = "reference"
 REFERENCE_TEAM = "Platform reference"
 REFERENCE_EMAIL = "reference-baselines@platform.invalid"
 RUN_MANIFEST = "run.json"
+NOTE_STREAMED = (
+    "Reference baseline run through the streaming gateway; replaces its predictions made "
+    "from the files."
+)
 
 # Model key -> (method name, uses EHR, uses CXR, description).
 MODELS: dict[str, tuple[str, bool, bool, str]] = {
@@ -53,6 +62,7 @@ class BaselineFile:
     task: str
     model: str
     path: Path
+    streamed: bool = False
 
 
 def reference_user() -> Any:
@@ -68,20 +78,31 @@ def reference_user() -> Any:
     return user
 
 
-def baseline_files(run_dir: Path) -> list[BaselineFile]:
-    """The prediction files of a run, in task and model order."""
-    out = []
-    root = run_dir / "predictions"
-    for task in TASKS:
-        folder = root / task
-        if not folder.is_dir():
-            continue
+def _files(root: Path, task: str, *, streamed: bool) -> dict[str, BaselineFile]:
+    folder = root / task
+    out: dict[str, BaselineFile] = {}
+    if folder.is_dir():
         for path in sorted(folder.iterdir()):
-            name = path.name
             for suffix in (".csv.gz", ".csv"):
-                if name.endswith(suffix):
-                    out.append(BaselineFile(task=task, model=name[: -len(suffix)], path=path))
+                if path.name.endswith(suffix) and path.is_file():
+                    model = path.name[: -len(suffix)]
+                    out[model] = BaselineFile(task, model, path, streamed=streamed)
                     break
+    return out
+
+
+def baseline_files(run_dir: Path) -> list[BaselineFile]:
+    """The prediction files of a run, in task and model order: a model's streamed file
+    when the run has one for its task (recorded in ``stream.json``), else its batch file."""
+    out = []
+    streamed_runs = read_stream_manifest(run_dir).get("runs") or {}
+    for task in TASKS:
+        files = _files(run_dir / "predictions", task, streamed=False)
+        streamed = _files(run_dir / STREAM_DIR, task, streamed=True)
+        for model, f in streamed.items():
+            if model in (streamed_runs.get(task) or {}):
+                files[model] = f
+        out.extend(files.values())
     order = {m: i for i, m in enumerate(MODELS)}
     return sorted(out, key=lambda f: (list(TASKS).index(f.task), order.get(f.model, 99), f.model))
 
@@ -96,7 +117,15 @@ def read_run_manifest(run_dir: Path) -> dict[str, Any]:
         raise BenchmarkInvalid(f"{path} is not valid JSON ({exc})") from None
 
 
-def _meta(model: str, task: str, manifest: dict[str, Any]) -> SubmissionMeta:
+STREAMED_TEXT = (
+    " Run by the platform through the streaming gateway: each unit's inputs revealed up to "
+    "its prediction time only, in every missing-modality scenario."
+)
+
+
+def _meta(
+    model: str, task: str, manifest: dict[str, Any], *, streamed: bool = False
+) -> SubmissionMeta:
     name, ehr, cxr, description = MODELS.get(model, (model, True, True, "Reference model."))
     entry = (manifest.get("tasks") or {}).get(task, {}).get(model, {})
     details = []
@@ -109,6 +138,7 @@ def _meta(model: str, task: str, manifest: dict[str, Any]) -> SubmissionMeta:
     if isinstance(entry.get("val_metric"), (int, float)):
         details.append(f"validation {TASKS[task].primary_metric} {entry['val_metric']:.4f}")
     text = description + (f" Run: {', '.join(details)}." if details else "")
+    text += STREAMED_TEXT if streamed else ""
     return SubmissionMeta(
         method_name=name,
         team_name=REFERENCE_TEAM,
@@ -154,7 +184,7 @@ def baselines_load(*, run_dir: str | Path, actor: Any = None) -> list[Submission
         if task is None:
             log.warning("skipping %s: task %s is not in the current benchmark", f.path, f.task)
             continue
-        meta = _meta(f.model, f.task, manifest)
+        meta = _meta(f.model, f.task, manifest, streamed=f.streamed)
         upload = SimpleUploadedFile(f.path.name, f.path.read_bytes(), content_type="text/csv")
         try:
             with transaction.atomic():
@@ -165,8 +195,10 @@ def baselines_load(*, run_dir: str | Path, actor: Any = None) -> list[Submission
                     upload=upload,
                     meta=meta,
                     is_reference=True,
+                    streamed=f.streamed,
                     enforce_quota=False,
                     trigger=Evaluation.Trigger.BASELINE,
+                    note=NOTE_STREAMED if f.streamed else "",
                 )
                 older = Submission.objects.filter(
                     task=task, is_reference=True, method_name=meta.method_name

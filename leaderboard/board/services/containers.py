@@ -37,6 +37,7 @@ from leaderboard.containers import (
     run_all_scenarios,
 )
 from leaderboard.containers.limits import MiB
+from leaderboard.containers.output import keep_units
 
 log = logging.getLogger(__name__)
 
@@ -189,17 +190,6 @@ def container_predictions(
         return outcome
     outcome.predictions = dest
     return outcome
-
-
-def keep_units(path: Path, keys: pd.DataFrame) -> None:
-    """Keep the rows of a prediction file whose key columns are among ``keys`` (in place)."""
-    cols = list(keys.columns)
-    df = pd.read_csv(path, dtype={c: keys[c].dtype for c in cols if keys[c].dtype != object})
-    missing = [c for c in cols if c not in df.columns]
-    if missing:
-        raise ValueError(f"the predictions lack the key column(s) {', '.join(missing)}")
-    kept = df.merge(keys.drop_duplicates(), on=cols, how="inner", sort=False)
-    kept[list(df.columns)].to_csv(path, index=False, lineterminator="\n")
 
 
 def container_work_remove(work_dir: Path) -> None:

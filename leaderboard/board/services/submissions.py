@@ -144,14 +144,20 @@ def submission_create(
     meta: SubmissionMeta,
     image: UploadedFile | None = None,
     is_reference: bool = False,
+    streamed: bool = False,
     enforce_quota: bool = True,
     trigger: str = Evaluation.Trigger.SUBMISSION,
+    note: str = "",
 ) -> Submission:
     """Store the upload, check the limits, record the entry and queue it for scoring.
 
     A prediction-file entry brings ``upload`` (a CSV); a container entry brings ``image``
     (a ``docker save`` archive), checked by the container runner before it is stored.
+    ``streamed``: the platform made the file itself through the streaming gateway (its
+    reference baselines only). ``note`` goes on the first evaluation, for the history.
     """
+    if streamed and not is_reference:
+        raise NotAllowed("Only the platform's reference entries are streamed by the platform.")
     if not track.is_open:
         raise TrackClosed(f"The {track.title} track is not open for submissions.", field="track")
     if not task.benchmark.is_current:
@@ -221,6 +227,7 @@ def submission_create(
                 threshold=meta.threshold,
                 visibility=meta.visibility,
                 is_reference=is_reference,
+                streamed=streamed,
                 sha256=info.sha256,
                 size=info.size,
                 original_filename=info.original_name,
@@ -238,7 +245,9 @@ def submission_create(
                 ) from exc
             submission.file.name = stored_name
             submission.save()
-            evaluation_create(submission=submission, trigger=trigger, triggered_by=owner)
+            evaluation_create(
+                submission=submission, trigger=trigger, triggered_by=owner, note=note
+            )
             audit_record(
                 actor=owner,
                 action=AuditLog.Action.SUBMISSION_CREATE,

@@ -77,13 +77,15 @@ def test_hourly_units_read_rows_before_their_hour(ws):
 
 
 def test_radiology_window_ends_at_the_image_time(ws):
+    """An image reads the hours complete when it was taken: none of the hour it falls in."""
     d = ws.data("radiology", "train")
     units = ws.units[("radiology", "train")]
     b = make_batch(d, np.arange(d.n_sequences), ws.ehr["train"], ws.images)
     assert b.has_image.all()
     hours = units["dicom_id"].map(ws.image_hours).to_numpy()[b.units.numpy()]
-    expected = [math.ceil(h) for h in hours]  # one leading zero row, then ceil(h) rows
+    expected = [math.floor(h) for h in hours]  # one leading zero row, then floor(h) rows
     assert b.ro_pos.tolist() == expected
+    assert any(h != math.floor(h) for h in hours)  # some images fall inside an hour
     assert float(b.x[:, 0].abs().sum()) == 0.0
 
 
