@@ -245,9 +245,7 @@ def submission_create(
                 ) from exc
             submission.file.name = stored_name
             submission.save()
-            evaluation_create(
-                submission=submission, trigger=trigger, triggered_by=owner, note=note
-            )
+            evaluation_create(submission=submission, trigger=trigger, triggered_by=owner, note=note)
             audit_record(
                 actor=owner,
                 action=AuditLog.Action.SUBMISSION_CREATE,
