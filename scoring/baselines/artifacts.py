@@ -35,8 +35,15 @@ def checkpoint_path(run_dir: Path, task: str, model: str) -> Path:
     return run_dir / "checkpoints" / task / f"{model}.pt"
 
 
-def predictions_path(run_dir: Path, task: str, model: str) -> Path:
-    return run_dir / "predictions" / task / f"{model}.csv"
+# Where a run's prediction files are: made from the files by ``train``/``predict``, or
+# streamed through the gateway (python -m leaderboard.containers stream-baselines).
+SOURCES = ("predictions", "stream")
+
+
+def predictions_path(run_dir: Path, task: str, model: str, source: str = "predictions") -> Path:
+    if source not in SOURCES:
+        raise ValueError(f"unknown source {source!r}; the sources are {', '.join(SOURCES)}")
+    return run_dir / source / task / f"{model}.csv"
 
 
 def code_version() -> str:

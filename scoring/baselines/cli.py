@@ -140,6 +140,13 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--run", required=True)
     p.add_argument("--benchmark", help="benchmark location (default: the run's)")
     p.add_argument("--replicates", type=int, default=1000)
+    p.add_argument(
+        "--source",
+        choices=["auto", "predictions", "stream"],
+        default="auto",
+        help="score the files made from the test files or those streamed through the gateway "
+        "(auto: streamed when the run has them)",
+    )
     return parser
 
 
@@ -214,6 +221,7 @@ def _scores(args: argparse.Namespace) -> None:
     from scoring.baselines.scores import (
         SCORES_MD,
         fusion_table,
+        stream_difference_table,
         test_table,
         timing_table,
         validation_table,
@@ -222,10 +230,18 @@ def _scores(args: argparse.Namespace) -> None:
     run_dir = Path(args.run)
     manifest = read_manifest(run_dir)
     parts = [validation_table(manifest), timing_table(manifest)]
+    source = args.source
+    streamed = (run_dir / "stream.json").is_file()
+    if source == "auto":
+        source = "stream" if streamed else "predictions"
     if hasattr(scoring, "score_predictions"):
         bench = Benchmark.open(args.benchmark or manifest["benchmark"]["uri"])
-        table, reports = test_table(manifest, run_dir, bench, replicates=args.replicates)
+        table, reports = test_table(
+            manifest, run_dir, bench, replicates=args.replicates, source=source
+        )
         parts[:0] = [table, fusion_table(reports)]
+        if streamed:
+            parts.insert(2, stream_difference_table(manifest, run_dir))
     else:
         parts.append(
             "Test scores: the scoring engine is not available in this installation "

@@ -99,21 +99,27 @@ def test_cell(report: dict[str, Any]) -> str:
 
 
 def test_table(
-    manifest: dict[str, Any], run_dir: Path, bench: Any, *, replicates: int
+    manifest: dict[str, Any],
+    run_dir: Path,
+    bench: Any,
+    *,
+    replicates: int,
+    source: str = "predictions",
 ) -> tuple[str, dict[str, dict[str, Any]]]:
-    """Score every prediction file of the run; returns the table and the reports."""
+    """Score every prediction file of the run (``source``: ``predictions`` made from the
+    files, or ``stream`` through the gateway); returns the table and the reports."""
     import scoring
     from scoring.truth import truth_from_benchmark
 
     tasks, models = _order(manifest)
     cells: dict[str, dict[str, str]] = {}
     reports: dict[str, dict[str, Any]] = {}
-    out = run_dir / "scores"
+    out = run_dir / ("scores" if source == "predictions" else "scores-stream")
     for t in tasks:
         truth = truth_from_benchmark(bench, t)
         for m in manifest["tasks"][t]:
             rep = scoring.score_predictions(
-                predictions_path(run_dir, t, m), truth=truth, replicates=replicates
+                predictions_path(run_dir, t, m, source), truth=truth, replicates=replicates
             )
             reports.setdefault(t, {})[m] = rep
             cells.setdefault(m, {})[t] = test_cell(rep)
@@ -121,11 +127,40 @@ def test_table(
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(json.dumps(rep, sort_keys=True) + "\n")
     header = ", ".join(f"{t}: {get_task(t).primary_metric}" for t in tasks)
+    how = "made from the files" if source == "predictions" else "through the streaming gateway"
     text = (
-        f"Test, paired units, 95% CI ({replicates} patient-level bootstrap replicates); "
+        f"Test ({how}), paired units, 95% CI ({replicates} patient-level bootstrap replicates); "
         f"and the change when every chest X-ray is withheld: {header}\n\n"
     )
     return text + markdown_table(cells, tasks, models), reports
+
+
+def stream_difference_table(manifest: dict[str, Any], run_dir: Path) -> str:
+    """Largest absolute difference between each model's streamed predictions and those it
+    made from the files, over the rows both hold (every scenario)."""
+    import pandas as pd
+
+    tasks, models = _order(manifest)
+    cells: dict[str, dict[str, str]] = {}
+    for t in tasks:
+        keys = [*get_task(t).key_columns, "scenario"]
+        for m in manifest["tasks"][t]:
+            files = pd.read_csv(predictions_path(run_dir, t, m))
+            streamed = pd.read_csv(predictions_path(run_dir, t, m, "stream"))
+            both = files.merge(streamed, on=keys, suffixes=("_f", "_s"), validate="1:1")
+            cols = [c for c in files.columns if c not in keys]
+            diff = (both[[f"{c}_f" for c in cols]].to_numpy()
+                    - both[[f"{c}_s" for c in cols]].to_numpy())  # fmt: skip
+            same = len(both) == len(files) == len(streamed)
+            cells.setdefault(m, {})[t] = (
+                f"{abs(diff).max():.1e}"
+                if same
+                else f"rows differ ({len(files)} / {len(streamed)})"
+            )
+    return (
+        "Streamed minus made from the files: largest absolute difference of a predicted "
+        "probability, every scored row of every scenario\n\n" + markdown_table(cells, tasks, models)
+    )
 
 
 UNIMODAL = ("ehr", "cxr")
