@@ -54,7 +54,11 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("synth", help="generate the synthetic MIMIC-shaped benchmark")
     p.add_argument("--out", required=True, help="output directory")
     p.add_argument("--scale", choices=["demo", "medmod"], default="demo")
-    p.add_argument("--seed", type=int, default=42)
+    p.add_argument(
+        "--seed", type=int, default=None, help="default 42; with --sealed, drawn at random"
+    )
+    p.add_argument("--sealed", action="store_true",
+                   help="keep the seed secret: not in the manifest or version, only in credentialed/generator.json")  # fmt: skip
 
     p = sub.add_parser(
         "import-mimic",
@@ -93,7 +97,13 @@ def main(argv: list[str] | None = None) -> int:
             from benchmark_data.synth import generate
 
             t0 = time.perf_counter()
-            generate(args.out, scale=args.scale, seed=args.seed, progress=sys.stderr.isatty())
+            generate(
+                args.out,
+                scale=args.scale,
+                seed=args.seed if args.seed is not None or args.sealed else 42,
+                sealed=args.sealed,
+                progress=sys.stderr.isatty(),
+            )
             print(f"wrote {args.out} in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
         elif args.command == "import-mimic":
             from benchmark_data.mimic import import_mimic

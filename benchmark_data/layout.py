@@ -52,6 +52,8 @@ def scenarios(task: str) -> str:
 
 # Credentialed part ------------------------------------------------------------------------
 DEMOGRAPHICS = "credentialed/demographics.csv"
+# A sealed synthetic benchmark's generator seed (whoever has it can draw the labels again).
+SEALED_SEED = "credentialed/generator.json"
 # stay_id, subject_id, age, gender, race, insurance, admission_type
 
 

@@ -15,13 +15,16 @@ the data. The ``medmod`` scale reproduces MedMod's test-split sizes exactly.
 
 from __future__ import annotations
 
+import json
 import os
+import secrets
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from benchmark_data import layout
 from benchmark_data.benchmark import BenchmarkWriter
 from benchmark_data.causal import scored_on
 from benchmark_data.store import Store
@@ -89,7 +92,8 @@ def generate(
     out: str | os.PathLike[str] | Store,
     *,
     scale: str = "demo",
-    seed: int = 42,
+    seed: int | None = 42,
+    sealed: bool = False,
     progress: bool = False,
 ) -> dict[str, Any]:
     """Generate the synthetic benchmark into ``out``; returns its manifest.
@@ -103,11 +107,22 @@ def generate(
         ``"demo"`` (2,040 stays, 64x64 images: seconds), ``"medmod"`` (MedMod's exact
         test-split sizes, 128x128 images: minutes) or ``"tiny"`` (for tests).
     seed
-        The same seed gives byte-identical files.
+        The same seed gives byte-identical files. With ``sealed`` and no seed, one is drawn
+        at random.
+    sealed
+        Keep the seed secret: anyone who knows it can generate the benchmark again, test
+        labels included. The manifest and the version then name no seed (the version holds
+        a random token instead); the seed is written to ``credentialed/generator.json``
+        only, which public exports leave out. Use it for any benchmark whose test labels
+        are to stay hidden; the demo's published seed is for reproducing it.
     progress
         Print stage timings on stderr.
     """
     say = Progress(progress)
+    if seed is None:
+        if not sealed:
+            raise ValueError("a seed is needed unless the benchmark is sealed")
+        seed = secrets.randbits(63)
     d = _draw(get_scale(scale), seed)
     say(f"drawn: {len(d.cohort.stays):,} stays, {len(d.images):,} images")
     with destination(out) as store:
@@ -116,6 +131,10 @@ def generate(
         ehr_stats = write_ehr(w, d.cohort, d.streams[4].spawn(len(SPLITS)), d.test, say)
         counts = write_units(w, d.units, d.test)
         say("unit lists written")
+        if sealed:
+            w.write_bytes(
+                layout.SEALED_SEED, (json.dumps({"seed": seed, "scale": scale}) + "\n").encode()
+            )
         write_images(w, d.images, d.image_params, d.test, size=d.scale.image_size,
                      rng=np.random.default_rng(d.streams[5]), progress=say)  # fmt: skip
         say(f"{len(d.images):,} images written")
@@ -123,14 +142,19 @@ def generate(
             name=NAME,
             # The generator's version names the data: a benchmark drawn by another generator
             # is other data, and a platform keeps both apart (name and version are unique).
-            version=f"{scale}-seed{seed}-g{GENERATOR_VERSION}",
+            version=(
+                f"{scale}-sealed{secrets.token_hex(4)}-g{GENERATOR_VERSION}"
+                if sealed
+                else f"{scale}-seed{seed}-g{GENERATOR_VERSION}"
+            ),
             source={
                 "kind": "synthetic",
                 "generator": GENERATOR,
                 "generator_version": GENERATOR_VERSION,
                 "scale": scale,
+                **({"sealed": True} if sealed else {}),
             },  # fmt: skip
-            seed=seed,
+            seed=None if sealed else seed,
             extra={
                 "tasks": list(TASK_SLUGS),
                 "counts": counts,

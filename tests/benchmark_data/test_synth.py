@@ -346,6 +346,35 @@ def test_same_seed_same_bytes_other_seed_other_data(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a", "b", "c"]
 
 
+def test_a_sealed_benchmark_names_no_seed_and_keeps_it_credentialed(tmp_path):
+    """Whoever knows a synthetic benchmark's seed can draw its test labels again: sealed,
+    the seed is in no public file, and only the credentialed record can reproduce it."""
+    from benchmark_data.benchmark import export_public
+
+    sealed = generate(tmp_path / "s", scale="tiny", seed=None, sealed=True)
+    assert sealed["seed"] is None and sealed["source"]["sealed"] is True
+    assert "seed" not in sealed["version"] and "sealed" in sealed["version"]
+    record = json.loads((tmp_path / "s" / layout.SEALED_SEED).read_text())
+    assert isinstance(record["seed"], int)
+    export_public(Benchmark.open(tmp_path / "s"), tmp_path / "public")
+    public = sorted(p.relative_to(tmp_path / "public").as_posix()
+                    for p in (tmp_path / "public").rglob("*") if p.is_file())  # fmt: skip
+    assert layout.SEALED_SEED not in public and not any(
+        p.startswith("credentialed/") for p in public
+    )
+    text = b"".join((tmp_path / "public" / p).read_bytes() for p in public if p.endswith(".json"))
+    assert str(record["seed"]).encode() not in text
+    # The recorded seed draws the same data (labels included); a second sealed draw does not.
+    again = generate(tmp_path / "r", scale="tiny", seed=record["seed"])
+    assert (
+        again["files"][layout.test_labels("in-hospital-mortality")]
+        == (sealed["files"][layout.test_labels("in-hospital-mortality")])
+    )
+    other = generate(tmp_path / "o", scale="tiny", seed=None, sealed=True)
+    assert other["version"] != sealed["version"]
+    assert other["files"][layout.STAYS] != sealed["files"][layout.STAYS]
+
+
 def test_a_directory_holding_other_files_is_refused(tmp_path):
     (tmp_path / "notes.txt").write_text("mine")
     with pytest.raises(ValueError, match="not a benchmark's"):
