@@ -92,6 +92,12 @@ def _record_summary(record: StreamRecord) -> dict[str, Any]:
     }
 
 
+def serve_command(run_dir: Path, task: str, model: str, *, threads: int = 1) -> list[str]:
+    """The command line of one baseline answering the gateway on stdin/stdout."""
+    return [sys.executable, "-m", "scoring.baselines", "serve", "--run", str(run_dir),
+            "--task", task, "--model", model, "--threads", str(threads)]  # fmt: skip
+
+
 def _one_run(
     run_dir: Path,
     split: TestSplit,
@@ -107,20 +113,7 @@ def _one_run(
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
     record = run_stream_subprocess(
-        [
-            sys.executable,
-            "-m",
-            "scoring.baselines",
-            "serve",
-            "--run",
-            str(run_dir),
-            "--task",
-            task,
-            "--model",
-            model,
-            "--threads",
-            str(threads),
-        ],  # fmt: skip
+        serve_command(run_dir, task, model, threads=threads),
         timeline,
         output=out,
         limits=limits,

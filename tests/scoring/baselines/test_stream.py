@@ -151,6 +151,8 @@ def test_every_model_streams_the_batch_predictions(task, bench, workspace, tmp_p
 
 def test_the_serve_command_answers_the_gateway_as_a_process(bench, workspace, tmp_path):
     """``python -m scoring.baselines serve`` reads the run directory only."""
+    from leaderboard.containers.baselines import serve_command
+
     task, name = "decompensation", "mmtm"
     run = tmp_path / "run"
     model, settings = _model(task, name)
@@ -164,18 +166,7 @@ def test_the_serve_command_answers_the_gateway_as_a_process(bench, workspace, tm
     timeline = build_timeline(test_split(bench), task, "cxr_missing_50")
     repo = Path(__file__).resolve().parents[3]
     record = run_stream_subprocess(
-        [
-            sys.executable,
-            "-m",
-            "scoring.baselines",
-            "serve",
-            "--run",
-            str(run),
-            "--task",
-            task,
-            "--model",
-            name,
-        ],  # fmt: skip
+        serve_command(run, task, name),
         timeline,
         output=tmp_path / "out.csv",
         cwd=repo,
