@@ -162,8 +162,9 @@ def parse_answer(
         seen: set[str] = set()
         twice = {u for u in units if u in seen or seen.add(u)}  # type: ignore[func-returns-value]
         raise Failure("duplicate_units", ERR_DUPLICATE.format(step=step, n=len(twice), some=_some(twice)))  # fmt: skip
-    unknown = [u for u in units if u not in position]
-    if unknown:
+    found = [position.get(u, -1) for u in units]
+    if -1 in found:
+        unknown = [u for u in units if u not in position]
         raise Failure("unknown_units", ERR_UNKNOWN.format(step=step, n=len(unknown), some=_some(unknown)))  # fmt: skip
     if len(units) != len(asked):
         missing = set(asked) - set(units)
@@ -182,8 +183,10 @@ def parse_answer(
     out: dict[str, np.ndarray] = {}
     for name in forms[form]:
         out[name] = _column(values[name], name=name, form=form, n=len(units), step=step)
-    order = np.fromiter((position[u] for u in units), dtype=np.int64, count=len(units))
-    return order, out
+    return np.asarray(found, dtype=np.int64), out
+
+
+_NUMBER_TYPES = frozenset({int, float})
 
 
 def _column(raw: Any, *, name: str, form: str, n: int, step: int) -> np.ndarray:
@@ -193,12 +196,16 @@ def _column(raw: Any, *, name: str, form: str, n: int, step: int) -> np.ndarray:
         )
     if len(raw) != n:
         raise Failure("wrong_values", ERR_LENGTH.format(step=step, column=name, got=len(raw), want=n))  # fmt: skip
-    bad = next((v for v in raw if isinstance(v, bool) or not isinstance(v, int | float)
-                and not (v is None and form == "decision")), "ok")  # fmt: skip
-    if bad != "ok":
+    # One pass over the values' types (JSON gives int, float, None, bool, str, list, dict).
+    kinds = set(map(type, raw))
+    allowed = _NUMBER_TYPES | ({type(None)} if form == "decision" else set())
+    if not kinds <= allowed:
+        bad = next(v for v in raw if type(v) not in allowed)
         detail = f"{json.dumps(bad)[:40]} is not a number"
         raise Failure("wrong_values", ERR_VALUES.format(step=step, column=name, detail=detail))
-    arr = np.array([math.nan if v is None else v for v in raw], dtype=np.float64)
+    if type(None) in kinds:
+        raw = [math.nan if v is None else v for v in raw]
+    arr = np.array(raw, dtype=np.float64)
     if form == "decision":
         ok = np.isnan(arr) | (arr == 0) | (arr == 1)
         want = "1, 0 or null"
