@@ -173,7 +173,8 @@ def test_the_board_still_ranks_on_the_full_precision_values(scored_private_entry
 
     entry = {
         "pk": sub.pk, "method_name": "LR", "team_name": "", "owner__username": "u",
-        "is_reference": False, "track__slug": "prediction-file", "track__title": "",
+        "is_reference": False, "streamed": False, "track__slug": "prediction-file",
+        "track__title": "",
         "uses_ehr": True, "uses_cxr": False, "paper_url": "", "code_url": "",
     }  # fmt: skip
     row = _row(entry, stored)
