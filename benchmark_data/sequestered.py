@@ -103,6 +103,12 @@ class TestSplit:
             clean=1,
         )
 
+    def scored(self, units: pd.DataFrame, task: str) -> np.ndarray:
+        """Which rows of :meth:`units` the task is scored on: its public units, or its clean
+        ones for a task scored on ``all`` (``Benchmark.scored_on``)."""
+        column = "public" if self.bench.scored_on(get_task(task).slug) == "public" else "clean"
+        return units[column].to_numpy() == 1
+
     def labels(self, task: str) -> pd.DataFrame:
         """Labels of every test unit, in the order of :meth:`units`."""
         slug = get_task(task).slug

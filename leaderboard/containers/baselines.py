@@ -15,7 +15,6 @@ No Django and no torch here: torch lives in the model processes.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import sys
@@ -73,11 +72,10 @@ def read_stream_manifest(run_dir: Path) -> dict[str, Any]:
     return data if data.get("kind") == STREAM_KIND else {}
 
 
-def scored_keys(split: TestSplit, bench: Benchmark, task: str) -> pd.DataFrame:
+def scored_keys(split: TestSplit, task: str) -> pd.DataFrame:
     """Key columns of the units a task is scored on (``public`` or ``clean``)."""
     units = split.units(task)
-    column = "public" if bench.scored_on(task) == "public" else "clean"
-    return units.loc[units[column] == 1, list(get_task(task).key_columns)]
+    return units.loc[split.scored(units, task), list(get_task(task).key_columns)]
 
 
 def _record_summary(record: StreamRecord) -> dict[str, Any]:
@@ -188,7 +186,7 @@ def stream_baselines(
                     path, rec = futures[(t, m, s)].result()
                     outputs[s] = path
                     runs[s] = _record_summary(rec)
-                _write(run, t, m, outputs, scored_keys(split, benchmark, t))
+                _write(run, t, m, outputs, scored_keys(split, t))
                 record["runs"].setdefault(t, {})[m] = runs
                 _save(run, record)
                 steps = sum(r["steps"] for r in runs.values())
@@ -218,5 +216,3 @@ def _save(run: Path, record: dict[str, Any]) -> None:
     part = run / (STREAM_MANIFEST + ".part")
     part.write_text(json.dumps(record, indent=1) + "\n")
     os.replace(part, run / STREAM_MANIFEST)
-    with contextlib.suppress(FileNotFoundError):
-        part.unlink()

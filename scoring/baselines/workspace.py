@@ -81,8 +81,7 @@ class Workspace:
         for t in tasks:
             test = whole.units(t) if whole is not None else bench.units(t, "test")
             if whole is not None:
-                column = "public" if bench.scored_on(t) == "public" else "clean"
-                scored[t] = test[column].to_numpy() == 1
+                scored[t] = whole.scored(test, t)
             else:
                 scored[t] = np.ones(len(test), dtype=bool)
             extra = [c for c in ("prediction_hours", "public", "clean") if c in test.columns]
