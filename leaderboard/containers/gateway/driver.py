@@ -89,8 +89,9 @@ def drive(
             line = _read(channel, deadline, why, limits, step)
             g2, c2 = time.monotonic(), time.thread_time()
             order, values = protocol.parse_answer(
-                line, step=step, asked=asked, task=timeline.task, first_columns=answers.columns
-            )
+                line, step=step, asked=asked, task=timeline.task, first_columns=answers.columns,
+                position=timeline.asked_position, offset=int(timeline.unit_bounds[step]),
+            )  # fmt: skip
             answers.add(timeline.asked(step), order, values)
             g3, c3 = time.monotonic(), time.thread_time()
             record.gateway_step_seconds.append((g1 - g0) + (g3 - g2))
@@ -107,6 +108,8 @@ def drive(
     except Overdue:
         _overdue(record, why, limits, step)
     finally:
+        revealer.close()
+        record.prefetch_cpu_seconds = revealer.prefetch_cpu_seconds
         record.revealed = revealer.revealed.summary()
         record.stays_per_step = revealer.revealed.per_step_stays[: record.steps_done]
     return answers if record.reason is None else None

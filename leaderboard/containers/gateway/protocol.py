@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
+from itertools import repeat
 from typing import Any
 
 import numpy as np
@@ -132,12 +134,21 @@ def _some(items: Any) -> str:
 
 
 def parse_answer(
-    line: bytes, *, step: int, asked: list[str], task: Task, first_columns: tuple[str, ...] | None
+    line: bytes,
+    *,
+    step: int,
+    asked: list[str],
+    task: Task,
+    first_columns: tuple[str, ...] | None,
+    position: Mapping[str, int] | None = None,
+    offset: int = 0,
 ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """Check one answer line against the units asked at ``step``.
 
     Returns the position of each answered unit in ``asked`` and the value columns (floats;
     a refused decision is NaN). Raises :class:`Failure` with the first problem found.
+    ``position`` maps every token of the run to its place in the run's order of asking,
+    where ``asked`` starts at ``offset`` (built once per run rather than once per step).
     """
     try:
         msg = json.loads(line)
@@ -157,14 +168,19 @@ def parse_answer(
     if not isinstance(values, dict):
         raise Failure("malformed", ERR_FIELD.format(step=step, field="values", want="object"))
 
-    position = {u: i for i, u in enumerate(asked)}
+    if position is None:
+        position, offset = {u: i for i, u in enumerate(asked)}, 0
     if len(set(units)) != len(units):
         seen: set[str] = set()
         twice = {u for u in units if u in seen or seen.add(u)}  # type: ignore[func-returns-value]
         raise Failure("duplicate_units", ERR_DUPLICATE.format(step=step, n=len(twice), some=_some(twice)))  # fmt: skip
-    found = [position.get(u, -1) for u in units]
-    if -1 in found:
-        unknown = [u for u in units if u not in position]
+    found = np.fromiter(
+        map(position.get, units, repeat(-1, len(units))), dtype=np.int64, count=len(units)
+    )
+    found -= offset
+    bad = (found < 0) | (found >= len(asked))
+    if bad.any():
+        unknown = [u for u, b in zip(units, bad.tolist(), strict=True) if b]
         raise Failure("unknown_units", ERR_UNKNOWN.format(step=step, n=len(unknown), some=_some(unknown)))  # fmt: skip
     if len(units) != len(asked):
         missing = set(asked) - set(units)
@@ -183,7 +199,7 @@ def parse_answer(
     out: dict[str, np.ndarray] = {}
     for name in forms[form]:
         out[name] = _column(values[name], name=name, form=form, n=len(units), step=step)
-    return np.asarray(found, dtype=np.int64), out
+    return found, out
 
 
 _NUMBER_TYPES = frozenset({int, float})

@@ -37,7 +37,9 @@ class StreamRecord:
     sending it until the model has taken the bytes, checking the answer) and
     ``gateway_cpu_seconds`` the CPU time its thread spent on the step, waiting for the
     answer included (reading it); ``model_step_seconds`` the time from the step's last byte
-    sent to the answer's last byte received. ``status`` is a :class:`RunStatus`;
+    sent to the answer's last byte received; ``prefetch_cpu_seconds`` the CPU time of the
+    thread that reads and encodes the coming steps' images while the model works (not part
+    of any step's time). ``status`` is a :class:`RunStatus`;
     ``reason`` one of ``protocol.REASONS`` when it failed.
     """
 
@@ -56,6 +58,7 @@ class StreamRecord:
     gateway_step_seconds: list[float] = field(default_factory=list)
     gateway_cpu_seconds: list[float] = field(default_factory=list)
     model_step_seconds: list[float] = field(default_factory=list)
+    prefetch_cpu_seconds: float = 0.0
     stays_per_step: list[int] = field(default_factory=list)
     wall_time: float = 0.0
     exit_code: int | None = None
@@ -98,11 +101,17 @@ class StreamRecord:
             "gateway_seconds": round(gateway, 3),
             "model_seconds": round(model, 3),
             "gateway_cpu_seconds": round(cpu, 3),
+            "gateway_prefetch_cpu_seconds": round(self.prefetch_cpu_seconds, 3),
             "gateway_ms_per_1000_stay_steps": (
                 round(gateway * 1e6 / stay_hours, 3) if stay_hours else None
             ),
             "gateway_cpu_ms_per_1000_stay_steps": (
                 round(cpu * 1e6 / stay_hours, 3) if stay_hours else None
+            ),
+            "gateway_all_cpu_ms_per_1000_stay_steps": (
+                round((cpu + self.prefetch_cpu_seconds) * 1e6 / stay_hours, 3)
+                if stay_hours
+                else None
             ),
             "wall_time": round(self.wall_time, 3),
             "exit_code": self.exit_code,

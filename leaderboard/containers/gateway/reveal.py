@@ -5,13 +5,19 @@ A stay is mentioned only at steps that ask one of its units; everything of it wi
 at or before the step's time that was not sent before is sent then. The message is put
 together from pieces encoded once (time-series rows as JSON arrays, discretized hours as
 base64 of little-endian float32, PNG images as base64), so a step costs little more than
-copying the bytes it reveals.
+copying the bytes it reveals. The images of the coming steps are read (and checked against
+the manifest) and encoded on a thread of their own while the model works on the current
+step; that thread's CPU time is counted apart (:attr:`Revealer.prefetch_cpu_seconds`).
 """
 
 from __future__ import annotations
 
 import base64
 import json
+import queue
+import threading
+import time
+import weakref
 from dataclasses import dataclass, field
 
 from leaderboard.containers.gateway.timeline import Timeline
@@ -44,6 +50,87 @@ class Revealed:
         }
 
 
+# Steps with images the feed may encode ahead of the step being asked (0: none, every
+# step encodes its own images).
+STEPS_AHEAD = 16
+
+
+def _image_pieces(tl: Timeline, a: int, b: int) -> tuple[list[str], int]:
+    """The JSON objects of revealed images ``a:b`` and their base64 bytes."""
+    tokens = tl.stay_tokens
+    pieces, n = [], 0
+    for stay, tok, hours, dicom in tl.images[a:b]:
+        png = base64.b64encode(tl.read_image(dicom)).decode()
+        pieces.append(f'{{"stay":"{tokens[stay]}","image":"{tok}","hours":{hours!r},"png":"{png}"}}')  # fmt: skip
+        n += len(png)
+    return pieces, n
+
+
+def _encode_ahead(
+    tl: Timeline, steps: list[int], out: queue.Queue[tuple[int, object]],
+    stop: threading.Event, cpu: list[float],
+) -> None:  # fmt: skip
+    """The feed's thread: it holds no reference to the feed, so a feed dropped unclosed is
+    collected and its finalizer stops the thread."""
+    c0 = time.thread_time()
+    for k in steps:
+        try:
+            item: object = _image_pieces(tl, int(tl.image_bounds[k]), int(tl.image_bounds[k + 1]))  # fmt: skip
+        except Exception as exc:  # handed to the step that needs it
+            item = exc
+        cpu[0] = time.thread_time() - c0
+        while not stop.is_set():
+            try:
+                out.put((k, item), timeout=0.2)
+                break
+            except queue.Full:
+                continue
+        if stop.is_set() or isinstance(item, Exception):
+            return
+
+
+class _ImageFeed:
+    """Encodes the images of the steps that reveal any, in step order, up to
+    :data:`STEPS_AHEAD` steps ahead of the one taken. A failure to read an image is raised
+    at the step that needed it."""
+
+    def __init__(self, tl: Timeline) -> None:
+        bounds = tl.image_bounds
+        steps = [int(k) for k in (bounds[1:] > bounds[:-1]).nonzero()[0]]
+        self._cpu = [0.0]
+        self._queue: queue.Queue[tuple[int, object]] = queue.Queue(maxsize=STEPS_AHEAD)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(
+            target=_encode_ahead, args=(tl, steps, self._queue, self._stop, self._cpu),
+            name="gateway-images", daemon=True,
+        )  # fmt: skip
+        weakref.finalize(self, self._stop.set)
+        self._thread.start()
+
+    @property
+    def cpu_seconds(self) -> float:
+        return self._cpu[0]
+
+    def take(self, k: int) -> tuple[list[str], int] | None:
+        """The images of step ``k``; None when the feed has passed it or stopped."""
+        while not self._stop.is_set() and (self._thread.is_alive() or not self._queue.empty()):
+            try:
+                got, item = self._queue.get(timeout=0.2)
+            except queue.Empty:
+                continue
+            if isinstance(item, Exception):
+                raise item
+            if got == k:
+                return item  # type: ignore[return-value]
+            if got > k:  # asked out of order: the feed cannot serve it
+                self.close()
+                return None
+        return None
+
+    def close(self) -> None:
+        self._stop.set()
+
+
 class Revealer:
     """Puts the step messages of a timeline together, one step at a time.
 
@@ -57,9 +144,21 @@ class Revealer:
          "units": [{"unit": "u1a...", "stay": "s3f...", "image": "i9c..." or null}, ...]}
     """
 
-    def __init__(self, timeline: Timeline) -> None:
+    def __init__(self, timeline: Timeline, *, prefetch: bool = True) -> None:
         self.tl = timeline
         self.revealed = Revealed()
+        ahead = prefetch and STEPS_AHEAD > 0 and len(timeline.images) > 0
+        self._feed = _ImageFeed(timeline) if ahead else None
+
+    @property
+    def prefetch_cpu_seconds(self) -> float:
+        """CPU time the image thread spent reading and encoding."""
+        return 0.0 if self._feed is None else self._feed.cpu_seconds
+
+    def close(self) -> None:
+        """Stop encoding ahead (the run ended)."""
+        if self._feed is not None:
+            self._feed.close()
 
     def step(self, k: int) -> tuple[bytes, list[str]]:
         """The message of step ``k`` and the unit tokens it asks, in message order."""
@@ -85,12 +184,10 @@ class Revealer:
             rv.discretized_hours += r1 - r0
         a, b = int(tl.image_bounds[k]), int(tl.image_bounds[k + 1])
         if b > a:
-            shown = []
-            for stay, tok, hours, dicom in tl.images[a:b]:
-                png = base64.b64encode(tl.read_image(dicom)).decode()
-                shown.append(f'{{"stay":"{tokens[stay]}","image":"{tok}","hours":{hours!r},"png":"{png}"}}')  # fmt: skip
-                rv.image_bytes += len(png)
+            got = None if self._feed is None else self._feed.take(k)
+            shown, n = got if got is not None else _image_pieces(tl, a, b)
             out += [',"images":[', ",".join(shown), "]"]
+            rv.image_bytes += n
             rv.images += b - a
         a, b = int(tl.unit_bounds[k]), int(tl.unit_bounds[k + 1])
         out += [',"units":[', ",".join(tl.unit_json[a:b]), "]}\n"]

@@ -122,6 +122,7 @@ class Timeline:
     unit_bounds: np.ndarray
     unit_json: list[str]  # per unit of unit_order: {"unit":...,"stay":...,"image":...}
     asked_tokens: list[str]  # per unit of unit_order: its token
+    asked_position: dict[str, int]  # unit token -> its place in unit_order
     step_stays: np.ndarray  # stays asked per step
     stay_ids: np.ndarray  # stay index -> stay_id (never sent)
     stay_tokens: list[str]
@@ -263,6 +264,7 @@ def build_timeline(split: TestSplit, task: str, scenario: str) -> Timeline:
         unit_bounds=unit_bounds,
         unit_json=unit_json,
         asked_tokens=asked_tokens,
+        asked_position={tok: i for i, tok in enumerate(asked_tokens)},
         step_stays=np.bincount(p_step, minlength=n_steps),
         stay_ids=stay_ids,
         stay_tokens=stay_tokens,
