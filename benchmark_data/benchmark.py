@@ -26,7 +26,8 @@ import pandas as pd
 
 from benchmark_data import layout
 from benchmark_data.store import LocalStore, Store, StoreError, open_store
-from benchmark_data.tasks import SPLITS, TASKS, get_task
+from benchmark_data.suite import Suite, SuiteError, Task, load_suite
+from benchmark_data.tasks import MEDMOD, SPLITS
 
 ERR_NO_MANIFEST = "{uri} is not a benchmark: manifest.json is missing"
 ERR_BAD_MANIFEST = "{uri}: manifest.json is not a valid benchmark manifest ({detail})"
@@ -97,8 +98,13 @@ class BenchmarkWriter:
         source: dict[str, Any],
         seed: int | None,
         extra: dict[str, Any] | None = None,
+        suite: Suite | None = None,
     ) -> dict[str, Any]:
-        """Write ``manifest.json`` listing every file written; returns the manifest."""
+        """Write ``manifest.json`` listing every file written (and, given a suite, its
+        specification as ``public/suite.json``); returns the manifest."""
+        if suite is not None:
+            self.write_bytes(layout.SUITE, suite.to_json())
+            extra = {"suite": suite.slug, **(extra or {})}
         manifest: dict[str, Any] = {
             "format": layout.FORMAT_NAME,
             "format_version": layout.FORMAT_VERSION,
@@ -186,15 +192,36 @@ class Benchmark:
         """sha256 of manifest.json: identifies the exact data every score was made on."""
         return sha256_bytes(self.manifest_bytes)
 
+    @cached_property
+    def suite(self) -> Suite:
+        """The suite the benchmark declares (``public/suite.json``); MedMod for a benchmark
+        written before suites were declared."""
+        if not self.has(layout.SUITE):
+            return MEDMOD
+        try:
+            return load_suite(self.read_bytes(layout.SUITE), name=layout.SUITE)
+        except SuiteError as exc:
+            raise BenchmarkError(f"{self.uri}: {exc}") from None
+
+    def task(self, task: str | Task) -> Task:
+        """A task of the benchmark's suite, by slug (a :class:`Task` is looked up by its
+        slug, so that a task of another suite is refused)."""
+        slug = task.slug if isinstance(task, Task) else task
+        try:
+            return self.suite.task(slug)
+        except KeyError as exc:
+            raise KeyError(exc.args[0]) from None
+
     @property
     def tasks(self) -> list[str]:
-        return [t for t in self.manifest.get("tasks", list(TASKS)) if t in TASKS]
+        declared = self.suite.task_slugs
+        return [t for t in self.manifest.get("tasks", list(declared)) if t in declared]
 
     def scored_on(self, task: str) -> str:
         """``public``: the task's test split is scored on its public test unit list (every
         kind of entry); ``all``: on every test unit, through the streaming gateway only
         (docs/benchmark-format.md, "The test split"). Format-1 benchmarks: ``public``."""
-        return str(self.manifest.get("scored_on", {}).get(get_task(task).slug, "public"))
+        return str(self.manifest.get("scored_on", {}).get(self.task(task).slug, "public"))
 
     def has_credentialed(self) -> bool:
         return any(not layout.is_public(rel) for rel in self.manifest["files"])
@@ -276,14 +303,14 @@ class Benchmark:
 
     def units(self, task: str, split: str) -> pd.DataFrame:
         """Unit list of a task and split (labels included for train and val only)."""
-        get_task(task)
+        self.task(task)
         if split not in SPLITS:
             raise KeyError(f"unknown split {split!r}; the splits are {', '.join(SPLITS)}")
         return self.read_csv(layout.units(task, split), dtype={"cxr_dicom_id": "string"})
 
     def test_labels(self, task: str) -> pd.DataFrame:
         """Credentialed test labels of a task."""
-        get_task(task)
+        self.task(task)
         return self.read_csv(layout.test_labels(task))
 
     def demographics(self) -> pd.DataFrame:

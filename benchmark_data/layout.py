@@ -14,6 +14,9 @@ PUBLIC = "public"
 CREDENTIALED = "credentialed"
 
 # Public part ------------------------------------------------------------------------------
+# The suite's specification (benchmark_data.suite): modalities, tasks, scenarios, fairness.
+# A benchmark without it (written before suites were data) is of the MedMod suite.
+SUITE = "public/suite.json"
 STAYS = "public/stays.csv"  # stay_id, subject_id, hadm_id, split, intime, stay
 CXR_METADATA = "public/cxr/metadata.csv"
 # dicom_id, subject_id, study_id, stay_id, split, study_datetime, view_position, hours, path

@@ -33,7 +33,7 @@ from benchmark_data.mimic.listfiles import EHR_TASKS, read_all_tasks
 from benchmark_data.mimic.sources import InputFiles, MimicImportError, check_dir, read_subject_set
 from benchmark_data.sequestered import prediction_hours
 from benchmark_data.store import LocalStore
-from benchmark_data.tasks import SPLITS, TASK_SLUGS, TASKS
+from benchmark_data.tasks import MEDMOD, SPLITS, TASK_SLUGS, TASKS
 
 DEFAULT_NAME = "medmod-mimic"
 ERR_OUT_EXISTS = "{out} already exists and is not empty; remove it or choose another --out"
@@ -447,6 +447,7 @@ def import_mimic(
             version=version or f"mimic-seed{seed}",
             source=source,
             seed=seed,
+            suite=MEDMOD,
             extra={
                 "tasks": list(TASK_SLUGS),
                 "counts": counts,

@@ -41,10 +41,10 @@ from benchmark_data.synth.writer import (
     write_tables,
     write_units,
 )
-from benchmark_data.tasks import SPLITS, TASK_SLUGS
+from benchmark_data.tasks import MEDMOD, SPLITS, TASK_SLUGS
 
 GENERATOR = "benchmark_data.synth"
-GENERATOR_VERSION = "3"
+GENERATOR_VERSION = "4"
 NAME = "medmod-synthetic"
 
 __all__ = [
@@ -155,6 +155,7 @@ def generate(
                 **({"sealed": True} if sealed else {}),
             },  # fmt: skip
             seed=None if sealed else seed,
+            suite=MEDMOD,
             extra={
                 "tasks": list(TASK_SLUGS),
                 "counts": counts,

@@ -13,6 +13,7 @@ from PIL import Image
 from benchmark_data import Benchmark, layout
 from benchmark_data.discretize import discretize
 from benchmark_data.sequestered import test_split
+from benchmark_data.suite import builtin_suite
 from benchmark_data.synth import SCALES, generate
 from benchmark_data.synth.cohort import PHENOTYPES, make_cohort
 from benchmark_data.synth.counts import (
@@ -66,11 +67,14 @@ def test_every_file_is_listed_and_verified_and_nothing_else_is_written(demo):
     assert bench.verify() == len(manifest["files"])
     on_disk = set(bench.store.list()) - {layout.MANIFEST}
     assert on_disk == set(manifest["files"])
-    assert manifest["name"] == "medmod-synthetic" and manifest["version"] == "demo-seed42-g3"
+    assert manifest["name"] == "medmod-synthetic" and manifest["version"] == "demo-seed42-g4"
     assert manifest["source"]["kind"] == "synthetic" and manifest["source"]["scale"] == "demo"
     assert manifest["source"]["generator"] == "benchmark_data.synth"
     assert manifest["tasks"] == list(TASK_SLUGS) and manifest["seed"] == 42
     assert manifest["parts"] == ["credentialed", "public"]
+    # The suite is declared in the benchmark: MedMod's specification, byte for byte.
+    assert manifest["suite"] == "medmod" and bench.suite == builtin_suite("medmod")
+    assert bench.read_bytes(layout.SUITE) == builtin_suite("medmod").to_json()
 
 
 def test_the_public_test_files_are_the_whole_test_split_cut_at_each_cutoff(demo):

@@ -92,7 +92,7 @@ def test_container_entries_follow_a_new_benchmark_and_their_history_says_why(ano
     ).submission  # fmt: skip
     file_entry = EvaluationFactory(value=0.8, submission__task=old_task).submission
     Benchmark.objects.filter(pk=old.pk).update(is_current=False)
-    new = BenchmarkFactory(is_current=True, version="demo-seed42-g3")
+    new = BenchmarkFactory(is_current=True, version="demo-seed42-g4")
     new_task = TaskFactory(benchmark=new)
 
     call_command("rescore", "--carry-containers")
