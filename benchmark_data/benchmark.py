@@ -321,11 +321,14 @@ class Benchmark:
         return self.scenario_sets(layout.scenarios(task))
 
     def scenario_sets(self, rel: str) -> ScenarioSets:
+        """A scenario file: stay_id, then one 0/1 column per scenario of the suite that
+        withholds a modality (MedMod: cxr_missing_25 ... cxr_missing_100)."""
         df = self.read_csv(rel)
+        declared = {s for m in self.suite.modalities for s in m.scenarios}
         withheld = {
             col: df.loc[df[col].astype(bool), "stay_id"].to_numpy()
             for col in df.columns
-            if col.startswith("cxr_missing_")
+            if col in declared
         }
         return ScenarioSets(paired_stays=df["stay_id"].to_numpy(), withheld=withheld)
 

@@ -179,6 +179,11 @@ class Task:
         return self.kind == "binary"
 
     @property
+    def bucket_columns(self) -> tuple[str, ...]:
+        """Columns of a length-of-stay prediction file's ``buckets`` form (empty otherwise)."""
+        return tuple(f"bucket_{i}" for i in range(len(self.buckets.mean_hours))) if self.buckets else ()  # fmt: skip
+
+    @property
     def n_labels(self) -> int:
         return len(self.label_names)
 
@@ -285,6 +290,12 @@ class Suite:
         if self.natural:
             out.append("natural")
         return tuple(out)
+
+    @property
+    def withheld_modality(self) -> Modality | None:
+        """The optional modality whose withheld levels make the robustness curve (the first
+        one declared with levels), or None."""
+        return next((m for m in self.modalities if m.withheld_levels), None)
 
     @property
     def fairness_attributes(self) -> tuple[str, ...]:

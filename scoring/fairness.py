@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from benchmark_data.tasks import FAIRNESS_ATTRIBUTES, METRICS
+from benchmark_data.tasks import METRICS
 from scoring.bootstrap import ReplicatePlan, percentile_ci
 from scoring.metrics import compute_metrics
 from scoring.truth import Truth
@@ -94,7 +94,7 @@ def fairness_report(
         },
         "attributes": {},
     }
-    for attr in FAIRNESS_ATTRIBUTES:
+    for attr in truth.suite.fairness_attributes:
         labels = truth.groups.get(attr)
         if labels is None:
             continue

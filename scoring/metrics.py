@@ -19,10 +19,10 @@ Conventions:
 * ECE uses ``ECE_BINS`` equal-width bins, the last one closed:
   ``sum_b (w_b / W) |mean(y)_b - mean(p)_b|`` (weighted).
 * Decisions (1, 0, NaN for a refusal) follow ``DECISION_REFUSAL_POLICY``.
-* Length of stay: the true bucket is ``los_bucket(hours)``; ``hours`` predictions are
+* Length of stay: the true bucket is ``task.buckets.bucket(hours)``; ``hours`` predictions are
   bucketed the same way and used as given for MAD, ``buckets`` predictions take the argmax
-  bucket and its mean hours (``los_bucket_hours``). Kappa is Cohen's linearly weighted kappa
-  over the 10 buckets.
+  bucket and its mean hours (``task.buckets.hours``). Kappa is Cohen's linearly weighted kappa
+  over the task's buckets (MedMod: 10).
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from benchmark_data.tasks import Task, los_bucket, los_bucket_hours
+from benchmark_data.tasks import Task
 from scoring.bootstrap import ReplicatePlan, select_rows
 from scoring.kernels import (
     calibration_table,
@@ -149,7 +149,7 @@ def _check(task: Task, form: str, y: np.ndarray, pred: np.ndarray, n: int | None
     if task.kind == "multilabel":
         p_shape: tuple[int, ...] = (n_rows, task.n_labels)
     elif form == "buckets":
-        p_shape = (n_rows, N_LOS_BUCKETS)
+        p_shape = (n_rows, len(task.bucket_columns))
     else:
         p_shape = (n_rows,)
     for what, arr, shape in (("y", y, y_shape), ("pred", pred, p_shape)):
@@ -245,7 +245,7 @@ def compute_metrics(
     elif task.kind == "multilabel":
         _multilabel(out, task, scope, ys, ps, wanted, threshold, batch_size)
     else:
-        _length_of_stay(out, scope, ys, ps, form, wanted)
+        _length_of_stay(out, task, scope, ys, ps, form, wanted)
     return out
 
 
@@ -395,19 +395,22 @@ def _multilabel(
 
 def _length_of_stay(
     out: MetricValues,
+    task: Task,
     scope: _Scope,
     y: np.ndarray,
     pred: np.ndarray,
     form: str,
     wanted: tuple[str, ...],
 ) -> None:
-    true_bucket = los_bucket(y)
+    buckets = task.buckets
+    assert buckets is not None  # a length-of-stay task declares its buckets
+    true_bucket = buckets.bucket(y)
     if form == "hours":
-        pred_hours, pred_bucket = pred, los_bucket(pred)
+        pred_hours, pred_bucket = pred, buckets.bucket(pred)
     else:
         pred_bucket = np.argmax(pred, axis=1)
-        pred_hours = los_bucket_hours(pred_bucket)
-    k = N_LOS_BUCKETS
+        pred_hours = buckets.hours(pred_bucket)
+    k = len(buckets.mean_hours)
     table = np.hstack(
         [
             cluster_sums(scope.cluster, scope.n_clusters, true_bucket * k + pred_bucket, k * k),

@@ -24,7 +24,7 @@ import csv
 from collections import Counter
 from dataclasses import dataclass
 
-from benchmark_data.tasks import LOS_BUCKET_COLUMNS, Task
+from benchmark_data.tasks import Task
 from scoring.errors import (
     ERR_BAD_HEADER,
     ERR_DELIMITER,
@@ -115,8 +115,9 @@ def expected_columns(task: Task) -> str:
             "in that order"
         )
     else:
+        cols = task.bucket_columns
         values = (
-            "either prediction (remaining hours >= 0) or bucket_0..bucket_9 (probabilities "
+            f"either prediction (remaining hours >= 0) or {cols[0]}..{cols[-1]} (probabilities "
             "summing to 1)"
         )
     return f"the key column(s) {keys}, {values}, and optionally scenario"
@@ -149,7 +150,7 @@ def _value_columns(task: Task, rest: list[str]) -> tuple[str, list[str], list[st
         positions = [f"pred_{i}" for i in range(1, task.n_labels + 1)]
         known = {*task.label_slugs, *positions}
     else:
-        known = {"prediction", *LOS_BUCKET_COLUMNS}
+        known = {"prediction", *task.bucket_columns}
     unknown = [n for n in rest if n not in known]
     if unknown:
         raise _fail(ERR_UNKNOWN_COLUMNS, columns=_join(unknown), task=task.slug, expected=expected)
@@ -179,15 +180,16 @@ def _value_columns(task: Task, rest: list[str]) -> tuple[str, list[str], list[st
             if not missing:
                 return "probability", list(task.label_slugs), []
     else:
-        buckets = [n for n in rest if n in LOS_BUCKET_COLUMNS]
+        columns = task.bucket_columns
+        buckets = [n for n in rest if n in columns]
         if "prediction" in rest and buckets:
             raise _fail(ERR_HOURS_AND_BUCKETS)
         if "prediction" in rest:
             return "hours", ["prediction"], []
-        missing = [n for n in LOS_BUCKET_COLUMNS if n not in rest] if buckets else []
+        missing = [n for n in columns if n not in rest] if buckets else []
         if buckets and not missing:
-            return "buckets", list(LOS_BUCKET_COLUMNS), []
-        missing = missing or ["prediction or bucket_0..bucket_9"]
+            return "buckets", list(columns), []
+        missing = missing or [f"prediction or {columns[0]}..{columns[-1]}"]
     raise _fail(ERR_MISSING_COLUMNS, columns=_join(missing), task=task.slug, expected=expected)
 
 

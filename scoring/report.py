@@ -15,7 +15,7 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
-from benchmark_data.tasks import METRICS, SCENARIOS
+from benchmark_data.tasks import METRICS
 from scoring import plots
 from scoring.bootstrap import ReplicatePlan, make_plan, percentile_ci, replicate_seed
 from scoring.curves import pr_band, reliability, roc_band
@@ -129,18 +129,20 @@ def build_report(
     *,
     replicates: int = 1000,
     seed: int | None = None,
-    threshold: float = 0.5,
+    threshold: float | None = None,
     progress: Progress | None = None,
 ) -> dict[str, Any]:
-    """Score validated predictions against a truth; returns the JSON-able report."""
+    """Score validated predictions against a truth; returns the JSON-able report.
+    ``threshold``: the task's declared threshold (MedMod: 0.5) unless given."""
     task = truth.task
+    threshold = task.threshold if threshold is None else threshold
     step = progress or (lambda _msg, _frac: None)
     rseed = replicate_seed(benchmark_hash=truth.source_hash, task=task.slug, seed=seed)
     plan = make_plan(truth.clusters, n_replicates=replicates, seed=rseed)
     primary = task.primary_metric if preds.form != "decision" else "accuracy"
     base = preds.values["paired"]
 
-    scenario_names = [s for s in SCENARIOS if s in truth.scenarios]
+    scenario_names = [s for s in truth.suite.scenarios if s in truth.scenarios]
     scored = [s for s in scenario_names if s in ("paired", "natural") or s in preds.values]
     scenarios: dict[str, Any] = {}
     points: dict[str, float] = {}
@@ -158,7 +160,7 @@ def build_report(
     fairness = fairness_report(
         truth, preds.form, base, plan=plan, rows=truth.scenario_units(main), threshold=threshold
     )
-    robustness = robustness_report(primary, points, reps)
+    robustness = robustness_report(primary, points, reps, modality=truth.suite.withheld_modality)
     step("plots", (len(scored) + 1) / (len(scored) + 2))
     curves = _curves(truth, preds, base, truth.scenario_units(main), plan)
 
@@ -254,18 +256,19 @@ def score_predictions(
     truth: Truth,
     replicates: int = 1000,
     seed: int | None = None,
-    threshold: float = 0.5,
+    threshold: float | None = None,
     max_bytes: int = DEFAULT_MAX_BYTES,
     progress: Progress | None = None,
 ) -> dict[str, Any]:
-    """Validate a prediction file and score it.
+    """Validate a prediction file and score it (at the task's declared threshold unless
+    ``threshold`` is given).
 
     Raises
     ------
     scoring.PredictionFileError
         The file is refused whole; ``.message`` says what is wrong and where.
     """
-    if not 0.0 <= threshold <= 1.0:
+    if threshold is not None and not 0.0 <= threshold <= 1.0:
         raise ValueError(f"threshold must be in [0, 1], got {threshold}")
     if replicates < 10:
         raise ValueError(f"at least 10 replicates are needed, got {replicates}")

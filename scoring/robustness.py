@@ -1,7 +1,9 @@
-"""Missing-modality robustness: how the primary metric degrades as chest X-rays are withheld.
+"""Missing-modality robustness: how the primary metric degrades as an optional modality is
+withheld (MedMod: the chest X-ray).
 
-Scenarios ``cxr_missing_25/50/75/100`` score the same paired units as ``paired``, with the
-X-rays of a nested, seeded subset of stays withheld. The drop of each scenario is a paired
+Scenarios ``cxr_missing_25/50/75/100`` (``{prefix}_{level}`` of the suite's withheld
+modality) score the same paired units as ``paired``, with the modality of a nested, seeded
+subset of stays withheld. The drop of each scenario is a paired
 difference on the same units and the same replicates, so its CI reflects only the change
 in predictions, not resampling noise between different unit sets. The area under the
 degradation curve (AUDC) integrates the primary metric over the withheld fraction 0..1 with
@@ -14,9 +16,15 @@ from typing import Any
 
 import numpy as np
 
-from benchmark_data.tasks import CXR_MISSING_LEVELS
+from benchmark_data.suite import Modality
+from benchmark_data.tasks import MEDMOD
 from scoring.bootstrap import percentile_ci
 from scoring.ranking import paired_difference
+
+
+def _count(n: int) -> str:
+    words = ("no", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
+    return words[n] if n < len(words) else str(n)
 
 
 def _f(x: float | None) -> float | None:
@@ -30,25 +38,32 @@ def robustness_report(
     primary: str,
     points: dict[str, float],
     replicates: dict[str, np.ndarray],
+    *,
+    modality: Modality | None = MEDMOD.withheld_modality,
 ) -> dict[str, Any]:
     """Robustness section from the primary metric's point and replicate values per scenario.
 
     ``points``/``replicates`` hold the scenarios that were scored (``paired`` and any
     ``cxr_missing_*``; ``natural`` is reported beside them, outside the curve).
+    ``modality`` is the one withheld along the curve (None: the suite withholds none).
     """
-    levels = [p for p in CXR_MISSING_LEVELS if f"cxr_missing_{p}" in points]
+    all_levels = modality.withheld_levels if modality is not None else ()
+    name = {p: f"{modality.scenario_prefix}_{p}" for p in all_levels} if modality else {}
+    levels = [p for p in all_levels if name[p] in points]
     out: dict[str, Any] = {
         "metric": primary,
         "scenarios_scored": [s for s in points if s != "natural"],
-        "scenarios_missing": [
-            f"cxr_missing_{p}" for p in CXR_MISSING_LEVELS if f"cxr_missing_{p}" not in points
-        ],
+        "scenarios_missing": [name[p] for p in all_levels if name[p] not in points],
         "drops": {},
         "curve": [],
         "audc": None,
     }
+    if modality is None:
+        out["note"] = "the suite withholds no modality"
+        return out
     if "paired" not in points:
-        out["note"] = "no paired units: robustness needs test units with a chest X-ray"
+        what = "a chest X-ray" if modality.slug == "cxr" else modality.title.lower()
+        out["note"] = f"no paired units: robustness needs test units with {what}"
         return out
     base_r = replicates["paired"]
     out["curve"].append(
@@ -60,7 +75,7 @@ def robustness_report(
         }
     )
     for p in levels:
-        s = f"cxr_missing_{p}"
+        s = name[p]
         d = paired_difference(replicates[s], base_r)
         out["drops"][s] = {
             "value": _f(points[s] - points["paired"]),
@@ -75,15 +90,16 @@ def robustness_report(
                 "ci": [_f(v) for v in percentile_ci(replicates[s])],
             }
         )
-    if len(levels) == len(CXR_MISSING_LEVELS):
+    if len(levels) == len(all_levels):
         xs = np.array([0.0, *(p / 100 for p in levels)])
-        pt = np.array([points["paired"], *(points[f"cxr_missing_{p}"] for p in levels)])
-        rep = np.vstack([base_r, *(replicates[f"cxr_missing_{p}"] for p in levels)])
+        pt = np.array([points["paired"], *(points[name[p]] for p in levels)])
+        rep = np.vstack([base_r, *(replicates[name[p]] for p in levels)])
         audc_point = float(np.trapezoid(pt, xs))
         audc_reps = np.trapezoid(rep, xs, axis=0)
         out["audc"] = {"value": _f(audc_point), "ci": [_f(v) for v in percentile_ci(audc_reps)]}
     else:
         out["audc_note"] = (
-            "the area under the degradation curve needs all four cxr_missing scenarios"
+            f"the area under the degradation curve needs all {_count(len(all_levels))} "
+            f"{modality.scenario_prefix} scenarios"
         )
     return out

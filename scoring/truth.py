@@ -19,14 +19,8 @@ import pandas as pd
 
 from benchmark_data.benchmark import Benchmark
 from benchmark_data.sequestered import test_split
-from benchmark_data.tasks import (
-    AGE_BIN_LABELS,
-    CXR_MISSING_LEVELS,
-    FAIRNESS_ATTRIBUTES,
-    Task,
-    age_group,
-    get_task,
-)
+from benchmark_data.suite import Suite
+from benchmark_data.tasks import AGE_BIN_LABELS, MEDMOD, Task
 
 UNIT_SETS = ("public", "all")
 ERR_UNIT_SET = "unknown test unit set {unit_set!r}; the sets are: {known}"
@@ -48,7 +42,8 @@ class Truth:
     hours for length of stay. ``clusters`` holds the bootstrap resampling unit per row
     (``subject_id``; all rows of a patient are resampled together). ``paired`` marks units
     with a chest X-ray; ``withheld[scenario]`` marks paired units whose X-ray that scenario
-    withholds. ``groups[attribute]`` gives each unit's demographic group (fairness).
+    withholds. ``groups[attribute]`` gives each unit's demographic group (fairness), for
+    the fairness attributes ``suite`` declares, binned as it declares them.
     """
 
     task: Task
@@ -63,6 +58,7 @@ class Truth:
     source_hash: str = ""
     benchmark_name: str = ""
     benchmark_version: str = ""
+    suite: Suite = MEDMOD
 
     def __len__(self) -> int:
         return len(self.keys)
@@ -73,10 +69,10 @@ class Truth:
 
     @property
     def scenarios(self) -> list[str]:
-        """Scenarios this truth can score: paired (when any unit is paired), the withheld
-        levels it knows, and natural (when it differs from paired)."""
+        """Scenarios this truth can score, in the suite's order: paired (when any unit is
+        paired), the withheld scenarios it knows, and natural (when it differs from paired)."""
         names = ["paired"] if self.paired.any() else []
-        names += [s for s in (f"cxr_missing_{p}" for p in CXR_MISSING_LEVELS) if s in self.withheld]
+        names += [s for s in self.suite.scenarios if s in self.withheld]
         if not self.paired.all():
             names.append("natural")
         return names
@@ -94,20 +90,42 @@ def _hash_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def _groups_from_demographics(units: pd.DataFrame, demo: pd.DataFrame) -> dict[str, np.ndarray]:
-    merged = units[["stay_id"]].merge(demo, on="stay_id", how="left", validate="many_to_one")
+def fairness_groups(table: pd.DataFrame, suite: Suite) -> dict[str, np.ndarray]:
+    """Each unit's group for every fairness attribute of the suite whose source column the
+    table holds (None where the source is blank)."""
     out: dict[str, np.ndarray] = {}
-    for attr in FAIRNESS_ATTRIBUTES:
-        if attr == "age_group":
-            if "age" in merged:
-                ages = merged["age"].to_numpy(dtype=float)
-                g = age_group(ages)
-                g[np.isnan(ages)] = None
-                out[attr] = g
-        elif attr in merged:
-            col = merged[attr].astype(object)
-            out[attr] = col.where(col.notna(), None).to_numpy(dtype=object)
+    for attr in suite.fairness:
+        if attr.source not in table.columns:
+            continue
+        col = table[attr.source]
+        if attr.edges:
+            values = pd.to_numeric(col, errors="coerce").to_numpy(dtype=float)
+            blank = np.isnan(values)
+            g = attr.bin(np.where(blank, 0.0, values))
+        else:
+            blank = col.isna().to_numpy()
+            g = attr.bin(col.astype(object).where(~blank, None).to_numpy(dtype=object))
+        g = np.array(g, dtype=object)  # a copy: the source may be read-only
+        g[blank] = None
+        out[attr.slug] = g
     return out
+
+
+def _groups_from_demographics(
+    units: pd.DataFrame, demo: pd.DataFrame, suite: Suite
+) -> dict[str, np.ndarray]:
+    merged = units[["stay_id"]].merge(demo, on="stay_id", how="left", validate="many_to_one")
+    return fairness_groups(merged, suite)
+
+
+def _paired(units: pd.DataFrame) -> np.ndarray:
+    """Units with every optional modality: the ``paired`` column (0/1) of a suite's unit
+    list, or, without one (MedMod), the units with a chest X-ray."""
+    if "paired" in units.columns:
+        return units["paired"].fillna(0).astype(bool).to_numpy()
+    if "cxr_dicom_id" in units.columns:
+        return units["cxr_dicom_id"].notna().to_numpy()
+    return np.zeros(len(units), dtype=bool)
 
 
 def _labels(df: pd.DataFrame, task: Task) -> np.ndarray:
@@ -129,7 +147,7 @@ def truth_from_benchmark(
     public files show nothing past their prediction time); by default the set the benchmark scores
     the task on (:meth:`Benchmark.scored_on`).
     """
-    t = get_task(task) if isinstance(task, str) else task
+    t = bench.task(task)
     which = unit_set or bench.scored_on(t.slug)
     if which not in UNIT_SETS:
         raise ValueError(ERR_UNIT_SET.format(unit_set=which, known=", ".join(UNIT_SETS)))
@@ -140,11 +158,11 @@ def truth_from_benchmark(
         if "clean" in units_df.columns:  # the units the public files say nothing more of
             units_df = units_df[units_df["clean"] == 1].reset_index(drop=True)
         labels = split.labels(t.slug)
-        scenario_sets = split.scenarios(t.slug) if units_df["cxr_dicom_id"].notna().any() else None
+        scenario_sets = split.scenarios(t.slug) if _paired(units_df).any() else None
     else:
         units_df = bench.units(t.slug, "test")
         labels = bench.test_labels(t.slug)
-        scenario_sets = bench.scenarios(t.slug) if units_df["cxr_dicom_id"].notna().any() else None
+        scenario_sets = bench.scenarios(t.slug) if _paired(units_df).any() else None
     units: pd.DataFrame = units_df
     if len(labels) != len(units) or not (
         labels[keys].reset_index(drop=True).equals(units[keys].reset_index(drop=True))
@@ -155,12 +173,14 @@ def truth_from_benchmark(
     stay_names: dict[str, int] = {}
     if "stay" in stays.columns:
         stay_names = dict(zip(stays["stay"].astype(str), stays["stay_id"].astype(int), strict=True))
-    paired = units["cxr_dicom_id"].notna().to_numpy()
+    paired = _paired(units)
     withheld: dict[str, np.ndarray] = {}
     if scenario_sets is not None:
         stay = units["stay_id"].to_numpy()
         for name, stays in scenario_sets.withheld.items():
             withheld[name] = paired & np.isin(stay, stays)
+        for ablation in bench.suite.ablations:  # a modality subset: for every paired unit
+            withheld.setdefault(ablation.slug, paired.copy())
     return Truth(
         task=t,
         keys=units[keys].reset_index(drop=True),
@@ -168,20 +188,24 @@ def truth_from_benchmark(
         clusters=units["subject_id"].to_numpy(dtype=np.int64),
         paired=paired,
         withheld=withheld,
-        groups=_groups_from_demographics(units, demo),
+        groups=_groups_from_demographics(units, demo, bench.suite),
         stay_names=stay_names,
         source=bench.uri,
         source_hash=bench.manifest_hash,
         benchmark_name=bench.name,
         benchmark_version=bench.version,
+        suite=bench.suite,
     )
 
 
-def truth_from_csv(path: str | os.PathLike[str], task: str | Task) -> Truth:
+def truth_from_csv(
+    path: str | os.PathLike[str], task: str | Task, *, suite: Suite = MEDMOD
+) -> Truth:
     """Truth from a labels CSV: key columns, label columns, optional ``subject_id`` (the
-    bootstrap cluster; each unit is its own cluster without it) and optional
-    ``age,gender,race,insurance`` for fairness. No scenarios: every unit counts as paired."""
-    t = get_task(task) if isinstance(task, str) else task
+    bootstrap cluster; each unit is its own cluster without it) and optional source columns
+    of the suite's fairness attributes (MedMod: ``age,gender,race,insurance``). No
+    scenarios: every unit counts as paired."""
+    t = suite.task(task if isinstance(task, str) else task.slug)
     p = Path(path)
     data = p.read_bytes()
     try:
@@ -218,25 +242,16 @@ def truth_from_csv(path: str | os.PathLike[str], task: str | Task) -> Truth:
         clusters = pd.factorize(df["subject_id"])[0].astype(np.int64)
     else:
         clusters = np.arange(len(df), dtype=np.int64)
-    groups: dict[str, np.ndarray] = {}
-    if "age" in df.columns:
-        ages = pd.to_numeric(df["age"], errors="coerce").to_numpy(dtype=float)
-        g = age_group(ages)
-        g[np.isnan(ages)] = None
-        groups["age_group"] = g
-    for attr in ("gender", "race", "insurance"):
-        if attr in df.columns:
-            col = df[attr].astype(object)
-            groups[attr] = col.where(col.notna(), None).to_numpy(dtype=object)
     return Truth(
         task=t,
         keys=keys,
         y=_labels(df, t),
         clusters=clusters,
         paired=np.ones(len(df), dtype=bool),
-        groups=groups,
+        groups=fairness_groups(df, suite),
         source=str(p),
         source_hash=_hash_bytes(data),
+        suite=suite,
     )
 
 
@@ -245,6 +260,7 @@ __all__ = [
     "UNIT_SETS",
     "Truth",
     "TruthError",
+    "fairness_groups",
     "truth_from_benchmark",
     "truth_from_csv",
 ]

@@ -26,7 +26,8 @@ from typing import Any, BinaryIO
 import numpy as np
 import pandas as pd
 
-from benchmark_data.tasks import CXR_MISSING_LEVELS, SCENARIOS, Task
+from benchmark_data.suite import Suite
+from benchmark_data.tasks import MEDMOD, Task
 from scoring.errors import (
     ERR_BAD_HEADER,
     ERR_BAD_KEY_VALUES,
@@ -67,9 +68,15 @@ CHUNK_ROWS = 100_000
 MAX_KEYS_SHOWN = 5
 
 BASE_SCENARIO = "paired"
-# Scenario codes of the rows: 0 is paired (or natural, the same inputs), then cxr_missing_*.
-SCENARIO_CODES: tuple[str, ...] = (BASE_SCENARIO, *(f"cxr_missing_{p}" for p in CXR_MISSING_LEVELS))
-_CODE_OF = {name: i for i, name in enumerate(SCENARIO_CODES)} | {"natural": 0}
+
+
+def scenario_codes(suite: Suite) -> tuple[str, ...]:
+    """Scenario codes of the rows: 0 is paired (or natural, the same inputs), then the
+    suite's scenarios that withhold something (MedMod: cxr_missing_*)."""
+    return (BASE_SCENARIO, *(s for s in suite.scenarios if s not in (BASE_SCENARIO, "natural")))
+
+
+SCENARIO_CODES: tuple[str, ...] = scenario_codes(MEDMOD)
 _NAN_WORDS = frozenset({"nan", "+nan", "-nan"})
 _FIELDS_RE = re.compile(r"Expected (\d+) fields in line (\d+), saw (\d+)")
 
@@ -120,7 +127,7 @@ class Predictions:
 
     @property
     def scenarios(self) -> list[str]:
-        return [s for s in SCENARIO_CODES if s in self.values]
+        return list(self.values)  # in the suite's scenario order
 
 
 @dataclass
@@ -158,6 +165,14 @@ class _Rows:
     n_rows: int = 0
     natural: bool = False
     paired: bool = False
+
+    @property
+    def codes(self) -> tuple[str, ...]:
+        return scenario_codes(self.index.truth.suite)
+
+    @property
+    def code_of(self) -> dict[str, int]:
+        return {name: i for i, name in enumerate(self.codes)} | {"natural": 0}
 
     def tally(self, template: str, column: str) -> _Tally:
         return self.tallies.setdefault((template, column), _Tally())
@@ -234,7 +249,8 @@ def _scenario_codes(acc: _Rows, chunk: pd.DataFrame, raw_keys: list[np.ndarray])
         return np.zeros(len(chunk), dtype=np.int8)
     codes, distinct = pd.factorize(chunk.iloc[:, pos].to_numpy(dtype=object))
     names = [str(d).strip() for d in distinct]
-    mapped = np.asarray([_CODE_OF.get(s, -1) for s in names], dtype=np.int8)
+    code_of = acc.code_of
+    mapped = np.asarray([code_of.get(s, -1) for s in names], dtype=np.int8)
     acc.natural |= "natural" in names
     acc.paired |= "paired" in names
     rows = mapped[codes]
@@ -323,7 +339,7 @@ def _raise_tallied(acc: _Rows, templates: tuple[str, ...]) -> None:
                 scope="",
                 expected=EXPECTED_KEY_TEXT.get(kind or "text"),
                 tolerance=BUCKET_SUM_TOLERANCE,
-                scenarios=", ".join(SCENARIOS),
+                scenarios=", ".join(acc.index.truth.suite.scenarios),
             )
 
 
@@ -335,7 +351,7 @@ def _coverage(acc: _Rows, units: np.ndarray, scen: np.ndarray) -> None:
     with_scenarios = acc.layout.scenario is not None
     if with_scenarios and not (scen == 0).any():
         raise _fail(ERR_NO_BASE_SCENARIO, n_units=truth.n, task=truth.task.slug)
-    for code, name in enumerate(SCENARIO_CODES):
+    for code, name in enumerate(acc.codes):
         sel = scen == code
         if not sel.any():
             continue
@@ -392,7 +408,7 @@ def _check_rows(acc: _Rows) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 
 def _max_rows(truth: Truth) -> int:
-    return truth.n + len(CXR_MISSING_LEVELS) * int(truth.paired.sum())
+    return truth.n + (len(scenario_codes(truth.suite)) - 1) * int(truth.paired.sum())
 
 
 def read_predictions(
@@ -466,7 +482,7 @@ def read_predictions(
 
     out: dict[str, np.ndarray] = {}
     one_column = truth.task.kind != "multilabel" and layout.form != "buckets"
-    for code, name in enumerate(SCENARIO_CODES):
+    for code, name in enumerate(acc.codes):
         sel = scen == code
         if not sel.any():
             continue

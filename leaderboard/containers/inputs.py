@@ -28,7 +28,7 @@ import pandas as pd
 
 from benchmark_data import layout
 from benchmark_data.benchmark import Benchmark, csv_bytes
-from benchmark_data.tasks import LOS_BUCKET_COLUMNS, SCENARIOS, get_task
+from benchmark_data.tasks import SCENARIOS, Task, get_task
 
 INPUT_FORMAT = "medmod-container-input"
 INPUT_FORMAT_VERSION = 1
@@ -43,13 +43,14 @@ _FILE_MODE = 0o644
 _DIR_MODE = 0o755
 
 
-def output_columns(task: str) -> dict[str, list[str]]:
-    """Accepted prediction columns (besides the key columns) per output form of a task."""
-    t = get_task(task)
+def output_columns(task: str | Task) -> dict[str, list[str]]:
+    """Accepted prediction columns (besides the key columns) per output form of a task
+    (a slug names a MedMod task)."""
+    t = get_task(task) if isinstance(task, str) else task
     if t.kind == "binary":
         return {"probability": ["prediction"], "decision": ["decision"]}
     if t.kind == "los":
-        return {"buckets": list(LOS_BUCKET_COLUMNS), "hours": ["prediction"]}
+        return {"buckets": list(t.bucket_columns), "hours": ["prediction"]}
     return {"probabilities": list(t.label_slugs)}
 
 
@@ -171,7 +172,7 @@ def prepare_inputs(
         "kind": t.kind,
         "key_columns": list(t.key_columns),
         "label_slugs": list(t.label_slugs) if t.kind == "multilabel" else [],
-        "output_columns": output_columns(t.slug),
+        "output_columns": output_columns(t),
         "output": "/output/predictions.csv",
         "benchmark": {"name": benchmark.name, "version": benchmark.version},
         "units": len(units),

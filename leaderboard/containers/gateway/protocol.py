@@ -107,7 +107,7 @@ def hello(task: Task, scenario: str, limits: dict[str, Any]) -> dict[str, Any]:
         "kind": task.kind,
         "key_columns": list(task.key_columns),
         "label_slugs": list(task.label_slugs) if task.kind == "multilabel" else [],
-        "output_columns": output_columns(task.slug),
+        "output_columns": output_columns(task),
         "variables": list(VARIABLE_NAMES),
         "timeseries_columns": ["hours", *VARIABLE_NAMES],
         "discretized_features": feature_names(),
@@ -187,7 +187,7 @@ def parse_answer(
         raise Failure("missing_units", ERR_MISSING.format(step=step, n=len(missing), asked=len(asked), some=_some(missing)))  # fmt: skip
 
     columns = tuple(values)
-    forms = {name: tuple(cols) for name, cols in output_columns(task.slug).items()}
+    forms = {name: tuple(cols) for name, cols in output_columns(task).items()}
     form = next((name for name, cols in forms.items() if sorted(cols) == sorted(columns)), None)
     if form is None:
         raise Failure("wrong_values", ERR_COLUMNS.format(

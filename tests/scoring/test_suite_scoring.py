@@ -1,0 +1,127 @@
+"""A suite added by its specification and data alone: a benchmark of the tiny suite declared
+in tests/benchmark_data/test_suite.py is scored by the unchanged engine, with the suite's
+metrics, threshold, scenarios, ablation and fairness bins."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from benchmark_data import Benchmark, BenchmarkWriter, layout
+from benchmark_data.suite import parse_suite
+from scoring import PredictionFileError
+from scoring.report import score_predictions
+from scoring.truth import truth_from_benchmark
+from tests.benchmark_data.test_suite import TINY
+
+N = 300
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory: pytest.TempPathFactory) -> tuple[Benchmark, pd.DataFrame]:
+    """A benchmark of the tiny suite: 300 test stays, one per patient, 60% with notes; the
+    hidden risk drives both labels. Returns it and the risk (for honest predictions)."""
+    suite = parse_suite(TINY)
+    rng = np.random.default_rng(7)
+    stay = np.arange(5000, 5000 + N)
+    subject = stay + 100_000
+    risk = rng.normal(size=N)
+    paired = (rng.random(N) < 0.6).astype(int)
+    w = BenchmarkWriter(tmp_path_factory.mktemp("tiny") / "bench")
+    w.write_csv(layout.STAYS, pd.DataFrame({"stay_id": stay, "subject_id": subject, "split": "test"}))  # fmt: skip
+    w.write_csv(layout.DEMOGRAPHICS, pd.DataFrame({
+        "stay_id": stay, "subject_id": subject,
+        "age": rng.integers(30, 99, N), "gender": rng.choice(["F", "M"], N),
+    }))  # fmt: skip
+    units = pd.DataFrame({"stay_id": stay, "subject_id": subject, "cxr_dicom_id": "", "paired": paired})  # fmt: skip
+    order = rng.permutation(np.flatnonzero(paired))
+    scen = pd.DataFrame({"stay_id": stay[paired == 1]})
+    for level in (50, 100):
+        hidden = set(stay[order[: round(len(order) * level / 100)]].tolist())
+        scen[f"notes_missing_{level}"] = scen["stay_id"].isin(hidden).astype(int)
+    death = (risk + rng.normal(scale=0.8, size=N) > 1.0).astype(int)
+    diseases = {
+        slug: (risk * k + rng.normal(size=N) > 0.5).astype(int)
+        for slug, k in (("sepsis", 1.0), ("heart_failure", 0.5), ("aki", 0.8))
+    }
+    for task, labels in (("mortality-24h", {"y_true": death}), ("diseases", diseases)):
+        w.write_csv(layout.units(task, "test"), units)
+        w.write_csv(layout.scenarios(task), scen)
+        w.write_csv(layout.test_labels(task), pd.DataFrame({"stay_id": stay, "subject_id": subject, **labels}))  # fmt: skip
+    w.finish(name="tiny-suite", version="1", source={"kind": "test"}, seed=7, suite=suite)
+    return Benchmark.open(w.store.uri), pd.DataFrame({"stay_id": stay, "risk": risk, "paired": paired})  # fmt: skip
+
+
+def prediction_file(path, frame: pd.DataFrame, columns: dict[str, np.ndarray]) -> str:
+    """Rows for paired (every unit) and, for the paired units, each withholding scenario."""
+    base = pd.DataFrame({"stay_id": frame["stay_id"], **columns, "scenario": "paired"})
+    rows = [base]
+    for name in ("notes_missing_50", "notes_missing_100", "vitals_only"):
+        part = base[frame["paired"].to_numpy() == 1].copy()
+        part["scenario"] = name
+        rows.append(part)
+    pd.concat(rows).to_csv(path, index=False)
+    return str(path)
+
+
+def test_a_binary_task_of_a_new_suite_is_scored_by_its_declaration(tiny, tmp_path):
+    bench, frame = tiny
+    truth = truth_from_benchmark(bench, "mortality-24h")
+    assert truth.suite.slug == "tiny-notes" and truth.task.threshold == 0.3
+    assert truth.scenarios == ["paired", "notes_missing_50", "notes_missing_100", "vitals_only", "natural"]  # fmt: skip
+    assert set(truth.groups) == {"age_group", "sex"}
+    assert set(truth.groups["age_group"]) <= {"<=65", "65-85", ">85"}
+
+    p = 1 / (1 + np.exp(-2 * frame["risk"].to_numpy()))
+    report = score_predictions(prediction_file(tmp_path / "p.csv", frame, {"prediction": p}), truth=truth, replicates=200)  # fmt: skip
+    assert report["primary_metric"] == "auprc" and report["threshold"] == 0.3
+    assert set(report["scenarios"]) == {"paired", "notes_missing_50", "notes_missing_100", "vitals_only", "natural"}  # fmt: skip
+    metrics = report["scenarios"]["paired"]["metrics"]
+    assert set(metrics) == {"auroc", "auprc", "accuracy"}
+    assert metrics["auroc"]["value"] > 0.75  # the risk is in the labels
+    # The robustness curve runs over the suite's withheld modality, notes.
+    assert [c["scenario"] for c in report["robustness"]["curve"]] == ["paired", "notes_missing_50", "notes_missing_100"]  # fmt: skip
+    assert report["robustness"]["audc"] is not None
+    assert set(report["fairness"]["attributes"]) == {"age_group", "sex"}
+
+    # Yes/no answers with refusals rank apart, with the answer rate the suite asks for.
+    decision = np.where(p >= 0.5, 1.0, 0.0)
+    decision[::10] = np.nan
+    path = tmp_path / "d.csv"
+    pd.DataFrame({"stay_id": frame["stay_id"], "decision": decision}).to_csv(path, index=False)
+    report = score_predictions(str(path), truth=truth, replicates=100)
+    assert set(report["scenarios"]["paired"]["metrics"]) == {"accuracy", "answer_rate"}
+    answered = ~np.isnan(decision[frame["paired"].to_numpy() == 1])
+    assert report["scenarios"]["paired"]["metrics"]["answer_rate"]["value"] == pytest.approx(answered.mean())  # fmt: skip
+
+
+def test_a_multilabel_task_of_a_new_suite_takes_its_label_columns(tiny, tmp_path):
+    bench, frame = tiny
+    truth = truth_from_benchmark(bench, "diseases")
+    risk = frame["risk"].to_numpy()
+    cols = {slug: 1 / (1 + np.exp(-risk * k)) for slug, k in (("sepsis", 1), ("heart_failure", 1), ("aki", 1))}  # fmt: skip
+    report = score_predictions(prediction_file(tmp_path / "p.csv", frame, cols), truth=truth, replicates=100)  # fmt: skip
+    assert report["primary_metric"] == "macro_f1"
+    assert set(report["scenarios"]["paired"]["metrics"]) == {"macro_f1", "micro_f1", "macro_auroc"}
+    # MedMod's label columns mean nothing here: the file is refused, naming the task's own.
+    bad = tmp_path / "bad.csv"
+    pd.DataFrame({"stay_id": frame["stay_id"], "shock": 0.5}).to_csv(bad, index=False)
+    with pytest.raises(PredictionFileError, match="sepsis, heart_failure, aki"):
+        score_predictions(str(bad), truth=truth, replicates=100)
+
+
+def test_a_task_of_another_suite_is_not_found_in_this_benchmark(tiny):
+    bench, _ = tiny
+    with pytest.raises(KeyError, match="unknown task 'in-hospital-mortality' in suite tiny-notes"):
+        truth_from_benchmark(bench, "in-hospital-mortality")
+
+
+def test_the_threshold_a_suite_declares_is_the_one_used(tiny, tmp_path):
+    bench, frame = tiny
+    assert TINY["tasks"][0]["threshold"] == 0.3
+    truth = truth_from_benchmark(bench, "mortality-24h")
+    p = np.full(N, 0.4)  # above 0.3: every unit is called positive
+    report = score_predictions(prediction_file(tmp_path / "p.csv", frame, {"prediction": p}), truth=truth, replicates=50)  # fmt: skip
+    positives = truth.y[truth.scenario_units("paired")].mean()
+    assert report["scenarios"]["paired"]["metrics"]["accuracy"]["value"] == pytest.approx(positives)
