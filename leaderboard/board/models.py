@@ -5,17 +5,28 @@ Workflows live in ``services/``; reads in ``selectors/``.
 
 from __future__ import annotations
 
+import functools
+import json
 import uuid
+from typing import Any
 
 from django.conf import settings
-from django.db import models
+from django.db import IntegrityError, models
 from django.db.models import Q
 from django.db.models.functions import Lower
 
-from benchmark_data.tasks import METRICS, TASK_SLUGS, TASKS
-from benchmark_data.tasks import Task as TaskSpec
+from benchmark_data.suite import Suite as SuiteSpec
+from benchmark_data.suite import Task as TaskSpec
+from benchmark_data.suite import parse_suite
+from benchmark_data.tasks import MEDMOD, METRICS
 
-TASK_CHOICES = [(slug, TASKS[slug].title) for slug in TASK_SLUGS]
+# The suite a request means when it names none (the boards' URLs predate suites).
+DEFAULT_SUITE = MEDMOD.slug
+
+
+@functools.lru_cache(maxsize=64)
+def _parsed(spec_json: str) -> SuiteSpec:
+    return parse_suite(json.loads(spec_json))
 
 
 class SubmissionStatus(models.TextChoices):
@@ -66,9 +77,28 @@ class AuditAction(models.TextChoices):
     TOKEN_RESET = "token.reset", "API token regenerated"
 
 
+class Suite(models.Model):
+    """A benchmark suite (MedMod, Yu et al., ...): its benchmarks declare its tasks
+    (``public/suite.json``); the platform keeps one current benchmark per suite."""
+
+    slug = models.SlugField(max_length=40, unique=True)
+    title = models.CharField(max_length=200)
+    description = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+
+    def __str__(self) -> str:
+        return self.title
+
+
 class Benchmark(models.Model):
     """A registered benchmark version (a directory or S3 prefix with a manifest)."""
 
+    suite = models.ForeignKey(Suite, on_delete=models.PROTECT, related_name="benchmarks")
+    # The suite's declaration as this benchmark makes it (public/suite.json).
+    suite_spec = models.JSONField(default=dict)
     name = models.CharField(max_length=100)
     version = models.CharField(max_length=100)
     manifest_hash = models.CharField(max_length=64, unique=True)
@@ -87,19 +117,29 @@ class Benchmark(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["name", "version"], name="benchmark_name_version"),
             models.UniqueConstraint(
-                fields=["is_current"], condition=Q(is_current=True), name="one_current_benchmark"
+                fields=["suite", "is_current"],
+                condition=Q(is_current=True),
+                name="one_current_benchmark_per_suite",
             ),
         ]
 
     def __str__(self) -> str:
         return f"{self.name} {self.version}"
 
+    @property
+    def suite_declaration(self) -> SuiteSpec:
+        """The parsed declaration (cached per content); MedMod's for a benchmark stored
+        without one."""
+        if not self.suite_spec:
+            return MEDMOD
+        return _parsed(json.dumps(self.suite_spec, sort_keys=True))
+
 
 class Task(models.Model):
-    """One of the five tasks, as scored on one benchmark."""
+    """A task of a benchmark's suite, as scored on that benchmark."""
 
     benchmark = models.ForeignKey(Benchmark, on_delete=models.PROTECT, related_name="tasks")
-    slug = models.CharField(max_length=40, choices=TASK_CHOICES)
+    slug = models.CharField(max_length=40)
     n_test_units = models.PositiveIntegerField(default=0)
     # Scored on every test unit, through the streaming gateway only: the public test files
     # hold no units of the task (docs/benchmark-format.md, "The test split").
@@ -109,15 +149,26 @@ class Task(models.Model):
         ordering = ["benchmark", "id"]
         constraints = [
             models.UniqueConstraint(fields=["benchmark", "slug"], name="task_per_benchmark"),
-            models.CheckConstraint(condition=Q(slug__in=TASK_SLUGS), name="task_slug_known"),
+            models.CheckConstraint(
+                condition=Q(slug__regex=r"^[a-z0-9][a-z0-9_-]{0,38}$"), name="task_slug_form"
+            ),
         ]
 
     def __str__(self) -> str:
         return f"{self.slug} ({self.benchmark})"
 
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        declared = self.benchmark.suite_declaration.task_slugs
+        if self.slug not in declared:
+            raise IntegrityError(
+                f"task {self.slug!r} is not declared by the suite of {self.benchmark} "
+                f"({', '.join(declared)})"
+            )
+        super().save(*args, **kwargs)
+
     @property
     def spec(self) -> TaskSpec:
-        return TASKS[self.slug]
+        return self.benchmark.suite_declaration.task(self.slug)
 
     @property
     def title(self) -> str:

@@ -14,7 +14,16 @@ from django.contrib.auth import get_user_model
 from django.core.files.base import ContentFile
 from django.utils import timezone
 
-from leaderboard.board.models import Account, Benchmark, Evaluation, Submission, Task, Track
+from benchmark_data.tasks import MEDMOD
+from leaderboard.board.models import (
+    Account,
+    Benchmark,
+    Evaluation,
+    Submission,
+    Suite,
+    Task,
+    Track,
+)
 from leaderboard.board.services.identity import account_create
 from scoring.version import SCORER_VERSION
 
@@ -37,10 +46,23 @@ class UserFactory(factory.django.DjangoModelFactory):
         account_create(user=obj, email=obj.email, confirmed=extracted is not False)
 
 
+class SuiteFactory(factory.django.DjangoModelFactory):
+    """MedMod's suite row (the one the factories' benchmarks declare)."""
+
+    class Meta:
+        model = Suite
+        django_get_or_create = ("slug",)
+
+    slug = "medmod"
+    title = "MedMod"
+
+
 class BenchmarkFactory(factory.django.DjangoModelFactory):
     class Meta:
         model = Benchmark
 
+    suite = factory.SubFactory(SuiteFactory)
+    suite_spec = factory.LazyFunction(lambda: dict(MEDMOD.spec))
     name = "medmod-synthetic"
     version = factory.Sequence(lambda n: f"test-{n}")
     manifest_hash = factory.Sequence(lambda n: hashlib.sha256(f"bench{n}".encode()).hexdigest())

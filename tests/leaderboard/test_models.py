@@ -3,11 +3,12 @@
 import pytest
 from django.db import IntegrityError, transaction
 
-from leaderboard.board.models import Evaluation, Submission
+from leaderboard.board.models import Benchmark, Evaluation, Submission, Task
 from tests.leaderboard.factories import (
     BenchmarkFactory,
     EvaluationFactory,
     SubmissionFactory,
+    SuiteFactory,
     TaskFactory,
 )
 
@@ -31,7 +32,22 @@ def test_a_failed_entry_must_say_why():
 
 def test_unknown_status_and_task_slug_are_refused():
     _refused(lambda: SubmissionFactory(status="lost"))
-    _refused(lambda: TaskFactory(slug="readmission"))
+    # A task must be one its benchmark's suite declares ...
+    with pytest.raises(IntegrityError, match="'readmission' is not declared by the suite"):
+        TaskFactory(slug="readmission")
+    # ... and the database refuses a slug that is no slug, whatever writes it.
+    task = TaskFactory(slug="phenotyping")
+    _refused(lambda: Task.objects.filter(pk=task.pk).update(slug="Pheno typing"))
+
+
+def test_each_suite_has_its_own_current_benchmark():
+    medmod = BenchmarkFactory(is_current=True)
+    other_suite = SuiteFactory(slug="yu-2025", title="Yu et al. 2025")
+    other = BenchmarkFactory(is_current=True, suite=other_suite)
+    assert {medmod.pk, other.pk} == set(
+        Benchmark.objects.filter(is_current=True).values_list("pk", flat=True)
+    )
+    _refused(lambda: BenchmarkFactory(is_current=True, suite=other_suite))
 
 
 def test_an_entry_uses_at_least_one_modality_and_a_threshold_in_0_1():
@@ -39,7 +55,7 @@ def test_an_entry_uses_at_least_one_modality_and_a_threshold_in_0_1():
     _refused(lambda: SubmissionFactory(threshold=1.5))
 
 
-def test_only_one_benchmark_is_current():
+def test_only_one_benchmark_of_a_suite_is_current():
     BenchmarkFactory(is_current=True)
     _refused(lambda: BenchmarkFactory(is_current=True))
 

@@ -105,7 +105,7 @@ def test_a_benchmark_in_s3_is_registered_and_scored_against(
     )
     for prefix in ("credentialed", "public/tasks/in-hospital-mortality", "public/scenarios"):
         copy_tree(src, dest, prefix=prefix)
-    for rel in ("public/stays.csv", "manifest.json"):
+    for rel in ("public/stays.csv", "public/suite.json", "manifest.json"):
         dest.write_bytes(rel, src.read_bytes(rel))
     out = StringIO()
     call_command("load_benchmark", "s3://credentialed/medmod/demo", "--no-verify", stdout=out)

@@ -8,7 +8,7 @@ from typing import Any
 from django.db.models import OuterRef, Q, QuerySet, Subquery
 from django.http import Http404
 
-from leaderboard.board.models import Benchmark, Evaluation, Submission, Task, Track
+from leaderboard.board.models import DEFAULT_SUITE, Benchmark, Evaluation, Submission, Task, Track
 from scoring.version import SCORER_VERSION
 
 S = Submission.Status
@@ -19,26 +19,33 @@ def current_scorer_version() -> str:
     return SCORER_VERSION
 
 
-def benchmark_current() -> Benchmark | None:
-    return Benchmark.objects.filter(is_current=True).first()
+def benchmark_current(*, suite: str = DEFAULT_SUITE) -> Benchmark | None:
+    """The current benchmark of a suite (MedMod unless named)."""
+    return Benchmark.objects.filter(is_current=True, suite__slug=suite).first()
 
 
-def task_get(*, slug: str, benchmark: Benchmark | None = None) -> Task:
-    """A task of the current benchmark (or of ``benchmark``); 404 when there is none."""
+def task_get(*, slug: str, benchmark: Benchmark | None = None, suite: str = DEFAULT_SUITE) -> Task:
+    """A task of the suite's current benchmark (or of ``benchmark``); 404 when there is
+    none."""
     if "\x00" in slug:
         # PostgreSQL refuses NUL in text: no task can have such a slug.
         raise Http404("no task with a NUL character in its slug")
     qs = Task.objects.select_related("benchmark").filter(slug=slug)
-    qs = qs.filter(benchmark=benchmark) if benchmark else qs.filter(benchmark__is_current=True)
+    if benchmark:
+        qs = qs.filter(benchmark=benchmark)
+    else:
+        qs = qs.filter(benchmark__is_current=True, benchmark__suite__slug=suite)
     task = qs.first()
     if task is None:
         raise Http404(f"no task {slug!r} in the current benchmark")
     return task
 
 
-def task_list(*, benchmark: Benchmark | None = None) -> QuerySet[Task]:
+def task_list(*, benchmark: Benchmark | None = None, suite: str = DEFAULT_SUITE) -> QuerySet[Task]:
     qs = Task.objects.select_related("benchmark")
-    return qs.filter(benchmark=benchmark) if benchmark else qs.filter(benchmark__is_current=True)
+    if benchmark:
+        return qs.filter(benchmark=benchmark)
+    return qs.filter(benchmark__is_current=True, benchmark__suite__slug=suite)
 
 
 def track_list() -> QuerySet[Track]:

@@ -13,7 +13,7 @@ from benchmark_data import BenchmarkError
 from benchmark_data.store import StoreError
 from leaderboard.board.context import NAV_TASKS_KEY
 from leaderboard.board.errors import BenchmarkInvalid
-from leaderboard.board.models import AuditLog, Benchmark, Task
+from leaderboard.board.models import AuditLog, Benchmark, Suite, Task
 from leaderboard.board.services.audit import audit_record
 
 ERR_SAME_VERSION = (
@@ -65,13 +65,21 @@ def benchmark_register(
             )
         if verify:
             data.verify()
+        declared = data.suite
     except (BenchmarkError, StoreError) as exc:
         raise BenchmarkInvalid(str(exc)) from None
     tasks = data.tasks
     if not tasks:
-        raise BenchmarkInvalid(f"{uri}: the manifest lists none of the five tasks")
+        raise BenchmarkInvalid(
+            f"{uri}: the manifest lists none of the tasks of suite {declared.slug} "
+            f"({', '.join(declared.task_slugs)})"
+        )
     counts = data.manifest.get("counts", {})
     with transaction.atomic():
+        suite, _ = Suite.objects.get_or_create(
+            slug=declared.slug,
+            defaults={"title": declared.title, "description": declared.description},
+        )
         benchmark = Benchmark.objects.filter(manifest_hash=data.manifest_hash).first()
         created = benchmark is None
         other = Benchmark.objects.filter(name=data.name, version=data.version).first()
@@ -84,6 +92,8 @@ def benchmark_register(
             )  # fmt: skip
         if created:
             benchmark = Benchmark.objects.create(
+                suite=suite,
+                suite_spec=dict(declared.spec),
                 name=data.name,
                 version=data.version,
                 manifest_hash=data.manifest_hash,
@@ -120,11 +130,12 @@ def benchmark_register(
 
 
 def benchmark_make_current(*, benchmark: Benchmark, actor: Any = None) -> Benchmark:
-    """Make a benchmark the one new submissions go to and the boards show."""
+    """Make a benchmark the one of its suite that new submissions go to and the boards
+    show (each suite has its own current benchmark)."""
     with transaction.atomic():
-        Benchmark.objects.select_for_update().filter(is_current=True).exclude(
-            pk=benchmark.pk
-        ).update(is_current=False)
+        Benchmark.objects.select_for_update().filter(
+            suite_id=benchmark.suite_id, is_current=True
+        ).exclude(pk=benchmark.pk).update(is_current=False)
         benchmark.is_current = True
         benchmark.save(update_fields=["is_current"])
         audit_record(actor=actor, action=AuditLog.Action.BENCHMARK_CURRENT, benchmark=benchmark)

@@ -27,12 +27,13 @@ CARRIED_STATES = (S.SCORED, S.PUBLISHED)
 
 
 def containers_carry_over(*, actor: Any, benchmark: Benchmark) -> RescoreResult:
-    """Move the scored container entries of earlier benchmarks to the same task of
-    ``benchmark`` and queue a run of each through the gateway. Entries whose task the
+    """Move the scored container entries of earlier benchmarks of the same suite to the
+    same task of ``benchmark`` and queue a run of each through the gateway. Entries whose task the
     benchmark lacks, or whose owner already entered the same image there, are skipped."""
     tasks = {t.slug: t for t in Task.objects.filter(benchmark=benchmark)}
     entries = (
         Submission.objects.filter(track__slug=Track.CONTAINER, status__in=CARRIED_STATES)
+        .filter(task__benchmark__suite_id=benchmark.suite_id)
         .exclude(task__benchmark=benchmark)
         .select_related("task__benchmark")
         .order_by("pk")

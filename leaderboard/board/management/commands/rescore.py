@@ -16,6 +16,7 @@ from leaderboard.board.models import Benchmark, Submission
 from leaderboard.board.selectors.submissions import task_get
 from leaderboard.board.services.carry import containers_carry_over
 from leaderboard.board.services.evaluations import (
+    RescoreResult,
     all_rescore,
     evaluation_run,
     submission_rescore,
@@ -63,10 +64,16 @@ class Command(BaseCommand):
                 raise CommandError(f"no task {opts['task']!r} in the current benchmark") from None
             result = task_rescore(actor=actor, task=task, note=opts["note"])
         elif opts["carry_containers"]:
-            current = Benchmark.objects.filter(is_current=True).first()
-            if current is None:
+            current = list(Benchmark.objects.filter(is_current=True).order_by("suite_id"))
+            if not current:
                 raise CommandError("no current benchmark: load one with manage.py load_benchmark")
-            result = containers_carry_over(actor=actor, benchmark=current)
+            queued: list[int] = []
+            skipped: list[int] = []
+            for bench in current:  # each suite's current benchmark takes its own entries
+                part = containers_carry_over(actor=actor, benchmark=bench)
+                queued += part.queued
+                skipped += part.skipped
+            result = RescoreResult(queued=queued, skipped=skipped)
         else:
             result = all_rescore(actor=actor, note=opts["note"])
         self.stdout.write(f"{len(result.queued)} run(s) queued, {len(result.skipped)} skipped")
