@@ -23,7 +23,16 @@ from django.db import transaction
 
 from benchmark_data.tasks import TASKS
 from leaderboard.board.errors import BenchmarkInvalid, DuplicateSubmission
-from leaderboard.board.models import AuditLog, Evaluation, Submission, Task, Track
+from leaderboard.board.models import (
+    DEFAULT_SUITE,
+    AuditLog,
+    Benchmark,
+    Evaluation,
+    Submission,
+    Task,
+    Track,
+)
+from leaderboard.board.selectors.submissions import benchmark_current
 from leaderboard.board.services.audit import audit_record
 from leaderboard.board.services.identity import account_ensure_confirmed
 from leaderboard.board.services.submissions import (
@@ -163,19 +172,19 @@ def baselines_load(*, run_dir: str | Path, actor: Any = None) -> list[Submission
     files = baseline_files(run)
     if not files:
         raise BenchmarkInvalid(f"{run} holds no prediction files (predictions/TASK/MODEL.csv)")
-    tasks = {
-        t.slug: t
-        for t in Task.objects.select_related("benchmark").filter(benchmark__is_current=True)
-    }
-    if not tasks:
-        raise BenchmarkInvalid("no current benchmark: run load_benchmark first")
+    # The run names the benchmark it was made on: the current one of that benchmark's suite
+    # (MedMod's when the run names none).
     bench_hash = (manifest.get("benchmark") or {}).get("hash")
-    current = next(iter(tasks.values())).benchmark
+    made_on = Benchmark.objects.filter(manifest_hash=bench_hash).first() if bench_hash else None
+    current = benchmark_current(suite=made_on.suite.slug if made_on else DEFAULT_SUITE)
+    if current is None:
+        raise BenchmarkInvalid("no current benchmark: run load_benchmark first")
     if bench_hash and bench_hash != current.manifest_hash:
         raise BenchmarkInvalid(
             f"the run was made on benchmark {bench_hash[:12]}, not on the current benchmark "
             f"{current.manifest_hash[:12]} ({current})"
         )
+    tasks = {t.slug: t for t in Task.objects.select_related("benchmark").filter(benchmark=current)}
     owner = reference_user()
     track = Track.objects.get(slug=Track.PREDICTION_FILE)
     created: list[Submission] = []
