@@ -145,3 +145,103 @@ def test_a_report_compares_with_the_prior_study_only_when_there_is_one():
     later = radiology_report(labels, extents, {}, prior={"pleural_effusion": 0.5}, rng=rng)
     assert "COMPARISON: None." in first and "increased" not in first
     assert "Prior study" in later and "increased" in later
+
+
+# MIMIC-IV-Note ---------------------------------------------------------------------------
+
+
+def _note_tree(root, *, mismatch: bool = False):
+    """A MIMIC-IV-Note tree in the release's format, with the traps of the leakage rules."""
+    import gzip
+
+    t0 = pd.Timestamp("2150-03-01 08:00:00")
+
+    def at(minutes: float) -> str:
+        return str(t0 + pd.Timedelta(minutes=minutes))
+
+    rad = pd.DataFrame([
+        # note_id, subject_id, hadm_id, note_type, note_seq, charttime, storetime, text
+        ("10-RR-1", 10, 100, "RR", 1, at(600), at(630), "Small left effusion."),
+        ("10-RR-2", 10, 100, "RR", 2, at(CUTOFF - 1), at(CUTOFF + 1), "Stored a minute late."),
+        ("10-RR-3", 10, 100, "RR", 3, at(CUTOFF - 30), "", "No store time: chart time counts."),
+        ("10-RR-4", 10, 100, "RR", 4, at(80 * 60), at(80 * 60 + 20), "After the stay's end."),
+        ("10-RR-5", 10, "", "RR", 5, at(300), at(310), "Outpatient, no admission."),
+        ("20-RR-1", 11 if mismatch else 20, 200, "RR", 1, at(100), at(130), "Other stay."),
+    ], columns=["note_id", "subject_id", "hadm_id", "note_type", "note_seq", "charttime", "storetime", "text"])  # fmt: skip
+    dis = pd.DataFrame(
+        [
+            (
+                "10-DS-1",
+                10,
+                100,
+                "DS",
+                1,
+                at(90 * 60),
+                at(92 * 60),
+                "Discharge diagnoses: sepsis. Expired.",
+            ),  # fmt: skip
+        ],
+        columns=rad.columns,
+    )
+    detail = pd.DataFrame({
+        "note_id": ["10-RR-1", "10-RR-1", "10-RR-2", "20-RR-1"],
+        "subject_id": [10, 10, 10, 20],
+        "field_name": ["study_id", "cpt_code", "study_id", "study_id"],
+        "field_ordinal": [1, 1, 1, 1],
+        "field_value": ["501", "71045", "502", "601"],
+    })  # fmt: skip
+    root.mkdir(parents=True, exist_ok=True)
+    with gzip.open(root / "radiology.csv.gz", "wt") as fh:
+        rad.to_csv(fh, index=False)
+    dis.to_csv(root / "discharge.csv", index=False)
+    detail.to_csv(root / "radiology_detail.csv", index=False)
+    windows = pd.DataFrame({
+        "stay_id": [1000, 2000], "subject_id": [10, 20], "hadm_id": [100, 200],
+        "intime": [t0, t0], "outtime": [t0 + pd.Timedelta(hours=72)] * 2,
+    })  # fmt: skip
+    return windows
+
+
+def test_mimic_notes_are_read_per_stay_and_the_rules_keep_the_traps_out(tmp_path):
+    from benchmark_data.mimic.notes import read_stay_notes
+    from benchmark_data.mimic.sources import InputFiles
+
+    windows = _note_tree(tmp_path / "note")
+    inputs = InputFiles()
+    notes = read_stay_notes(tmp_path / "note", windows, inputs)
+    assert sorted(inputs.hashes) == [
+        "mimic-iv-note/discharge.csv", "mimic-iv-note/radiology.csv.gz",
+        "mimic-iv-note/radiology_detail.csv",
+    ]  # fmt: skip
+    assert tuple(notes.columns) == NOTE_COLUMNS
+    stay = notes[notes["stay_id"] == 1000].set_index("note_id")
+    # The outpatient report and the one charted after the stay are not the stay's notes.
+    assert sorted(stay.index) == ["10-DS-1", "10-RR-1", "10-RR-2", "10-RR-3"]
+    assert stay.loc["10-RR-1", "study_id"] == 501 and stay.loc["10-RR-3", "study_id"] == -1
+    assert stay.loc["10-RR-1", "chart_minute"] == 600 and stay.loc["10-RR-1", "store_minute"] == 630  # fmt: skip
+    assert pd.isna(stay.loc["10-RR-3", "store_minute"])
+    # At 48 h: the report stored a minute late and the discharge summary stay out.
+    kept = usable_notes(stay, prediction_minute=CUTOFF, own_study=None)
+    assert sorted(kept.index) == ["10-RR-1", "10-RR-3"]
+    # The findings of study 501's image are never read from its own report.
+    kept = usable_notes(stay, prediction_minute=10**6, own_study=501)
+    assert sorted(kept.index) == ["10-RR-2", "10-RR-3"]
+
+
+def test_a_note_of_another_patients_admission_is_refused_naming_the_file(tmp_path):
+    from benchmark_data.mimic.notes import read_stay_notes
+    from benchmark_data.mimic.sources import InputFiles, MimicImportError
+
+    windows = _note_tree(tmp_path / "note", mismatch=True)
+    with pytest.raises(MimicImportError, match=r"radiology.csv.gz: 1 note\(s\) name an admission of another patient.*20-RR-1"):  # fmt: skip
+        read_stay_notes(tmp_path / "note", windows, InputFiles())
+
+
+def test_a_missing_note_file_names_the_path_expected(tmp_path):
+    from benchmark_data.mimic.notes import read_stay_notes
+    from benchmark_data.mimic.sources import InputFiles, MimicImportError
+
+    windows = _note_tree(tmp_path / "note")
+    (tmp_path / "note" / "radiology_detail.csv").unlink()
+    with pytest.raises(MimicImportError, match=r"missing input file: expected .*radiology_detail.csv\[.gz\]"):  # fmt: skip
+        read_stay_notes(tmp_path / "note", windows, InputFiles())
