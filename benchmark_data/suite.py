@@ -633,7 +633,7 @@ def load_suite(raw: bytes | str, *, name: str = "suite.json") -> Suite:
     return parse_suite(data, name=name)
 
 
-BUILTIN_SUITES: tuple[str, ...] = ("medmod",)
+BUILTIN_SUITES: tuple[str, ...] = ("medmod", "yu2025")
 
 
 @cache

@@ -307,3 +307,23 @@ def test_a_benchmark_with_a_malformed_suite_is_refused_naming_the_file_and_field
     bench = Benchmark.open(tmp_path / "bad")
     with pytest.raises(BenchmarkError, match=r"public/suite\.json\.tasks\[0\]\.kind: 'ordinal'"):
         _ = bench.suite
+
+
+def test_the_yu_et_al_suite_is_declared_with_its_ablations_and_fairness_bins():
+    suite = builtin_suite("yu2025")
+    assert suite.task_slugs == ("mortality-24h", "los-over-3d")
+    for task in suite.tasks:
+        assert task.prediction_time.describe() == "at admission + 24 h"
+        assert {"auroc", "auprc", "accuracy"} <= set(task.metrics)
+        assert "answer_rate" in task.decision_metrics  # yes/no answers rank apart
+    assert suite.scenarios == (
+        "paired",
+        "cxr_missing_25", "cxr_missing_50", "cxr_missing_75", "cxr_missing_100",
+        "notes_missing_25", "notes_missing_50", "notes_missing_75", "notes_missing_100",
+        "ablation_ehr", "ablation_ehr_cxr", "ablation_ehr_notes",
+        "natural",
+    )  # fmt: skip
+    assert suite.fairness_attribute("age_group").bin([40, 65, 66, 85, 86, 99]).tolist() == [
+        "<=65", "<=65", "66-85", "66-85", ">85", ">85",
+    ]  # fmt: skip
+    assert suite.fairness_attributes == ("age_group", "gender", "race")
