@@ -420,19 +420,26 @@ def _prediction_time(r: _Reader) -> PredictionTime:
     return PredictionTime(anchor)
 
 
+def _edges(r: _Reader, key: str, *, at_least: int) -> list[float]:
+    """Increasing bin edges; a last ``null`` is no upper end (infinity)."""
+    raw = r.seq(key)
+    values: list[float] = []
+    for i, e in enumerate(raw):
+        if e is None and i == len(raw) - 1:
+            values.append(math.inf)
+        elif isinstance(e, bool) or not isinstance(e, (int, float)):
+            raise r.fail(f"{key}[{i}]", f"must be a number (null for no upper end), not {json.dumps(e)}")  # fmt: skip
+        else:
+            values.append(float(e))
+    if len(values) < at_least or any(b <= a for a, b in zip(values, values[1:], strict=False)):
+        words = {2: "two", 3: "three"}.get(at_least, str(at_least))
+        raise r.fail(key, f"must be at least {words} increasing edges")
+    return values
+
+
 def _buckets(r: _Reader) -> Buckets:
     r.check_keys({"edges_days", "mean_hours"})
-    edges = r.seq("edges_days")
-    values: list[float] = []
-    for i, e in enumerate(edges):
-        if e is None and i == len(edges) - 1:
-            values.append(math.inf)
-            continue
-        if isinstance(e, bool) or not isinstance(e, (int, float)):
-            raise r.fail(f"edges_days[{i}]", f"must be a number (null for no upper end), not {json.dumps(e)}")  # fmt: skip
-        values.append(float(e))
-    if len(values) < 3 or any(b <= a for a, b in zip(values, values[1:], strict=False)):
-        raise r.fail("edges_days", "must be at least three increasing edges")
+    values = _edges(r, "edges_days", at_least=3)
     means = r.seq("mean_hours")
     if len(means) != len(values) - 1:
         raise r.fail("mean_hours", f"must hold one value per bucket ({len(values) - 1}), not {len(means)}")  # fmt: skip
@@ -531,16 +538,7 @@ def _fairness(r: _Reader) -> FairnessAttribute:
     slug = r.text("slug", slug=True)
     edges: list[float] = []
     if r.has("edges"):
-        raw = r.seq("edges")
-        for i, e in enumerate(raw):
-            if e is None and i == len(raw) - 1:
-                edges.append(math.inf)
-            elif isinstance(e, bool) or not isinstance(e, (int, float)):
-                raise r.fail(f"edges[{i}]", f"must be a number (null for no upper end), not {json.dumps(e)}")  # fmt: skip
-            else:
-                edges.append(float(e))
-        if len(edges) < 2 or any(b <= a for a, b in zip(edges, edges[1:], strict=False)):
-            raise r.fail("edges", "must be at least two increasing edges")
+        edges = _edges(r, "edges", at_least=2)
         labels = r.strings("labels")
         if len(labels) != len(edges) - 1:
             raise r.fail("labels", f"must name each of the {len(edges) - 1} bins, not {len(labels)}")  # fmt: skip
