@@ -8,8 +8,9 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from benchmark_data.tasks import METRICS, TASK_SLUGS
+from benchmark_data.tasks import METRICS
 from leaderboard.board.models import Benchmark, Evaluation, Submission, Task, Track
+from leaderboard.board.selectors.submissions import task_list
 from leaderboard.board.services.submissions import SubmissionMeta
 from scoring.disclosure import MIN_DECIMALS, round_figure, unit_effect
 
@@ -115,7 +116,21 @@ class ModalitiesField(serializers.ListField):
 
 
 class SubmissionCreateSerializer(serializers.Serializer):
-    task = serializers.ChoiceField(choices=TASK_SLUGS)
+    task = serializers.CharField(
+        max_length=40,
+        help_text="A task slug of the current benchmark (GET /api/tasks/ lists them).",
+    )
+
+    def validate_task(self, value: str) -> str:
+        """A task the current benchmark's suite declares (no fixed list: suites are data)."""
+        known = list(task_list().values_list("slug", flat=True))
+        if value not in known:
+            shown = ", ".join(known) or "none: no benchmark is loaded"
+            raise serializers.ValidationError(
+                f'"{value}" is not a valid choice: the tasks of the current benchmark are {shown}.'
+            )
+        return value
+
     track = serializers.ChoiceField(
         choices=[Track.PREDICTION_FILE, Track.CONTAINER], default=Track.PREDICTION_FILE
     )
