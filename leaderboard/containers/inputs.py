@@ -28,7 +28,7 @@ import pandas as pd
 
 from benchmark_data import layout
 from benchmark_data.benchmark import Benchmark, csv_bytes
-from benchmark_data.tasks import SCENARIOS, Task, get_task
+from benchmark_data.tasks import Task, get_task
 
 INPUT_FORMAT = "medmod-container-input"
 INPUT_FORMAT_VERSION = 1
@@ -54,11 +54,18 @@ def output_columns(task: str | Task) -> dict[str, list[str]]:
     return {"probabilities": list(t.label_slugs)}
 
 
+def is_image_scenario(bench: Benchmark, scenario: str) -> bool:
+    """Whether a scenario of the benchmark's suite withholds chest X-rays (MedMod:
+    ``cxr_missing_*``)."""
+    return any(m.slug == "cxr" and scenario in m.scenarios for m in bench.suite.modalities)
+
+
 def withheld_stays(bench: Benchmark, task: str, scenario: str) -> set[int]:
     """Test stays whose chest X-rays a scenario withholds (none for paired and natural)."""
-    if scenario not in SCENARIOS:
-        raise ValueError(ERR_SCENARIO.format(scenario=scenario, known=", ".join(SCENARIOS)))
-    if not scenario.startswith("cxr_missing_"):
+    known = bench.suite.scenarios
+    if scenario not in known:
+        raise ValueError(ERR_SCENARIO.format(scenario=scenario, known=", ".join(known)))
+    if not is_image_scenario(bench, scenario):
         return set()
     sets = bench.scenarios(task)
     return {int(s) for s in sets.withheld.get(scenario, ())}
@@ -101,7 +108,7 @@ def prepare_inputs(
     the ``paired`` one): its EHR files and images are hard-linked instead of read again.
     Returns ``dest``.
     """
-    t = get_task(task)
+    t = benchmark.task(task)
     withheld = withheld_stays(benchmark, t.slug, scenario)
     root = Path(dest)
     if root.exists() and any(root.iterdir()):
@@ -116,7 +123,7 @@ def prepare_inputs(
         raise ValueError(ERR_LABELS_IN_TEST.format(task=t.slug, columns=", ".join(leaked)))
     if "cxr_dicom_id" not in units.columns:
         units["cxr_dicom_id"] = pd.Series(pd.NA, index=units.index, dtype="string")
-    if scenario.startswith("cxr_missing_"):
+    if is_image_scenario(benchmark, scenario):
         # These scenarios score the paired units only (docs/benchmark-format.md, Scenarios).
         units = units[units["cxr_dicom_id"].notna()].reset_index(drop=True)
     if withheld:

@@ -23,8 +23,9 @@ import numpy as np
 import pandas as pd
 
 from benchmark_data.sequestered import TestSplit
-from benchmark_data.tasks import SCENARIOS, Task, get_task
+from benchmark_data.tasks import Task
 from benchmark_data.variables import VARIABLE_NAMES
+from leaderboard.containers.inputs import is_image_scenario
 
 ERR_SCENARIO = "unknown scenario {scenario!r}; the scenarios are: {known}"
 
@@ -159,12 +160,13 @@ def build_timeline(split: TestSplit, task: str, scenario: str) -> Timeline:
     """The timeline of ``task`` in ``scenario``: ``paired`` and ``natural`` ask every unit;
     ``cxr_missing_*`` ask the paired units (those with an image) and never reveal an image
     of the stays the scenario withholds."""
-    t = get_task(task)
-    if scenario not in SCENARIOS:
-        raise ValueError(ERR_SCENARIO.format(scenario=scenario, known=", ".join(SCENARIOS)))
+    t = split.bench.task(task)
+    known = split.bench.suite.scenarios
+    if scenario not in known:
+        raise ValueError(ERR_SCENARIO.format(scenario=scenario, known=", ".join(known)))
     units = split.units(t.slug).reset_index(drop=True)
     withheld: set[int] = set()
-    if scenario.startswith("cxr_missing_"):
+    if is_image_scenario(split.bench, scenario):
         units = units[units["cxr_dicom_id"].notna()].reset_index(drop=True)
         withheld = {int(s) for s in split.scenarios(t.slug).withheld.get(scenario, ())}
 
