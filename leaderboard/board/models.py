@@ -171,6 +171,29 @@ class Task(models.Model):
         return self.benchmark.suite_declaration.task(self.slug)
 
     @property
+    def suite_slug(self) -> str:
+        return self.benchmark.suite_declaration.slug
+
+    @property
+    def board_url(self) -> str:
+        """The board's page: ``/suites/{suite}/tasks/{slug}/``, or ``/tasks/{slug}/`` for
+        the default suite (MedMod, whose boards had that address before suites)."""
+        from django.urls import reverse
+
+        if self.suite_slug == DEFAULT_SUITE:
+            return reverse("task-board", args=[self.slug])
+        return reverse("suite-task-board", args=[self.suite_slug, self.slug])
+
+    @property
+    def leaderboard_api_url(self) -> str:
+        """The board's CSV/JSON export, under the suite like the page."""
+        from django.urls import reverse
+
+        if self.suite_slug == DEFAULT_SUITE:
+            return reverse("api-leaderboard", args=[self.slug])
+        return reverse("api-suite-leaderboard", args=[self.suite_slug, self.slug])
+
+    @property
     def title(self) -> str:
         return self.spec.title
 

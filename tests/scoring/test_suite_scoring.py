@@ -8,49 +8,20 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from benchmark_data import Benchmark, BenchmarkWriter, layout
-from benchmark_data.suite import parse_suite
+from benchmark_data import Benchmark
 from scoring import PredictionFileError
 from scoring.report import score_predictions
 from scoring.truth import truth_from_benchmark
 from tests.benchmark_data.test_suite import TINY
-
-N = 300
+from tests.tiny_suite import N, build_tiny_suite_benchmark
 
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory: pytest.TempPathFactory) -> tuple[Benchmark, pd.DataFrame]:
-    """A benchmark of the tiny suite: 300 test stays, one per patient, 60% with notes; the
-    hidden risk drives both labels. Returns it and the risk (for honest predictions)."""
-    suite = parse_suite(TINY)
-    rng = np.random.default_rng(7)
-    stay = np.arange(5000, 5000 + N)
-    subject = stay + 100_000
-    risk = rng.normal(size=N)
-    paired = (rng.random(N) < 0.6).astype(int)
-    w = BenchmarkWriter(tmp_path_factory.mktemp("tiny") / "bench")
-    w.write_csv(layout.STAYS, pd.DataFrame({"stay_id": stay, "subject_id": subject, "split": "test"}))  # fmt: skip
-    w.write_csv(layout.DEMOGRAPHICS, pd.DataFrame({
-        "stay_id": stay, "subject_id": subject,
-        "age": rng.integers(30, 99, N), "gender": rng.choice(["F", "M"], N),
-    }))  # fmt: skip
-    units = pd.DataFrame({"stay_id": stay, "subject_id": subject, "cxr_dicom_id": "", "paired": paired})  # fmt: skip
-    order = rng.permutation(np.flatnonzero(paired))
-    scen = pd.DataFrame({"stay_id": stay[paired == 1]})
-    for level in (50, 100):
-        hidden = set(stay[order[: round(len(order) * level / 100)]].tolist())
-        scen[f"notes_missing_{level}"] = scen["stay_id"].isin(hidden).astype(int)
-    death = (risk + rng.normal(scale=0.8, size=N) > 1.0).astype(int)
-    diseases = {
-        slug: (risk * k + rng.normal(size=N) > 0.5).astype(int)
-        for slug, k in (("sepsis", 1.0), ("heart_failure", 0.5), ("aki", 0.8))
-    }
-    for task, labels in (("mortality-24h", {"y_true": death}), ("diseases", diseases)):
-        w.write_csv(layout.units(task, "test"), units)
-        w.write_csv(layout.scenarios(task), scen)
-        w.write_csv(layout.test_labels(task), pd.DataFrame({"stay_id": stay, "subject_id": subject, **labels}))  # fmt: skip
-    w.finish(name="tiny-suite", version="1", source={"kind": "test"}, seed=7, suite=suite)
-    return Benchmark.open(w.store.uri), pd.DataFrame({"stay_id": stay, "risk": risk, "paired": paired})  # fmt: skip
+    """A benchmark of the tiny suite (tests/tiny_suite.py) and each stay's risk."""
+    dest = tmp_path_factory.mktemp("tiny") / "bench"
+    frame = build_tiny_suite_benchmark(dest)
+    return Benchmark.open(dest), frame
 
 
 def prediction_file(path, frame: pd.DataFrame, columns: dict[str, np.ndarray]) -> str:

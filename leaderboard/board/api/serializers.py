@@ -9,7 +9,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from benchmark_data.tasks import METRICS
-from leaderboard.board.models import Benchmark, Evaluation, Submission, Task, Track
+from leaderboard.board.models import DEFAULT_SUITE, Benchmark, Evaluation, Submission, Task, Track
 from leaderboard.board.selectors.submissions import task_list
 from leaderboard.board.services.submissions import SubmissionMeta
 from scoring.disclosure import MIN_DECIMALS, round_figure, unit_effect
@@ -49,6 +49,40 @@ class BenchmarkSerializer(serializers.ModelSerializer):
         return {k: v for k, v in source.items() if k in ("kind", "generator", "scale")}
 
 
+class SuiteSerializer(serializers.Serializer):
+    """A suite, from its current benchmark (``suite_benchmarks``)."""
+
+    slug = serializers.CharField(source="suite.slug")
+    title = serializers.CharField(source="suite.title")
+    description = serializers.SerializerMethodField()
+    modalities = serializers.SerializerMethodField()
+    scenarios = serializers.SerializerMethodField()
+    tasks = serializers.SerializerMethodField()
+    benchmark = serializers.SerializerMethodField()
+
+    def get_description(self, obj: Benchmark) -> str:
+        return obj.suite_declaration.description
+
+    @extend_schema_field(serializers.ListField(child=serializers.DictField()))
+    def get_modalities(self, obj: Benchmark) -> list[dict[str, Any]]:
+        return [
+            {"slug": m.slug, "title": m.title, "required": m.required,
+             "withheld_levels": list(m.withheld_levels)}
+            for m in obj.suite_declaration.modalities
+        ]  # fmt: skip
+
+    @extend_schema_field(serializers.ListField(child=serializers.CharField()))
+    def get_scenarios(self, obj: Benchmark) -> list[str]:
+        return list(obj.suite_declaration.scenarios)
+
+    @extend_schema_field(serializers.ListField(child=serializers.CharField()))
+    def get_tasks(self, obj: Benchmark) -> list[str]:
+        return [t.slug for t in obj.tasks.all()]
+
+    def get_benchmark(self, obj: Benchmark) -> dict[str, str]:
+        return {"name": obj.name, "version": obj.version, "manifest_hash": obj.manifest_hash}
+
+
 class TaskSerializer(serializers.ModelSerializer):
     title = serializers.CharField(read_only=True)
     description = serializers.SerializerMethodField()
@@ -59,13 +93,14 @@ class TaskSerializer(serializers.ModelSerializer):
     greater_is_better = serializers.BooleanField(read_only=True)
     metrics = serializers.SerializerMethodField()
     benchmark = serializers.SerializerMethodField()
+    suite = serializers.CharField(source="suite_slug", read_only=True)
 
     class Meta:
         model = Task
         fields = [
             "slug", "title", "description", "kind", "key_columns", "label_columns",
             "primary_metric", "greater_is_better", "metrics", "n_test_units", "gateway_only",
-            "benchmark",
+            "benchmark", "suite",
         ]  # fmt: skip
 
     def get_description(self, obj: Task) -> str:
@@ -121,15 +156,21 @@ class SubmissionCreateSerializer(serializers.Serializer):
         help_text="A task slug of the current benchmark (GET /api/tasks/ lists them).",
     )
 
-    def validate_task(self, value: str) -> str:
-        """A task the current benchmark's suite declares (no fixed list: suites are data)."""
-        known = list(task_list().values_list("slug", flat=True))
-        if value not in known:
-            shown = ", ".join(known) or "none: no benchmark is loaded"
+    suite = serializers.SlugField(
+        max_length=40, default=DEFAULT_SUITE,
+        help_text="The suite of the task (GET /api/suites/ lists them); MedMod by default.",
+    )  # fmt: skip
+
+    def _check_task(self, attrs: dict[str, Any]) -> None:
+        """The task must be one the suite's current benchmark declares (no fixed list:
+        suites are data)."""
+        suite, task = attrs.get("suite", DEFAULT_SUITE), attrs.get("task")
+        known = list(task_list(suite=suite).values_list("slug", flat=True))
+        if task not in known:
+            shown = ", ".join(known) or f"none: suite {suite!r} has no current benchmark"
             raise serializers.ValidationError(
-                f'"{value}" is not a valid choice: the tasks of the current benchmark are {shown}.'
+                {"task": f'"{task}" is not a valid choice: the tasks of suite {suite} are {shown}.'}
             )
-        return value
 
     track = serializers.ChoiceField(
         choices=[Track.PREDICTION_FILE, Track.CONTAINER], default=Track.PREDICTION_FILE
@@ -173,6 +214,7 @@ class SubmissionCreateSerializer(serializers.Serializer):
         return value
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        self._check_task(attrs)
         # A container entry's image is checked by the service (after the track is known to
         # be open); a prediction-file entry needs its file here.
         if attrs.get("track") != Track.CONTAINER:

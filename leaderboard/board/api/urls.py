@@ -11,6 +11,18 @@ urlpatterns = [
     path("limits/", views.LimitsView.as_view(), name="api-limits"),
     path("queue/", views.QueueView.as_view(), name="api-queue"),
     path("benchmarks/", views.BenchmarkListView.as_view(), name="api-benchmarks"),
+    path("suites/", views.SuiteListView.as_view(), name="api-suites"),
+    path("suites/<slug:suite>/tasks/", views.TaskListView.as_view(), name="api-suite-tasks"),
+    path(
+        "suites/<slug:suite>/tasks/<slug:slug>/",
+        views.TaskDetailView.as_view(),
+        name="api-suite-task",
+    ),
+    path(
+        "suites/<slug:suite>/tasks/<slug:slug>/leaderboard/",
+        views.LeaderboardView.as_view(),
+        name="api-suite-leaderboard",
+    ),
     path("tasks/", views.TaskListView.as_view(), name="api-tasks"),
     path("tasks/<slug:slug>/", views.TaskDetailView.as_view(), name="api-task"),
     path(

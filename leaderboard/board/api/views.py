@@ -25,11 +25,12 @@ from leaderboard.board.api.serializers import (
     RescoreResultSerializer,
     SubmissionCreateSerializer,
     SubmissionSerializer,
+    SuiteSerializer,
     TaskSerializer,
     TokenSerializer,
 )
 from leaderboard.board.labels import spreadsheet_safe_rows
-from leaderboard.board.models import Benchmark, Task, Track
+from leaderboard.board.models import DEFAULT_SUITE, Benchmark, Task, Track
 from leaderboard.board.selectors.leaderboard import (
     MODALITY_FILTERS,
     BoardKey,
@@ -49,6 +50,7 @@ from leaderboard.board.selectors.submissions import (
     queue_summary,
     submission_get_for_viewer,
     submission_list_for_owner,
+    suite_benchmarks,
     task_get,
     task_list,
 )
@@ -105,22 +107,33 @@ class BenchmarkListView(APIView):
         return Response(BenchmarkSerializer(qs, many=True).data)
 
 
+class SuiteListView(APIView):
+    """The suites with a current benchmark: their declaration's title, inputs and tasks
+    (``/api/suites/{suite}/tasks/`` lists a suite's tasks; ``/api/tasks/`` MedMod's)."""
+
+    permission_classes = [permissions.AllowAny]
+
+    @extend_schema(responses=SuiteSerializer(many=True))
+    def get(self, request):
+        return Response(SuiteSerializer(suite_benchmarks(), many=True).data)
+
+
 class TaskListView(APIView):
-    """The tasks of the current benchmark."""
+    """The tasks of a suite's current benchmark (MedMod under ``/api/tasks/``)."""
 
     permission_classes = [permissions.AllowAny]
 
     @extend_schema(responses=TaskSerializer(many=True))
-    def get(self, request):
-        return Response(TaskSerializer(task_list(), many=True).data)
+    def get(self, request, suite: str = DEFAULT_SUITE):
+        return Response(TaskSerializer(task_list(suite=suite), many=True).data)
 
 
 class TaskDetailView(APIView):
     permission_classes = [permissions.AllowAny]
 
     @extend_schema(responses=TaskSerializer)
-    def get(self, request, slug: str):
-        return Response(TaskSerializer(task_get(slug=slug)).data)
+    def get(self, request, slug: str, suite: str = DEFAULT_SUITE):
+        return Response(TaskSerializer(task_get(slug=slug, suite=suite)).data)
 
 
 class LeaderboardView(APIView):
@@ -142,8 +155,8 @@ class LeaderboardView(APIView):
             (200, "text/csv"): OpenApiTypes.STR,
         },
     )
-    def get(self, request, slug: str):
-        task = task_get(slug=slug)
+    def get(self, request, slug: str, suite: str = DEFAULT_SUITE):
+        task = task_get(slug=slug, suite=suite)
         params = _board_params(request, task)
         key = board_key(task=task)
         if getattr(request.accepted_renderer, "format", "") == "json":
@@ -278,7 +291,9 @@ class SubmissionListCreateView(APIView):
             raise exceptions.ValidationError({k: [v] for k, v in upload_errors.items()})
         serializer = SubmissionCreateSerializer(data=data)
         serializer.is_valid(raise_exception=True)
-        task = task_get(slug=serializer.validated_data["task"])
+        task = task_get(
+            slug=serializer.validated_data["task"], suite=serializer.validated_data["suite"]
+        )
         track = Track.objects.get(slug=serializer.validated_data["track"])
         submission = submission_create(
             owner=request.user,

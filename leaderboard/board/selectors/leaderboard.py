@@ -41,6 +41,7 @@ from django.conf import settings
 from django.core.cache import cache
 from django.db.models import OuterRef, Subquery
 
+from benchmark_data.suite import Task as TaskSpec
 from benchmark_data.tasks import METRICS
 from leaderboard.board.models import VERIFIED, Evaluation, Submission, Task, verification_label
 from leaderboard.board.selectors.submissions import current_scorer_version
@@ -220,9 +221,9 @@ def _rank(rows: list[BoardRow], **direction: Any) -> list[BoardRow]:
     return out
 
 
-def rank_rows(rows: list[BoardRow], *, task_slug: str) -> list[BoardRow]:
-    """Rank probability entries by the task's primary metric."""
-    return _rank(rows, task=task_slug)
+def rank_rows(rows: list[BoardRow], *, task: TaskSpec) -> list[BoardRow]:
+    """Rank probability entries by the task's primary metric (its suite's declaration)."""
+    return _rank(rows, task=task)
 
 
 def _decision_rank(rows: list[BoardRow], *, metric: str) -> list[BoardRow]:
@@ -416,7 +417,7 @@ def _build_ranked(state: BoardState) -> dict[str, Any]:
             awaiting += 1
             continue
         (decision if ev.form == DECISION_FORM else rows).append(_row(entry, ev))
-    rows = rank_rows(rows, task_slug=state.task.slug)
+    rows = rank_rows(rows, task=state.task.spec)
     decision = _decision_rank(decision, metric="accuracy")
     for r in rows + decision:
         r.replicates = []  # ranked: not needed any more, and the bulk of the cached value

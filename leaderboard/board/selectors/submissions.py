@@ -24,6 +24,12 @@ def benchmark_current(*, suite: str = DEFAULT_SUITE) -> Benchmark | None:
     return Benchmark.objects.filter(is_current=True, suite__slug=suite).first()
 
 
+def suite_benchmarks() -> list[Benchmark]:
+    """The current benchmark of every suite, the default suite (MedMod) first."""
+    current = Benchmark.objects.filter(is_current=True).select_related("suite")
+    return sorted(current, key=lambda b: (b.suite.slug != DEFAULT_SUITE, b.suite.created_at, b.pk))
+
+
 def task_get(*, slug: str, benchmark: Benchmark | None = None, suite: str = DEFAULT_SUITE) -> Task:
     """A task of the suite's current benchmark (or of ``benchmark``); 404 when there is
     none."""

@@ -208,7 +208,7 @@ def evaluation_run(*, evaluation_id: int, worker: str = "") -> Evaluation | None
             source,
             truth=truth,
             replicates=settings.SCORING_REPLICATES,
-            threshold=submission.threshold if submission.threshold is not None else 0.5,
+            threshold=submission.threshold,  # None: the task's declared threshold
             max_bytes=max_bytes,
         )
     except ScoringInputError as exc:

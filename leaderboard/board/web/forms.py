@@ -66,7 +66,7 @@ class SubmissionForm(forms.Form):
         min_value=0.0,
         max_value=1.0,
         label="Decision threshold",
-        help_text="For threshold metrics (F1, precision, recall, fairness ratios); 0.5 if empty.",
+        help_text="For threshold metrics (F1, precision, recall, fairness ratios); the task's (0.5 for MedMod) if empty.",
         widget=forms.NumberInput(attrs={"step": "any", "min": "0", "max": "1"}),
     )
     visibility = forms.ChoiceField(

@@ -7,6 +7,7 @@ urlpatterns = [
     path("", views.home, name="home"),
     path("metrics/", views.metric_help, name="metrics"),
     path("tasks/<slug:slug>/", views.task_board, name="task-board"),
+    path("suites/<slug:suite>/tasks/<slug:slug>/", views.task_board, name="suite-task-board"),
     path("entries/<int:pk>/", views.entry, name="entry"),
     path(
         "entries/<int:pk>/evaluations/<int:evaluation_id>/",

@@ -21,7 +21,7 @@ from rest_framework.authtoken.models import Token
 
 from benchmark_data.tasks import METRICS, SCENARIOS
 from leaderboard.board.errors import ServiceError
-from leaderboard.board.models import AuditLog, Evaluation, Submission, Task, Track
+from leaderboard.board.models import DEFAULT_SUITE, AuditLog, Evaluation, Submission, Task, Track
 from leaderboard.board.selectors.leaderboard import (
     MODALITY_FILTERS,
     Board,
@@ -43,6 +43,7 @@ from leaderboard.board.selectors.submissions import (
     queue_summary,
     submission_get_for_viewer,
     submission_list_for_owner,
+    suite_benchmarks,
     task_get,
     task_list,
 )
@@ -60,20 +61,24 @@ from scoring.disclosure import participant_report
 
 
 def home(request: HttpRequest) -> HttpResponse:
-    benchmark = benchmark_current()
-    tasks = list(
-        task_list().annotate(
-            n_published=Count(
-                "submissions", filter=Q(submissions__status=Submission.Status.PUBLISHED)
+    """Every suite with a current benchmark, its tasks and their entries (MedMod first)."""
+    suites = []
+    for bench in suite_benchmarks():
+        tasks = list(
+            task_list(benchmark=bench).annotate(
+                n_published=Count(
+                    "submissions", filter=Q(submissions__status=Submission.Status.PUBLISHED)
+                )
             )
         )
-    )
+        suites.append({"suite": bench.suite, "declaration": bench.suite_declaration,
+                       "benchmark": bench, "tasks": tasks})  # fmt: skip
     return render(
         request,
         "board/home.html",
         {
-            "benchmark": benchmark,
-            "tasks": tasks,
+            "benchmark": suites[0]["benchmark"] if suites else None,
+            "suites": suites,
             "queue": queue_summary(),
             "limits": {
                 "per_day": settings.SUBMISSIONS_PER_DAY,
@@ -144,8 +149,8 @@ def board_page_fragment(
     )
 
 
-def task_board(request: HttpRequest, slug: str) -> HttpResponse:
-    task = task_get(slug=slug)
+def task_board(request: HttpRequest, slug: str, suite: str = DEFAULT_SUITE) -> HttpResponse:
+    task = task_get(slug=slug, suite=suite)
     track = request.GET.get("track", "")
     modality = request.GET.get("modality", "").replace(" ", "+")
     sort = request.GET.get("sort", "rank") or "rank"

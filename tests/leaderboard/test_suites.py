@@ -1,0 +1,108 @@
+"""Several suites on one platform: each has its current benchmark, its boards under its own
+address, and its tasks in the API; MedMod's addresses stay as they were."""
+
+from __future__ import annotations
+
+import pytest
+from rest_framework.test import APIClient
+
+from leaderboard.board.models import Benchmark
+from leaderboard.board.services.benchmarks import benchmark_register
+from tests.tiny_suite import build_tiny_suite_benchmark
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def two_suites(benchmark, tmp_path):
+    """The demo MedMod benchmark and a benchmark of the tiny suite, both registered."""
+    build_tiny_suite_benchmark(tmp_path / "tiny")
+    tiny = benchmark_register(uri=str(tmp_path / "tiny"), verify=False)
+    return benchmark, tiny
+
+
+def test_each_suite_keeps_its_own_current_benchmark(two_suites):
+    medmod, tiny = two_suites
+    assert (medmod.suite.slug, tiny.suite.slug) == ("medmod", "tiny-notes")
+    assert set(Benchmark.objects.filter(is_current=True)) == {medmod, tiny}
+    assert tiny.suite.title == "Tiny notes suite"
+    assert sorted(tiny.tasks.values_list("slug", flat=True)) == ["diseases", "mortality-24h"]
+
+
+def test_the_home_page_lists_every_suite_with_its_boards(client, two_suites):
+    html = client.get("/").content.decode()
+    assert "MedMod" in html and "Tiny notes suite" in html
+    assert 'href="/tasks/in-hospital-mortality/"' in html  # MedMod's addresses are unchanged
+    assert 'href="/suites/tiny-notes/tasks/mortality-24h/"' in html
+    assert "Clinical notes (optional)" in html
+
+
+def test_a_board_lives_under_its_suite(client, two_suites):
+    r = client.get("/suites/tiny-notes/tasks/mortality-24h/")
+    assert r.status_code == 200 and "Mortality from the first day" in r.content.decode()
+    assert client.get("/tasks/mortality-24h/").status_code == 404  # not a MedMod task
+    assert client.get("/suites/tiny-notes/tasks/phenotyping/").status_code == 404
+    assert client.get("/suites/medmod/tasks/phenotyping/").status_code == 200
+
+
+def test_the_api_lists_no_suite_before_a_benchmark_is_loaded():
+    api = APIClient()
+    assert api.get("/api/suites/").json() == []  # nothing registered yet
+
+
+def test_the_api_serves_each_suites_tasks_and_leaderboards(two_suites):
+    api = APIClient()
+    suites = api.get("/api/suites/").json()
+    assert [s["slug"] for s in suites] == ["medmod", "tiny-notes"]
+    tiny = suites[1]
+    assert tiny["scenarios"] == ["paired", "notes_missing_50", "notes_missing_100", "vitals_only", "natural"]  # fmt: skip
+    assert [m["slug"] for m in tiny["modalities"]] == ["vitals", "notes"]
+    tasks = api.get("/api/suites/tiny-notes/tasks/").json()
+    assert {t["slug"]: t["suite"] for t in tasks} == {"mortality-24h": "tiny-notes", "diseases": "tiny-notes"}  # fmt: skip
+    assert [t["slug"] for t in api.get("/api/tasks/").json()] == [
+        "in-hospital-mortality", "phenotyping", "decompensation", "length-of-stay", "radiology",
+    ]  # fmt: skip
+    detail = api.get("/api/suites/tiny-notes/tasks/diseases/").json()
+    assert detail["primary_metric"] == "macro_f1" and detail["label_columns"] == ["sepsis", "heart_failure", "aki"]  # fmt: skip
+    board = api.get("/api/suites/tiny-notes/tasks/mortality-24h/leaderboard/?format=csv")
+    assert board.status_code == 200 and board["Content-Type"].startswith("text/csv")
+    assert api.get("/api/tasks/mortality-24h/").status_code == 404
+
+
+def test_an_entry_of_another_suite_is_submitted_scored_and_ranked_under_it(
+    api, client, two_suites, tmp_path, django_capture_on_commit_callbacks
+):
+    import numpy as np
+    import pandas as pd
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    from leaderboard.board.models import Submission
+    from leaderboard.board.services.evaluations import evaluation_run
+
+    frame = build_tiny_suite_benchmark(tmp_path / "again")  # the same seeded data
+    p = 1 / (1 + np.exp(-2 * frame["risk"].to_numpy()))
+    body = pd.DataFrame({"stay_id": frame["stay_id"], "prediction": p}).to_csv(index=False).encode()
+    form = {
+        "suite": "tiny-notes", "task": "mortality-24h", "method_name": "Risk score",
+        "modalities": "ehr", "training_data": "train and validation splits only",
+        "file": SimpleUploadedFile("p.csv", body, content_type="text/csv"),
+    }  # fmt: skip
+    # Without the suite, the task is looked for in MedMod and refused, naming MedMod's tasks.
+    r = api.post("/api/submissions/", {**form, "suite": "medmod"}, format="multipart")
+    assert r.status_code == 400 and "the tasks of suite medmod are in-hospital-mortality" in str(r.json()["errors"]["task"])  # fmt: skip
+    form["file"] = SimpleUploadedFile("p.csv", body, content_type="text/csv")
+    with django_capture_on_commit_callbacks(execute=False):
+        r = api.post("/api/submissions/", form, format="multipart")
+    assert r.status_code == 201, r.content
+    sub = Submission.objects.get(pk=r.json()["id"])
+    assert sub.task.benchmark.suite.slug == "tiny-notes"
+    ev = evaluation_run(evaluation_id=sub.evaluations.get().pk, worker="test")
+    assert ev.status == "succeeded", ev.error_message
+    assert ev.report["primary_metric"] == "auprc" and ev.report["threshold"] == 0.3
+    board = APIClient().get("/api/suites/tiny-notes/tasks/mortality-24h/leaderboard/?format=json").json()  # fmt: skip
+    assert [row["method_name"] for row in board["rows"]] == ["Risk score"]
+    page = client.get(f"/entries/{sub.pk}/").content.decode()
+    assert "Risk score" in page and 'href="/suites/tiny-notes/tasks/mortality-24h/"' in page
+    board_page = client.get("/suites/tiny-notes/tasks/mortality-24h/").content.decode()
+    assert "Risk score" in board_page
+    assert 'href="/api/suites/tiny-notes/tasks/mortality-24h/leaderboard/?format=csv"' in board_page
