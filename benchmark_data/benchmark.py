@@ -206,11 +206,7 @@ class Benchmark:
     def task(self, task: str | Task) -> Task:
         """A task of the benchmark's suite, by slug (a :class:`Task` is looked up by its
         slug, so that a task of another suite is refused)."""
-        slug = task.slug if isinstance(task, Task) else task
-        try:
-            return self.suite.task(slug)
-        except KeyError as exc:
-            raise KeyError(exc.args[0]) from None
+        return self.suite.task(task.slug if isinstance(task, Task) else task)
 
     @property
     def tasks(self) -> list[str]:

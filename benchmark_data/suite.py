@@ -23,7 +23,7 @@ import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from functools import cache
+from functools import cache, cached_property
 from importlib import resources
 from typing import Any, Literal
 
@@ -265,21 +265,21 @@ class Suite:
     def task_slugs(self) -> tuple[str, ...]:
         return tuple(t.slug for t in self.tasks)
 
+    def _find(self, items: tuple[Any, ...], slug: str, what: str, *, listed: bool = False) -> Any:
+        for item in items:
+            if item.slug == slug:
+                return item
+        known = f"; the {what}s are: {', '.join(i.slug for i in items)}" if listed else ""
+        raise KeyError(f"unknown {what} {slug!r} in suite {self.slug}{known}")
+
     def task(self, slug: str) -> Task:
         """A task by slug, with a message that lists the suite's tasks."""
-        for t in self.tasks:
-            if t.slug == slug:
-                return t
-        known = ", ".join(self.task_slugs)
-        raise KeyError(f"unknown task {slug!r} in suite {self.slug}; the tasks are: {known}")
+        return self._find(self.tasks, slug, "task", listed=True)
 
     def modality(self, slug: str) -> Modality:
-        for m in self.modalities:
-            if m.slug == slug:
-                return m
-        raise KeyError(f"unknown modality {slug!r} in suite {self.slug}")
+        return self._find(self.modalities, slug, "modality")
 
-    @property
+    @cached_property
     def scenarios(self) -> tuple[str, ...]:
         """``paired`` (every optional modality present), each optional modality withheld at
         each of its levels, the ablations, then ``natural`` (every unit as it comes)."""
@@ -302,10 +302,7 @@ class Suite:
         return tuple(f.slug for f in self.fairness)
 
     def fairness_attribute(self, slug: str) -> FairnessAttribute:
-        for f in self.fairness:
-            if f.slug == slug:
-                return f
-        raise KeyError(f"unknown fairness attribute {slug!r} in suite {self.slug}")
+        return self._find(self.fairness, slug, "fairness attribute")
 
     def to_json(self) -> bytes:
         """The specification as the benchmark stores it (canonical: sorted keys, indented)."""

@@ -21,13 +21,14 @@ import os
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any, BinaryIO
 
 import numpy as np
 import pandas as pd
 
 from benchmark_data.suite import Suite
-from benchmark_data.tasks import MEDMOD, Task
+from benchmark_data.tasks import Task
 from scoring.errors import (
     ERR_BAD_HEADER,
     ERR_BAD_KEY_VALUES,
@@ -76,7 +77,6 @@ def scenario_codes(suite: Suite) -> tuple[str, ...]:
     return (BASE_SCENARIO, *(s for s in suite.scenarios if s not in (BASE_SCENARIO, "natural")))
 
 
-SCENARIO_CODES: tuple[str, ...] = scenario_codes(MEDMOD)
 _NAN_WORDS = frozenset({"nan", "+nan", "-nan"})
 _FIELDS_RE = re.compile(r"Expected (\d+) fields in line (\d+), saw (\d+)")
 
@@ -166,11 +166,11 @@ class _Rows:
     natural: bool = False
     paired: bool = False
 
-    @property
+    @cached_property
     def codes(self) -> tuple[str, ...]:
         return scenario_codes(self.index.truth.suite)
 
-    @property
+    @cached_property
     def code_of(self) -> dict[str, int]:
         return {name: i for i, name in enumerate(self.codes)} | {"natural": 0}
 

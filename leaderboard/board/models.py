@@ -126,7 +126,7 @@ class Benchmark(models.Model):
     def __str__(self) -> str:
         return f"{self.name} {self.version}"
 
-    @property
+    @functools.cached_property
     def suite_declaration(self) -> SuiteSpec:
         """The parsed declaration (cached per content); MedMod's for a benchmark stored
         without one."""
