@@ -47,13 +47,20 @@ def _summary(bench: Benchmark) -> str:
     return "\n".join(lines)
 
 
+# The synthetic generators' scales per suite.
+SYNTH_SCALES = {"medmod": ("demo", "medmod"), "yu2025": ("demo", "paper")}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmark_data", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("synth", help="generate the synthetic MIMIC-shaped benchmark")
+    p = sub.add_parser("synth", help="generate a synthetic MIMIC-shaped benchmark of a suite")
     p.add_argument("--out", required=True, help="output directory")
-    p.add_argument("--scale", choices=["demo", "medmod"], default="demo")
+    p.add_argument("--suite", choices=list(SYNTH_SCALES), default="medmod",
+                   help="the suite (default medmod)")  # fmt: skip
+    p.add_argument("--scale", default="demo",
+                   help="medmod: demo or medmod; yu2025: demo or paper (default demo)")  # fmt: skip
     p.add_argument(
         "--seed", type=int, default=None, help="default 42; with --sealed, drawn at random"
     )
@@ -94,7 +101,15 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         if args.command == "synth":
-            from benchmark_data.synth import generate
+            if args.scale not in SYNTH_SCALES[args.suite]:
+                parser.error(
+                    f"--scale {args.scale}: the {args.suite} suite's scales are "
+                    + ", ".join(SYNTH_SCALES[args.suite])
+                )
+            if args.suite == "yu2025":
+                from benchmark_data.synth.yu import generate_yu as generate
+            else:
+                from benchmark_data.synth import generate
 
             t0 = time.perf_counter()
             generate(

@@ -22,6 +22,18 @@ CXR_METADATA = "public/cxr/metadata.csv"
 # dicom_id, subject_id, study_id, stay_id, split, study_datetime, view_position, hours, path
 
 
+# Demographics as an input modality (a suite that declares one): stay_id, subject_id, age,
+# gender, race, insurance, admission_type, for every split.
+PUBLIC_DEMOGRAPHICS = "public/demographics.csv"
+
+
+def notes(split: str) -> str:
+    """Clinical notes a split's units may read (benchmark_data.notes rules already applied):
+    note_id, stay_id, subject_id, note_type, note_seq, chart_minute, store_minute, study_id,
+    text."""
+    return f"public/notes/{split}.csv.gz"
+
+
 def timeseries(split: str) -> str:
     """Irregular time series: stay_id, hours, then the 17 variables (blank: not measured)."""
     return f"public/ehr/timeseries_{split}.csv.gz"

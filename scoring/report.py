@@ -21,7 +21,7 @@ from scoring.bootstrap import ReplicatePlan, make_plan, percentile_ci, replicate
 from scoring.curves import pr_band, reliability, roc_band
 from scoring.fairness import fairness_report
 from scoring.metrics import DECISION_REFUSAL_POLICY, compute_metrics
-from scoring.robustness import robustness_report
+from scoring.robustness import suite_robustness
 from scoring.truth import Truth
 from scoring.validation import DEFAULT_MAX_BYTES, Predictions, read_predictions
 from scoring.version import SCORER_VERSION
@@ -160,7 +160,7 @@ def build_report(
     fairness = fairness_report(
         truth, preds.form, base, plan=plan, rows=truth.scenario_units(main), threshold=threshold
     )
-    robustness = robustness_report(primary, points, reps, modality=truth.suite.withheld_modality)
+    robustness = suite_robustness(primary, points, reps, truth.suite)
     step("plots", (len(scored) + 1) / (len(scored) + 2))
     curves = _curves(truth, preds, base, truth.scenario_units(main), plan)
 

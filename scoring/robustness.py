@@ -1,5 +1,6 @@
 """Missing-modality robustness: how the primary metric degrades as an optional modality is
-withheld (MedMod: the chest X-ray).
+withheld (MedMod: the chest X-ray), and the modality-ablation table of a suite that declares
+one (Yu et al.: EHR; + images; + notes; + images and notes).
 
 Scenarios ``cxr_missing_25/50/75/100`` (``{prefix}_{level}`` of the suite's withheld
 modality) score the same paired units as ``paired``, with the modality of a nested, seeded
@@ -16,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from benchmark_data.suite import Modality
+from benchmark_data.suite import Modality, Suite
 from benchmark_data.tasks import MEDMOD
 from scoring.bootstrap import percentile_ci
 from scoring.ranking import paired_difference
@@ -103,3 +104,50 @@ def robustness_report(
             f"{modality.scenario_prefix} scenarios"
         )
     return out
+
+
+def suite_robustness(
+    primary: str, points: dict[str, float], replicates: dict[str, np.ndarray], suite: Suite
+) -> dict[str, Any]:
+    """The robustness section of a suite: the curve of its first withheld modality at the
+    top level (:func:`robustness_report`), ``modalities``: every withheld modality's curve
+    when it declares more than one, and ``ablations``: each modality subset's metric and its
+    paired difference from ``paired`` (all modalities) when it declares ablations."""
+    out = robustness_report(primary, points, replicates, modality=suite.withheld_modality)
+    curves = [m for m in suite.modalities if m.withheld_levels]
+    if len(curves) > 1:
+        out["modalities"] = {
+            m.slug: robustness_report(primary, points, replicates, modality=m) for m in curves
+        }
+    if suite.ablations:
+        out["ablations"] = ablation_table(points, replicates, suite)
+    return out
+
+
+def ablation_table(
+    points: dict[str, float], replicates: dict[str, np.ndarray], suite: Suite
+) -> list[dict[str, Any]]:
+    """One row per modality subset, the full set (``paired``) last: the primary metric with
+    its CI, and the difference from the full set on the same units and replicates (negative:
+    the left-out modalities helped), with its CI and p-value. Subsets not scored have no
+    values."""
+    full = tuple(m.slug for m in suite.modalities)
+    rows: list[dict[str, Any]] = []
+    for slug, title, mods in [
+        *((a.slug, a.title, a.modalities) for a in suite.ablations),
+        ("paired", "All modalities", full),
+    ]:
+        row: dict[str, Any] = {"scenario": slug, "title": title, "modalities": list(mods),
+                               "value": None, "ci": [None, None], "difference": None}  # fmt: skip
+        if slug in points:
+            row["value"] = _f(points[slug])
+            row["ci"] = [_f(v) for v in percentile_ci(replicates[slug])]
+            if slug != "paired" and "paired" in points:
+                d = paired_difference(replicates[slug], replicates["paired"])
+                row["difference"] = {
+                    "value": _f(points[slug] - points["paired"]),
+                    "ci": [_f(v) for v in d["diff_ci"]],
+                    "p": d["p"],
+                }
+        rows.append(row)
+    return rows

@@ -30,7 +30,7 @@ for byte.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -170,13 +170,16 @@ def radiology_report(
     *,
     prior: dict[str, float] | None,
     rng: np.random.Generator,
+    history: str = "",
 ) -> str:
     """The report of one chest X-ray: its labels said in words, the devices, a comparison
-    with the prior study's extents (None: the stay's first image), and boilerplate."""
+    with the prior study's extents (None: the stay's first image), and boilerplate.
+    ``history`` is the clinical history the requisition gives, written before the reason
+    for the examination."""
     lines = [
         _pick(rng, ("EXAMINATION: CHEST (PORTABLE AP)", "EXAM: Chest radiograph, single AP view",
                     "CHEST PORT. LINE PLACEMENT")),
-        f"INDICATION: {_pick(rng, _INDICATIONS)}",
+        f"INDICATION: {history + ' ' if history else ''}{_pick(rng, _INDICATIONS)}",
         "COMPARISON: " + ("Prior study from earlier this admission." if prior else "None."),
         "FINDINGS:",
     ]  # fmt: skip
@@ -283,43 +286,36 @@ def discharge_summary(diagnoses: Sequence[str], died: bool, rng: np.random.Gener
     return f"DISCHARGE SUMMARY. Discharge diagnoses: {dx}. {end}"
 
 
-def make_notes(
-    stays: pd.DataFrame,
-    phenotypes: np.ndarray,
+GoalsOfCare = Callable[[int, float], float]
+History = Callable[[int, float], str]
+
+
+def goals_of_care(stays: pd.DataFrame, rng: np.random.Generator) -> GoalsOfCare:
+    """The goals-of-care latent of each stay at a minute: with severity and frailty, a part
+    no other input shows, and a rise over the five days before a death (as the X-ray
+    findings worsen before one). Returns ``f(stay row, minute)``."""
+    sev = stays["sev"].to_numpy(dtype=float)
+    goc = 0.5 * sev + 0.4 * stays["frailty"].to_numpy(dtype=float) + rng.standard_normal(len(stays))
+    death = np.where(stays["died"].to_numpy().astype(bool), stays["death_min"].to_numpy(dtype=float), np.inf)  # fmt: skip
+
+    def at(s: int, t: float) -> float:
+        return float(goc[s] + 2.0 * np.clip(1 - (death[s] - t) / GOC_WINDOW_MIN, 0, 1))
+
+    return at
+
+
+def radiology_rows(
     images: pd.DataFrame,
     findings: np.ndarray,
     params: pd.DataFrame,
     rng: np.random.Generator,
-) -> pd.DataFrame:
-    """Every note of every stay, one row each (:data:`NOTE_COLUMNS`), ordered by stay and
-    store time.
-
-    ``stays`` is the cohort (``stay_id``, ``subject_id``, ``los_min``, ``died``, ``death_min``, latents,
-    ``vent``, ``vent_end_min``, ``ehr_keep``, ``frailty``); ``images``/``findings``/``params``
-    come from :func:`benchmark_data.synth.cxr.image_findings` (one row per image, ``stay``
-    the cohort row).
-    """
-    n = len(stays)
-    sev = stays["sev"].to_numpy(dtype=float)
-    # The goals-of-care latent: with severity and frailty, a part no other input shows, and
-    # a rise over the five days before a death (as the X-ray findings worsen before one).
-    goc = 0.5 * sev + 0.4 * stays["frailty"].to_numpy(dtype=float) + rng.standard_normal(n)
-    death = np.where(stays["died"].to_numpy().astype(bool), stays["death_min"].to_numpy(dtype=float), np.inf)  # fmt: skip
-
-    def goc_at(s: int, t: float) -> float:
-        return float(goc[s] + 2.0 * np.clip(1 - (death[s] - t) / GOC_WINDOW_MIN, 0, 1))
-
+    *,
+    history: History | None = None,
+) -> list[tuple]:
+    """One report per image, charted at the image and signed 30 minutes to 10 hours later:
+    rows ``(stay row, "radiology", chart minute, store minute, study_id, text)``.
+    ``history(stay row, minute)`` gives the clinical history the requisition states, if any."""
     rows: list[tuple] = []
-    los = stays["los_min"].to_numpy(dtype=float)
-    keep = stays["ehr_keep"].to_numpy(dtype=float) if "ehr_keep" in stays else np.ones(n)
-    stay_ids = stays["stay_id"].to_numpy()
-    subject_ids = stays["subject_id"].to_numpy()
-    died = stays["died"].to_numpy().astype(bool)
-    vent = stays["vent"].to_numpy().astype(bool)
-    vent_end = stays["vent_end_min"].to_numpy(dtype=float) if "vent_end_min" in stays else np.zeros(n)  # fmt: skip
-    latent = {k: stays[k].to_numpy(dtype=float) for k in ("infect", "neuro", "renal", "bleed")}
-
-    # Radiology: one report per image, charted at the image, signed 30 minutes to 10 hours later.
     img_stay = images["stay"].to_numpy()
     img_min = images["minute"].to_numpy(dtype=float)
     order = np.lexsort((img_min, img_stay))
@@ -339,10 +335,58 @@ def make_notes(
         extents = {k: float(v[i]) for k, v in extent_cols.items()}
         extents["lung_opacity"] = max(extents["consolidation"], extents["edema"], extents["atelectasis"])  # fmt: skip
         devices = {k: bool(params[k].iloc[i]) for k in ("ett", "ng", "cvc", "pacer", "wires")}
-        text = radiology_report(labels, extents, devices, prior=prior_of.get(s), rng=rng)
+        text = radiology_report(
+            labels, extents, devices, prior=prior_of.get(s), rng=rng,
+            history=history(s, img_min[i]) if history is not None else "",
+        )  # fmt: skip
         prior_of[s] = extents
         store = img_min[i] + float(rng.uniform(30, 600))
         rows.append((s, "radiology", img_min[i], store, int(images["study_id"].iloc[i]), text))
+    return rows
+
+
+def notes_frame(rows: list[tuple], stays: pd.DataFrame) -> pd.DataFrame:
+    """Note rows ``(stay row, note_type, chart minute, store minute, study_id, text)`` as the
+    table of :data:`NOTE_COLUMNS`, ordered by stay and store time, with note ids."""
+    frame = pd.DataFrame(rows, columns=["stay", "note_type", "chart_minute", "store_minute", "study_id", "text"])  # fmt: skip
+    frame = frame.sort_values(["stay", "store_minute"], kind="stable").reset_index(drop=True)
+    frame["stay_id"] = stays["stay_id"].to_numpy()[frame["stay"].to_numpy()]
+    frame["subject_id"] = stays["subject_id"].to_numpy()[frame["stay"].to_numpy()]
+    frame["note_seq"] = frame.groupby(["stay", "note_type"]).cumcount() + 1
+    frame["note_id"] = [f"{sid}-{t[:2].upper()}-{q}" for sid, t, q in zip(frame["stay_id"], frame["note_type"], frame["note_seq"], strict=True)]  # fmt: skip
+    frame["chart_minute"] = frame["chart_minute"].round().astype(np.int64)
+    frame["store_minute"] = frame["store_minute"].round().astype(np.int64)
+    frame["study_id"] = frame["study_id"].astype(np.int64)
+    return frame[list(NOTE_COLUMNS)]
+
+
+def make_notes(
+    stays: pd.DataFrame,
+    phenotypes: np.ndarray,
+    images: pd.DataFrame,
+    findings: np.ndarray,
+    params: pd.DataFrame,
+    rng: np.random.Generator,
+) -> pd.DataFrame:
+    """Every note of every stay, one row each (:data:`NOTE_COLUMNS`), ordered by stay and
+    store time.
+
+    ``stays`` is the cohort (``stay_id``, ``subject_id``, ``los_min``, ``died``, ``death_min``, latents,
+    ``vent``, ``vent_end_min``, ``ehr_keep``, ``frailty``); ``images``/``findings``/``params``
+    come from :func:`benchmark_data.synth.cxr.image_findings` (one row per image, ``stay``
+    the cohort row).
+    """
+    n = len(stays)
+    goc_at = goals_of_care(stays, rng)
+    los = stays["los_min"].to_numpy(dtype=float)
+    keep = stays["ehr_keep"].to_numpy(dtype=float) if "ehr_keep" in stays else np.ones(n)
+    died = stays["died"].to_numpy().astype(bool)
+    vent = stays["vent"].to_numpy().astype(bool)
+    vent_end = stays["vent_end_min"].to_numpy(dtype=float) if "vent_end_min" in stays else np.zeros(n)  # fmt: skip
+    latent = {k: stays[k].to_numpy(dtype=float) for k in ("infect", "neuro", "renal", "bleed")}
+    sev = stays["sev"].to_numpy(dtype=float)
+
+    rows = radiology_rows(images, findings, params, rng)
 
     # Progress notes about once a day, nursing notes every 8 to 12 hours, fewer and shorter
     # where documentation is sparse.
@@ -372,16 +416,7 @@ def make_notes(
         rows.append((s, "discharge", end, end + float(rng.uniform(600, 4320)), -1,
                      discharge_summary(dx, bool(died[s]), rng)))  # fmt: skip
 
-    frame = pd.DataFrame(rows, columns=["stay", "note_type", "chart_minute", "store_minute", "study_id", "text"])  # fmt: skip
-    frame = frame.sort_values(["stay", "store_minute"], kind="stable").reset_index(drop=True)
-    frame["stay_id"] = stay_ids[frame["stay"].to_numpy()]
-    frame["subject_id"] = subject_ids[frame["stay"].to_numpy()]
-    frame["note_seq"] = frame.groupby(["stay", "note_type"]).cumcount() + 1
-    frame["note_id"] = [f"{sid}-{t[:2].upper()}-{q}" for sid, t, q in zip(frame["stay_id"], frame["note_type"], frame["note_seq"], strict=True)]  # fmt: skip
-    frame["chart_minute"] = frame["chart_minute"].round().astype(np.int64)
-    frame["store_minute"] = frame["store_minute"].round().astype(np.int64)
-    frame["study_id"] = frame["study_id"].astype(np.int64)
-    return frame[list(NOTE_COLUMNS)]
+    return notes_frame(rows, stays)
 
 
 __all__ = [
@@ -389,6 +424,9 @@ __all__ = [
     "NOTE_TYPES",
     "clinical_note",
     "discharge_summary",
+    "goals_of_care",
     "make_notes",
+    "notes_frame",
     "radiology_report",
+    "radiology_rows",
 ]

@@ -8,7 +8,7 @@ import secrets
 import shutil
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
@@ -177,22 +177,34 @@ def write_images(
     w: BenchmarkWriter, images: pd.DataFrame, params: pd.DataFrame, test: TestPlan, *, size: int,
     rng: np.random.Generator, progress: Progress,
 ) -> None:  # fmt: skip
-    """Render and write every image, in batches.
+    """Render and write every image: test images the public files do not show go to the
+    sequestered part."""
+    rad = test.units["radiology"]  # every test image is a radiology unit
+    shown = causal.image_published(
+        pd.DataFrame({"stay_id": rad["stay_id"], "hours": rad["prediction_hours"]}), test.plan()
+    )
+    sequestered = set(rad.loc[~shown, "dicom_id"])
+    render_images(
+        w, images, params, size=size, rng=rng, progress=progress,
+        path=lambda d: layout.sequestered_image(d) if d in sequestered else layout.image(d),
+    )  # fmt: skip
+
+
+def render_images(
+    w: BenchmarkWriter, images: pd.DataFrame, params: pd.DataFrame, *, size: int,
+    rng: np.random.Generator, progress: Progress, path: Callable[[str], str] = layout.image,
+) -> None:  # fmt: skip
+    """Render the images (``dicom_id`` and drawing parameters per row) in batches and write
+    each to ``path(dicom_id)``.
 
     Rendering is sequential (one random stream); PNG encoding and writing, mostly waiting
     on the file system or network, run in a few threads. File contents do not depend on
     the order of writes, and the manifest lists files sorted.
     """
     dicom = images["dicom_id"].to_numpy()
-    rad = test.units["radiology"]  # every test image is a radiology unit
-    shown = causal.image_published(
-        pd.DataFrame({"stay_id": rad["stay_id"], "hours": rad["prediction_hours"]}), test.plan()
-    )
-    sequestered = set(rad.loc[~shown, "dicom_id"])
 
     def encode_and_write(d: str, px: np.ndarray) -> None:
-        rel = layout.sequestered_image(d) if d in sequestered else layout.image(d)
-        w.write_bytes(rel, png_bytes(px))
+        w.write_bytes(path(d), png_bytes(px))
 
     with ThreadPoolExecutor(max_workers=WRITE_THREADS) as pool:
         pending: list[Future[None]] = []
