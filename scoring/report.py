@@ -230,6 +230,18 @@ def summarize(report: dict[str, Any]) -> dict[str, Any]:
             "audc": rob.get("audc"),
             "drop_cxr_missing_100": rob.get("drops", {}).get("cxr_missing_100"),
             "scenarios_scored": rob.get("scenarios_scored", []),
+            # Each withheld modality's drop at its last level, and each ablation's value.
+            "drops": {
+                s: d
+                for curve in (rob.get("modalities") or {"": rob}).values()
+                for s, d in (curve.get("drops") or {}).items()
+                if s.endswith("_100")
+            },
+            "ablations": {
+                a["scenario"]: {"value": a["value"], "ci": a["ci"]}
+                for a in rob.get("ablations", [])
+                if a["scenario"] != "paired"
+            },
         },
         "fairness": {"max_gap": worst_gap, "attributes": gaps},
         # What bounds the row's published precision (scoring.disclosure.unit_effect).

@@ -245,6 +245,11 @@ class Track(models.Model):
         return self.title
 
 
+def modalities_label(slugs: list[str]) -> str:
+    """``EHR + CXR + Notes``: the short names of modality slugs."""
+    return " + ".join(s.upper() if s in ("ehr", "cxr") else s.capitalize() for s in slugs)
+
+
 class Submission(models.Model):
     """An entry: a prediction file for one task, its description, and where it stands."""
 
@@ -265,6 +270,9 @@ class Submission(models.Model):
     description = models.TextField(blank=True)
     paper_url = models.URLField(max_length=500, blank=True)
     code_url = models.URLField(max_length=500, blank=True)
+    # The inputs the entry says it uses: slugs of its suite's modalities, in the suite's
+    # order. uses_ehr and uses_cxr restate two of them for MedMod's board filters.
+    modalities = models.JSONField(default=list, help_text="modality slugs of the suite")
     uses_ehr = models.BooleanField("uses the ICU time series (EHR)")
     uses_cxr = models.BooleanField("uses the chest X-rays (CXR)")
     training_data = models.TextField(
@@ -330,9 +338,7 @@ class Submission(models.Model):
                 | (~Q(status="failed") & Q(failure_kind="")),
                 name="failure_has_reason",
             ),
-            models.CheckConstraint(
-                condition=Q(uses_ehr=True) | Q(uses_cxr=True), name="uses_a_modality"
-            ),
+            models.CheckConstraint(condition=~Q(modalities=[]), name="uses_a_modality"),
             models.CheckConstraint(
                 condition=Q(threshold__isnull=True) | Q(threshold__gte=0, threshold__lte=1),
                 name="threshold_in_unit_interval",
@@ -350,12 +356,8 @@ class Submission(models.Model):
         return f"#{self.pk} {self.method_name} ({self.task.slug})"
 
     @property
-    def modalities(self) -> list[str]:
-        return [m for m, used in (("ehr", self.uses_ehr), ("cxr", self.uses_cxr)) if used]
-
-    @property
     def modalities_label(self) -> str:
-        return " + ".join(m.upper() for m in self.modalities)
+        return modalities_label(self.modalities)
 
     @property
     def is_active(self) -> bool:

@@ -49,7 +49,11 @@ def _parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("train", help="train baselines, save checkpoints, write predictions")
     p.add_argument("--benchmark", required=True, help="benchmark directory or s3:// URI")
-    p.add_argument("--task", default="all", help=f"all or one or more of {', '.join(TASK_SLUGS)}")
+    p.add_argument(
+        "--task",
+        default="all",
+        help=f"all, or tasks of the benchmark's suite (MedMod: {', '.join(TASK_SLUGS)})",
+    )
     p.add_argument(
         "--models", default="all", help=f"all or a comma list of {', '.join(MODEL_NAMES)}"
     )
@@ -160,7 +164,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command in ("train", "predict"):
             torch.set_num_threads(args.threads)
-        if args.command == "train":
+        if args.command == "train" and _suite_of(args.benchmark) != "medmod":
+            _train_suite(args)
+        elif args.command == "train":
             tasks = _list(args.task, TASK_SLUGS, "task")
             from scoring.baselines.models import MODEL_NAMES
 
@@ -214,9 +220,34 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def _suite_of(benchmark: str) -> str:
+    from benchmark_data.benchmark import Benchmark
+
+    return Benchmark.open(benchmark).suite.slug
+
+
+def _train_suite(args: argparse.Namespace) -> None:
+    """A suite beyond MedMod: its reference baselines (scoring.baselines.suites)."""
+    from benchmark_data.benchmark import Benchmark
+    from scoring.baselines import suites
+
+    suite = Benchmark.open(args.benchmark).suite
+    manifest = suites.train_suite_baselines(
+        args.benchmark,
+        args.out,
+        tasks=_list(args.task, suite.task_slugs, "task"),
+        models=_list(args.models, suites.MODEL_KEYS, "model"),
+        seed=args.seed,
+    )
+    print(f"{suite.slug}: {len(manifest['models'])} models on {len(manifest['tasks'])} tasks "
+          f"in {manifest['timings']['total_seconds']:.0f} s; run `python -m scoring.baselines "
+          f"scores --run {args.out}` for the test table")  # fmt: skip
+
+
 def _scores(args: argparse.Namespace) -> None:
     import scoring
     from benchmark_data.benchmark import Benchmark
+    from scoring.baselines import suites
     from scoring.baselines.artifacts import read_manifest
     from scoring.baselines.scores import (
         SCORES_MD,
@@ -228,6 +259,12 @@ def _scores(args: argparse.Namespace) -> None:
     )
 
     run_dir = Path(args.run)
+    if suites.is_suite_run(run := suites.read_run(run_dir)):
+        bench = Benchmark.open(args.benchmark or run["benchmark"]["uri"])
+        table, _ = suites.score_run(run_dir, bench, replicates=args.replicates)
+        print(table)
+        (run_dir / SCORES_MD).write_text("# Baselines run results\n\n" + table + "\n")
+        return
     manifest = read_manifest(run_dir)
     parts = [validation_table(manifest), timing_table(manifest)]
     source = args.source

@@ -583,6 +583,7 @@ def train_suite_baselines(
             val_paired = va.present["cxr"] & va.present["notes"]
             entry = {
                 "val_metric": round(fitted[m].val_metric, 6),
+                "val_metric_name": "auroc",
                 "val_metric_all": round(fitted[m].val_metric, 6),
                 "val_metric_paired": round(_auroc(yv[val_paired], fitted[m].predict(va)[val_paired]), 6),
                 "train_seconds": round(train_seconds, 2),
@@ -596,8 +597,85 @@ def train_suite_baselines(
     return manifest
 
 
+def read_run(run_dir: str | Path) -> dict[str, Any]:
+    """A run directory's ``run.json`` (empty when it has none or it is not JSON)."""
+    try:
+        data = json.loads((Path(run_dir) / "run.json").read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
 def is_suite_run(manifest: dict[str, Any]) -> bool:
     return manifest.get("kind") == RUN_KIND
+
+
+FUSION = ("modular", "late", "early")
+
+
+def _ci(entry: dict[str, Any] | None, sign: float = 1.0) -> str:
+    if not entry or entry.get("value") is None:
+        return "n/a"
+    lo, hi = (sign * v if v is not None else None for v in entry["ci"])
+    if sign < 0:
+        lo, hi = hi, lo
+    if lo is None or hi is None:
+        return "n/a"
+    # + 0.0: no "-0.000" for a model that does not read the modality
+    return f"{sign * entry['value'] + 0.0:.3f} [{lo + 0.0:.3f}, {hi + 0.0:.3f}]"
+
+
+def score_run(
+    run_dir: str | Path, bench: Benchmark | None = None, *, replicates: int = 1000
+) -> tuple[str, dict[str, dict[str, Any]]]:
+    """Score every prediction file of a suite run with the scoring engine; returns the
+    markdown tables (per task: the primary metric with all modalities, on each ablation's
+    subset, and what the notes add, the paired difference with its CI) and the reports.
+    Test labels are read by the scoring engine only."""
+    import scoring
+    from scoring.truth import truth_from_benchmark
+
+    run = Path(run_dir)
+    manifest = read_run(run)
+    bench = bench or Benchmark.open(manifest["benchmark"]["uri"])
+    if bench.manifest_hash != manifest["benchmark"]["hash"]:
+        raise SuiteBaselineError(f"{run} was made on another benchmark than {bench.uri}")
+    suite = bench.suite
+    reports: dict[str, dict[str, Any]] = {}
+    parts = []
+    for task, entries in manifest["tasks"].items():
+        t = suite.task(task)
+        truth = truth_from_benchmark(bench, task)
+        head = ["model", f"all modalities ({t.primary_metric})"]
+        head += [a.title for a in suite.ablations] + ["notes add (all minus EHR and CXR)"]
+        lines = ["| " + " | ".join(head) + " |", "|---" * len(head) + "|"]
+        for m in entries:
+            rep = scoring.score_predictions(run / "predictions" / task / f"{m}.csv", truth=truth, replicates=replicates)  # fmt: skip
+            reports.setdefault(task, {})[m] = rep
+            rows = {r["scenario"]: r for r in rep["robustness"].get("ablations", [])}
+            cells = [m, _ci(rows.get("paired"))]
+            cells += [_ci(rows.get(a.slug)) for a in suite.ablations]
+            cells.append(_ci((rows.get("ablation_ehr_cxr") or {}).get("difference"), -1.0))
+            lines.append("| " + " | ".join(cells) + " |")
+        parts.append(
+            f"{task}: {t.primary_metric} on the {truth.paired.sum():,} paired test units, "
+            f"95% CI ({replicates} patient-level bootstrap replicates)\n\n" + "\n".join(lines)
+        )
+    return "\n\n".join(parts), reports
+
+
+def notes_add(reports: dict[str, dict[str, Any]]) -> dict[str, list[str]]:
+    """Per task, the fusion models whose paired difference (all modalities minus EHR and
+    CXR) has a 95% CI above 0."""
+    out: dict[str, list[str]] = {}
+    for task, by_model in reports.items():
+        out[task] = []
+        for m in FUSION:
+            rows = {r["scenario"]: r for r in by_model.get(m, {}).get("robustness", {}).get("ablations", [])}  # fmt: skip
+            d = (rows.get("ablation_ehr_cxr") or {}).get("difference")
+            if d and d["ci"][1] is not None and d["ci"][1] < 0:
+                out[task].append(m)
+    return out
 
 
 __all__ = [
@@ -608,5 +686,8 @@ __all__ = [
     "check_suite",
     "is_suite_run",
     "load_splits",
+    "notes_add",
+    "read_run",
+    "score_run",
     "train_suite_baselines",
 ]

@@ -14,8 +14,6 @@ from leaderboard.board.selectors.submissions import task_list
 from leaderboard.board.services.submissions import SubmissionMeta
 from scoring.disclosure import MIN_DECIMALS, round_figure, unit_effect
 
-MODALITIES = ("ehr", "cxr")
-
 
 class BenchmarkSerializer(serializers.ModelSerializer):
     tasks = serializers.SerializerMethodField()
@@ -132,9 +130,10 @@ class TaskSerializer(serializers.ModelSerializer):
 
 
 class ModalitiesField(serializers.ListField):
-    """``ehr``, ``cxr`` or both: repeated form fields, a JSON list, or ``ehr,cxr``."""
+    """Modality slugs of the suite (MedMod: ``ehr``, ``cxr`` or both): repeated form
+    fields, a JSON list, or ``ehr,cxr``. The suite's list is checked when the entry is made."""
 
-    child = serializers.ChoiceField(choices=MODALITIES)
+    child = serializers.SlugField(max_length=40)
 
     def get_value(self, dictionary):
         value = super().get_value(dictionary)
@@ -193,7 +192,10 @@ class SubmissionCreateSerializer(serializers.Serializer):
     paper_url = serializers.URLField(max_length=500, required=False, allow_blank=True, default="")
     code_url = serializers.URLField(max_length=500, required=False, allow_blank=True, default="")
     modalities = ModalitiesField(
-        min_length=1, max_length=2, help_text="Inputs the model uses: ehr, cxr or both."
+        min_length=1,
+        max_length=20,
+        help_text="Inputs the model uses: slugs of the suite's modalities (GET /api/suites/ "
+        "lists them; MedMod: ehr, cxr or both).",
     )
     training_data = serializers.CharField(
         min_length=10,
@@ -236,6 +238,7 @@ class SubmissionCreateSerializer(serializers.Serializer):
             code_url=d.get("code_url", ""),
             uses_ehr="ehr" in d["modalities"],
             uses_cxr="cxr" in d["modalities"],
+            modalities=tuple(d["modalities"]),
             training_data=d["training_data"].strip(),
             threshold=d.get("threshold"),
             visibility=d.get("visibility", Submission.Visibility.PUBLIC),

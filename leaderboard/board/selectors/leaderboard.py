@@ -43,7 +43,14 @@ from django.db.models import OuterRef, Subquery
 
 from benchmark_data.suite import Task as TaskSpec
 from benchmark_data.tasks import METRICS
-from leaderboard.board.models import VERIFIED, Evaluation, Submission, Task, verification_label
+from leaderboard.board.models import (
+    VERIFIED,
+    Evaluation,
+    Submission,
+    Task,
+    modalities_label,
+    verification_label,
+)
 from leaderboard.board.selectors.submissions import current_scorer_version
 from scoring.disclosure import MIN_DECIMALS, disclose_figures, disclose_summary
 
@@ -82,6 +89,8 @@ class BoardRow:
     fairness: dict[str, Any]
     replicates: list[float | None] = field(repr=False, default_factory=list)
     streamed: bool = False  # the platform streamed it through the gateway (reference)
+    # The suite's modality slugs the entry uses (empty: those uses_ehr and uses_cxr say).
+    inputs: list[str] = field(default_factory=list)
     # The primary figure as published (scoring.disclosure); value/ci above stay at full
     # precision for the ranking, the paired tests and the tiers.
     shown_value: float | None = None
@@ -113,11 +122,13 @@ class BoardRow:
 
     @property
     def modalities(self) -> list[str]:
+        if self.inputs:
+            return list(self.inputs)
         return [m for m, used in (("ehr", self.uses_ehr), ("cxr", self.uses_cxr)) if used]
 
     @property
     def modalities_label(self) -> str:
-        return " + ".join(m.upper() for m in self.modalities)
+        return modalities_label(self.modalities)
 
     def metric_value(self, name: str) -> float | None:
         entry = self.metrics.get(name) or {}
@@ -246,6 +257,7 @@ STATE_FIELDS = (
     "track__title",
     "uses_ehr",
     "uses_cxr",
+    "modalities",
     "paper_url",
     "code_url",
     "visibility",
@@ -368,6 +380,7 @@ def _row(entry: dict[str, Any], ev: Evaluation) -> BoardRow:
         track_title=entry["track__title"],
         uses_ehr=entry["uses_ehr"],
         uses_cxr=entry["uses_cxr"],
+        inputs=list(entry["modalities"] or []),
         paper_url=entry["paper_url"],
         code_url=entry["code_url"],
         evaluation_id=ev.pk,

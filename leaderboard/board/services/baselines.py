@@ -102,18 +102,22 @@ def _files(root: Path, task: str, *, streamed: bool) -> dict[str, BaselineFile]:
 
 def baseline_files(run_dir: Path) -> list[BaselineFile]:
     """The prediction files of a run, in task and model order: a model's streamed file
-    when the run has one for its task (recorded in ``stream.json``), else its batch file."""
+    when the run has one for its task (recorded in ``stream.json``), else its batch file.
+    The tasks are those the run names (MedMod's when it names none)."""
     out = []
     streamed_runs = read_stream_manifest(run_dir).get("runs") or {}
-    for task in TASKS:
+    manifest = read_run_manifest(run_dir)
+    tasks = list(manifest.get("tasks") or TASKS)
+    models = list(manifest.get("model_info") or MODELS)
+    for task in tasks:
         files = _files(run_dir / "predictions", task, streamed=False)
         streamed = _files(run_dir / STREAM_DIR, task, streamed=True)
         for model, f in streamed.items():
             if model in (streamed_runs.get(task) or {}):
                 files[model] = f
         out.extend(files.values())
-    order = {m: i for i, m in enumerate(MODELS)}
-    return sorted(out, key=lambda f: (list(TASKS).index(f.task), order.get(f.model, 99), f.model))
+    order = {m: i for i, m in enumerate(models)}
+    return sorted(out, key=lambda f: (tasks.index(f.task), order.get(f.model, 99), f.model))
 
 
 def read_run_manifest(run_dir: Path) -> dict[str, Any]:
@@ -135,7 +139,13 @@ STREAMED_TEXT = (
 def _meta(
     model: str, task: str, manifest: dict[str, Any], *, streamed: bool = False
 ) -> SubmissionMeta:
-    name, ehr, cxr, description = MODELS.get(model, (model, True, True, "Reference model."))
+    info = (manifest.get("model_info") or {}).get(model)
+    if info:  # a suite's run says what each model is and reads
+        name, description = info["method_name"], info["description"]
+        modalities = tuple(info["modalities"])
+    else:
+        name, ehr, cxr, description = MODELS.get(model, (model, True, True, "Reference model."))
+        modalities = tuple(m for m, used in (("ehr", ehr), ("cxr", cxr)) if used)
     entry = (manifest.get("tasks") or {}).get(task, {}).get(model, {})
     details = []
     if manifest.get("code_version"):
@@ -145,15 +155,19 @@ def _meta(
     if entry.get("best_epoch"):
         details.append(f"selected epoch {entry['best_epoch']}")
     if isinstance(entry.get("val_metric"), (int, float)):
-        details.append(f"validation {TASKS[task].primary_metric} {entry['val_metric']:.4f}")
+        metric = entry.get("val_metric_name") or (
+            TASKS[task].primary_metric if task in TASKS else "metric"
+        )
+        details.append(f"validation {metric} {entry['val_metric']:.4f}")
     text = description + (f" Run: {', '.join(details)}." if details else "")
     text += STREAMED_TEXT if streamed else ""
     return SubmissionMeta(
         method_name=name,
         team_name=REFERENCE_TEAM,
         description=text,
-        uses_ehr=ehr,
-        uses_cxr=cxr,
+        uses_ehr="ehr" in modalities,
+        uses_cxr="cxr" in modalities,
+        modalities=modalities,
         training_data=(
             "The benchmark's train split (model fitting) and validation split (model "
             "selection) only; trained by the platform."

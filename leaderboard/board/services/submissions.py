@@ -55,6 +55,38 @@ class SubmissionMeta:
     code_url: str = ""
     threshold: float | None = None
     visibility: str = V.PUBLIC
+    # The suite's modality slugs the entry uses; empty: those uses_ehr and uses_cxr say.
+    modalities: tuple[str, ...] = ()
+
+    def modality_slugs(self) -> list[str]:
+        if self.modalities:
+            return list(self.modalities)
+        return [m for m, used in (("ehr", self.uses_ehr), ("cxr", self.uses_cxr)) if used]
+
+
+ERR_NO_MODALITY = "Say which inputs the model uses: at least one of {known}."
+ERR_UNKNOWN_MODALITY = (
+    "{what} {bad} {verb} not an input of the {suite} suite; its inputs are: {known}."
+)
+
+
+def entry_modalities(task: Task, meta: SubmissionMeta) -> list[str]:
+    """The entry's modalities, checked against the task's suite and put in its order."""
+    declared = [m.slug for m in task.benchmark.suite_declaration.modalities]
+    used = meta.modality_slugs()
+    bad = [m for m in used if m not in declared]
+    if bad:
+        raise UploadInvalid(
+            ERR_UNKNOWN_MODALITY.format(
+                what="Modality" if len(bad) == 1 else "Modalities", bad=", ".join(bad),
+                verb="is" if len(bad) == 1 else "are", suite=task.suite_slug,
+                known=", ".join(declared),
+            ),
+            field="modalities",
+        )  # fmt: skip
+    if not used:
+        raise UploadInvalid(ERR_NO_MODALITY.format(known=", ".join(declared)), field="modalities")
+    return [m for m in declared if m in used]
 
 
 @dataclass(frozen=True)
@@ -169,6 +201,7 @@ def submission_create(
         raise TaskClosed(ERR_GATEWAY_ONLY.format(task=task.title), field="track")
     if meta.visibility not in (V.PUBLIC, V.PRIVATE):
         raise NotAllowed("An entry can be public or private.", field="visibility")
+    modalities = entry_modalities(task, meta)
     if not is_reference:
         # The platform's own reference entries may carry its labels; nobody else's may.
         check_participant_text(
@@ -221,8 +254,9 @@ def submission_create(
                 description=meta.description,
                 paper_url=meta.paper_url,
                 code_url=meta.code_url,
-                uses_ehr=meta.uses_ehr,
-                uses_cxr=meta.uses_cxr,
+                modalities=modalities,
+                uses_ehr="ehr" in modalities,
+                uses_cxr="cxr" in modalities,
                 training_data=meta.training_data,
                 threshold=meta.threshold,
                 visibility=meta.visibility,

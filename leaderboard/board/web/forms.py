@@ -3,13 +3,15 @@ file's size and type, one modality at least); the same rules run again here."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from django import forms
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.forms import AuthenticationForm, UserCreationForm
 
 from leaderboard.board.labels import RESERVED_WORD_MESSAGE, reserved_phrase_in
-from leaderboard.board.models import Submission, Track
+from leaderboard.board.models import DEFAULT_SUITE, Submission, Track
 from leaderboard.board.selectors.submissions import task_list
 from leaderboard.board.services.identity import email_is_taken
 from leaderboard.board.services.logins import (
@@ -21,8 +23,15 @@ from leaderboard.board.services.logins import (
 )
 from leaderboard.board.services.submissions import SubmissionMeta
 
+# Short labels of the modality boxes (the suite's title otherwise).
+MODALITY_LABELS = {"ehr": "ICU time series (EHR)", "cxr": "Chest X-rays (CXR)"}
+
 
 class SubmissionForm(forms.Form):
+    """An entry for a task of one suite's current benchmark; one box per modality the suite
+    declares (``uses_{slug}``)."""
+
+    suite = forms.SlugField(widget=forms.HiddenInput, required=False)
     task = forms.ChoiceField(help_text="The task these predictions are for.")
     track = forms.ChoiceField(initial=Track.PREDICTION_FILE)
     file = forms.FileField(
@@ -51,8 +60,6 @@ class SubmissionForm(forms.Form):
     code_url = forms.URLField(
         required=False, max_length=500, label="Code link", assume_scheme="https"
     )
-    uses_ehr = forms.BooleanField(required=False, label="ICU time series (EHR)")
-    uses_cxr = forms.BooleanField(required=False, label="Chest X-rays (CXR)")
     training_data = forms.CharField(
         min_length=10,
         max_length=5000,
@@ -81,9 +88,21 @@ class SubmissionForm(forms.Form):
         widget=forms.RadioSelect,
     )
 
-    def __init__(self, *args, **kwargs):
+    def __init__(self, *args, suite: Any = None, **kwargs):
+        """``suite``: the suite's declaration (benchmark_data.suite.Suite)."""
         super().__init__(*args, **kwargs)
-        self.fields["task"].choices = [(t.slug, t.title) for t in task_list()]
+        self.suite = suite
+        self.fields["suite"].initial = suite.slug
+        self.fields["task"].choices = [(t.slug, t.title) for t in task_list(suite=suite.slug)]
+        boxes = {
+            f"uses_{m.slug}": forms.BooleanField(required=False, label=MODALITY_LABELS.get(m.slug, m.title))
+            for m in suite.modalities
+        }  # fmt: skip
+        # The boxes come after the links, before the training data statement.
+        fields = list(self.fields.items())
+        at = [name for name, _ in fields].index("training_data")
+        self.fields = dict([*fields[:at], *boxes.items(), *fields[at:]])
+        self.modality_fields = list(boxes)
         self.fields["track"].choices = [
             (t.slug, t.title if t.is_open else f"{t.title} (not open yet)")
             for t in Track.objects.all()
@@ -95,8 +114,14 @@ class SubmissionForm(forms.Form):
 
     def clean(self):
         data = super().clean()
-        if not data.get("uses_ehr") and not data.get("uses_cxr"):
-            self.add_error(None, "Tick the inputs your model uses: EHR, CXR or both.")
+        if not any(data.get(name) for name in self.modality_fields):
+            names = [self.fields[n].label for n in self.modality_fields]
+            self.add_error(
+                None,
+                "Tick the inputs your model uses: EHR, CXR or both."
+                if self.suite.slug == DEFAULT_SUITE
+                else f"Tick the inputs your model uses (one at least): {', '.join(names)}.",
+            )
         if data.get("track") == Track.CONTAINER:
             if not data.get("image") and "image" not in self.errors:
                 self.add_error("image", "Choose the model image (the output of docker save).")
@@ -117,6 +142,7 @@ class SubmissionForm(forms.Form):
             code_url=d.get("code_url", ""),
             uses_ehr=bool(d.get("uses_ehr")),
             uses_cxr=bool(d.get("uses_cxr")),
+            modalities=tuple(m.slug for m in self.suite.modalities if d.get(f"uses_{m.slug}")),
             training_data=d["training_data"].strip(),
             threshold=d.get("threshold"),
             visibility=d["visibility"],

@@ -21,7 +21,15 @@ from rest_framework.authtoken.models import Token
 
 from benchmark_data.tasks import METRICS, SCENARIOS
 from leaderboard.board.errors import ServiceError
-from leaderboard.board.models import DEFAULT_SUITE, AuditLog, Evaluation, Submission, Task, Track
+from leaderboard.board.models import (
+    DEFAULT_SUITE,
+    AuditLog,
+    Evaluation,
+    Submission,
+    Task,
+    Track,
+    modalities_label,
+)
 from leaderboard.board.selectors.leaderboard import (
     MODALITY_FILTERS,
     Board,
@@ -93,6 +101,24 @@ def home(request: HttpRequest) -> HttpResponse:
 BOARD_PAGE_ROWS = 100  # rows of the board page by default; ?all=1 shows every entry
 
 
+def robustness_columns(suite: Any) -> list[dict[str, str]]:
+    """The board's robustness columns for a suite: each withheld modality's change at its
+    last level (MedMod: Δ no CXR), then each ablation's primary metric."""
+    cols = []
+    for m in suite.modalities:
+        if m.withheld_levels:
+            cols.append({
+                "kind": "drop", "key": m.scenarios[-1], "title": f"Δ no {modalities_label([m.slug])}",
+                "help": f"Change of the primary metric with the {m.title.lower()} withheld from every paired unit",
+            })  # fmt: skip
+    required = {m.slug for m in suite.modalities if m.required}
+    for a in suite.ablations:
+        shown = [s for s in a.modalities if s == "ehr" or s not in required]
+        cols.append({"kind": "ablation", "key": a.slug, "title": f"{modalities_label(shown)} only",
+                     "help": f"Primary metric with these inputs only: {a.title}"})  # fmt: skip
+    return cols
+
+
 def board_page_fragment(
     task: Task,
     *,
@@ -128,6 +154,7 @@ def board_page_fragment(
                 "show_all": show_all,
                 "forest": forest,
                 "secondary": [m for m in board.metrics if m != board.primary_metric],
+                "robustness_columns": robustness_columns(task.benchmark.suite_declaration),
                 "tracks": Track.objects.all(),
                 "modalities": MODALITY_FILTERS,
                 "metric_names": board.metrics,
@@ -205,8 +232,15 @@ def _report_sections(report: dict[str, Any]) -> dict[str, Any]:
     main = report.get("main_scenario", "paired")
     scenarios = report.get("scenarios", {})
     primary = report.get("primary_metric", "")
+    robustness = report.get("robustness", {}) or {}
+    # The suite's scenario order (the report's scenario dict is stored with sorted keys).
+    order = [*(robustness.get("scenarios_scored") or SCENARIOS), "natural"]
+    order += sorted(set(scenarios) - set(order))
+    drops = dict(robustness.get("drops") or {})
+    for curve in (robustness.get("modalities") or {}).values():
+        drops.update(curve.get("drops") or {})
     rows = []
-    for name in SCENARIOS:
+    for name in dict.fromkeys(order):
         sec = scenarios.get(name)
         if sec is None:
             continue
@@ -217,6 +251,7 @@ def _report_sections(report: dict[str, Any]) -> dict[str, Any]:
                 "n_units": sec.get("n_units"),
                 "n_patients": sec.get("n_patients"),
                 "degenerate": (sec.get("degenerate_replicates") or {}).get(primary),
+                "drop": drops.get(name),
             }
         )
     main_sec = scenarios.get(main, {})
@@ -242,7 +277,6 @@ def _report_sections(report: dict[str, Any]) -> dict[str, Any]:
                 {"key": key, "label": label, "value": v, "is_estimate": isinstance(v, dict)}
             )
         attributes.append({"name": attr, "groups": groups, "summaries": summaries})
-    robustness = report.get("robustness", {}) or {}
     return {
         "main": main,
         "primary": primary,
@@ -253,6 +287,8 @@ def _report_sections(report: dict[str, Any]) -> dict[str, Any]:
         "fairness": fairness,
         "fairness_attributes": attributes,
         "robustness": robustness,
+        "several_modalities": len(robustness.get("modalities") or {}) > 1,
+        "ablations": robustness.get("ablations") or [],
         "plots": report.get("plots") or {},
     }
 
@@ -349,18 +385,24 @@ def entry_publish(request: HttpRequest, pk: int) -> HttpResponse:
 
 @login_required
 def submit(request: HttpRequest) -> HttpResponse:
-    benchmark = benchmark_current()
+    """The entry form of one suite (``?suite=``, MedMod by default); the page links the
+    other suites' forms."""
+    suites = suite_benchmarks()
+    suite = (request.POST.get("suite") or request.GET.get("suite") or DEFAULT_SUITE).strip()
+    benchmark = benchmark_current(suite=suite)
     if benchmark is None:
-        return render(request, "board/submit.html", {"form": None, "benchmark": None})
+        status = 404 if suite != DEFAULT_SUITE else 200
+        return render(request, "board/submit.html", {"form": None, "benchmark": None, "suite": suite, "suites": suites}, status=status)  # fmt: skip
+    declaration = benchmark.suite_declaration
     if request.method == "POST":
-        form = SubmissionForm(request.POST, request.FILES)
+        form = SubmissionForm(request.POST, request.FILES, suite=declaration)
         for field, message in (getattr(request, "upload_errors", None) or {}).items():
             form.add_error(field if field in form.fields else None, message)
         if form.is_valid():
             try:
                 sub = submission_create(
                     owner=request.user,
-                    task=task_get(slug=form.cleaned_data["task"]),
+                    task=task_get(slug=form.cleaned_data["task"], suite=suite),
                     track=Track.objects.get(slug=form.cleaned_data["track"]),
                     upload=form.cleaned_data.get("file"),
                     image=form.cleaned_data.get("image"),
@@ -376,13 +418,13 @@ def submit(request: HttpRequest) -> HttpResponse:
                 return redirect("my-submissions")
         status = 400
     else:
-        initial = {"task": request.GET.get("task", "")}
-        form = SubmissionForm(initial=initial)
+        initial = {"task": request.GET.get("task", ""), "suite": suite}
+        form = SubmissionForm(initial=initial, suite=declaration)
         status = 200
     holder_ids = quota_holder_ids(owner=request.user)
     usage = [
         (t, submission_quota_usage(owner=request.user, task=t, holder_ids=holder_ids))
-        for t in task_list()
+        for t in task_list(suite=suite)
     ]
     return render(
         request,
@@ -390,6 +432,8 @@ def submit(request: HttpRequest) -> HttpResponse:
         {
             "form": form,
             "benchmark": benchmark,
+            "suite": suite,
+            "suites": suites,
             "usage": usage,
             "max_upload": limit_text(settings.MAX_UPLOAD_BYTES),
             "max_upload_bytes": settings.MAX_UPLOAD_BYTES,

@@ -52,6 +52,10 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("--out", default=str(settings.VAR_DIR / "demo"), help="demo folder")
         parser.add_argument("--baselines", default="", help="baselines run folder (run.json)")
+        parser.add_argument(
+            "--suite", action="append", default=[], metavar="DIR",
+            help="another suite's demo: DIR/benchmark and DIR/baselines (repeatable)",
+        )  # fmt: skip
         parser.add_argument("--addr", default="127.0.0.1:8000")
         parser.add_argument("--no-serve", action="store_true", help="set up, then exit")
 
@@ -82,21 +86,17 @@ class Command(BaseCommand):
             )
 
         run_dir = Path(opts["baselines"]) if opts["baselines"] else out / "baselines"
-        if (run_dir / "predictions").is_dir():
-            try:
-                refs = baselines_load(run_dir=run_dir)
-            except ServiceError as exc:
-                self.stderr.write(f"baselines not loaded: {exc.message}")
-                refs = []
-            for sub in refs:
-                self._score_now(sub)
-        else:
-            self.stdout.write(
-                f"no baselines run in {run_dir} (train one with `python -m scoring.baselines "
-                f"train --benchmark {bench_dir} --task all --out {run_dir}`)"
-            )
-
+        self._baselines(run_dir, bench_dir)
         self._sample_entry(benchmark)
+        for folder in map(Path, opts["suite"]):
+            try:
+                other = benchmark_register(uri=str(folder / "benchmark"))
+            except ServiceError as exc:
+                raise CommandError(f"{folder}: {exc.message}") from None
+            self.stdout.write(
+                f"suite {other.suite.slug}: benchmark {other} registered ({other.manifest_hash[:12]})"
+            )
+            self._baselines(folder / "baselines", folder / "benchmark")
         self.stdout.write(
             f"log in as {DEMO_USER} / {DEMO_PASSWORD} (or create an admin with "
             "`manage.py createsuperuser`)"
@@ -104,6 +104,22 @@ class Command(BaseCommand):
         if opts["no_serve"]:
             return
         self._serve(opts["addr"])
+
+    def _baselines(self, run_dir: Path, bench_dir: Path) -> None:
+        """Enter a baselines run's prediction files as reference entries and score them."""
+        if not (run_dir / "predictions").is_dir():
+            self.stdout.write(
+                f"no baselines run in {run_dir} (train one with `python -m scoring.baselines "
+                f"train --benchmark {bench_dir} --out {run_dir}`)"
+            )
+            return
+        try:
+            refs = baselines_load(run_dir=run_dir)
+        except ServiceError as exc:
+            self.stderr.write(f"baselines not loaded: {exc.message}")
+            refs = []
+        for sub in refs:
+            self._score_now(sub)
 
     def _score_now(self, sub: Submission) -> None:
         pending = sub.evaluations.filter(status="queued").first()

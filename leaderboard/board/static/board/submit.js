@@ -55,10 +55,12 @@
       say(el, msg);
       if (msg) ok = false;
     });
-    var ehr = form.querySelector("[name=uses_ehr]"), cxr = form.querySelector("[name=uses_cxr]");
+    var boxes = Array.prototype.slice.call(form.querySelectorAll(".modalities input[type=checkbox]"));
     var modErr = document.getElementById("modality-error");
-    if (ehr && cxr && !ehr.checked && !cxr.checked) {
-      if (modErr) modErr.textContent = "Tick the inputs your model uses: EHR, CXR or both.";
+    if (boxes.length && !boxes.some(function (b) { return b.checked; })) {
+      if (modErr) modErr.textContent = boxes.length === 2
+        ? "Tick the inputs your model uses: EHR, CXR or both."
+        : "Tick the inputs your model uses (one at least).";
       ok = false;
     } else if (modErr) modErr.textContent = "";
     return ok;
