@@ -355,6 +355,14 @@ class Submission(models.Model):
     def __str__(self) -> str:
         return f"#{self.pk} {self.method_name} ({self.task.slug})"
 
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        # An entry made with the two booleans only (MedMod) names its modalities from them.
+        if not self.modalities:
+            self.modalities = [
+                m for m, on in (("ehr", self.uses_ehr), ("cxr", self.uses_cxr)) if on
+            ]
+        super().save(*args, **kwargs)
+
     @property
     def modalities_label(self) -> str:
         return modalities_label(self.modalities)

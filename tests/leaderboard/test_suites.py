@@ -84,7 +84,7 @@ def test_an_entry_of_another_suite_is_submitted_scored_and_ranked_under_it(
     body = pd.DataFrame({"stay_id": frame["stay_id"], "prediction": p}).to_csv(index=False).encode()
     form = {
         "suite": "tiny-notes", "task": "mortality-24h", "method_name": "Risk score",
-        "modalities": "ehr", "training_data": "train and validation splits only",
+        "modalities": "vitals", "training_data": "train and validation splits only",
         "file": SimpleUploadedFile("p.csv", body, content_type="text/csv"),
     }  # fmt: skip
     # Without the suite, the task is looked for in MedMod and refused, naming MedMod's tasks.
@@ -106,3 +106,77 @@ def test_an_entry_of_another_suite_is_submitted_scored_and_ranked_under_it(
     board_page = client.get("/suites/tiny-notes/tasks/mortality-24h/").content.decode()
     assert "Risk score" in board_page
     assert 'href="/api/suites/tiny-notes/tasks/mortality-24h/leaderboard/?format=csv"' in board_page
+
+
+def test_the_submit_form_of_a_suite_offers_its_modalities_and_records_them(
+    client, user, two_suites
+):
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    from leaderboard.board.models import Submission
+
+    client.force_login(user)
+    page = client.get("/submit/?suite=tiny-notes").content.decode()
+    assert 'name="uses_vitals"' in page and 'name="uses_notes"' in page
+    assert 'name="uses_ehr"' not in page and 'value="tiny-notes"' in page
+    assert 'href="/submit/?suite=medmod"' in page  # the other suites' forms are linked
+    form = {
+        "suite": "tiny-notes", "task": "mortality-24h", "track": "prediction-file",
+        "method_name": "Notes reader", "training_data": "train and val splits only",
+        "visibility": "public",
+    }  # fmt: skip
+    r = client.post("/submit/", {**form, "file": SimpleUploadedFile("p.csv", b"stay_id,prediction\n5000,0.5\n")})  # fmt: skip
+    assert r.status_code == 400
+    assert "Tick the inputs your model uses (one at least): Vital signs, Clinical notes." in r.content.decode()  # fmt: skip
+    r = client.post("/submit/", {**form, "uses_notes": "on", "file": SimpleUploadedFile("p.csv", b"stay_id,prediction\n5000,0.5\n")})  # fmt: skip
+    assert r.status_code == 302, r.content.decode()[:2000]
+    sub = Submission.objects.get()
+    assert sub.task.benchmark.suite.slug == "tiny-notes"
+    assert sub.modalities == ["notes"] and not sub.uses_ehr and not sub.uses_cxr
+    assert sub.modalities_label == "Notes"
+    assert client.get("/submit/?suite=nope").status_code == 404
+
+
+def test_the_api_refuses_a_modality_the_suite_does_not_declare(api, two_suites):
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    r = api.post("/api/submissions/", {
+        "suite": "tiny-notes", "task": "mortality-24h", "method_name": "X", "modalities": "ehr,notes",
+        "training_data": "train and validation splits only",
+        "file": SimpleUploadedFile("p.csv", b"stay_id,prediction\n5000,0.5\n"),
+    }, format="multipart")  # fmt: skip
+    assert r.status_code == 400
+    assert r.json()["errors"]["modalities"] == ['"ehr" is not a valid choice: the inputs of suite tiny-notes are vitals, notes.']  # fmt: skip
+
+
+def test_a_suite_baselines_run_enters_its_models_with_their_modalities(client, benchmark, tmp_path):
+    from benchmark_data.synth.yu import generate_yu
+    from leaderboard.board.models import Submission
+    from leaderboard.board.services.baselines import baselines_load
+    from leaderboard.board.services.evaluations import evaluation_run
+    from scoring.baselines.suites import train_suite_baselines
+
+    generate_yu(tmp_path / "yu", scale="tiny", seed=3)
+    train_suite_baselines(str(tmp_path / "yu"), tmp_path / "run", models=["ehr", "notes_tfidf", "modular"])  # fmt: skip
+    benchmark_register(uri=str(tmp_path / "yu"), verify=False)
+    subs = baselines_load(run_dir=tmp_path / "run")
+    assert [(s.task.slug, s.method_name) for s in subs] == [
+        ("mortality-24h", "EHR only (logistic regression)"),
+        ("mortality-24h", "Notes only (TF-IDF + LR)"),
+        ("mortality-24h", "Modular framework (Yu et al.)"),
+        ("los-over-3d", "EHR only (logistic regression)"),
+        ("los-over-3d", "Notes only (TF-IDF + LR)"),
+        ("los-over-3d", "Modular framework (Yu et al.)"),
+    ]
+    assert subs[1].modalities == ["notes"] and subs[2].modalities == ["demographics", "ehr", "cxr", "notes"]  # fmt: skip
+    assert all(s.is_reference and s.task.benchmark.suite.slug == "yu2025" for s in subs)
+    for s in subs[:3]:
+        ev = evaluation_run(evaluation_id=s.evaluations.get().pk, worker="test")
+        assert ev.status == "succeeded", ev.error_message
+    board = client.get("/suites/yu2025/tasks/mortality-24h/").content.decode()
+    for header in ("Δ no CXR", "Δ no Notes", "EHR only", "EHR + CXR only", "EHR + Notes only"):
+        assert f">{header}</th>" in board
+    entry = client.get(f"/entries/{subs[2].pk}/").content.decode()
+    assert 'id="ablations"' in entry and "EHR and radiology reports" in entry
+    assert "notes_missing_100" in entry and "Missing modalities (robustness)" in entry
+    assert Submission.objects.filter(task__benchmark__suite__slug="yu2025").count() == 6

@@ -10,7 +10,7 @@ from rest_framework import serializers
 
 from benchmark_data.tasks import METRICS
 from leaderboard.board.models import DEFAULT_SUITE, Benchmark, Evaluation, Submission, Task, Track
-from leaderboard.board.selectors.submissions import task_list
+from leaderboard.board.selectors.submissions import benchmark_current, task_list
 from leaderboard.board.services.submissions import SubmissionMeta
 from scoring.disclosure import MIN_DECIMALS, round_figure, unit_effect
 
@@ -215,8 +215,23 @@ class SubmissionCreateSerializer(serializers.Serializer):
             raise serializers.ValidationError("list each modality once.")
         return value
 
+    def _check_modalities(self, attrs: dict[str, Any]) -> None:
+        """Each modality must be one the suite's current benchmark declares."""
+        suite = attrs.get("suite", DEFAULT_SUITE)
+        current = benchmark_current(suite=suite)
+        if current is None:
+            return  # the task check has said the suite has no current benchmark
+        declared = [m.slug for m in current.suite_declaration.modalities]
+        bad = [m for m in attrs.get("modalities", []) if m not in declared]
+        if bad:
+            raise serializers.ValidationError({"modalities": [
+                f'"{m}" is not a valid choice: the inputs of suite {suite} are {", ".join(declared)}.'
+                for m in bad
+            ]})  # fmt: skip
+
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         self._check_task(attrs)
+        self._check_modalities(attrs)
         # A container entry's image is checked by the service (after the track is known to
         # be open); a prediction-file entry needs its file here.
         if attrs.get("track") != Track.CONTAINER:

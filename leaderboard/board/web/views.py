@@ -113,7 +113,7 @@ def robustness_columns(suite: Any) -> list[dict[str, str]]:
             })  # fmt: skip
     required = {m.slug for m in suite.modalities if m.required}
     for a in suite.ablations:
-        shown = [s for s in a.modalities if s == "ehr" or s not in required]
+        shown = [s for s in a.modalities if s == "ehr" or s not in required] or list(a.modalities)
         cols.append({"kind": "ablation", "key": a.slug, "title": f"{modalities_label(shown)} only",
                      "help": f"Primary metric with these inputs only: {a.title}"})  # fmt: skip
     return cols
