@@ -15,7 +15,6 @@ the data. The ``medmod`` scale reproduces MedMod's test-split sizes exactly.
 
 from __future__ import annotations
 
-import json
 import os
 import secrets
 from dataclasses import dataclass
@@ -24,7 +23,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from benchmark_data import layout
 from benchmark_data.benchmark import BenchmarkWriter
 from benchmark_data.causal import scored_on
 from benchmark_data.store import Store
@@ -36,8 +34,10 @@ from benchmark_data.synth.writer import (
     ERR_OUT_EXISTS,
     Progress,
     destination,
+    synthetic_identity,
     write_ehr,
     write_images,
+    write_sealed_seed,
     write_tables,
     write_units,
 )
@@ -132,28 +132,18 @@ def generate(
         counts = write_units(w, d.units, d.test)
         say("unit lists written")
         if sealed:
-            w.write_bytes(
-                layout.SEALED_SEED, (json.dumps({"seed": seed, "scale": scale}) + "\n").encode()
-            )
+            write_sealed_seed(w, seed=seed, scale=scale)
         write_images(w, d.images, d.image_params, d.test, size=d.scale.image_size,
                      rng=np.random.default_rng(d.streams[5]), progress=say)  # fmt: skip
         say(f"{len(d.images):,} images written")
+        version, source = synthetic_identity(
+            scale=scale, seed=seed, sealed=sealed, generator=GENERATOR,
+            generator_version=GENERATOR_VERSION,
+        )  # fmt: skip
         manifest = w.finish(
             name=NAME,
-            # The generator's version names the data: a benchmark drawn by another generator
-            # is other data, and a platform keeps both apart (name and version are unique).
-            version=(
-                f"{scale}-sealed{secrets.token_hex(4)}-g{GENERATOR_VERSION}"
-                if sealed
-                else f"{scale}-seed{seed}-g{GENERATOR_VERSION}"
-            ),
-            source={
-                "kind": "synthetic",
-                "generator": GENERATOR,
-                "generator_version": GENERATOR_VERSION,
-                "scale": scale,
-                **({"sealed": True} if sealed else {}),
-            },  # fmt: skip
+            version=version,
+            source=source,
             seed=None if sealed else seed,
             suite=MEDMOD,
             extra={

@@ -91,6 +91,30 @@ def destination(out: str | os.PathLike[str] | Store) -> Iterator[Store]:
         raise
 
 
+def synthetic_identity(
+    *, scale: str, seed: int, sealed: bool, generator: str, generator_version: str
+) -> tuple[str, dict[str, Any]]:
+    """A synthetic benchmark's version and source record. The generator's version names the
+    data: a benchmark drawn by another generator is other data, and a platform keeps both
+    apart (name and version are unique). A sealed benchmark's version holds a random token
+    instead of its seed."""
+    version = (
+        f"{scale}-sealed{secrets.token_hex(4)}-g{generator_version}"
+        if sealed
+        else f"{scale}-seed{seed}-g{generator_version}"
+    )
+    source = {
+        "kind": "synthetic", "generator": generator, "generator_version": generator_version,
+        "scale": scale, **({"sealed": True} if sealed else {}),
+    }  # fmt: skip
+    return version, source
+
+
+def write_sealed_seed(w: BenchmarkWriter, *, seed: int, scale: str) -> None:
+    """A sealed benchmark's seed, in its credentialed part only."""
+    w.write_bytes(layout.SEALED_SEED, (json.dumps({"seed": seed, "scale": scale}) + "\n").encode())
+
+
 def _datetime_text(values: np.ndarray) -> np.ndarray:
     return np.asarray(pd.Series(values).dt.strftime("%Y-%m-%d %H:%M:%S").to_numpy(dtype=object))
 

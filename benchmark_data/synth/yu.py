@@ -25,7 +25,6 @@ every split hold the first 24 hours only, so the test split needs no sequestered
 
 from __future__ import annotations
 
-import json
 import os
 import secrets
 from dataclasses import dataclass
@@ -48,7 +47,13 @@ from benchmark_data.synth.ehr import make_timeseries
 from benchmark_data.synth.notes import History, goals_of_care, notes_frame, radiology_rows
 from benchmark_data.synth.scales import get_scale
 from benchmark_data.synth.units import latest_image
-from benchmark_data.synth.writer import Progress, destination, render_images
+from benchmark_data.synth.writer import (
+    Progress,
+    destination,
+    render_images,
+    synthetic_identity,
+    write_sealed_seed,
+)
 from benchmark_data.tasks import SPLITS
 
 GENERATOR = "benchmark_data.synth.yu"
@@ -292,24 +297,18 @@ def generate_yu(
         ehr_stats = _write_ehr(w, d, streams[6].spawn(len(SPLITS)))
         counts = _write_units(w, d, suite)
         if sealed:
-            w.write_bytes(layout.SEALED_SEED, (json.dumps({"seed": seed, "scale": scale}) + "\n").encode())  # fmt: skip
+            write_sealed_seed(w, seed=seed, scale=scale)
         render_images(w, d.images, d.params, size=size, rng=np.random.default_rng(streams[7]), progress=say)  # fmt: skip
         say(f"{len(d.images):,} images written")
         u = d.units
+        version, source = synthetic_identity(
+            scale=scale, seed=seed, sealed=sealed, generator=GENERATOR,
+            generator_version=GENERATOR_VERSION,
+        )  # fmt: skip
         manifest = w.finish(
             name=NAME,
-            version=(
-                f"{scale}-sealed{secrets.token_hex(4)}-g{GENERATOR_VERSION}"
-                if sealed
-                else f"{scale}-seed{seed}-g{GENERATOR_VERSION}"
-            ),  # fmt: skip
-            source={
-                "kind": "synthetic",
-                "generator": GENERATOR,
-                "generator_version": GENERATOR_VERSION,
-                "scale": scale,
-                **({"sealed": True} if sealed else {}),
-            },  # fmt: skip
+            version=version,
+            source=source,
             seed=None if sealed else seed,
             suite=suite,
             extra={

@@ -16,6 +16,7 @@ import json
 import subprocess
 import sys
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -65,6 +66,24 @@ def code_version() -> str:
     from benchmark_data import __version__
 
     return __version__
+
+
+def run_header(kind: str, uri: str, bench: Any) -> dict[str, Any]:
+    """The first fields of a run manifest: its kind, the code, when, and the benchmark
+    (``uri``, name, version, manifest hash, suite, kind of source) it was made on."""
+    return {
+        "kind": kind,
+        "code_version": code_version(),
+        "created": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "benchmark": {
+            "uri": str(uri),
+            "name": bench.name,
+            "version": bench.version,
+            "hash": bench.manifest_hash,
+            "suite": bench.suite.slug,
+            "source_kind": (bench.manifest.get("source") or {}).get("kind"),
+        },  # fmt: skip
+    }
 
 
 def batch_size(config: dict[str, Any], *, stays: bool, model: str) -> int:

@@ -17,7 +17,6 @@ import zlib
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -31,10 +30,10 @@ from scoring.baselines.artifacts import (
     RunState,
     batch_size,
     checkpoint_path,
-    code_version,
     emit,
     model_from_settings,
     predictions_path,
+    run_header,
     save_checkpoint,
 )
 from scoring.baselines.models import (
@@ -386,16 +385,7 @@ def train_run(
     emit(f"loaded {len(ws.images)} images ({size} px) and the EHR splits in {load_seconds:.1f} s")
     state = RunState(run_dir)
     state.manifest = {
-        "kind": RUN_KIND,
-        "code_version": code_version(),
-        "created": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "benchmark": {
-            "uri": str(benchmark),
-            "name": bench.name,
-            "version": bench.version,
-            "hash": bench.manifest_hash,
-            "source_kind": (bench.manifest.get("source") or {}).get("kind"),
-        },
+        **run_header(RUN_KIND, str(benchmark), bench),
         "seed": config.seed,
         "config": {**asdict(config), "cxr_encoder": encoder, "image_size": size},
         "torch": {

@@ -35,7 +35,6 @@ import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -51,7 +50,7 @@ from sklearn.preprocessing import StandardScaler
 from benchmark_data import layout
 from benchmark_data.benchmark import Benchmark
 from benchmark_data.suite import Suite
-from scoring.baselines.artifacts import code_version, emit
+from scoring.baselines.artifacts import emit, run_header
 from scoring.baselines.data import decode_image
 
 RUN_KIND = "suite-baselines"
@@ -375,24 +374,34 @@ def fit_early(tr: View, y: np.ndarray, va: View, yv: np.ndarray, seed: int, *, e
             xv = torch.as_tensor(scale.transform(v.fused()), dtype=torch.float32)
             return torch.sigmoid(net(xv)).numpy()[:, 0]
 
-    best = (float("-inf"), None, 0)
+    def loss(idx: np.ndarray) -> Any:
+        xb = x[idx].copy()
+        for cols in (cxr_cols, notes_cols):
+            drop = rng.random(len(idx)) < 0.25
+            xb[np.ix_(drop, cols)] = absent[cols]
+        out = net(torch.as_tensor(xb, dtype=torch.float32))[:, 0]
+        return loss_fn(out, torch.as_tensor(y[idx], dtype=torch.float32))
+
+    best_epoch = _train(net, opt, loss, n=n, batch=64, epochs=epochs, rng=rng, score=lambda: _auroc(yv, run(va)))  # fmt: skip
+    return Fitted(run, _auroc(yv, run(va)), {"best_epoch": best_epoch})
+
+
+def _train(net: Any, opt: Any, loss: Callable[[np.ndarray], Any], *, n: int, batch: int,
+           epochs: int, rng: np.random.Generator, score: Callable[[], float]) -> int:  # fmt: skip
+    """Mini-batch epochs over ``n`` rows; keeps the weights of the epoch with the best
+    validation ``score`` and returns that epoch (1-based)."""
+    best: tuple[float, Any, int] = (float("-inf"), None, 0)
     for epoch in range(epochs):
         net.train()
-        for idx in np.array_split(rng.permutation(n), max(1, n // 64)):
-            xb = x[idx].copy()
-            for cols in (cxr_cols, notes_cols):
-                drop = rng.random(len(idx)) < 0.25
-                xb[np.ix_(drop, cols)] = absent[cols]
+        for idx in np.array_split(rng.permutation(n), max(1, n // batch)):
             opt.zero_grad()
-            out = net(torch.as_tensor(xb, dtype=torch.float32))[:, 0]
-            loss = loss_fn(out, torch.as_tensor(y[idx], dtype=torch.float32))
-            loss.backward()
+            loss(idx).backward()
             opt.step()
-        score = _auroc(yv, run(va))
-        if score > best[0]:
-            best = (score, {k: t.clone() for k, t in net.state_dict().items()}, epoch + 1)
+        value = score()
+        if value > best[0]:
+            best = (value, {k: t.clone() for k, t in net.state_dict().items()}, epoch + 1)
     net.load_state_dict(best[1])
-    return Fitted(run, _auroc(yv, run(va)), {"best_epoch": best[2]})
+    return best[2]
 
 
 _TOKEN = r"[a-z][a-z0-9/]+"
@@ -452,19 +461,11 @@ def fit_text_cnn(tr: View, y: np.ndarray, va: View, yv: np.ndarray, seed: int, *
             p = torch.sigmoid(net(encode(v.texts))).numpy()
         return _with_prior(p, v.present["notes"], prior)
 
-    best = (float("-inf"), None, 0)
-    for epoch in range(epochs):
-        net.train()
-        for idx in np.array_split(rng.permutation(len(rows)), max(1, len(rows) // 32)):
-            opt.zero_grad()
-            loss = loss_fn(net(ids_tr[idx]), y_tr[idx])
-            loss.backward()
-            opt.step()
-        score = _auroc(yv, run(va))
-        if score > best[0]:
-            best = (score, {k: t.clone() for k, t in net.state_dict().items()}, epoch + 1)
-    net.load_state_dict(best[1])
-    return Fitted(run, _auroc(yv, run(va)), {"best_epoch": best[2], "vocabulary": len(vocab)})
+    best_epoch = _train(
+        net, opt, lambda idx: loss_fn(net(ids_tr[idx]), y_tr[idx]), n=len(rows), batch=32,
+        epochs=epochs, rng=rng, score=lambda: _auroc(yv, run(va)),
+    )  # fmt: skip
+    return Fitted(run, _auroc(yv, run(va)), {"best_epoch": best_epoch, "vocabulary": len(vocab)})
 
 
 # Scenarios and the run ------------------------------------------------------------------
@@ -523,17 +524,7 @@ def train_suite_baselines(
     load_seconds = round(time.perf_counter() - t0, 2)
     emit(f"loaded {sum(len(s.units) for s in splits.values()):,} units in {load_seconds:.1f} s")
     manifest: dict[str, Any] = {
-        "kind": RUN_KIND,
-        "code_version": code_version(),
-        "created": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "benchmark": {
-            "uri": str(benchmark),
-            "name": bench.name,
-            "version": bench.version,
-            "hash": bench.manifest_hash,
-            "suite": suite.slug,
-            "source_kind": (bench.manifest.get("source") or {}).get("kind"),
-        },  # fmt: skip
+        **run_header(RUN_KIND, str(benchmark), bench),
         "seed": seed,
         "models": models,
         "model_info": {
