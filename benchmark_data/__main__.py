@@ -48,7 +48,11 @@ def _summary(bench: Benchmark) -> str:
 
 
 # The synthetic generators' scales per suite.
-SYNTH_SCALES = {"medmod": ("demo", "medmod"), "yu2025": ("demo", "paper")}
+SYNTH_SCALES = {
+    "medmod": ("demo", "medmod"),
+    "yu2025": ("demo", "paper"),
+    "medfuse": ("demo", "paper"),
+}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -60,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--suite", choices=list(SYNTH_SCALES), default="medmod",
                    help="the suite (default medmod)")  # fmt: skip
     p.add_argument("--scale", default="demo",
-                   help="medmod: demo or medmod; yu2025: demo or paper (default demo)")  # fmt: skip
+                   help="medmod: demo or medmod; yu2025, medfuse: demo or paper (default demo)")  # fmt: skip
     p.add_argument(
         "--seed", type=int, default=None, help="default 42; with --sealed, drawn at random"
     )
@@ -108,6 +112,8 @@ def main(argv: list[str] | None = None) -> int:
                 )
             if args.suite == "yu2025":
                 from benchmark_data.synth.yu import generate_yu as generate
+            elif args.suite == "medfuse":
+                from benchmark_data.synth.medfuse import generate_medfuse as generate
             else:
                 from benchmark_data.synth import generate
 

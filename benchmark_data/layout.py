@@ -34,6 +34,12 @@ def notes(split: str) -> str:
     return f"public/notes/{split}.csv.gz"
 
 
+def labs(split: str) -> str:
+    """Lab tests a split's units may read (a suite that declares them): stay_id, subject_id,
+    hours (since ICU admission), label, value, unit; one row per result."""
+    return f"public/labs/{split}.csv.gz"
+
+
 def timeseries(split: str) -> str:
     """Irregular time series: stay_id, hours, then the 17 variables (blank: not measured)."""
     return f"public/ehr/timeseries_{split}.csv.gz"

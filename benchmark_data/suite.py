@@ -279,6 +279,9 @@ class Suite:
     def modality(self, slug: str) -> Modality:
         return self._find(self.modalities, slug, "modality")
 
+    def ablation(self, slug: str) -> Ablation:
+        return self._find(self.ablations, slug, "ablation")
+
     @cached_property
     def scenarios(self) -> tuple[str, ...]:
         """``paired`` (every optional modality present), each optional modality withheld at
@@ -628,7 +631,7 @@ def load_suite(raw: bytes | str, *, name: str = "suite.json") -> Suite:
     return parse_suite(data, name=name)
 
 
-BUILTIN_SUITES: tuple[str, ...] = ("medmod", "yu2025")
+BUILTIN_SUITES: tuple[str, ...] = ("medmod", "yu2025", "medfuse")
 
 
 @cache

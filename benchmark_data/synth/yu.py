@@ -20,7 +20,7 @@ every split hold the first 24 hours only, so the test split needs no sequestered
   withhold each modality from 25/50/75/100% of the paired test stays, independently.
 
 ``python -m benchmark_data synth --suite yu2025 --out DIR --scale demo --seed 42`` calls
-:func:`generate_yu`; ``scripts/check_signal_yu.py`` shows the signal.
+:func:`generate_yu`; ``scripts/check_notes_signal.py`` shows the signal.
 """
 
 from __future__ import annotations
@@ -140,7 +140,14 @@ def _history(stays: pd.DataFrame, rng: np.random.Generator) -> History:
     return at
 
 
-def _scenarios(units: pd.DataFrame, suite: Suite, rng: np.random.Generator) -> pd.DataFrame:
+def first_day_cohort(scale: str, rng: np.random.Generator) -> tuple[pd.DataFrame, np.ndarray]:
+    """The cohort's stays still in the ICU and alive at hour 24, and their phenotypes."""
+    cohort = C.make_cohort(get_scale(SCALES[scale]), rng)
+    keep = (cohort.stays["alive_min"] >= HORIZON_MIN).to_numpy()
+    return cohort.stays[keep].reset_index(drop=True), cohort.phenotypes[keep]
+
+
+def withheld_scenarios(units: pd.DataFrame, suite: Suite, rng: np.random.Generator) -> pd.DataFrame:
     """For the paired test stays: each optional modality withheld at each level, nested
     (the stays withheld at 25% are among those withheld at 50%), independently per modality."""
     stays = np.sort(
@@ -161,10 +168,7 @@ def _draw(scale: str, seed: int, suite: Suite) -> tuple[_Drawn, list[np.random.S
     # Independent streams: cohort, images, findings, history, notes, scenarios, time series,
     # pixels.
     streams = np.random.SeedSequence(seed).spawn(8)
-    cohort = C.make_cohort(get_scale(SCALES[scale]), np.random.default_rng(streams[0]))
-    keep = (cohort.stays["alive_min"] >= HORIZON_MIN).to_numpy()
-    stays = cohort.stays[keep].reset_index(drop=True)
-    phenotypes = cohort.phenotypes[keep]
+    stays, phenotypes = first_day_cohort(scale, np.random.default_rng(streams[0]))
     images = _first_day_images(stays, np.random.default_rng(streams[1]))
     findings, params = image_findings(images, stays, phenotypes, np.random.default_rng(streams[2]))
     history = _history(stays, np.random.default_rng(streams[3]))
@@ -188,12 +192,13 @@ def _draw(scale: str, seed: int, suite: Suite) -> tuple[_Drawn, list[np.random.S
         "mortality": stays["died"].astype(np.int64),
         "long_stay": (stays["los_min"] > LONG_STAY_MIN).astype(np.int64),
     })  # fmt: skip
-    scenarios = _scenarios(units, suite, np.random.default_rng(streams[5]))
+    scenarios = withheld_scenarios(units, suite, np.random.default_rng(streams[5]))
     return _Drawn(stays, phenotypes, images, params, reports, units, scenarios), streams
 
 
-def _write_tables(w: BenchmarkWriter, d: _Drawn) -> None:
-    st = d.stays
+def write_stays(w: BenchmarkWriter, st: pd.DataFrame, *, public_demographics: bool) -> None:
+    """stays.csv, and the demographics: credentialed (the fairness attributes' source), and
+    public too when they are an input modality of the suite."""
     intime = st["intime"].to_numpy().astype("datetime64[s]")
     w.write_csv(layout.STAYS, pd.DataFrame({
         "stay_id": st["stay_id"], "subject_id": st["subject_id"], "hadm_id": st["hadm_id"],
@@ -201,8 +206,23 @@ def _write_tables(w: BenchmarkWriter, d: _Drawn) -> None:
         "stay": [f"{s}_episode{k}_timeseries.csv" for s, k in zip(st["subject_id"], st["episode"], strict=True)],
     }))  # fmt: skip
     demo = st[list(DEMOGRAPHIC_COLUMNS)]
-    w.write_csv(layout.PUBLIC_DEMOGRAPHICS, demo)  # an input modality of this suite
-    w.write_csv(layout.DEMOGRAPHICS, demo)  # the fairness attributes' source
+    if public_demographics:
+        w.write_csv(layout.PUBLIC_DEMOGRAPHICS, demo)
+    w.write_csv(layout.DEMOGRAPHICS, demo)
+
+
+def write_notes(w: BenchmarkWriter, notes: pd.DataFrame, stays: pd.DataFrame) -> None:
+    """Each split's usable notes (the leakage rules applied before)."""
+    split_of = dict(zip(stays["stay_id"], stays["split"], strict=True))
+    for name in SPLITS:
+        part = notes[notes["stay_id"].map(split_of) == name]
+        w.write_csv(layout.notes(name), part.reset_index(drop=True))
+
+
+def _write_tables(w: BenchmarkWriter, d: _Drawn) -> None:
+    st = d.stays
+    write_stays(w, st, public_demographics=True)
+    intime = st["intime"].to_numpy().astype("datetime64[s]")
     s = d.images["stay"].to_numpy()
     minute = d.images["minute"].to_numpy()
     taken = intime[s] + (60 * minute).astype("timedelta64[s]")
@@ -214,10 +234,7 @@ def _write_tables(w: BenchmarkWriter, d: _Drawn) -> None:
         "view_position": "AP", "hours": np.round(minute / 60.0, 6),
         "path": [layout.image(x) for x in d.images["dicom_id"]],
     }))  # fmt: skip
-    split_of = dict(zip(st["stay_id"], st["split"], strict=True))
-    for name in SPLITS:
-        part = d.notes[d.notes["stay_id"].map(split_of) == name]
-        w.write_csv(layout.notes(name), part.reset_index(drop=True))
+    write_notes(w, d.notes, st)
 
 
 def _write_ehr(
@@ -336,4 +353,14 @@ def generate_yu(
     return manifest
 
 
-__all__ = ["GENERATOR_VERSION", "NAME", "SCALES", "generate_yu"]
+__all__ = [
+    "GENERATOR_VERSION",
+    "HORIZON_MIN",
+    "NAME",
+    "SCALES",
+    "first_day_cohort",
+    "generate_yu",
+    "withheld_scenarios",
+    "write_notes",
+    "write_stays",
+]

@@ -2,22 +2,39 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from django.core.cache import cache
+from django.urls import reverse
 
+from leaderboard.board.models import DEFAULT_SUITE
 from leaderboard.board.selectors.submissions import suite_benchmarks, task_list
 
-NAV_TASKS_KEY = "nav:v2:tasks"
+NAV_TASKS_KEY = "nav:v3:tasks"
 NAV_TASKS_SECONDS = 60  # a newly current benchmark's tasks are in the menu within a minute
 
 
+def short_title(title: str) -> str:
+    """A suite's name for the menu: its title up to a colon or parenthesis.
+
+    >>> short_title("MIMIC-Multimodal (Yu et al. 2025)"), short_title("MEDFuse: lab tests")
+    ('MIMIC-Multimodal', 'MEDFuse')
+    """
+    return re.split(r"[:(]", title, maxsplit=1)[0].strip() or title
+
+
 def _nav_tasks() -> list[dict[str, Any]]:
-    return [
-        {"slug": t.slug, "title": t.title, "url": t.board_url}
-        for bench in suite_benchmarks()
-        for t in task_list(benchmark=bench)
-    ]
+    """The default suite's boards, then one entry per other suite (its section of the home
+    page, which lists its boards): the menu stays one line however many suites there are."""
+    out: list[dict[str, Any]] = []
+    for bench in suite_benchmarks():
+        if bench.suite.slug == DEFAULT_SUITE:
+            out += [{"slug": t.slug, "title": t.title, "url": t.board_url} for t in task_list(benchmark=bench)]  # fmt: skip
+        else:
+            url = reverse("home") + f"#suite-{bench.suite.slug}"
+            out.append({"slug": bench.suite.slug, "title": short_title(bench.suite.title), "url": url})  # fmt: skip
+    return out
 
 
 def navigation(request):

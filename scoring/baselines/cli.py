@@ -236,7 +236,7 @@ def _train_suite(args: argparse.Namespace) -> None:
         args.benchmark,
         args.out,
         tasks=_list(args.task, suite.task_slugs, "task"),
-        models=_list(args.models, suites.MODEL_KEYS, "model"),
+        models=_list(args.models, suites.suite_models(suite), "model"),
         seed=args.seed,
     )
     print(f"{suite.slug}: {len(manifest['models'])} models on {len(manifest['tasks'])} tasks "

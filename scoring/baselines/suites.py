@@ -1,11 +1,15 @@
-"""Reference baselines of the suites beyond MedMod whose inputs are demographics, an ICU
-time series, chest X-rays and clinical notes (Yu et al. 2025), for binary tasks.
+"""Reference baselines of the suites beyond MedMod whose inputs are among demographics, an
+ICU time series, lab tests, chest X-rays and clinical notes (Yu et al. 2025; MEDFuse), for
+binary and multi-label tasks (one output per label).
 
 Every model is trained by the platform on the train split, its settings chosen on the
 validation split, with no downloaded weights:
 
-- ``ehr``: logistic regression on the demographics and the first hours' time-series
-  summaries (mean, minimum, maximum and last value of the 76 discretized features);
+- ``ehr`` (or ``labs`` when the suite's structured input is lab tests): logistic regression
+  on the structured inputs: demographics, the first hours' time-series summaries (mean,
+  minimum, maximum and last value of the 76 discretized features), lab-test summaries
+  (mean, minimum, maximum, last value and count of each test; a missing test gets the
+  training median and a flag);
 - ``cxr``: logistic regression on an image embedding the platform fits (principal
   components of the 16 x 16 downsampled film);
 - ``notes_tfidf``: TF-IDF of word uni- and bigrams, then logistic regression;
@@ -14,7 +18,8 @@ validation split, with no downloaded weights:
 - ``modular``: Yu et al.'s modular framework: per-modality embeddings (the EHR features, the
   image components, the TF-IDF weights of the 64 terms most associated with the training
   labels), each with a present flag, concatenated, then logistic regression;
-- ``late``: the mean of the unimodal models' probabilities over the modalities a unit has;
+- ``late``: the mean of the single-modality models' probabilities over the modalities a
+  unit has;
 - ``early``: a two-layer network on the concatenated embeddings, trained with modality
   dropout.
 
@@ -35,6 +40,7 @@ import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from itertools import combinations
 from pathlib import Path
 from typing import Any
 
@@ -54,31 +60,37 @@ from scoring.baselines.artifacts import emit, run_header
 from scoring.baselines.data import decode_image
 
 RUN_KIND = "suite-baselines"
-OPTIONAL = ("cxr", "notes")
-SUPPORTED_MODALITIES = frozenset({"demographics", "ehr", "cxr", "notes"})
+OPTIONAL_READ = ("cxr", "notes")  # optional modalities these models read
+STRUCTURED = ("demographics", "ehr", "labs")  # read together as one table
+SUPPORTED_MODALITIES = frozenset({*STRUCTURED, *OPTIONAL_READ})
 IMAGE_SIDE = 16
 CXR_COMPONENTS = 32
 NOTE_COMPONENTS = 64
 C_GRID = (0.01, 0.1, 1.0)
 DEMOGRAPHIC_CATEGORIES = ("gender", "race", "insurance", "admission_type")
+FUSION = ("modular", "late", "early")
 
-# Model key -> (method name, modalities used, description).
+# Model key -> (method name, modalities it may read, description); a suite's models read
+# what it declares of these.
 MODELS: dict[str, tuple[str, tuple[str, ...], str]] = {
     "ehr": ("EHR only (logistic regression)", ("demographics", "ehr"),
             "Logistic regression on the demographics and the time series' mean, minimum, "
             "maximum and last value of each discretized feature."),
+    "labs": ("Labs only (logistic regression)", ("labs",),
+             "Logistic regression on each lab test's mean, minimum, maximum, last value and "
+             "count over the first day (a missing test: the training median and a flag)."),
     "cxr": ("CXR only (image embedding + LR)", ("cxr",),
             "Logistic regression on principal components of the downsampled chest X-ray."),
     "notes_tfidf": ("Notes only (TF-IDF + LR)", ("notes",),
-                    "TF-IDF of word uni- and bigrams of the reports, then logistic regression."),
+                    "TF-IDF of word uni- and bigrams of the notes, then logistic regression."),
     "notes_cnn": ("Notes only (text CNN)", ("notes",),
                   "Word embeddings, a convolution and max pooling, trained from scratch."),
-    "modular": ("Modular framework (Yu et al.)", ("demographics", "ehr", "cxr", "notes"),
+    "modular": ("Modular framework (Yu et al.)", (*STRUCTURED, *OPTIONAL_READ),
                 "Per-modality embeddings with present flags, concatenated, then logistic "
                 "regression (Yu et al. 2025)."),
-    "late": ("Late fusion", ("demographics", "ehr", "cxr", "notes"),
-             "Mean of the unimodal models' probabilities over the modalities a unit has."),
-    "early": ("Early fusion (MLP)", ("demographics", "ehr", "cxr", "notes"),
+    "late": ("Late fusion", (*STRUCTURED, *OPTIONAL_READ),
+             "Mean of the single-modality models' probabilities over the modalities a unit has."),
+    "early": ("Early fusion (MLP)", (*STRUCTURED, *OPTIONAL_READ),
               "Two-layer network on the concatenated embeddings, trained with modality dropout."),
 }  # fmt: skip
 MODEL_KEYS = tuple(MODELS)
@@ -95,12 +107,37 @@ def check_suite(suite: Suite) -> None:
             f"suite {suite.slug}: modalities {', '.join(unknown)} have no reference baseline "
             f"here (these baselines read {', '.join(sorted(SUPPORTED_MODALITIES))})"
         )
-    kinds = sorted({t.kind for t in suite.tasks if t.kind != "binary"})
+    kinds = sorted({t.kind for t in suite.tasks if t.kind not in ("binary", "multilabel")})
     if kinds:
         raise SuiteBaselineError(
             f"suite {suite.slug}: task kinds {', '.join(kinds)} have no reference baseline here "
-            "(binary tasks only)"
+            "(binary and multi-label tasks only)"
         )
+    if not any(m.slug in STRUCTURED for m in suite.modalities):
+        raise SuiteBaselineError(
+            f"suite {suite.slug}: these baselines need a structured input ({', '.join(STRUCTURED)})"
+        )
+
+
+def suite_models(suite: Suite) -> tuple[str, ...]:
+    """The models that make sense for a suite: the structured model (``labs`` when the suite
+    reads lab tests, else ``ehr``), one per optional modality it declares, and the fusion
+    models when it declares one at least."""
+    declared = {m.slug for m in suite.modalities}
+    out = ["labs" if "labs" in declared else "ehr"]
+    if "cxr" in declared:
+        out.append("cxr")
+    if "notes" in declared:
+        out += ["notes_tfidf", "notes_cnn"]
+    if declared & set(OPTIONAL_READ):
+        out += list(FUSION)
+    return tuple(out)
+
+
+def model_modalities(model: str, suite: Suite) -> list[str]:
+    """What a model reads of a suite's modalities, in the suite's order."""
+    reads = set(MODELS[model][1])
+    return [m.slug for m in suite.modalities if m.slug in reads]
 
 
 # Inputs ---------------------------------------------------------------------------------
@@ -110,15 +147,16 @@ def check_suite(suite: Suite) -> None:
 class Split:
     """One split's units and their raw inputs, in unit order."""
 
-    units: pd.DataFrame  # stay_id, subject_id, cxr_dicom_id, has_cxr, has_notes, paired
-    labels: dict[str, np.ndarray]  # per task (train and val only)
-    tabular: np.ndarray  # demographics and time-series summaries (not yet standardized)
+    units: pd.DataFrame  # stay_id, subject_id, has_<optional modality>, paired
+    labels: dict[str, np.ndarray]  # per task, (n, labels) 0/1 (train and val only)
+    tabular: np.ndarray  # the structured inputs (not yet standardized)
     pixels: np.ndarray  # (n, IMAGE_SIDE**2) float, zeros without a film
     texts: list[str]  # the unit's usable notes, joined; "" without notes
+    optional: tuple[str, ...]  # the optional modalities read (of OPTIONAL_READ)
 
     @property
     def has(self) -> dict[str, np.ndarray]:
-        return {m: self.units[f"has_{m}"].to_numpy().astype(bool) for m in OPTIONAL}
+        return {m: self.units[f"has_{m}"].to_numpy().astype(bool) for m in self.optional}
 
 
 def _ehr_summary(bench: Benchmark, split: str, stay_ids: np.ndarray) -> np.ndarray:
@@ -133,6 +171,23 @@ def _ehr_summary(bench: Benchmark, split: str, stay_ids: np.ndarray) -> np.ndarr
         rows = x[o : o + k].astype(np.float64)
         out[i] = np.r_[rows.mean(0), rows.min(0), rows.max(0), rows[-1], k]
     return out
+
+
+def _lab_summary(bench: Benchmark, split: str, stay_ids: np.ndarray, medians: pd.Series | None) -> tuple[np.ndarray, pd.Series]:  # fmt: skip
+    """Per lab test: mean, min, max, last value and count; a test a stay lacks gets the
+    training median (``medians``, computed here for the train split) and a missing flag."""
+    labs = bench.read_csv(layout.labs(split)).sort_values(["stay_id", "hours"], kind="stable")
+    g = labs.groupby(["stay_id", "label"])["value"]
+    stats = pd.concat({"mean": g.mean(), "min": g.min(), "max": g.max(), "last": g.last(),
+                       "count": g.size()}, axis=1).unstack("label")  # fmt: skip
+    if medians is None:
+        medians = stats.median()
+    stats = stats.reindex(columns=medians.index).reindex(stay_ids)
+    missing = stats.xs("count", axis=1, level=0).isna().to_numpy(dtype=float)
+    filled = stats.fillna(medians).fillna(0.0)
+    filled.loc[:, "count"] = stats["count"].fillna(0.0).to_numpy()
+    values = filled.to_numpy(dtype=float)
+    return np.hstack([np.sign(values) * np.log1p(np.abs(values)), missing]), medians
 
 
 def _demographics(bench: Benchmark, stay_ids: np.ndarray, categories: dict[str, list[str]]) -> np.ndarray:  # fmt: skip
@@ -164,11 +219,16 @@ def load_splits(bench: Benchmark) -> dict[str, Split]:
     """Every split's units (the suite's tasks share them) with labels and raw inputs."""
     suite = bench.suite
     check_suite(suite)
+    declared = {m.slug for m in suite.modalities}
+    optional = tuple(m for m in OPTIONAL_READ if m in declared)
     first = suite.tasks[0].slug
-    demo_all = bench.read_csv(layout.PUBLIC_DEMOGRAPHICS)
     train_ids = bench.units(first, "train")["stay_id"]
-    train_demo = demo_all[demo_all["stay_id"].isin(train_ids)]
-    categories = {c: sorted(train_demo[c].astype(str).unique()) for c in DEMOGRAPHIC_CATEGORIES}
+    categories: dict[str, list[str]] = {}
+    if "demographics" in declared:
+        demo_all = bench.read_csv(layout.PUBLIC_DEMOGRAPHICS)
+        train_demo = demo_all[demo_all["stay_id"].isin(train_ids)]
+        categories = {c: sorted(train_demo[c].astype(str).unique()) for c in DEMOGRAPHIC_CATEGORIES}  # fmt: skip
+    medians: pd.Series | None = None
     out: dict[str, Split] = {}
     for split in ("train", "val", "test"):
         units = bench.units(first, split).reset_index(drop=True)
@@ -179,17 +239,25 @@ def load_splits(bench: Benchmark) -> dict[str, Split]:
                 u = bench.units(t.slug, split)
                 if not u["stay_id"].equals(units["stay_id"]):
                     raise SuiteBaselineError(f"{t.slug} {split}: its units differ from {first}'s")
-                labels[t.slug] = u[t.label_columns[0]].to_numpy(dtype=np.int64)
-        has_cxr = (
-            units["has_cxr"] if "has_cxr" in units else units["cxr_dicom_id"].notna().astype(int)
-        )
-        units = units.assign(has_cxr=has_cxr.astype(int))
+                labels[t.slug] = u[list(t.label_columns)].to_numpy(dtype=np.int64)
+        if "cxr" in optional and "has_cxr" not in units:
+            units["has_cxr"] = units["cxr_dicom_id"].notna().astype(int)
+        tables = []
+        if "demographics" in declared:
+            tables.append(_demographics(bench, stays, categories))
+        if "ehr" in declared:
+            tables.append(_ehr_summary(bench, split, stays))
+        if "labs" in declared:
+            lab_table, medians = _lab_summary(bench, split, stays, medians)
+            tables.append(lab_table)
         out[split] = Split(
             units=units,
             labels=labels,
-            tabular=np.hstack([_demographics(bench, stays, categories), _ehr_summary(bench, split, stays)]),
-            pixels=_pixels(bench, units["cxr_dicom_id"].where(units["has_cxr"] == 1)),
-            texts=_texts(bench, split, stays),
+            tabular=np.hstack(tables),
+            pixels=(_pixels(bench, units["cxr_dicom_id"].where(units["has_cxr"] == 1))
+                    if "cxr" in optional else np.zeros((len(units), 0))),
+            texts=_texts(bench, split, stays) if "notes" in optional else [""] * len(units),
+            optional=optional,
         )  # fmt: skip
     return out
 
@@ -199,27 +267,30 @@ class Encoders:
     """Per-modality embeddings fitted on the train split."""
 
     scaler: StandardScaler
-    pca: PCA
-    tfidf: TfidfVectorizer
+    pca: PCA | None
+    tfidf: TfidfVectorizer | None
     terms: np.ndarray  # the TF-IDF columns of the notes embedding
 
     @classmethod
     def fit(cls, train: Split, seed: int) -> Encoders:
-        """The notes embedding keeps the TF-IDF terms most associated with any task's
-        training labels (chi-squared), an equal share per task."""
+        """The notes embedding keeps the TF-IDF terms most associated with the training
+        labels (chi-squared), an equal share per label of every task."""
         has = train.has
         scaler = StandardScaler().fit(train.tabular)
-        pca = PCA(n_components=CXR_COMPONENTS, whiten=True, random_state=seed)
-        pca.fit(train.pixels[has["cxr"]])
-        tfidf = TfidfVectorizer(ngram_range=(1, 2), min_df=2, sublinear_tf=True, lowercase=True)
-        docs = tfidf.fit_transform([t for t, h in zip(train.texts, has["notes"], strict=True) if h])
-        per_task = max(1, NOTE_COMPONENTS // max(1, len(train.labels)))
+        pca = tfidf = None
+        if "cxr" in train.optional:
+            pca = PCA(n_components=CXR_COMPONENTS, whiten=True, random_state=seed)
+            pca.fit(train.pixels[has["cxr"]])
         chosen: list[int] = []
-        for y in train.labels.values():
-            score = np.nan_to_num(chi2(docs, y[has["notes"]])[0])
-            chosen += [int(i) for i in np.argsort(-score, kind="stable") if int(i) not in chosen][
-                :per_task
-            ]
+        if "notes" in train.optional:
+            tfidf = TfidfVectorizer(ngram_range=(1, 2), min_df=2, sublinear_tf=True, lowercase=True)  # fmt: skip
+            docs = tfidf.fit_transform([t for t, h in zip(train.texts, has["notes"], strict=True) if h])  # fmt: skip
+            columns = [y[has["notes"], j] for y in train.labels.values() for j in range(y.shape[1])]
+            per_label = max(1, NOTE_COMPONENTS // max(1, len(columns)))
+            for yj in columns:
+                score = np.nan_to_num(chi2(docs, yj)[0])
+                order = [int(i) for i in np.argsort(-score, kind="stable") if int(i) not in chosen]
+                chosen += order[:per_label]
         return cls(scaler, pca, tfidf, np.array(sorted(chosen), dtype=np.int64))
 
 
@@ -235,112 +306,159 @@ class View:
     present: dict[str, np.ndarray]
 
     def subset(self, rows: np.ndarray) -> View:
-        return View(self.tabular[rows], self.cxr[rows], self.notes_sparse[rows],
+        return View(self.tabular[rows], self.cxr[rows],
+                    self.notes_sparse[rows] if self.notes_sparse is not None else None,
                     self.notes[rows], [self.texts[i] for i in np.flatnonzero(rows)],
                     {m: v[rows] for m, v in self.present.items()})  # fmt: skip
 
     def fused(self) -> np.ndarray:
         """The modular framework's input: every embedding, zeroed where absent, with flags."""
-        c, n = self.present["cxr"], self.present["notes"]
-        return np.hstack([self.tabular, self.cxr * c[:, None], c[:, None],
-                          self.notes * n[:, None], n[:, None]])  # fmt: skip
+        parts = [self.tabular]
+        for m, emb in (("cxr", self.cxr), ("notes", self.notes)):
+            if m in self.present:
+                flag = self.present[m][:, None]
+                parts += [emb * flag, flag]
+        return np.hstack(parts)
+
+    def blocks(self) -> list[np.ndarray]:
+        """The fused columns of each optional modality (embedding and flag)."""
+        out, at = [], self.tabular.shape[1]
+        for m, emb in (("cxr", self.cxr), ("notes", self.notes)):
+            if m in self.present:
+                out.append(np.arange(at, at + emb.shape[1] + 1))
+                at += emb.shape[1] + 1
+        return out
 
 
 def make_view(split: Split, enc: Encoders, withheld: dict[str, np.ndarray] | None = None) -> View:
     present = split.has
     for m, hidden in (withheld or {}).items():
         present[m] = present[m] & ~hidden
-    sparse = enc.tfidf.transform(split.texts)
+    n = len(split.units)
+    sparse = enc.tfidf.transform(split.texts) if enc.tfidf is not None else None
     return View(
         tabular=enc.scaler.transform(split.tabular),
-        cxr=enc.pca.transform(split.pixels),
+        cxr=enc.pca.transform(split.pixels) if enc.pca is not None else np.zeros((n, 0)),
         notes_sparse=sparse,
-        notes=np.asarray(sparse[:, enc.terms].todense()),
+        notes=np.asarray(sparse[:, enc.terms].todense()) if sparse is not None else np.zeros((n, 0)),
         texts=split.texts,
         present=present,
-    )
+    )  # fmt: skip
 
 
 # Models -----------------------------------------------------------------------------------
 
 
 def _auroc(y: np.ndarray, p: np.ndarray) -> float:
-    return float(roc_auc_score(y, p)) if 0 < y.sum() < len(y) else float("nan")
+    """AUROC, or its mean over the labels of a multi-label target (macro); labels with one
+    class only are left out."""
+    y2, p2 = y.reshape(len(y), -1), p.reshape(len(p), -1)
+    values = [roc_auc_score(y2[:, j], p2[:, j]) for j in range(y2.shape[1]) if 0 < y2[:, j].sum() < len(y2)]  # fmt: skip
+    return float(np.mean(values)) if values else float("nan")
 
 
-def _best_lr(x_tr: Any, y_tr: np.ndarray, x_va: Any, y_va: np.ndarray, seed: int) -> tuple[LogisticRegression, float]:  # fmt: skip
-    best: tuple[LogisticRegression, float] | None = None
-    for c in C_GRID:
-        m = LogisticRegression(C=c, max_iter=2000, random_state=seed).fit(x_tr, y_tr)
-        score = _auroc(y_va, m.predict_proba(x_va)[:, 1])
-        if best is None or score > best[1]:
-            best = (m, score)
-    assert best is not None
-    return best
+def _lr_per_label(x_tr: Any, y_tr: np.ndarray, x_va: Any, y_va: np.ndarray, seed: int) -> tuple[Callable[[Any], np.ndarray], list[float]]:  # fmt: skip
+    """A logistic regression per label, each with the C of its best validation AUROC (a
+    label with one class in training predicts its training rate)."""
+    predictors: list[Callable[[Any], np.ndarray]] = []
+    cs: list[float] = []
+    for j in range(y_tr.shape[1]):
+        yj, vj = y_tr[:, j], y_va[:, j]
+        if not 0 < yj.sum() < len(yj):
+            rate = float(yj.mean())
+            predictors.append(lambda x, rate=rate: np.full(x.shape[0], rate))
+            cs.append(float("nan"))
+            continue
+        best: tuple[LogisticRegression, float] | None = None
+        for c in C_GRID:
+            m = LogisticRegression(C=c, max_iter=2000, random_state=seed).fit(x_tr, yj)
+            score = _auroc(vj, m.predict_proba(x_va)[:, 1])
+            if best is None or score > best[1] or (np.isnan(best[1]) and not np.isnan(score)):
+                best = (m, score)
+        assert best is not None
+        model = best[0]
+        predictors.append(lambda x, model=model: model.predict_proba(x)[:, 1])
+        cs.append(float(model.C))
+
+    def predict(x: Any) -> np.ndarray:
+        return np.stack([f(x) for f in predictors], axis=1)
+
+    return predict, cs
 
 
 @dataclass
 class Fitted:
-    """A trained model: ``predict(view) -> probabilities``, with its validation AUROC."""
+    """A trained model: ``predict(view) -> (n, labels) probabilities``, with its validation
+    AUROC (macro over labels)."""
 
     predict: Callable[[View], np.ndarray]
     val_metric: float
     settings: dict[str, Any] = field(default_factory=dict)
 
 
-def _with_prior(p: np.ndarray, present: np.ndarray, prior: float) -> np.ndarray:
-    return np.where(present, p, prior)
+def _with_prior(p: np.ndarray, present: np.ndarray, prior: np.ndarray) -> np.ndarray:
+    return np.where(present[:, None], p, prior[None, :])
+
+
+def _settings(cs: list[float]) -> dict[str, Any]:
+    return {"C": cs[0]} if len(cs) == 1 else {"C": cs}
 
 
 def fit_single(kind: str, tr: View, y: np.ndarray, va: View, yv: np.ndarray, seed: int) -> Fitted:
-    """``ehr``, ``cxr`` or ``notes_tfidf``: logistic regression on one modality's input."""
-    prior = float(y.mean())
-    get = {"ehr": lambda v: v.tabular, "cxr": lambda v: v.cxr, "notes_tfidf": lambda v: v.notes_sparse}[kind]  # fmt: skip
-    need = {"ehr": None, "cxr": "cxr", "notes_tfidf": "notes"}[kind]
+    """``ehr``/``labs`` (the structured table), ``cxr`` or ``notes_tfidf``: logistic
+    regression on one modality's input."""
+    prior = y.mean(axis=0).astype(float)
+    get = {"cxr": lambda v: v.cxr, "notes_tfidf": lambda v: v.notes_sparse}.get(kind, lambda v: v.tabular)  # fmt: skip
+    need = {"cxr": "cxr", "notes_tfidf": "notes"}.get(kind)
     rows_tr = tr.present[need] if need else np.ones(len(y), dtype=bool)
     rows_va = va.present[need] if need else np.ones(len(yv), dtype=bool)
-    model, _ = _best_lr(get(tr)[rows_tr], y[rows_tr], get(va)[rows_va], yv[rows_va], seed)
+    model, cs = _lr_per_label(get(tr)[rows_tr], y[rows_tr], get(va)[rows_va], yv[rows_va], seed)
 
     def predict(v: View) -> np.ndarray:
-        p = model.predict_proba(get(v))[:, 1]
+        p = model(get(v))
         return _with_prior(p, v.present[need], prior) if need else p
 
-    return Fitted(predict, _auroc(yv, predict(va)), {"C": model.C})
+    return Fitted(predict, _auroc(yv, predict(va)), _settings(cs))
 
 
 def _dropped_copies(view: View, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The fused inputs, plus copies of the units with both optional modalities in which
-    one or both are absent (so the model learns to predict without them)."""
-    both = view.present["cxr"] & view.present["notes"]
+    """The fused inputs, plus copies of the units with every optional modality in which
+    some or all of them are absent (so the model learns to predict without them)."""
+    mods = list(view.present)
+    full = (
+        np.logical_and.reduce([view.present[m] for m in mods]) if mods else np.zeros(len(y), bool)
+    )
     xs, ys = [view.fused()], [y]
-    for drop in (("cxr",), ("notes",), ("cxr", "notes")):
-        v = view.subset(both)
+    drops = [c for r in range(1, len(mods) + 1) for c in combinations(mods, r)]
+    for drop in drops:
+        v = view.subset(full)
         for m in drop:
-            v.present[m] = np.zeros(int(both.sum()), dtype=bool)
+            v.present[m] = np.zeros(int(full.sum()), dtype=bool)
         xs.append(v.fused())
-        ys.append(y[both])
+        ys.append(y[full])
     return np.vstack(xs), np.concatenate(ys)
 
 
 def fit_modular(tr: View, y: np.ndarray, va: View, yv: np.ndarray, seed: int) -> Fitted:
     x, yy = _dropped_copies(tr, y)
     scale = StandardScaler().fit(x)
-    model, _ = _best_lr(scale.transform(x), yy, scale.transform(va.fused()), yv, seed)
+    model, cs = _lr_per_label(scale.transform(x), yy, scale.transform(va.fused()), yv, seed)
 
     def predict(v: View) -> np.ndarray:
-        return model.predict_proba(scale.transform(v.fused()))[:, 1]
+        return model(scale.transform(v.fused()))
 
-    return Fitted(predict, _auroc(yv, predict(va)), {"C": model.C})
+    return Fitted(predict, _auroc(yv, predict(va)), _settings(cs))
 
 
-def fit_late(parts: dict[str, Fitted], va: View, yv: np.ndarray) -> Fitted:
+def fit_late(parts: dict[str, Fitted], structured: str, va: View, yv: np.ndarray) -> Fitted:
     def predict(v: View) -> np.ndarray:
-        total = parts["ehr"].predict(v).copy()
+        total = parts[structured].predict(v).copy()
         count = np.ones(len(total))
         for m, key in (("cxr", "cxr"), ("notes", "notes_tfidf")):
-            total += np.where(v.present[m], parts[key].predict(v), 0.0)
-            count += v.present[m]
-        return total / count
+            if m in v.present:
+                total += np.where(v.present[m][:, None], parts[key].predict(v), 0.0)
+                count += v.present[m]
+        return total / count[:, None]
 
     return Fitted(predict, _auroc(yv, predict(va)))
 
@@ -360,26 +478,24 @@ def fit_early(tr: View, y: np.ndarray, va: View, yv: np.ndarray, seed: int, *, e
     scale = StandardScaler().fit(tr.fused())
     x = scale.transform(tr.fused())
     n, d = x.shape
-    net = torch.nn.Sequential(torch.nn.Linear(d, 64), torch.nn.ReLU(), torch.nn.Dropout(0.3), torch.nn.Linear(64, 1))  # fmt: skip
+    net = torch.nn.Sequential(torch.nn.Linear(d, 64), torch.nn.ReLU(), torch.nn.Dropout(0.3), torch.nn.Linear(64, y.shape[1]))  # fmt: skip
     opt = torch.optim.AdamW(net.parameters(), lr=1e-3, weight_decay=1e-2)
     loss_fn = torch.nn.BCEWithLogitsLoss()
-    width = tr.tabular.shape[1]
-    cxr_cols = np.arange(width, width + CXR_COMPONENTS + 1)
-    notes_cols = np.arange(cxr_cols[-1] + 1, d)
+    blocks = tr.blocks()
     absent = scale.transform(np.zeros((1, d)))[0]  # what a zeroed (absent) input becomes
 
     def run(v: View) -> np.ndarray:
         net.eval()
         with torch.no_grad():
             xv = torch.as_tensor(scale.transform(v.fused()), dtype=torch.float32)
-            return torch.sigmoid(net(xv)).numpy()[:, 0]
+            return torch.sigmoid(net(xv)).numpy()
 
     def loss(idx: np.ndarray) -> Any:
         xb = x[idx].copy()
-        for cols in (cxr_cols, notes_cols):
+        for cols in blocks:
             drop = rng.random(len(idx)) < 0.25
             xb[np.ix_(drop, cols)] = absent[cols]
-        out = net(torch.as_tensor(xb, dtype=torch.float32))[:, 0]
+        out = net(torch.as_tensor(xb, dtype=torch.float32))
         return loss_fn(out, torch.as_tensor(y[idx], dtype=torch.float32))
 
     best_epoch = _train(net, opt, loss, n=n, batch=64, epochs=epochs, rng=rng, score=lambda: _auroc(yv, run(va)))  # fmt: skip
@@ -439,13 +555,13 @@ def fit_text_cnn(tr: View, y: np.ndarray, va: View, yv: np.ndarray, seed: int, *
             super().__init__()
             self.emb = torch.nn.Embedding(len(vocab) + 2, 48, padding_idx=0)
             self.conv = torch.nn.Conv1d(48, 64, kernel_size=3, padding=1)
-            self.out = torch.nn.Linear(64, 1)
+            self.out = torch.nn.Linear(64, y.shape[1])
             self.drop = torch.nn.Dropout(0.3)
 
         def forward(self, ids: Any) -> Any:
             h = torch.relu(self.conv(self.emb(ids).transpose(1, 2)))
             h = h.masked_fill((ids == 0)[:, None, :], -1e4).max(dim=2).values
-            return self.out(self.drop(h))[:, 0]
+            return self.out(self.drop(h))
 
     net = TextCNN()
     opt = torch.optim.Adam(net.parameters(), lr=2e-3)
@@ -453,7 +569,7 @@ def fit_text_cnn(tr: View, y: np.ndarray, va: View, yv: np.ndarray, seed: int, *
     rows = np.flatnonzero(tr.present["notes"])
     ids_tr = encode([tr.texts[i] for i in rows])
     y_tr = torch.as_tensor(y[rows], dtype=torch.float32)
-    prior = float(y.mean())
+    prior = y.mean(axis=0).astype(float)
 
     def run(v: View) -> np.ndarray:
         net.eval()
@@ -484,13 +600,15 @@ def scenario_withheld(bench: Benchmark, task: str, test: Split) -> dict[str, dic
                 out[name] = {m.slug: np.isin(stays, table.withheld[name])}
     paired = test.units["paired"].to_numpy().astype(bool)
     for a in suite.ablations:
-        out[a.slug] = {m: paired.copy() for m in OPTIONAL if m not in a.modalities}
+        out[a.slug] = {m: paired.copy() for m in test.optional if m not in a.modalities}
     return out
 
 
-def _prediction_frame(test: Split, p: np.ndarray, scenario: str, rows: np.ndarray) -> pd.DataFrame:
-    return pd.DataFrame({"stay_id": test.units["stay_id"].to_numpy()[rows],
-                         "scenario": scenario, "prediction": np.round(p[rows], 6)})  # fmt: skip
+def _prediction_frame(test: Split, p: np.ndarray, scenario: str, rows: np.ndarray, columns: list[str]) -> pd.DataFrame:  # fmt: skip
+    frame = pd.DataFrame({"stay_id": test.units["stay_id"].to_numpy()[rows], "scenario": scenario})
+    for j, c in enumerate(columns):
+        frame[c] = np.round(p[rows, j], 6)
+    return frame
 
 
 def train_suite_baselines(
@@ -501,19 +619,24 @@ def train_suite_baselines(
     tasks: list[str] | None = None,
     seed: int = 42,
 ) -> dict[str, Any]:
-    """Train the models on every task of the benchmark's suite and write the run directory;
-    returns the run manifest."""
+    """Train the suite's models (:func:`suite_models`, or those named) on every task of the
+    benchmark's suite and write the run directory; returns the run manifest."""
     t0 = time.perf_counter()
     bench = Benchmark.open(benchmark)
     suite = bench.suite
     check_suite(suite)
-    models = list(models or MODEL_KEYS)
-    unknown = [m for m in models if m not in MODELS]
+    available = suite_models(suite)
+    models = list(models or available)
+    unknown = [m for m in models if m not in available]
     if unknown:
-        raise SuiteBaselineError(f"unknown model(s) {', '.join(unknown)}; choose from {', '.join(MODEL_KEYS)}")  # fmt: skip
+        raise SuiteBaselineError(
+            f"model(s) {', '.join(unknown)} do not fit suite {suite.slug}; its models are: "
+            + ", ".join(available)
+        )
     tasks = list(tasks or suite.task_slugs)
     for t in tasks:
         suite.task(t)
+    structured = available[0]
     run_dir = Path(out)
     run_dir.mkdir(parents=True, exist_ok=True)
     emit(f"loading {bench.name} {bench.version} ({suite.slug})")
@@ -530,7 +653,7 @@ def train_suite_baselines(
         "model_info": {
             m: {
                 "method_name": MODELS[m][0],
-                "modalities": list(MODELS[m][1]),
+                "modalities": model_modalities(m, suite),
                 "description": MODELS[m][2],
             }
             for m in models
@@ -538,43 +661,51 @@ def train_suite_baselines(
         "timings": {"load_seconds": load_seconds},
         "tasks": {},
     }
+    fitters = {
+        "notes_cnn": fit_text_cnn, "modular": fit_modular, "early": fit_early,
+    }  # fmt: skip
     for task in tasks:
+        t = suite.task(task)
+        columns = ["prediction"] if t.kind == "binary" else list(t.label_slugs)
         y, yv = splits["train"].labels[task], splits["val"].labels[task]
         scenarios = scenario_withheld(bench, task, test)
         views = {"paired": make_view(test, enc)} | {
             s: make_view(test, enc, withheld) for s, withheld in scenarios.items()
         }
         paired_rows = test.units["paired"].to_numpy().astype(bool)
+        everyone = np.ones(len(test.units), dtype=bool)
         fitted: dict[str, Fitted] = {}
         for m in models:
             ts = time.perf_counter()
-            needs = ["ehr", "cxr", "notes_tfidf"] if m == "late" else [m]
-            for key in needs:
+            singles = [structured, *(k for k in ("cxr", "notes_tfidf") if k in available)]
+            for key in singles if m == "late" else [m]:
                 if key in fitted:
                     continue
-                if key in ("ehr", "cxr", "notes_tfidf"):
+                if key in fitters:
+                    fitted[key] = fitters[key](tr, y, va, yv, seed)
+                else:
                     fitted[key] = fit_single(key, tr, y, va, yv, seed)
-                elif key == "notes_cnn":
-                    fitted[key] = fit_text_cnn(tr, y, va, yv, seed)
-                elif key == "modular":
-                    fitted[key] = fit_modular(tr, y, va, yv, seed)
-                elif key == "early":
-                    fitted[key] = fit_early(tr, y, va, yv, seed)
             if m == "late":
-                fitted[m] = fit_late(fitted, va, yv)
+                fitted[m] = fit_late(fitted, structured, va, yv)
             train_seconds = time.perf_counter() - ts
             ts = time.perf_counter()
-            frames = [_prediction_frame(test, fitted[m].predict(views["paired"]), "paired", np.ones(len(test.units), dtype=bool))]  # fmt: skip
-            for s, view in views.items():
-                if s != "paired":
-                    frames.append(_prediction_frame(test, fitted[m].predict(view), s, paired_rows))
+            frames = [
+                _prediction_frame(
+                    test,
+                    fitted[m].predict(view),
+                    s,
+                    everyone if s == "paired" else paired_rows,
+                    columns,
+                )  # fmt: skip
+                for s, view in views.items()
+            ]
             path = run_dir / "predictions" / task / f"{m}.csv"
             path.parent.mkdir(parents=True, exist_ok=True)
             pd.concat(frames, ignore_index=True).to_csv(path, index=False)
-            val_paired = va.present["cxr"] & va.present["notes"]
+            val_paired = np.logical_and.reduce([va.present[o] for o in va.present]) if va.present else np.ones(len(yv), bool)  # fmt: skip
             entry = {
                 "val_metric": round(fitted[m].val_metric, 6),
-                "val_metric_name": "auroc",
+                "val_metric_name": "auroc" if t.kind == "binary" else "macro_auroc",
                 "val_metric_all": round(fitted[m].val_metric, 6),
                 "val_metric_paired": round(_auroc(yv[val_paired], fitted[m].predict(va)[val_paired]), 6),
                 "train_seconds": round(train_seconds, 2),
@@ -582,7 +713,7 @@ def train_suite_baselines(
                 **fitted[m].settings,
             }  # fmt: skip
             manifest["tasks"].setdefault(task, {})[m] = entry
-            emit(f"{task} {m}: validation AUROC {entry['val_metric']:.4f}")
+            emit(f"{task} {m}: validation {entry['val_metric_name']} {entry['val_metric']:.4f}")
     manifest["timings"]["total_seconds"] = round(time.perf_counter() - t0, 2)
     (run_dir / "run.json").write_text(json.dumps(manifest, indent=1) + "\n")
     return manifest
@@ -601,7 +732,11 @@ def is_suite_run(manifest: dict[str, Any]) -> bool:
     return manifest.get("kind") == RUN_KIND
 
 
-FUSION = ("modular", "late", "early")
+def notes_ablation(suite: Suite) -> str | None:
+    """The ablation that leaves out the notes and keeps every other modality (Yu et al.:
+    ``ablation_ehr_cxr``; MEDFuse: ``ablation_labs``), if the suite declares one."""
+    others = {m.slug for m in suite.modalities} - {"notes"}
+    return next((a.slug for a in suite.ablations if set(a.modalities) == others), None)
 
 
 def _ci(entry: dict[str, Any] | None, sign: float = 1.0) -> str:
@@ -637,8 +772,11 @@ def score_run(
     for task, entries in manifest["tasks"].items():
         t = suite.task(task)
         truth = truth_from_benchmark(bench, task)
+        without_notes = notes_ablation(suite)
         head = ["model", f"all modalities ({t.primary_metric})"]
-        head += [a.title for a in suite.ablations] + ["notes add (all minus EHR and CXR)"]
+        head += [a.title for a in suite.ablations]
+        if without_notes:
+            head.append(f"notes add (all minus {suite.ablation(without_notes).title})")
         lines = ["| " + " | ".join(head) + " |", "|---" * len(head) + "|"]
         for m in entries:
             rep = scoring.score_predictions(run / "predictions" / task / f"{m}.csv", truth=truth, replicates=replicates)  # fmt: skip
@@ -646,7 +784,8 @@ def score_run(
             rows = {r["scenario"]: r for r in rep["robustness"].get("ablations", [])}
             cells = [m, _ci(rows.get("paired"))]
             cells += [_ci(rows.get(a.slug)) for a in suite.ablations]
-            cells.append(_ci((rows.get("ablation_ehr_cxr") or {}).get("difference"), -1.0))
+            if without_notes:
+                cells.append(_ci((rows.get(without_notes) or {}).get("difference"), -1.0))
             lines.append("| " + " | ".join(cells) + " |")
         parts.append(
             f"{task}: {t.primary_metric} on the {truth.paired.sum():,} paired test units, "
@@ -655,15 +794,16 @@ def score_run(
     return "\n\n".join(parts), reports
 
 
-def notes_add(reports: dict[str, dict[str, Any]]) -> dict[str, list[str]]:
-    """Per task, the fusion models whose paired difference (all modalities minus EHR and
-    CXR) has a 95% CI above 0."""
+def notes_add(reports: dict[str, dict[str, Any]], suite: Suite) -> dict[str, list[str]]:
+    """Per task, the fusion models whose paired difference between all modalities and all
+    but the notes (:func:`notes_ablation`) has a 95% CI above 0."""
+    without_notes = notes_ablation(suite)
     out: dict[str, list[str]] = {}
     for task, by_model in reports.items():
         out[task] = []
         for m in FUSION:
             rows = {r["scenario"]: r for r in by_model.get(m, {}).get("robustness", {}).get("ablations", [])}  # fmt: skip
-            d = (rows.get("ablation_ehr_cxr") or {}).get("difference")
+            d = (rows.get(without_notes or "") or {}).get("difference")
             if d and d["ci"][1] is not None and d["ci"][1] < 0:
                 out[task].append(m)
     return out
@@ -677,6 +817,9 @@ __all__ = [
     "check_suite",
     "is_suite_run",
     "load_splits",
+    "model_modalities",
+    "notes_ablation",
+    "suite_models",
     "notes_add",
     "read_run",
     "score_run",

@@ -175,7 +175,7 @@ def test_the_board_still_ranks_on_the_full_precision_values(scored_private_entry
         "pk": sub.pk, "method_name": "LR", "team_name": "", "owner__username": "u",
         "is_reference": False, "streamed": False, "track__slug": "prediction-file",
         "track__title": "",
-        "uses_ehr": True, "uses_cxr": False, "paper_url": "", "code_url": "",
+        "uses_ehr": True, "uses_cxr": False, "modalities": ["ehr"], "paper_url": "", "code_url": "",
     }  # fmt: skip
     row = _row(entry, stored)
     assert row.value == stored.primary_value and len(row.replicates) == len(stored.replicate_values)

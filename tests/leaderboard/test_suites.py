@@ -180,3 +180,49 @@ def test_a_suite_baselines_run_enters_its_models_with_their_modalities(client, b
     assert 'id="ablations"' in entry and "EHR and radiology reports" in entry
     assert "notes_missing_100" in entry and "Missing modalities (robustness)" in entry
     assert Submission.objects.filter(task__benchmark__suite__slug="yu2025").count() == 6
+
+
+def test_a_container_entry_of_a_suite_the_gateway_cannot_stream_is_refused_with_the_reason(
+    api, two_suites
+):
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    r = api.post("/api/submissions/", {
+        "suite": "tiny-notes", "task": "mortality-24h", "track": "container", "method_name": "X",
+        "modalities": "vitals", "training_data": "train and validation splits only",
+        "image": SimpleUploadedFile("m.tar", b"not an image"),
+    }, format="multipart")  # fmt: skip
+    assert r.status_code == 400, r.content
+    body = r.json()
+    assert body["code"] == "track_closed"
+    assert "does not reveal vital signs or clinical notes" in body["detail"]
+    assert (
+        body["errors"]["track"] == [body["detail"]]
+        and "Submit a prediction file instead." in body["detail"]
+    )
+
+
+def test_a_multilabel_suite_entry_page_shows_its_labels_and_the_notes_ablation(
+    client, benchmark, tmp_path
+):
+    from benchmark_data.synth.medfuse import TASK, generate_medfuse
+    from leaderboard.board.services.baselines import baselines_load
+    from leaderboard.board.services.evaluations import evaluation_run
+    from scoring.baselines.suites import train_suite_baselines
+
+    generate_medfuse(tmp_path / "mf", scale="tiny", seed=5)
+    train_suite_baselines(str(tmp_path / "mf"), tmp_path / "run", models=["labs", "modular"])
+    benchmark_register(uri=str(tmp_path / "mf"), verify=False)
+    subs = baselines_load(run_dir=tmp_path / "run")
+    assert [s.method_name for s in subs] == ["Labs only (logistic regression)", "Modular framework (Yu et al.)"]  # fmt: skip
+    for s in subs:
+        ev = evaluation_run(evaluation_id=s.evaluations.get().pk, worker="test")
+        assert ev.status == "succeeded", ev.error_message
+        assert ev.report["primary_metric"] == "macro_f1"
+    r = client.get(f"/entries/{subs[1].pk}/")
+    assert r.status_code == 200
+    page = r.content.decode()
+    assert "acute_and_unspecified_renal_failure" in page and "Lab tests only" in page
+    board = client.get(f"/suites/medfuse/tasks/{TASK}/").content.decode()
+    assert ">Δ no Notes</th>" in board and ">Labs only</th>" in board
+    assert "as more and more units lose their clinical notes" in board

@@ -64,6 +64,26 @@ class SubmissionMeta:
         return [m for m, used in (("ehr", self.uses_ehr), ("cxr", self.uses_cxr)) if used]
 
 
+# What the streaming gateway reveals to a container (leaderboard/containers/gateway): the ICU
+# time series and the chest X-rays. A suite declaring other inputs takes prediction files.
+GATEWAY_MODALITIES = frozenset({"ehr", "cxr"})
+ERR_GATEWAY_MODALITIES = (
+    "The container track does not run {suite} entries yet: the streaming gateway does not "
+    "reveal {what}. Submit a prediction file instead."
+)
+
+
+def check_gateway_streams(task: Task) -> None:
+    """Refuse a container entry for a suite whose inputs the gateway cannot stream."""
+    declaration = task.benchmark.suite_declaration
+    missing = [m.title.lower() for m in declaration.modalities if m.slug not in GATEWAY_MODALITIES]
+    if missing:
+        raise TrackClosed(
+            ERR_GATEWAY_MODALITIES.format(suite=declaration.title, what=" or ".join(missing)),
+            field="track",
+        )
+
+
 ERR_NO_MODALITY = "Say which inputs the model uses: at least one of {known}."
 ERR_UNKNOWN_MODALITY = (
     "{what} {bad} {verb} not an input of the {suite} suite; its inputs are: {known}."
@@ -197,6 +217,8 @@ def submission_create(
             f"{task.title} of benchmark {task.benchmark} is closed: submit to the current benchmark.",
             field="task",
         )
+    if track.slug == Track.CONTAINER and not is_reference:
+        check_gateway_streams(task)
     if task.gateway_only and track.slug != Track.CONTAINER and not is_reference:
         raise TaskClosed(ERR_GATEWAY_ONLY.format(task=task.title), field="track")
     if meta.visibility not in (V.PUBLIC, V.PRIVATE):

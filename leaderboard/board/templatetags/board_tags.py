@@ -44,8 +44,12 @@ def ci(value: Any, digits: int = 3) -> str:
     """A 95% CI ``[lo, hi]`` (or a dict holding ``ci``) as text."""
     if isinstance(value, dict):
         value = value.get("ci")
-    if not value or len(value) != 2 or not all(_finite(v) for v in value):
-        return ""
+    if (
+        not isinstance(value, (list, tuple))
+        or len(value) != 2
+        or not all(_finite(v) for v in value)
+    ):
+        return ""  # a bare figure (e.g. a label's prevalence) has no interval
     return f"[{_short(value[0], digits)}, {_short(value[1], digits)}]"
 
 

@@ -101,6 +101,12 @@ def home(request: HttpRequest) -> HttpResponse:
 BOARD_PAGE_ROWS = 100  # rows of the board page by default; ?all=1 shows every entry
 
 
+def curve_modality(suite: Any) -> str:
+    """What the robustness curve withholds (the suite's first withheld modality)."""
+    m = suite.withheld_modality
+    return m.title.lower() if m is not None else "no input"
+
+
 def robustness_columns(suite: Any) -> list[dict[str, str]]:
     """The board's robustness columns for a suite: each withheld modality's change at its
     last level (MedMod: Δ no CXR), then each ablation's primary metric."""
@@ -155,6 +161,7 @@ def board_page_fragment(
                 "forest": forest,
                 "secondary": [m for m in board.metrics if m != board.primary_metric],
                 "robustness_columns": robustness_columns(task.benchmark.suite_declaration),
+                "audc_modality": curve_modality(task.benchmark.suite_declaration),
                 "tracks": Track.objects.all(),
                 "modalities": MODALITY_FILTERS,
                 "metric_names": board.metrics,

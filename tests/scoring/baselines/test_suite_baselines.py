@@ -15,13 +15,13 @@ from benchmark_data.suite import builtin_suite, parse_suite
 from benchmark_data.synth.yu import generate_yu
 from scoring.baselines import cli
 from scoring.baselines.suites import (
-    MODEL_KEYS,
     SuiteBaselineError,
     check_suite,
     score_run,
     train_suite_baselines,
 )
 
+YU_MODELS = ("ehr", "cxr", "notes_tfidf", "notes_cnn", "modular", "late", "early")
 pytestmark = pytest.mark.filterwarnings("ignore::RuntimeWarning", "ignore::UserWarning")
 
 
@@ -46,8 +46,8 @@ def test_every_model_writes_every_scenario_of_the_suite(run):
     paired = set(test.loc[test["paired"] == 1, "stay_id"])
     expected = [s for s in bench.suite.scenarios if s != "natural"]
     for task in manifest["tasks"]:
-        assert set(manifest["tasks"][task]) == set(MODEL_KEYS)
-        for model in MODEL_KEYS:
+        assert tuple(manifest["tasks"][task]) == YU_MODELS
+        for model in YU_MODELS:
             p = _preds(root, task, model)
             assert list(dict.fromkeys(p["scenario"])) == expected
             assert set(p.loc[p["scenario"] == "paired", "stay_id"]) == set(test["stay_id"])
@@ -117,3 +117,25 @@ def test_the_command_line_names_the_suites_tasks_for_an_unknown_task(run, capsys
     assert rc == 2
     err = capsys.readouterr().err
     assert "unknown task phenotyping" in err and "mortality-24h, los-over-3d" in err
+
+
+def test_a_multilabel_suite_gets_one_column_per_label_and_the_notes_add(tmp_path):
+    from benchmark_data.synth.medfuse import TASK, generate_medfuse
+    from scoring.baselines.suites import notes_add, suite_models
+
+    generate_medfuse(tmp_path / "bench", scale="tiny", seed=5)
+    bench = Benchmark.open(tmp_path / "bench")
+    assert suite_models(bench.suite) == ("labs", "notes_tfidf", "notes_cnn", "modular", "late", "early")  # fmt: skip
+    manifest = train_suite_baselines(str(tmp_path / "bench"), tmp_path / "run", models=["labs", "modular"])  # fmt: skip
+    assert manifest["model_info"]["modular"]["modalities"] == ["labs", "notes"]
+    p = pd.read_csv(tmp_path / "run" / "predictions" / TASK / "modular.csv")
+    assert list(p.columns) == ["stay_id", "scenario", *bench.suite.task(TASK).label_slugs]
+    assert list(dict.fromkeys(p["scenario"])) == [
+        s for s in bench.suite.scenarios if s != "natural"
+    ]
+    table, reports = score_run(tmp_path / "run", replicates=50)
+    assert "notes add (all minus Lab tests only)" in table
+    assert reports[TASK]["modular"]["primary_metric"] == "macro_f1"
+    assert set(notes_add(reports, bench.suite)) == {TASK}
+    with pytest.raises(SuiteBaselineError, match="do not fit suite medfuse; its models are: labs"):
+        train_suite_baselines(str(tmp_path / "bench"), tmp_path / "x", models=["cxr"])
