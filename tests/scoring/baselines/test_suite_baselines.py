@@ -21,7 +21,7 @@ from scoring.baselines.suites import (
     train_suite_baselines,
 )
 
-YU_MODELS = ("ehr", "cxr", "notes_tfidf", "notes_cnn", "modular", "late", "early")
+YU_MODELS = ("ehr", "cxr", "notes_tfidf", "notes_cnn", "modular", "late", "early", "medfuse_notes")
 pytestmark = pytest.mark.filterwarnings("ignore::RuntimeWarning", "ignore::UserWarning")
 
 
@@ -125,7 +125,7 @@ def test_a_multilabel_suite_gets_one_column_per_label_and_the_notes_add(tmp_path
 
     generate_medfuse(tmp_path / "bench", scale="tiny", seed=5)
     bench = Benchmark.open(tmp_path / "bench")
-    assert suite_models(bench.suite) == ("labs", "notes_tfidf", "notes_cnn", "modular", "late", "early")  # fmt: skip
+    assert suite_models(bench.suite) == ("labs", "notes_tfidf", "notes_cnn", "modular", "late", "early", "medfuse_notes")  # fmt: skip
     manifest = train_suite_baselines(str(tmp_path / "bench"), tmp_path / "run", models=["labs", "modular"])  # fmt: skip
     assert manifest["model_info"]["modular"]["modalities"] == ["labs", "notes"]
     p = pd.read_csv(tmp_path / "run" / "predictions" / TASK / "modular.csv")
