@@ -75,12 +75,15 @@ def main(argv: list[str] | None = None) -> int:
         "import-mimic",
         help="build a benchmark from MedMod-preprocessed MIMIC-IV and MIMIC-CXR files",
     )
+    p.add_argument("--suite", choices=["medmod", "yu2025"], default="medmod",
+                   help="the suite to build (yu2025 also needs --mimic-note)")  # fmt: skip
     p.add_argument("--medmod-root", required=True, help="MedMod mimic4extract output directory")
     p.add_argument("--mimic-iv", required=True, help="MIMIC-IV directory (hosp/, icu/)")
     p.add_argument("--mimic-cxr", required=True, help="MIMIC-CXR-JPG metadata directory")
     p.add_argument("--test-subjects", help="test subject file (MedMod's testset_iv.csv)")
     p.add_argument("--val-subjects", help="validation subject file (MedMod's valset_iv.csv)")
     p.add_argument("--cxr-images", help="MIMIC-CXR-JPG image root: convert images to PNG")
+    p.add_argument("--mimic-note", help="MIMIC-IV-Note directory (radiology, discharge, radiology_detail)")  # fmt: skip
     p.add_argument("--image-size", type=int, default=224, help="PNG shorter side in pixels")
     p.add_argument("--out", required=True, help="new benchmark directory")
     p.add_argument("--seed", type=int, default=42)
@@ -128,22 +131,24 @@ def main(argv: list[str] | None = None) -> int:
             print(f"wrote {args.out} in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
         elif args.command == "import-mimic":
             from benchmark_data.mimic import import_mimic
+            from benchmark_data.mimic.yu import DEFAULT_NAME as YU_NAME
+            from benchmark_data.mimic.yu import import_yu
 
             t0 = time.perf_counter()
-            import_mimic(
-                medmod_root=args.medmod_root,
-                mimic_iv=args.mimic_iv,
-                mimic_cxr=args.mimic_cxr,
-                out=args.out,
-                test_subjects=args.test_subjects,
-                val_subjects=args.val_subjects,
-                cxr_images=args.cxr_images,
-                seed=args.seed,
-                name=args.name,
-                version=args.version,
+            common = dict(
+                medmod_root=args.medmod_root, mimic_iv=args.mimic_iv, mimic_cxr=args.mimic_cxr,
+                out=args.out, test_subjects=args.test_subjects, val_subjects=args.val_subjects,
+                cxr_images=args.cxr_images, seed=args.seed, version=args.version,
                 image_size=args.image_size,
                 log=(lambda line: print(line, file=sys.stderr)) if sys.stderr.isatty() else None,
-            )
+            )  # fmt: skip
+            if args.suite == "yu2025":
+                if not args.mimic_note:
+                    parser.error("--suite yu2025 needs --mimic-note (the MIMIC-IV-Note directory)")
+                name = YU_NAME if args.name == "medmod-mimic" else args.name
+                import_yu(mimic_note=args.mimic_note, name=name, **common)
+            else:
+                import_mimic(name=args.name, **common)
             print(f"wrote {args.out} in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
         elif args.command == "export-public":
             manifest = export_public(Benchmark.open(args.benchmark), args.out)

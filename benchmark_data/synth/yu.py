@@ -262,12 +262,17 @@ def _write_ehr(
 _LABEL_OF = {"mortality-24h": "mortality", "los-over-3d": "long_stay"}
 
 
-def _write_units(w: BenchmarkWriter, d: _Drawn, suite: Suite) -> dict[str, dict[str, int]]:
+def write_units(
+    w: BenchmarkWriter, units: pd.DataFrame, scenarios: pd.DataFrame, suite: Suite
+) -> dict[str, dict[str, int]]:
+    """Unit lists (labels in train and val only), test labels and scenario files of the two
+    tasks; ``units`` has one row per stay with ``split`` and the ``mortality`` and
+    ``long_stay`` labels."""
     counts: dict[str, dict[str, int]] = {}
     cols = ["stay_id", "subject_id", "cxr_dicom_id", "has_cxr", "has_notes", "paired"]
     for task in suite.tasks:
         label = task.label_columns[0]
-        df = d.units.rename(columns={_LABEL_OF[task.slug]: label})
+        df = units.rename(columns={_LABEL_OF[task.slug]: label})
         c: dict[str, int] = {}
         for name in SPLITS:
             part = df[df["split"] == name].reset_index(drop=True)
@@ -279,7 +284,7 @@ def _write_units(w: BenchmarkWriter, d: _Drawn, suite: Suite) -> dict[str, dict[
                 w.write_csv(layout.units(task.slug, name), part[[*cols, label]])
             c[name] = len(part)
         counts[task.slug] = {k: c[k] for k in (*SPLITS, "test_paired")}
-        w.write_csv(layout.scenarios(task.slug), d.scenarios)
+        w.write_csv(layout.scenarios(task.slug), scenarios)
     return counts
 
 
@@ -312,7 +317,7 @@ def generate_yu(
         w = BenchmarkWriter(store)
         _write_tables(w, d)
         ehr_stats = _write_ehr(w, d, streams[6].spawn(len(SPLITS)))
-        counts = _write_units(w, d, suite)
+        counts = write_units(w, d.units, d.scenarios, suite)
         if sealed:
             write_sealed_seed(w, seed=seed, scale=scale)
         render_images(w, d.images, d.params, size=size, rng=np.random.default_rng(streams[7]), progress=say)  # fmt: skip
@@ -363,4 +368,5 @@ __all__ = [
     "withheld_scenarios",
     "write_notes",
     "write_stays",
+    "write_units",
 ]
