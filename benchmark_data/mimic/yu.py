@@ -4,7 +4,9 @@ longer than three days.
 
 The cohort is every stay of MedMod's preprocessed listfiles (whose episode files hold the 17
 vital-sign and lab variables) that lasts at least 24 hours and whose patient is alive at hour
-24. Every input is cut at that prediction time, in every split:
+24 (in the test split, one such stay per patient, drawn at random: a later stay would say
+that the earlier one did not end in death). Every input is cut at that prediction time, in
+every split:
 
 - **demographics** (an input of this suite): age, gender, race, insurance, admission type;
 - **time series**: the episode rows taken in the first 24 hours, and their discretized hours;
@@ -56,12 +58,19 @@ from benchmark_data.mimic.sources import (
 from benchmark_data.notes import RADIOLOGY, usable_mask
 from benchmark_data.store import LocalStore
 from benchmark_data.suite import builtin_suite
-from benchmark_data.synth.yu import HORIZON_MIN, LONG_STAY_MIN, withheld_scenarios, write_units
+from benchmark_data.synth.yu import (
+    HORIZON_MIN,
+    LONG_STAY_MIN,
+    one_stay_per_test_patient,
+    withheld_scenarios,
+    write_units,
+)
 from benchmark_data.tasks import SPLITS
 
 DEFAULT_NAME = "yu2025-mimic"
 SUITE = "yu2025"
 SCENARIO_STREAM = 77  # the seed sequence's second word for the scenarios
+PICK_STREAM = 78  # ... and for the one test stay kept per patient
 HORIZON_SECONDS = HORIZON_MIN * 60
 ERR_NO_FLAG = "{path}: {n} admission(s) of the cohort have no hospital_expire_flag, first hadm_id: {first}"  # fmt: skip
 
@@ -138,6 +147,9 @@ def import_yu(
     parts = parts[parts["subject_id"].isin(stays["subject_id"])]
     split, rule = assign_splits(parts, test_subjects=tests, val_subjects=vals, seed=seed)
     stays["split"] = stays["subject_id"].map(split)
+    stays = stays.sort_values("stay_id", ignore_index=True)
+    keep = one_stay_per_test_patient(stays, np.random.default_rng([seed, PICK_STREAM]))
+    stays = stays[keep].reset_index(drop=True)
     stays["mortality"] = _mortality(iv, stays["hadm_id"], files)
     stays["long_stay"] = (stays["length_seconds"] > LONG_STAY_MIN * 60).astype(np.int64)
     stays = stays.sort_values("stay_id", ignore_index=True)

@@ -22,6 +22,7 @@ stays are the MedMod generator's, kept when still in the ICU and alive at hour 2
   notes add to labs; how much is written down follows the group's documentation rate.
   Notes stored after hour 24 and the discharge summary are not inputs
   (:mod:`benchmark_data.notes`).
+- The test split keeps one stay per patient, drawn at random (as the Yu et al. benchmark).
 - A unit is **paired** when it has a note by hour 24; the scenario files withhold the
   notes of 25/50/75/100% of the paired test stays (nested).
 
@@ -44,7 +45,7 @@ from benchmark_data.notes import usable_mask
 from benchmark_data.store import Store
 from benchmark_data.suite import builtin_suite
 from benchmark_data.synth import cohort as C
-from benchmark_data.synth.notes import discharge_summary, notes_frame
+from benchmark_data.synth.notes import discharge_summary, notes_frame, renumbered
 from benchmark_data.synth.writer import Progress, destination, synthetic_identity, write_sealed_seed
 from benchmark_data.synth.yu import (
     HORIZON_MIN,
@@ -57,7 +58,7 @@ from benchmark_data.synth.yu import (
 from benchmark_data.tasks import PHENOTYPE_NAMES, SPLITS
 
 GENERATOR = "benchmark_data.synth.medfuse"
-GENERATOR_VERSION = "1"
+GENERATOR_VERSION = "2"
 NAME = "medfuse-synthetic"
 SUITE = "medfuse"
 TASK = "diseases-24h"
@@ -234,11 +235,11 @@ def generate_medfuse(
         seed = secrets.randbits(63)
     suite = builtin_suite(SUITE)
     task = suite.task(TASK)
-    streams = np.random.SeedSequence(seed).spawn(4)
-    stays, ph = first_day_cohort(scale, np.random.default_rng(streams[0]))
+    streams = np.random.SeedSequence(seed).spawn(5)
+    stays, ph = first_day_cohort(scale, np.random.default_rng(streams[0]), np.random.default_rng(streams[4]))  # fmt: skip
     labs = _labs(stays, ph, np.random.default_rng(streams[1]))
     notes = _notes(stays, ph, np.random.default_rng(streams[2]))
-    notes = notes[usable_mask(notes, prediction_minute=HORIZON_MIN, own_study=None)].reset_index(drop=True)  # fmt: skip
+    notes = renumbered(notes[usable_mask(notes, prediction_minute=HORIZON_MIN, own_study=None)])
     has_notes = stays["stay_id"].isin(notes["stay_id"]).to_numpy().astype(np.int64)
     labels = pd.DataFrame(ph[:, list(DISEASES)].astype(np.int64), columns=list(task.label_slugs))
     units = pd.concat([pd.DataFrame({

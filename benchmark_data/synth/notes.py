@@ -360,6 +360,15 @@ def notes_frame(rows: list[tuple], stays: pd.DataFrame) -> pd.DataFrame:
     return frame[list(NOTE_COLUMNS)]
 
 
+def renumbered(notes: pd.DataFrame) -> pd.DataFrame:
+    """The notes an input may hold, numbered among themselves: ``note_seq`` and the id count
+    only these, so a gap in the numbers cannot tell that a note not yet stored exists."""
+    out = notes.reset_index(drop=True).copy()
+    out["note_seq"] = out.groupby(["stay_id", "note_type"]).cumcount() + 1
+    out["note_id"] = [f"{sid}-{t[:2].upper()}-{q}" for sid, t, q in zip(out["stay_id"], out["note_type"], out["note_seq"], strict=True)]  # fmt: skip
+    return out
+
+
 def make_notes(
     stays: pd.DataFrame,
     phenotypes: np.ndarray,
@@ -429,4 +438,5 @@ __all__ = [
     "notes_frame",
     "radiology_report",
     "radiology_rows",
+    "renumbered",
 ]

@@ -16,6 +16,8 @@ every split hold the first 24 hours only, so the test split needs no sequestered
   conversation (rising before a death) and the team's expectation of the course (a prolonged
   stay, or a transfer out in the morning), each written with the group's documentation rate,
   so notes add to EHR and images and subgroups differ in how much is documented.
+- The test split keeps **one stay per patient**, drawn at random: a later stay of the same
+  patient would say that the earlier one did not end in death.
 - A unit is **paired** when it has an image and a report by hour 24; the scenario files
   withhold each modality from 25/50/75/100% of the paired test stays, independently.
 
@@ -44,7 +46,13 @@ from benchmark_data.suite import Suite, builtin_suite
 from benchmark_data.synth import cohort as C
 from benchmark_data.synth.cxr import image_findings
 from benchmark_data.synth.ehr import make_timeseries
-from benchmark_data.synth.notes import History, goals_of_care, notes_frame, radiology_rows
+from benchmark_data.synth.notes import (
+    History,
+    goals_of_care,
+    notes_frame,
+    radiology_rows,
+    renumbered,
+)
 from benchmark_data.synth.scales import get_scale
 from benchmark_data.synth.units import latest_image
 from benchmark_data.synth.writer import (
@@ -57,7 +65,7 @@ from benchmark_data.synth.writer import (
 from benchmark_data.tasks import SPLITS
 
 GENERATOR = "benchmark_data.synth.yu"
-GENERATOR_VERSION = "1"
+GENERATOR_VERSION = "2"
 NAME = "yu2025-synthetic"
 SUITE = "yu2025"
 HORIZON_MIN = 24 * 60
@@ -140,11 +148,29 @@ def _history(stays: pd.DataFrame, rng: np.random.Generator) -> History:
     return at
 
 
-def first_day_cohort(scale: str, rng: np.random.Generator) -> tuple[pd.DataFrame, np.ndarray]:
-    """The cohort's stays still in the ICU and alive at hour 24, and their phenotypes."""
+def one_stay_per_test_patient(stays: pd.DataFrame, rng: np.random.Generator) -> np.ndarray:
+    """Which stays to keep: every stay of the training and validation splits, and one test
+    stay per patient drawn at random (not from the outcome). A later stay of the same
+    patient would tell that the earlier one did not end in death."""
+    test = (stays["split"] == "test").to_numpy()
+    draw = rng.random(len(stays))
+    order = pd.DataFrame({"subject_id": stays["subject_id"].to_numpy(), "draw": draw})
+    first = order[test].sort_values(["subject_id", "draw"], kind="stable").drop_duplicates("subject_id")  # fmt: skip
+    keep = ~test
+    keep[first.index.to_numpy()] = True
+    return keep
+
+
+def first_day_cohort(
+    scale: str, rng: np.random.Generator, pick: np.random.Generator
+) -> tuple[pd.DataFrame, np.ndarray]:
+    """The cohort's stays still in the ICU and alive at hour 24 (one per patient in the test
+    split, drawn with ``pick``), and their phenotypes."""
     cohort = C.make_cohort(get_scale(SCALES[scale]), rng)
-    keep = (cohort.stays["alive_min"] >= HORIZON_MIN).to_numpy()
-    return cohort.stays[keep].reset_index(drop=True), cohort.phenotypes[keep]
+    alive = (cohort.stays["alive_min"] >= HORIZON_MIN).to_numpy()
+    stays = cohort.stays[alive].reset_index(drop=True)
+    keep = one_stay_per_test_patient(stays, pick)
+    return stays[keep].reset_index(drop=True), cohort.phenotypes[alive][keep]
 
 
 def withheld_scenarios(units: pd.DataFrame, suite: Suite, rng: np.random.Generator) -> pd.DataFrame:
@@ -167,8 +193,10 @@ def withheld_scenarios(units: pd.DataFrame, suite: Suite, rng: np.random.Generat
 def _draw(scale: str, seed: int, suite: Suite) -> tuple[_Drawn, list[np.random.SeedSequence]]:
     # Independent streams: cohort, images, findings, history, notes, scenarios, time series,
     # pixels.
-    streams = np.random.SeedSequence(seed).spawn(8)
-    stays, phenotypes = first_day_cohort(scale, np.random.default_rng(streams[0]))
+    streams = np.random.SeedSequence(seed).spawn(9)
+    stays, phenotypes = first_day_cohort(
+        scale, np.random.default_rng(streams[0]), np.random.default_rng(streams[8])
+    )
     images = _first_day_images(stays, np.random.default_rng(streams[1]))
     findings, params = image_findings(images, stays, phenotypes, np.random.default_rng(streams[2]))
     history = _history(stays, np.random.default_rng(streams[3]))
@@ -176,8 +204,7 @@ def _draw(scale: str, seed: int, suite: Suite) -> tuple[_Drawn, list[np.random.S
         radiology_rows(images, findings, params, np.random.default_rng(streams[4]), history=history),
         stays,
     )  # fmt: skip
-    reports = reports[usable_mask(reports, prediction_minute=HORIZON_MIN, own_study=None)]
-    reports = reports.reset_index(drop=True)
+    reports = renumbered(reports[usable_mask(reports, prediction_minute=HORIZON_MIN, own_study=None)])  # fmt: skip
     n = len(stays)
     latest = latest_image(
         images["stay"].to_numpy(), images["minute"].to_numpy(), images["dicom_id"].to_numpy(),
@@ -364,6 +391,7 @@ __all__ = [
     "NAME",
     "SCALES",
     "first_day_cohort",
+    "one_stay_per_test_patient",
     "generate_yu",
     "withheld_scenarios",
     "write_notes",

@@ -73,3 +73,11 @@ def test_notes_are_withheld_nested_from_the_paired_test_stays(mf):
     sets = [set(table.loc[table[f"notes_missing_{p}"] == 1, "stay_id"]) for p in (25, 50, 75, 100)]
     assert all(a <= b for a, b in zip(sets, sets[1:], strict=False)) and sets[-1] == set(table["stay_id"])  # fmt: skip
     assert np.isclose(mf.manifest["stats"]["with_notes"], pd.concat([mf.units(TASK, s) for s in ("train", "val", "test")])["has_notes"].mean(), atol=1e-4)  # fmt: skip
+
+
+def test_one_test_stay_per_patient_and_note_numbers_without_gaps(mf):
+    stays = mf.stays()
+    assert stays.loc[stays["split"] == "test", "subject_id"].is_unique
+    notes = pd.concat([mf.read_csv(layout.notes(s)) for s in ("train", "val", "test")])
+    seq = notes.groupby(["stay_id", "note_type"])["note_seq"]
+    assert (seq.max() == seq.size()).all()

@@ -79,12 +79,20 @@ def _all_units(bench: Benchmark) -> pd.DataFrame:
 
 
 def test_the_cohort_is_every_stay_in_the_icu_and_alive_at_hour_24(imported):
+    """... with one test stay per patient, drawn at random."""
     tree, _, bench = imported
     s = tree.stays
     alive = s["deathtime"].isna() | ((s["deathtime"] - s["intime"]).dt.total_seconds() >= 86400)
-    expected = set(s.loc[(s["los_h"] >= 24) & alive, "stay_id"])
+    eligible = s[(s["los_h"] >= 24) & alive]
     units = _all_units(bench)
-    assert set(units["stay_id"]) == expected and len(units) == len(expected)
+    stays = bench.stays().set_index("stay_id")
+    assert set(units["stay_id"]) <= set(eligible["stay_id"])
+    not_test = eligible[eligible["split"] != "test"]
+    assert set(not_test["stay_id"]) <= set(units["stay_id"])
+    test_units = units[units["stay_id"].map(stays["split"]) == "test"]
+    assert test_units["subject_id"].is_unique
+    assert set(test_units["subject_id"]) == set(eligible.loc[eligible["split"] == "test", "subject_id"])
+    assert len(eligible[eligible["split"] == "test"]) > len(test_units)  # some were dropped
     assert bench.suite.slug == "yu2025" and bench.tasks == ["mortality-24h", "los-over-3d"]
 
 

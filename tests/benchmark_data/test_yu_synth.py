@@ -107,3 +107,17 @@ def test_the_manifest_names_the_inputs(yu):
 def test_an_unknown_scale_is_refused_naming_the_scales(tmp_path):
     with pytest.raises(ValueError, match="demo, paper"):
         generate_yu(tmp_path / "x", scale="medmod")
+
+
+def test_the_test_split_keeps_one_stay_per_patient(yu):
+    """A later stay of the same patient would say the earlier one did not end in death."""
+    stays = yu.stays()
+    test = stays[stays["split"] == "test"]
+    assert test["subject_id"].is_unique
+    assert not stays[stays["split"] == "train"]["subject_id"].is_unique  # train keeps them all
+
+
+def test_note_numbers_count_only_the_notes_shown(yu):
+    notes = pd.concat([yu.read_csv(layout.notes(s)) for s in ("train", "val", "test")])
+    seq = notes.groupby(["stay_id", "note_type"])["note_seq"]
+    assert (seq.min() == 1).all() and (seq.max() == seq.size()).all()
