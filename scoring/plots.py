@@ -165,23 +165,35 @@ def fairness_figure(fairness: dict[str, Any]) -> dict[str, Any] | None:
 
 
 def robustness_figure(rob: dict[str, Any]) -> dict[str, Any] | None:
-    """Primary metric against the fraction of chest X-rays withheld, with 95% CIs."""
-    curve = rob.get("curve", [])
-    if len(curve) < 2:
+    """Primary metric against the fraction of units with an input withheld, with 95% CIs:
+    one line per withheld modality (MedMod: the chest X-ray)."""
+    curves = rob.get("modalities") or {rob.get("modality") or "cxr": rob}
+    traces: list[Any] = []
+    titles = []
+    for slug, c in curves.items():
+        curve = c.get("curve", [])
+        if len(curve) < 2:
+            continue
+        title = c.get("modality_title") or ("Chest X-ray" if slug == "cxr" else slug)
+        titles.append(title)
+        x = [p["fraction_withheld"] for p in curve]
+        y = [p["value"] for p in curve]
+        lo = [p["ci"][0] if p["ci"][0] is not None else p["value"] for p in curve]
+        hi = [p["ci"][1] if p["ci"][1] is not None else p["value"] for p in curve]
+        name = _title(rob["metric"]) if len(curves) == 1 else title
+        traces += [*_band(x, lo, hi, "95% CI" if len(curves) == 1 else f"{title}: 95% CI"),
+                   go.Scatter(x=x, y=y, mode="lines+markers", name=name,
+                              line={"color": LINE} if len(curves) == 1 else {})]  # fmt: skip
+    if not traces:
         return None
-    x = [c["fraction_withheld"] for c in curve]
-    y = [c["value"] for c in curve]
-    lo = [c["ci"][0] if c["ci"][0] is not None else c["value"] for c in curve]
-    hi = [c["ci"][1] if c["ci"][1] is not None else c["value"] for c in curve]
-    fig = go.Figure(
-        [
-            *_band(x, lo, hi, "95% CI"),
-            go.Scatter(
-                x=x, y=y, mode="lines+markers", line={"color": LINE}, name=_title(rob["metric"])
-            ),
-        ]
-    )
-    fig.update_layout(title="Missing chest X-rays", xaxis={"title": "Fraction of X-rays withheld", "tickformat": ".0%"},
+    if titles == ["Chest X-ray"]:
+        heading, axis = "Missing chest X-rays", "Fraction of X-rays withheld"
+    elif len(titles) == 1:
+        heading, axis = f"Missing {titles[0].lower()}", "Fraction of units with it withheld"
+    else:
+        heading, axis = "Missing inputs", "Fraction of units with the input withheld"
+    fig = go.Figure(traces)
+    fig.update_layout(title=heading, xaxis={"title": axis, "tickformat": ".0%"},
                       yaxis={"title": _title(rob["metric"])}, margin={"t": 40})  # fmt: skip
     return _to_json(fig)
 

@@ -58,6 +58,9 @@ def robustness_report(
         "drops": {},
         "curve": [],
         "audc": None,
+        # What the curve withholds (the suite's modality slug and title).
+        "modality": modality.slug if modality is not None else None,
+        "modality_title": modality.title if modality is not None else None,
     }
     if modality is None:
         out["note"] = "the suite withholds no modality"

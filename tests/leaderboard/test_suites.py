@@ -223,6 +223,7 @@ def test_a_multilabel_suite_entry_page_shows_its_labels_and_the_notes_ablation(
     assert r.status_code == 200
     page = r.content.decode()
     assert "acute_and_unspecified_renal_failure" in page and "Lab tests only" in page
+    assert "Missing clinical notes (robustness)" in page
     board = client.get(f"/suites/medfuse/tasks/{TASK}/").content.decode()
     assert ">Δ no Notes</th>" in board and ">Labs only</th>" in board
     assert "as more and more units lose their clinical notes" in board
