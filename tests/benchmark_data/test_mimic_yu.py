@@ -91,7 +91,9 @@ def test_the_cohort_is_every_stay_in_the_icu_and_alive_at_hour_24(imported):
     assert set(not_test["stay_id"]) <= set(units["stay_id"])
     test_units = units[units["stay_id"].map(stays["split"]) == "test"]
     assert test_units["subject_id"].is_unique
-    assert set(test_units["subject_id"]) == set(eligible.loc[eligible["split"] == "test", "subject_id"])
+    assert set(test_units["subject_id"]) == set(
+        eligible.loc[eligible["split"] == "test", "subject_id"]
+    )
     assert len(eligible[eligible["split"] == "test"]) > len(test_units)  # some were dropped
     assert bench.suite.slug == "yu2025" and bench.tasks == ["mortality-24h", "los-over-3d"]
 

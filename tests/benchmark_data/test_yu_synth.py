@@ -121,3 +121,38 @@ def test_note_numbers_count_only_the_notes_shown(yu):
     notes = pd.concat([yu.read_csv(layout.notes(s)) for s in ("train", "val", "test")])
     seq = notes.groupby(["stay_id", "note_type"])["note_seq"]
     assert (seq.min() == 1).all() and (seq.max() == seq.size()).all()
+
+
+@pytest.mark.parametrize("suite", ["yu2025", "medfuse"])
+def test_no_identifier_or_order_in_the_public_files_tells_a_test_label(tmp_path, suite):
+    """A participant's model-free cheats on the demo benchmark: stay, subject and admission
+    ids, admission time, episode number and the row of the public unit list. Each AUROC's
+    bootstrap interval (99.6%: twelve looks) covers 0.5."""
+    from sklearn.metrics import roc_auc_score
+
+    from benchmark_data.synth.medfuse import generate_medfuse
+
+    (generate_yu if suite == "yu2025" else generate_medfuse)(tmp_path / "b", scale="demo", seed=42)
+    bench = Benchmark.open(tmp_path / "b")
+    stays = bench.stays()
+    rng = np.random.default_rng(0)
+    for task in bench.tasks:
+        t = bench.suite.task(task)
+        units = bench.units(task, "test").reset_index().merge(stays, on=["stay_id", "subject_id"])
+        labels = bench.test_labels(task).set_index("stay_id").loc[units["stay_id"]]
+        y = labels[t.label_columns[0]].to_numpy()
+        feats = {
+            "stay_id": units["stay_id"], "subject_id": units["subject_id"],
+            "hadm_id": units["hadm_id"], "row": units["index"],
+            "intime": pd.to_datetime(units["intime"]).astype("int64"),
+            "episode": units["stay"].str.extract(r"episode(\d+)")[0].astype(int),
+        }  # fmt: skip
+        for name, x in feats.items():
+            x = np.asarray(x, dtype=float)
+            boot = []
+            for _ in range(300):
+                i = rng.integers(0, len(y), len(y))
+                if 0 < y[i].sum() < len(i):
+                    boot.append(roc_auc_score(y[i], x[i]))
+            lo, hi = np.quantile(boot, [0.002, 0.998])
+            assert lo <= 0.5 <= hi, (task, name, lo, hi)

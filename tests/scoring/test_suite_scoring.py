@@ -96,3 +96,26 @@ def test_the_threshold_a_suite_declares_is_the_one_used(tiny, tmp_path):
     report = score_predictions(prediction_file(tmp_path / "p.csv", frame, {"prediction": p}), truth=truth, replicates=50)  # fmt: skip
     positives = truth.y[truth.scenario_units("paired")].mean()
     assert report["scenarios"]["paired"]["metrics"]["accuracy"]["value"] == pytest.approx(positives)
+
+
+def test_a_yes_no_entry_of_the_yu_suite_is_scored_with_its_decision_metrics(tmp_path):
+    """Large vision-language models answer yes/no (or not at all): Yu et al.'s accuracy,
+    precision, recall, specificity, F1 and the share answered."""
+    import numpy as np
+    import pandas as pd
+
+    import scoring
+    from benchmark_data.benchmark import Benchmark
+    from benchmark_data.synth.yu import generate_yu
+    from scoring.truth import truth_from_benchmark
+
+    generate_yu(tmp_path / "yu", scale="tiny", seed=3)
+    bench = Benchmark.open(tmp_path / "yu")
+    units = bench.units("mortality-24h", "test")
+    answers = np.where(np.arange(len(units)) % 4 == 0, np.nan, np.arange(len(units)) % 2)
+    body = pd.DataFrame({"stay_id": units["stay_id"], "decision": answers}).to_csv(index=False)
+    rep = scoring.score_predictions(body.encode(), truth=truth_from_benchmark(bench, "mortality-24h"), replicates=50)  # fmt: skip
+    assert rep["predictions"]["form"] == "decision" and rep["primary_metric"] == "accuracy"
+    metrics = rep["scenarios"]["natural"]["metrics"]
+    assert set(metrics) == {"accuracy", "precision", "recall", "specificity", "f1", "answer_rate"}
+    assert metrics["answer_rate"]["value"] == pytest.approx(np.mean(~np.isnan(answers)))
