@@ -14,6 +14,7 @@ from typing import Any
 
 from benchmark_data.benchmark import Benchmark, BenchmarkError
 from benchmark_data.store import StoreError
+from benchmark_data.suite import BUILTIN_SUITES, Suite, builtin_suite, load_suite
 from benchmark_data.tasks import TASKS
 from scoring.errors import ScoringInputError
 from scoring.report import report_json, score_predictions
@@ -24,7 +25,15 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m scoring", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("score", help="score a prediction file")
-    p.add_argument("--task", required=True, choices=list(TASKS))
+    p.add_argument(
+        "--task", required=True, help=f"a task of the suite (MedMod: {', '.join(TASKS)})"
+    )
+    p.add_argument(
+        "--suite",
+        default="medmod",
+        help="with --truth: a suite shipped with the platform (medmod, yu2025, medfuse) or the "
+        "path of a benchmark's public/suite.json (with --benchmark: the benchmark's own)",
+    )
     p.add_argument("--predictions", required=True, help="prediction CSV (optionally .gz)")
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--benchmark", help="benchmark directory or s3:// URI (test labels)")
@@ -32,7 +41,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--credentialed", help="separate location of the benchmark's credentialed part")
     p.add_argument("--replicates", type=int, default=1000)
     p.add_argument("--seed", type=int, default=None)
-    p.add_argument("--threshold", type=float, default=0.5)
+    p.add_argument(
+        "--threshold", type=float, default=None, help="decision threshold (default: the task's)"
+    )
     p.add_argument("--out", help="write the report here instead of stdout")
     p.add_argument("--quiet", action="store_true", help="no progress or summary on stderr")
     return parser
@@ -67,6 +78,18 @@ def _summary_line(report: dict[str, Any]) -> str:
     return f"{report['task']}: {s['primary_metric']} {value} 95% CI {ci_text} ({s['scenario']})"
 
 
+def _suite(name: str) -> Suite:
+    """A shipped suite by slug, or a suite declaration file."""
+    if name in BUILTIN_SUITES:
+        return builtin_suite(name)
+    path = Path(name)
+    if not path.is_file():
+        raise ValueError(
+            f"--suite {name}: neither a shipped suite ({', '.join(BUILTIN_SUITES)}) nor a file"
+        )
+    return load_suite(path.read_bytes(), name=str(path))
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     t0 = time.perf_counter()
@@ -76,7 +99,8 @@ def main(argv: list[str] | None = None) -> int:
             bench = Benchmark.open(args.benchmark, credentialed_uri=args.credentialed)
             truth = truth_from_benchmark(bench, args.task)
         else:
-            truth = truth_from_csv(args.truth, args.task)
+            suite = _suite(args.suite)
+            truth = truth_from_csv(args.truth, suite.task(args.task), suite=suite)
         if not Path(args.predictions).is_file():
             raise ScoringInputError(f"prediction file {args.predictions} does not exist")
         report = score_predictions(
@@ -87,9 +111,9 @@ def main(argv: list[str] | None = None) -> int:
             threshold=args.threshold,
             progress=bar,
         )
-    except (ScoringInputError, TruthError, BenchmarkError, StoreError, ValueError) as exc:
+    except (ScoringInputError, TruthError, BenchmarkError, StoreError, KeyError, ValueError) as exc:  # fmt: skip
         bar.close()
-        msg = getattr(exc, "message", None) or str(exc)
+        msg = getattr(exc, "message", None) or (exc.args[0] if isinstance(exc, KeyError) else str(exc))  # fmt: skip
         print(f"error: {msg}", file=sys.stderr)
         return 2
     bar.close()

@@ -119,3 +119,30 @@ def test_a_yes_no_entry_of_the_yu_suite_is_scored_with_its_decision_metrics(tmp_
     metrics = rep["scenarios"]["natural"]["metrics"]
     assert set(metrics) == {"accuracy", "precision", "recall", "specificity", "f1", "answer_rate"}
     assert metrics["answer_rate"]["value"] == pytest.approx(np.mean(~np.isnan(answers)))
+
+
+def test_the_command_line_scores_a_suite_task_against_labels_one_holds(tmp_path, capsys):
+    """A researcher checks a validation file of another suite: by the shipped suite's slug or
+    by the public/suite.json of the benchmark they downloaded, with the task's threshold."""
+    import json
+
+    from benchmark_data.benchmark import Benchmark
+    from benchmark_data.synth.medfuse import TASK, generate_medfuse
+    from scoring.cli import main as cli_main
+
+    generate_medfuse(tmp_path / "mf", scale="tiny", seed=5)
+    bench = Benchmark.open(tmp_path / "mf")
+    slugs = list(bench.suite.task(TASK).label_slugs)
+    val = bench.units(TASK, "val")
+    val[["stay_id", "subject_id", *slugs]].to_csv(tmp_path / "labels.csv", index=False)
+    val.assign(**{s: 0.4 for s in slugs})[["stay_id", *slugs]].to_csv(tmp_path / "p.csv", index=False)  # fmt: skip
+    for suite in ("medfuse", str(tmp_path / "mf" / "public" / "suite.json")):
+        out = tmp_path / "report.json"
+        rc = cli_main(["score", "--task", TASK, "--suite", suite, "--predictions", str(tmp_path / "p.csv"),
+                       "--truth", str(tmp_path / "labels.csv"), "--replicates", "20", "--out", str(out), "--quiet"])  # fmt: skip
+        assert rc == 0
+        report = json.loads(out.read_text())
+        assert report["primary_metric"] == "macro_f1" and report["threshold"] == 0.3
+    rc = cli_main(["score", "--task", TASK, "--predictions", str(tmp_path / "p.csv"), "--truth", str(tmp_path / "labels.csv")])  # fmt: skip
+    assert rc == 2
+    assert "unknown task 'diseases-24h' in suite medmod; the tasks are: in-hospital-mortality" in capsys.readouterr().err  # fmt: skip
