@@ -34,10 +34,9 @@ from benchmark_data.synth.writer import (
     ERR_OUT_EXISTS,
     Progress,
     destination,
-    synthetic_identity,
+    finish_synthetic,
     write_ehr,
     write_images,
-    write_sealed_seed,
     write_tables,
     write_units,
 )
@@ -131,20 +130,17 @@ def generate(
         ehr_stats = write_ehr(w, d.cohort, d.streams[4].spawn(len(SPLITS)), d.test, say)
         counts = write_units(w, d.units, d.test)
         say("unit lists written")
-        if sealed:
-            write_sealed_seed(w, seed=seed, scale=scale)
         write_images(w, d.images, d.image_params, d.test, size=d.scale.image_size,
                      rng=np.random.default_rng(d.streams[5]), progress=say)  # fmt: skip
         say(f"{len(d.images):,} images written")
-        version, source = synthetic_identity(
-            scale=scale, seed=seed, sealed=sealed, generator=GENERATOR,
-            generator_version=GENERATOR_VERSION,
-        )  # fmt: skip
-        manifest = w.finish(
+        manifest = finish_synthetic(
+            w,
             name=NAME,
-            version=version,
-            source=source,
-            seed=None if sealed else seed,
+            scale=scale,
+            seed=seed,
+            sealed=sealed,
+            generator=GENERATOR,
+            generator_version=GENERATOR_VERSION,
             suite=MEDMOD,
             extra={
                 "tasks": list(TASK_SLUGS),

@@ -46,7 +46,7 @@ from benchmark_data.store import Store
 from benchmark_data.suite import builtin_suite
 from benchmark_data.synth import cohort as C
 from benchmark_data.synth.notes import discharge_summary, notes_frame, renumbered
-from benchmark_data.synth.writer import Progress, destination, synthetic_identity, write_sealed_seed
+from benchmark_data.synth.writer import Progress, destination, finish_synthetic
 from benchmark_data.synth.yu import (
     HORIZON_MIN,
     SCALES,
@@ -266,17 +266,14 @@ def generate_medfuse(
                 w.write_csv(layout.units(TASK, name), part[[*cols, *task.label_slugs]])
             counts[name] = len(part)
         w.write_csv(layout.scenarios(TASK), scenarios)
-        if sealed:
-            write_sealed_seed(w, seed=seed, scale=scale)
-        version, source = synthetic_identity(
-            scale=scale, seed=seed, sealed=sealed, generator=GENERATOR,
-            generator_version=GENERATOR_VERSION,
-        )  # fmt: skip
-        manifest = w.finish(
+        manifest = finish_synthetic(
+            w,
             name=NAME,
-            version=version,
-            source=source,
-            seed=None if sealed else seed,
+            scale=scale,
+            seed=seed,
+            sealed=sealed,
+            generator=GENERATOR,
+            generator_version=GENERATOR_VERSION,
             suite=suite,
             extra={
                 "tasks": [TASK],

@@ -21,6 +21,7 @@ from benchmark_data import causal, layout
 from benchmark_data.benchmark import BenchmarkWriter
 from benchmark_data.discretize import discretize_split, split_index
 from benchmark_data.store import LocalStore, Store, open_store
+from benchmark_data.suite import Suite
 from benchmark_data.synth.cohort import Cohort
 from benchmark_data.synth.ehr import make_timeseries
 from benchmark_data.synth.render import BATCH, png_bytes, render_batch
@@ -110,9 +111,20 @@ def synthetic_identity(
     return version, source
 
 
-def write_sealed_seed(w: BenchmarkWriter, *, seed: int, scale: str) -> None:
-    """A sealed benchmark's seed, in its credentialed part only."""
-    w.write_bytes(layout.SEALED_SEED, (json.dumps({"seed": seed, "scale": scale}) + "\n").encode())
+def finish_synthetic(
+    w: BenchmarkWriter, *, name: str, scale: str, seed: int, sealed: bool, generator: str,
+    generator_version: str, suite: Suite, extra: dict[str, Any],
+) -> dict[str, Any]:  # fmt: skip
+    """Write a synthetic benchmark's manifest (and, when sealed, its seed to the credentialed
+    part only: whoever has it can draw the test labels again); returns the manifest."""
+    if sealed:
+        w.write_bytes(layout.SEALED_SEED, (json.dumps({"seed": seed, "scale": scale}) + "\n").encode())  # fmt: skip
+    version, source = synthetic_identity(
+        scale=scale, seed=seed, sealed=sealed, generator=generator,
+        generator_version=generator_version,
+    )  # fmt: skip
+    return w.finish(name=name, version=version, source=source,
+                    seed=None if sealed else seed, suite=suite, extra=extra)  # fmt: skip
 
 
 def _datetime_text(values: np.ndarray) -> np.ndarray:

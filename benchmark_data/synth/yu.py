@@ -58,9 +58,8 @@ from benchmark_data.synth.units import latest_image
 from benchmark_data.synth.writer import (
     Progress,
     destination,
+    finish_synthetic,
     render_images,
-    synthetic_identity,
-    write_sealed_seed,
 )
 from benchmark_data.tasks import SPLITS
 
@@ -345,20 +344,17 @@ def generate_yu(
         _write_tables(w, d)
         ehr_stats = _write_ehr(w, d, streams[6].spawn(len(SPLITS)))
         counts = write_units(w, d.units, d.scenarios, suite)
-        if sealed:
-            write_sealed_seed(w, seed=seed, scale=scale)
         render_images(w, d.images, d.params, size=size, rng=np.random.default_rng(streams[7]), progress=say)  # fmt: skip
         say(f"{len(d.images):,} images written")
         u = d.units
-        version, source = synthetic_identity(
-            scale=scale, seed=seed, sealed=sealed, generator=GENERATOR,
-            generator_version=GENERATOR_VERSION,
-        )  # fmt: skip
-        manifest = w.finish(
+        manifest = finish_synthetic(
+            w,
             name=NAME,
-            version=version,
-            source=source,
-            seed=None if sealed else seed,
+            scale=scale,
+            seed=seed,
+            sealed=sealed,
+            generator=GENERATOR,
+            generator_version=GENERATOR_VERSION,
             suite=suite,
             extra={
                 "tasks": list(suite.task_slugs),
