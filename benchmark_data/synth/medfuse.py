@@ -33,7 +33,6 @@ stays are the MedMod generator's, kept when still in the ICU and alive at hour 2
 from __future__ import annotations
 
 import os
-import secrets
 from typing import Any
 
 import numpy as np
@@ -49,7 +48,7 @@ from benchmark_data.synth.notes import discharge_summary, notes_frame, renumbere
 from benchmark_data.synth.writer import Progress, destination, finish_synthetic
 from benchmark_data.synth.yu import (
     HORIZON_MIN,
-    SCALES,
+    checked_seed,
     first_day_cohort,
     withheld_scenarios,
     write_notes,
@@ -226,13 +225,8 @@ def generate_medfuse(
 ) -> dict[str, Any]:
     """Generate the synthetic MEDFuse-style benchmark into ``out``; returns its manifest.
     Scales and seeds as in :func:`benchmark_data.synth.yu.generate_yu`."""
-    if scale not in SCALES:
-        raise ValueError(f"unknown scale {scale!r}; the scales are: {', '.join(SCALES)}")
+    seed = checked_seed(scale, seed, sealed=sealed)
     say = Progress(progress)
-    if seed is None:
-        if not sealed:
-            raise ValueError("a seed is needed unless the benchmark is sealed")
-        seed = secrets.randbits(63)
     suite = builtin_suite(SUITE)
     task = suite.task(TASK)
     streams = np.random.SeedSequence(seed).spawn(5)

@@ -160,6 +160,18 @@ def one_stay_per_test_patient(stays: pd.DataFrame, rng: np.random.Generator) -> 
     return keep
 
 
+def checked_seed(scale: str, seed: int | None, *, sealed: bool) -> int:
+    """The seed to draw with (a random one for a sealed benchmark without one), after
+    checking the scale."""
+    if scale not in SCALES:
+        raise ValueError(f"unknown scale {scale!r}; the scales are: {', '.join(SCALES)}")
+    if seed is None:
+        if not sealed:
+            raise ValueError("a seed is needed unless the benchmark is sealed")
+        seed = secrets.randbits(63)
+    return seed
+
+
 def first_day_cohort(
     scale: str, rng: np.random.Generator, pick: np.random.Generator
 ) -> tuple[pd.DataFrame, np.ndarray]:
@@ -328,13 +340,8 @@ def generate_yu(
     generator: minutes) or ``"tiny"``. ``seed`` and ``sealed`` as in
     :func:`benchmark_data.synth.generate`: the same seed gives byte-identical files.
     """
-    if scale not in SCALES:
-        raise ValueError(f"unknown scale {scale!r}; the scales are: {', '.join(SCALES)}")
+    seed = checked_seed(scale, seed, sealed=sealed)
     say = Progress(progress)
-    if seed is None:
-        if not sealed:
-            raise ValueError("a seed is needed unless the benchmark is sealed")
-        seed = secrets.randbits(63)
     suite = builtin_suite(SUITE)
     d, streams = _draw(scale, seed, suite)
     say(f"drawn: {len(d.stays):,} stays, {len(d.images):,} images, {len(d.notes):,} reports")
@@ -384,6 +391,7 @@ def generate_yu(
 __all__ = [
     "GENERATOR_VERSION",
     "HORIZON_MIN",
+    "checked_seed",
     "NAME",
     "SCALES",
     "first_day_cohort",
