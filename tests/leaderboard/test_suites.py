@@ -57,6 +57,7 @@ def test_the_api_serves_each_suites_tasks_and_leaderboards(two_suites):
     tiny = suites[1]
     assert tiny["scenarios"] == ["paired", "notes_missing_50", "notes_missing_100", "vitals_only", "natural"]  # fmt: skip
     assert [m["slug"] for m in tiny["modalities"]] == ["vitals", "notes"]
+    assert tiny["ablations"] == [{"slug": "vitals_only", "title": "Vital signs only", "modalities": ["vitals"]}]  # fmt: skip
     tasks = api.get("/api/suites/tiny-notes/tasks/").json()
     assert {t["slug"]: t["suite"] for t in tasks} == {"mortality-24h": "tiny-notes", "diseases": "tiny-notes"}  # fmt: skip
     assert [t["slug"] for t in api.get("/api/tasks/").json()] == [
