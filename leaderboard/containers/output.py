@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from benchmark_data.tasks import get_task
+from benchmark_data.tasks import Task, get_task
 
 PREDICTIONS = "predictions.csv"
 _HEAD_BYTES = 1024 * 1024  # the header line must end within this many bytes
@@ -75,9 +75,10 @@ def usage(root: Path, *, max_bytes: int, max_entries: int) -> Usage:
     return Usage(total, entries)
 
 
-def check_predictions(path: Path, task: str) -> str | None:
-    """First check of a prediction file a model wrote: None when usable, else why not."""
-    t = get_task(task)
+def check_predictions(path: Path, task: str | Task) -> str | None:
+    """First check of a prediction file a model wrote: None when usable, else why not.
+    ``task``: a MedMod task's slug, or a task as its suite declares it."""
+    t = get_task(task) if isinstance(task, str) else task
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
     except OSError:

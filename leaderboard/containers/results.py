@@ -14,6 +14,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
+from benchmark_data.tasks import Task
 from leaderboard.containers.archive import ImageInfo
 from leaderboard.containers.limits import Limits, format_bytes
 from leaderboard.containers.output import PREDICTIONS, check_predictions, usage
@@ -90,6 +91,9 @@ class RunResult:
     output_bytes: int = 0
     container_id: str | None = None
     stream: dict[str, Any] | None = None  # a streamed run's record (gateway), else None
+    # The task as its benchmark's suite declares it (its output is checked against it);
+    # None: a MedMod task named by ``task``.
+    spec: Task | None = field(default=None, repr=False, compare=False)
 
     @property
     def ok(self) -> bool:
@@ -231,7 +235,7 @@ def classify(
             result.status = RunStatus.NO_OUTPUT
             result.message = MSG_NO_OUTPUT
         else:
-            problem = check_predictions(candidate, result.task)
+            problem = check_predictions(candidate, result.spec or result.task)
             if problem is not None:
                 result.status = RunStatus.WRONG_OUTPUT
                 result.message = MSG_WRONG_OUTPUT.format(detail=problem)

@@ -23,6 +23,7 @@ import requests
 from docker.types import LogConfig, Ulimit
 
 from benchmark_data.benchmark import Benchmark
+from benchmark_data.tasks import Task
 from leaderboard.containers.archive import (
     ImageArchiveError,
     ImageInfo,
@@ -181,14 +182,17 @@ def _run_loaded(
     work_dir: Path,
     limits: Limits,
     run_id: str,
+    spec: Task | None = None,
 ) -> RunResult:
-    """Run a loaded image once; the container is gone when this returns."""
+    """Run a loaded image once; the container is gone when this returns. ``spec``: the task
+    as its benchmark's suite declares it (else the MedMod task named ``task``)."""
     started = time.monotonic()
     user = limits.run_user()
     output_dir = prepare_output_dir(work_dir / f"output-{scenario}", user)
     result = RunResult(
-        status=RunStatus.ENGINE_ERROR, task=task, scenario=scenario, run_id=run_id, message=""
-    )
+        status=RunStatus.ENGINE_ERROR, task=task, scenario=scenario, run_id=run_id, message="",
+        spec=spec,
+    )  # fmt: skip
     container_id: str | None = None
     killed_for: RunStatus | None = None
     final = None
@@ -400,7 +404,7 @@ def run_all_scenarios(
                 first_inputs = first_inputs or inputs
                 result = _run_loaded(client, tag, run.image, task=task, scenario=scenario,
                                      input_dir=inputs, work_dir=work, limits=limits,
-                                     run_id=run_id)  # fmt: skip
+                                     run_id=run_id, spec=benchmark.task(task))  # fmt: skip
             run.results[scenario] = result
             if not result.ok and failed_in is None:
                 failed_in = scenario

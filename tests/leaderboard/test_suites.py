@@ -228,3 +228,17 @@ def test_a_multilabel_suite_entry_page_shows_its_labels_and_the_notes_ablation(
     board = client.get(f"/suites/medfuse/tasks/{TASK}/").content.decode()
     assert ">Δ no Notes</th>" in board and ">Labs only</th>" in board
     assert "as more and more units lose their clinical notes" in board
+
+
+def test_the_container_track_takes_a_suite_whose_files_end_at_its_one_prediction_time(two_suites, tmp_path):  # fmt: skip
+    from benchmark_data.synth.yu import generate_yu
+    from leaderboard.board.errors import TrackClosed
+    from leaderboard.board.services.submissions import check_gateway_streams
+
+    generate_yu(tmp_path / "yu", scale="tiny", seed=3)
+    yu = benchmark_register(uri=str(tmp_path / "yu"), verify=False)
+    for task in yu.tasks.all():
+        check_gateway_streams(task)  # run on its files: no refusal
+    _, tiny = two_suites
+    with pytest.raises(TrackClosed, match="does not reveal vital signs or clinical notes"):
+        check_gateway_streams(tiny.tasks.get(slug="mortality-24h"))

@@ -25,7 +25,6 @@ from leaderboard.board.errors import UploadInvalid
 from leaderboard.board.models import Submission
 from leaderboard.board.services.benchmarks import benchmark_open
 from leaderboard.containers import (
-    CONTAINER_SCENARIOS,
     DEFAULT_LIMITS,
     EngineError,
     ImageArchiveError,
@@ -36,6 +35,7 @@ from leaderboard.containers import (
     inspect_image_archive,
     run_all_scenarios,
 )
+from leaderboard.containers.inputs import container_scenarios, cut_at_prediction_time
 from leaderboard.containers.limits import MiB
 from leaderboard.containers.output import keep_units
 
@@ -149,22 +149,25 @@ def container_predictions(
     *, submission: Submission, work_dir: Path, run_id: str, keys: pd.DataFrame | None = None
 ) -> ContainerOutcome:
     """Run the submission's image through the streaming gateway on the whole test split of
-    its task, in every scenario (``CONTAINER_SCENARIOS``), and combine the outputs into one
+    its task (or, for a suite whose public test files end at its one prediction time, on
+    those files), in every scenario of its suite, and combine the outputs into one
     prediction file with the scenario column, keeping the units in ``keys`` (the units the
     task is scored on; the model is asked for every unit and cannot tell which count).
     Never raises for anything the image does."""
     work_dir.mkdir(parents=True, exist_ok=True)
     archive = _local_archive(submission, work_dir)
     bench = benchmark_open(benchmark=submission.task.benchmark)
+    # A suite whose public test files end at its one prediction time is run on those files;
+    # any other through the streaming gateway.
     run = run_all_scenarios(
         archive,
         benchmark=bench,
         task=submission.task.slug,
         work_dir=work_dir,
-        scenarios=CONTAINER_SCENARIOS,
+        scenarios=container_scenarios(bench),
         limits=container_limits(),
         run_id=run_id,
-        mode="stream",
+        mode="batch" if cut_at_prediction_time(bench) else "stream",
     )
     logs = {s: r.log_tail for s, r in run.results.items() if r.log_tail}
     outcome = ContainerOutcome(run_id=run_id, summary=run.summary(), logs=logs)

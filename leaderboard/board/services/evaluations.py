@@ -39,7 +39,7 @@ from leaderboard.board.services.containers import (
     container_work_dir,
     container_work_remove,
 )
-from leaderboard.containers import CONTAINER_SCENARIOS, new_run_id
+from leaderboard.containers import new_run_id
 
 log = logging.getLogger(__name__)
 
@@ -201,7 +201,8 @@ def evaluation_run(*, evaluation_id: int, worker: str = "") -> Evaluation | None
                     container=container,
                 )
             source = container.predictions
-            max_bytes = container_limits().output_bytes * len(CONTAINER_SCENARIOS)
+            scenarios = [x for x in submission.task.benchmark.suite_declaration.scenarios if x != "natural"]  # fmt: skip
+            max_bytes = container_limits().output_bytes * len(scenarios)
         else:
             source = _open_submission_file(submission)
         report = score_predictions(

@@ -34,6 +34,7 @@ from leaderboard.board.services.identity import (
     quota_holder_ids,
 )
 from leaderboard.board.services.uploads import check_image_upload, check_prediction_upload
+from leaderboard.containers.inputs import one_prediction_time
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +66,9 @@ class SubmissionMeta:
 
 
 # What the streaming gateway reveals to a container (leaderboard/containers/gateway): the ICU
-# time series and the chest X-rays. A suite declaring other inputs takes prediction files.
+# time series and the chest X-rays. A suite whose tasks share one fixed prediction time has
+# its test inputs cut at it and is run on those files; any other suite declaring more
+# inputs takes prediction files.
 GATEWAY_MODALITIES = frozenset({"ehr", "cxr"})
 ERR_GATEWAY_MODALITIES = (
     "The container track does not run {suite} entries yet: the streaming gateway does not "
@@ -74,8 +77,11 @@ ERR_GATEWAY_MODALITIES = (
 
 
 def check_gateway_streams(task: Task) -> None:
-    """Refuse a container entry for a suite whose inputs the gateway cannot stream."""
+    """Refuse a container entry for a suite whose inputs the platform cannot give a model
+    causally: neither streamed by the gateway nor files that end at one prediction time."""
     declaration = task.benchmark.suite_declaration
+    if one_prediction_time(declaration):
+        return
     missing = [m.title.lower() for m in declaration.modalities if m.slug not in GATEWAY_MODALITIES]
     if missing:
         raise TrackClosed(

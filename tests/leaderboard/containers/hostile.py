@@ -19,6 +19,31 @@ import docker
 GiB = 1024**3
 
 BEHAVIOURS: dict[str, str] = {
+    # A well-behaved model of a suite run on its files (Yu et al., MEDFuse): reads the task,
+    # the units, the notes and the images it is given, says what it saw, and predicts from
+    # the notes (a stay whose notes speak of death or comfort care gets a high probability).
+    "suite_reader": """
+        import csv, gzip, json, os
+        task = json.load(open("/input/task.json"))
+        units = list(csv.DictReader(open("/input/units.csv")))
+        notes = {}
+        path = "/input/notes/notes_test.csv.gz"
+        if os.path.exists(path):
+            for row in csv.DictReader(gzip.open(path, "rt")):
+                notes.setdefault(row["stay_id"], []).append(row["text"])
+        images = os.listdir("/input/cxr/images") if os.path.isdir("/input/cxr/images") else []
+        print("scenario", task["scenario"], "units", len(units), "notes_stays", len(notes),
+              "images", len(images), "demographics", os.path.exists("/input/demographics.csv"))
+        words = ("DNR", "comfort", "metastatic", "End-stage", "hospice")
+        cols = task["output_columns"].get("probability") or task["output_columns"]["probabilities"]
+        with open("/output/predictions.csv", "w") as out:
+            w = csv.writer(out)
+            w.writerow(["stay_id", *cols])
+            for u in units:
+                text = " ".join(notes.get(u["stay_id"], []))
+                p = 0.9 if any(x in text for x in words) else (0.3 if text else 0.1)
+                w.writerow([u["stay_id"], *([p] * len(cols))])
+    """,
     # Tries to reach the outside; exits 3 when it cannot (the expected outcome).
     "network": """
         import socket, sys
