@@ -19,9 +19,9 @@ from benchmark_data import Benchmark, BenchmarkError
 from leaderboard.containers.archive import ImageArchiveError, inspect_image_archive
 from leaderboard.containers.baselines import StreamFailed, stream_baselines
 from leaderboard.containers.engine import EngineError, cleanup_stale
-from leaderboard.containers.inputs import prepare_inputs
+from leaderboard.containers.inputs import container_scenarios, prepare_inputs
 from leaderboard.containers.limits import DEFAULT_LIMITS
-from leaderboard.containers.runner import CONTAINER_SCENARIOS, run_all_scenarios
+from leaderboard.containers.runner import run_all_scenarios
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -63,12 +63,13 @@ def main(argv: list[str] | None = None) -> int:
             )
             print(f"wrote the /input tree of {args.task}, scenario {args.scenario}, to {root}")
         elif args.command == "run":
+            bench = Benchmark.open(args.benchmark)
             run = run_all_scenarios(
                 args.archive,
-                benchmark=Benchmark.open(args.benchmark),
+                benchmark=bench,
                 task=args.task,
                 work_dir=args.work,
-                scenarios=tuple(args.scenario or CONTAINER_SCENARIOS),
+                scenarios=tuple(args.scenario or container_scenarios(bench)),
                 limits=DEFAULT_LIMITS.with_(wall_time=args.wall_time),
                 mode="stream" if args.stream else "batch",
             )
