@@ -107,7 +107,9 @@ def baseline_files(run_dir: Path) -> list[BaselineFile]:
     out = []
     streamed_runs = read_stream_manifest(run_dir).get("runs") or {}
     manifest = read_run_manifest(run_dir)
-    tasks = list(manifest.get("tasks") or TASKS)
+    named = list(manifest.get("tasks") or TASKS)
+    medmod = list(TASKS)
+    tasks = sorted(named, key=lambda t: (medmod.index(t) if t in medmod else len(medmod), named.index(t)))  # fmt: skip
     models = list(manifest.get("model_info") or MODELS)
     for task in tasks:
         files = _files(run_dir / "predictions", task, streamed=False)
