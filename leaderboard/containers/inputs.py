@@ -124,10 +124,11 @@ def cut_at_prediction_time(bench: Benchmark) -> bool:
     return one_prediction_time(bench.suite) and not bench.has(layout.TEST_STAYS)
 
 
-def container_scenarios(bench: Benchmark) -> tuple[str, ...]:
-    """The scenarios a container is run in: every scenario of the suite but ``natural``,
-    whose inputs are ``paired``'s (the scorer takes both from the paired run)."""
-    return tuple(s for s in bench.suite.scenarios if s != "natural")
+def container_scenarios(source: Benchmark | Suite) -> tuple[str, ...]:
+    """The scenarios a container is run in: every scenario of the (benchmark's) suite but
+    ``natural``, whose inputs are ``paired``'s (the scorer takes both from the paired run)."""
+    suite = source.suite if isinstance(source, Benchmark) else source
+    return tuple(s for s in suite.scenarios if s != "natural")
 
 
 ERR_PAST_PREDICTION = (

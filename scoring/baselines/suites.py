@@ -98,7 +98,6 @@ MODELS: dict[str, tuple[str, tuple[str, ...], str]] = {
                       "absent modality is left out of the sequence, as MedFuse leaves out a "
                       "missing X-ray."),
 }  # fmt: skip
-MODEL_KEYS = tuple(MODELS)
 
 
 class SuiteBaselineError(ValueError):
@@ -881,7 +880,6 @@ def notes_add(reports: dict[str, dict[str, Any]], suite: Suite) -> dict[str, lis
 
 __all__ = [
     "MODELS",
-    "MODEL_KEYS",
     "RUN_KIND",
     "SuiteBaselineError",
     "check_suite",

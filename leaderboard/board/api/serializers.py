@@ -33,15 +33,6 @@ class BenchmarkSerializer(serializers.ModelSerializer):
             "tasks",
         ]
 
-    @extend_schema_field(serializers.ListField(child=serializers.DictField()))
-    def get_ablations(self, obj: Benchmark) -> list[dict[str, Any]]:
-        """The modality subsets scored as scenarios of their own (the rows of a file's
-        ``scenario`` column with those inputs only)."""
-        return [
-            {"slug": a.slug, "title": a.title, "modalities": list(a.modalities)}
-            for a in obj.suite_declaration.ablations
-        ]
-
     @extend_schema_field(serializers.ListField(child=serializers.CharField()))
     def get_tasks(self, obj: Benchmark) -> list[str]:
         return [t.slug for t in obj.tasks.all()]

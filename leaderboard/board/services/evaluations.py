@@ -40,6 +40,7 @@ from leaderboard.board.services.containers import (
     container_work_remove,
 )
 from leaderboard.containers import new_run_id
+from leaderboard.containers.inputs import container_scenarios
 
 log = logging.getLogger(__name__)
 
@@ -201,7 +202,7 @@ def evaluation_run(*, evaluation_id: int, worker: str = "") -> Evaluation | None
                     container=container,
                 )
             source = container.predictions
-            scenarios = [x for x in submission.task.benchmark.suite_declaration.scenarios if x != "natural"]  # fmt: skip
+            scenarios = container_scenarios(submission.task.benchmark.suite_declaration)
             max_bytes = container_limits().output_bytes * len(scenarios)
         else:
             source = _open_submission_file(submission)
