@@ -1,4 +1,4 @@
-"""Command line: ``python -m benchmark_data {synth,import-mimic,export-public,summary,verify,copy}``."""
+"""Command line: ``python -m benchmark_data {synth,import-mimic,export-public,rebuild-public,summary,verify,copy}``."""
 
 from __future__ import annotations
 
@@ -94,6 +94,20 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("benchmark", help="benchmark directory or s3:// URI")
     p.add_argument("--out", required=True, help="output directory or s3:// URI")
 
+    p = sub.add_parser(
+        "rebuild-public",
+        help="rebuild a MIMIC-derived benchmark's public part from your own MIMIC copy",
+    )
+    p.add_argument("--ids", required=True, help="the benchmark's identifiers archive (...-ids.tar.gz)")  # fmt: skip
+    p.add_argument("--medmod-root", required=True, help="MedMod mimic4extract output directory")
+    p.add_argument("--mimic-iv", required=True, help="MIMIC-IV directory (hosp/, icu/)")
+    p.add_argument("--mimic-cxr", required=True, help="MIMIC-CXR-JPG metadata directory")
+    p.add_argument("--cxr-images", help="MIMIC-CXR-JPG image root (when the benchmark has images)")
+    p.add_argument("--mimic-note", help="MIMIC-IV-Note directory (the Yu et al. suite)")
+    p.add_argument("--test-subjects", help="test subject file, if the benchmark was built with one")
+    p.add_argument("--val-subjects", help="validation subject file, if it was built with one")
+    p.add_argument("--out", required=True, help="new directory for the public part")
+
     p = sub.add_parser("summary", help="print a benchmark's manifest summary")
     p.add_argument("benchmark")
 
@@ -153,6 +167,19 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "export-public":
             manifest = export_public(Benchmark.open(args.benchmark), args.out)
             print(f"wrote {len(manifest['files'])} public files to {args.out}")
+        elif args.command == "rebuild-public":
+            from benchmark_data.mimic.rebuild import rebuild_public
+
+            t0 = time.perf_counter()
+            manifest = rebuild_public(
+                args.ids, out=args.out, medmod_root=args.medmod_root, mimic_iv=args.mimic_iv,
+                mimic_cxr=args.mimic_cxr, cxr_images=args.cxr_images, mimic_note=args.mimic_note,
+                test_subjects=args.test_subjects, val_subjects=args.val_subjects,
+            )  # fmt: skip
+            print(
+                f"wrote {len(manifest['files'])} public files to {args.out}, each the same as "
+                f"the release's ({time.perf_counter() - t0:.1f} s)"
+            )
         elif args.command == "summary":
             print(_summary(Benchmark.open(args.benchmark)))
         elif args.command == "verify":

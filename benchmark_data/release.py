@@ -61,7 +61,9 @@ IDS_ONLY_COLUMNS = {
     layout.STAYS: ("stay_id", "subject_id", "hadm_id", "split", "stay"),
     layout.CXR_METADATA: ("dicom_id", "subject_id", "study_id", "stay_id", "split"),
 }
-ERR_NOT_EMPTY = "cannot write a release into {path}: it already holds files; give an empty directory"
+ERR_NOT_EMPTY = (
+    "cannot write a release into {path}: it already holds files; give an empty directory"
+)
 ERR_CREDENTIALED = "refusing to release {rel}: it is not a public file"
 
 
@@ -85,22 +87,24 @@ def is_mimic(bench: Benchmark) -> bool:
 
 def _tar_gz(path: Path, members: Iterable[tuple[str, Path | bytes]]) -> None:
     """A reproducible .tar.gz: members sorted by name, no owner, time or origin."""
-    with path.open("wb") as raw:
-        with gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0, compresslevel=6) as gz:
-            with tarfile.open(fileobj=gz, mode="w", format=tarfile.PAX_FORMAT) as tar:
-                for name, content in sorted(members, key=lambda m: m[0]):
-                    info = tarfile.TarInfo(name)
-                    info.mode = 0o644
-                    info.mtime = 0
-                    info.uid = info.gid = 0
-                    info.uname = info.gname = ""
-                    if isinstance(content, bytes):
-                        info.size = len(content)
-                        tar.addfile(info, io.BytesIO(content))
-                    else:
-                        info.size = content.stat().st_size
-                        with content.open("rb") as fh:
-                            tar.addfile(info, fh)
+    with (
+        path.open("wb") as raw,
+        gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0, compresslevel=6) as gz,
+        tarfile.open(fileobj=gz, mode="w", format=tarfile.PAX_FORMAT) as tar,
+    ):
+        for name, content in sorted(members, key=lambda m: m[0]):
+            info = tarfile.TarInfo(name)
+            info.mode = 0o644
+            info.mtime = 0
+            info.uid = info.gid = 0
+            info.uname = info.gname = ""
+            if isinstance(content, bytes):
+                info.size = len(content)
+                tar.addfile(info, io.BytesIO(content))
+            else:
+                info.size = content.stat().st_size
+                with content.open("rb") as fh:
+                    tar.addfile(info, fh)
 
 
 def _sha256_file(path: Path) -> str:
@@ -194,7 +198,9 @@ def _full_release(w: _Writer, bench: Benchmark, public: Path) -> dict[str, Any]:
     image_splits: dict[str, str] = {}
     if layout.CXR_METADATA in manifest["files"]:
         meta = pd.read_csv(public / layout.CXR_METADATA, dtype={"dicom_id": "string"})
-        image_splits = dict(zip(meta["dicom_id"].astype(str), meta["split"].astype(str), strict=True))
+        image_splits = dict(
+            zip(meta["dicom_id"].astype(str), meta["split"].astype(str), strict=True)
+        )
     for split in SPLITS:
         members = [
             (rel, public / rel)
@@ -222,16 +228,12 @@ def _ids_release(w: _Writer, bench: Benchmark, public: Path) -> dict[str, Any]:
             members.append((rel, csv_bytes(df[[c for c in columns if c in df.columns]])))
     if layout.SUITE in manifest["files"]:
         members.append((layout.SUITE, public / layout.SUITE))
-    stays = bench.stays()
-    for split in ("test", "val"):
-        subjects = sorted(set(stays.loc[stays["split"] == split, "subject_id"].astype(int)))
-        members.append((f"split/{split}_subjects.csv", csv_bytes(pd.DataFrame({"subject_id": subjects}))))  # fmt: skip
     rebuild = {
         "name": bench.name,
         "version": bench.version,
         "seed": bench.seed,
         "suite": bench.suite.slug,
-        "source": {k: v for k, v in (bench.manifest.get("source") or {}).items() if k != "inputs"},
+        "source": bench.manifest.get("source") or {},
         "public_files": {rel: manifest["files"][rel] for rel in sorted(manifest["files"])},
     }
     members.append(("rebuild.json", (json.dumps(rebuild, indent=1) + "\n").encode()))

@@ -15,6 +15,7 @@ import pandas as pd
 import pytest
 
 from benchmark_data import layout
+from benchmark_data.__main__ import main as benchmark_data_cli
 from benchmark_data.benchmark import Benchmark, export_public
 from benchmark_data.release import CHECKSUMS, INDEX, build_release, is_mimic
 from benchmark_data.synth import generate
@@ -197,3 +198,44 @@ def test_gzip_members_decompress(released):
     _, release, _ = released
     for path in release.glob("*.tar.gz"):
         assert gzip.decompress(path.read_bytes())
+
+
+def test_a_participant_rebuilds_the_mimic_public_part_from_their_own_copy(tmp_path):
+    """With the identifiers archive and the same MIMIC files, ``rebuild-public`` writes the
+    public part the organizers have, file for file, and none of the credentialed part."""
+    tree = build_tree(tmp_path / "tree", seed=3)
+    import_tree(tree, tmp_path / "bench")
+    bench = Benchmark.open(tmp_path / "bench")
+    build_release(bench, tmp_path / "release", samples={})
+    ids = next((tmp_path / "release").glob("*-ids.tar.gz"))
+    argv = [
+        "rebuild-public", "--ids", str(ids), "--medmod-root", str(tree.medmod_root),
+        "--mimic-iv", str(tree.mimic_iv), "--mimic-cxr", str(tree.mimic_cxr),
+        "--cxr-images", str(tree.cxr_images), "--test-subjects", str(tree.test_subjects),
+        "--out", str(tmp_path / "public"),
+    ]  # fmt: skip
+    assert benchmark_data_cli(argv) == 0
+    rebuilt = Benchmark.open(tmp_path / "public")
+    rebuilt.verify()
+    assert not rebuilt.has_credentialed()
+    public = {r: e for r, e in bench.manifest["files"].items() if layout.is_public(r)}
+    assert rebuilt.manifest["files"] == public
+
+
+def test_rebuild_names_the_input_that_differs_and_writes_nothing(tmp_path, capsys):
+    tree = build_tree(tmp_path / "tree", seed=3)
+    import_tree(tree, tmp_path / "bench")
+    build_release(Benchmark.open(tmp_path / "bench"), tmp_path / "release", samples={})
+    ids = next((tmp_path / "release").glob("*-ids.tar.gz"))
+    admissions = next(Path(tree.mimic_iv).rglob("admissions.csv*"))
+    admissions.write_bytes(admissions.read_bytes() + b"\n")
+    argv = [
+        "rebuild-public", "--ids", str(ids), "--medmod-root", str(tree.medmod_root),
+        "--mimic-iv", str(tree.mimic_iv), "--mimic-cxr", str(tree.mimic_cxr),
+        "--test-subjects", str(tree.test_subjects), "--out", str(tmp_path / "public"),
+    ]  # fmt: skip
+    assert benchmark_data_cli(argv) == 2
+    err = capsys.readouterr().err
+    assert "differ from those the benchmark was built from" in err
+    assert "admissions" in err
+    assert not (tmp_path / "public").exists()
