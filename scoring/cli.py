@@ -1,7 +1,9 @@
-"""``python -m scoring score``: score a prediction file from the command line.
+"""``python -m scoring score``: score a prediction file from the command line;
+``python -m scoring validate``: check a test prediction file against the public part
+(the downloaded archive, unpacked) before submitting it.
 
-Exit 0 with the report (stdout or --out); exit 2 with a clear message on stderr (no
-traceback) for bad input.
+Exit 0 with the report (stdout or --out), or with the check's summary; exit 2 with a clear
+message on stderr (no traceback) for bad input.
 """
 
 from __future__ import annotations
@@ -18,7 +20,8 @@ from benchmark_data.suite import BUILTIN_SUITES, Suite, builtin_suite, load_suit
 from benchmark_data.tasks import TASKS
 from scoring.errors import ScoringInputError
 from scoring.report import report_json, score_predictions
-from scoring.truth import TruthError, truth_from_benchmark, truth_from_csv
+from scoring.truth import TruthError, truth_from_benchmark, truth_from_csv, units_for_validation
+from scoring.validation import read_predictions
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -46,7 +49,36 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--out", help="write the report here instead of stdout")
     p.add_argument("--quiet", action="store_true", help="no progress or summary on stderr")
+    p = sub.add_parser(
+        "validate",
+        help="check a test prediction file against the public part, as the platform will",
+    )
+    p.add_argument("--task", required=True, help="a task of the benchmark's suite")
+    p.add_argument(
+        "--benchmark",
+        required=True,
+        help="the public part: the unpacked public archive of the task page (or an export)",
+    )
+    p.add_argument("--predictions", required=True, help="prediction CSV (optionally .gz)")
     return parser
+
+
+def _validate(args: argparse.Namespace) -> int:
+    """Check a file's form and coverage against the public test units; no labels needed."""
+    bench = Benchmark.open(args.benchmark)
+    truth = units_for_validation(bench, args.task)
+    if not Path(args.predictions).is_file():
+        raise ScoringInputError(f"prediction file {args.predictions} does not exist")
+    preds = read_predictions(args.predictions, truth=truth)
+    scenarios = ", ".join(s for s in truth.scenarios if s in preds.values)
+    print(
+        f"ok: {args.predictions} is a valid {preds.form} file for {truth.task.slug} on "
+        f"{bench.name} {bench.version}: {preds.n_rows} rows, {truth.n} test units; "
+        f"scenarios: {scenarios}"
+    )
+    for warning in preds.warnings:
+        print(f"warning: {warning}")
+    return 0
 
 
 class _Bar:
@@ -92,6 +124,14 @@ def _suite(name: str) -> Suite:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.command == "validate":
+        try:
+            return _validate(args)
+        except (ScoringInputError, TruthError, BenchmarkError, StoreError, KeyError, ValueError) as exc:  # fmt: skip
+            msg = getattr(exc, "message", None) or (exc.args[0] if isinstance(exc, KeyError) else str(exc))  # fmt: skip
+            code = getattr(exc, "code", None)
+            print(f"error{f' ({code})' if code else ''}: {msg}", file=sys.stderr)
+            return 2
     t0 = time.perf_counter()
     bar = _Bar(sys.stderr.isatty() and not args.quiet)
     try:

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from benchmark_data.benchmark import Benchmark
+from benchmark_data.benchmark import Benchmark, ScenarioSets
 from benchmark_data.sequestered import test_split
 from benchmark_data.suite import Suite
 from benchmark_data.tasks import AGE_BIN_LABELS, MEDMOD, Task
@@ -28,6 +28,10 @@ ERR_TRUTH_COLUMNS = "truth file {path}: missing column(s) {columns} for task {ta
 ERR_TRUTH_READ = "truth file {path}: cannot be read as CSV ({detail})"
 ERR_TRUTH_DUPLICATES = "truth file {path}: {n} duplicate unit(s), first: {first}"
 ERR_TRUTH_VALUES = "truth file {path}: column {column} has {n} invalid value(s) ({detail})"
+ERR_GATEWAY_ONLY = (
+    "task {task} is scored through the streaming gateway only: its public test files list no "
+    "units, so no prediction file is taken for it; submit a container (docs/containers.md)"
+)
 
 
 class TruthError(ValueError):
@@ -170,6 +174,22 @@ def truth_from_benchmark(
         labels = units[keys].merge(labels, on=keys, how="left", validate="one_to_one")
     demo = bench.demographics()
     stays = test_split(bench).stays if which == "all" else bench.stays()
+    return _units_truth(
+        bench, t, units, y=_labels(labels, t), stays=stays, scenario_sets=scenario_sets,
+        groups=_groups_from_demographics(units, demo, bench.suite),
+    )  # fmt: skip
+
+
+def _units_truth(
+    bench: Benchmark,
+    t: Task,
+    units: pd.DataFrame,
+    *,
+    y: np.ndarray,
+    stays: pd.DataFrame,
+    scenario_sets: ScenarioSets | None,
+    groups: dict[str, np.ndarray],
+) -> Truth:
     stay_names: dict[str, int] = {}
     if "stay" in stays.columns:
         stay_names = dict(zip(stays["stay"].astype(str), stays["stay_id"].astype(int), strict=True))
@@ -177,18 +197,18 @@ def truth_from_benchmark(
     withheld: dict[str, np.ndarray] = {}
     if scenario_sets is not None:
         stay = units["stay_id"].to_numpy()
-        for name, stays in scenario_sets.withheld.items():
-            withheld[name] = paired & np.isin(stay, stays)
+        for name, withheld_stays in scenario_sets.withheld.items():
+            withheld[name] = paired & np.isin(stay, withheld_stays)
         for ablation in bench.suite.ablations:  # a modality subset: for every paired unit
             withheld.setdefault(ablation.slug, paired.copy())
     return Truth(
         task=t,
-        keys=units[keys].reset_index(drop=True),
-        y=_labels(labels, t),
+        keys=units[list(t.key_columns)].reset_index(drop=True),
+        y=y,
         clusters=units["subject_id"].to_numpy(dtype=np.int64),
         paired=paired,
         withheld=withheld,
-        groups=_groups_from_demographics(units, demo, bench.suite),
+        groups=groups,
         stay_names=stay_names,
         source=bench.uri,
         source_hash=bench.manifest_hash,
@@ -196,6 +216,23 @@ def truth_from_benchmark(
         benchmark_version=bench.version,
         suite=bench.suite,
     )
+
+
+def units_for_validation(bench: Benchmark, task: str | Task) -> Truth:
+    """A task's public test units as a participant holds them (a public export or the
+    release archive): keys, pairing, scenarios and stay names, and no labels (``y`` is
+    zeros). Enough for :func:`scoring.validation.read_predictions` to check a file's form and
+    coverage; never for scoring."""
+    t = bench.task(task)
+    if bench.scored_on(t.slug) == "all":
+        raise TruthError(ERR_GATEWAY_ONLY.format(task=t.slug))
+    units = bench.units(t.slug, "test")
+    scenario_sets = bench.scenarios(t.slug) if _paired(units).any() else None
+    shape = (len(units),) if t.kind != "multilabel" else (len(units), len(t.label_columns))
+    return _units_truth(
+        bench, t, units, y=np.zeros(shape), stays=bench.stays(), scenario_sets=scenario_sets,
+        groups={},
+    )  # fmt: skip
 
 
 def truth_from_csv(
@@ -263,4 +300,5 @@ __all__ = [
     "fairness_groups",
     "truth_from_benchmark",
     "truth_from_csv",
+    "units_for_validation",
 ]

@@ -21,6 +21,7 @@ from benchmark_data.release import CHECKSUMS, INDEX, build_release, is_mimic
 from benchmark_data.synth import generate
 from benchmark_data.synth.medfuse import generate_medfuse
 from benchmark_data.synth.yu import generate_yu
+from scoring.cli import main as scoring_cli
 from scoring.template import sample_predictions
 from scoring.truth import truth_from_benchmark
 from scoring.validation import read_predictions
@@ -239,3 +240,20 @@ def test_rebuild_names_the_input_that_differs_and_writes_nothing(tmp_path, capsy
     assert "differ from those the benchmark was built from" in err
     assert "admissions" in err
     assert not (tmp_path / "public").exists()
+
+
+def test_validate_checks_a_test_file_against_the_unpacked_archive(released, tmp_path, capsys):
+    """``python -m scoring validate`` needs only the public archive: the sample file passes;
+    a file short of units fails with the scorer's own message and code."""
+    bench, release, _ = released
+    with tarfile.open(release / f"{bench.name}-{bench.version}-public.tar.gz", "r:gz") as tar:
+        tar.extractall(tmp_path / "public", filter="data")
+    task = next(t for t in bench.tasks if len(bench.units(t, "test")))
+    sample = release / "tasks" / task / "sample-predictions.csv"
+    argv = ["validate", "--task", task, "--benchmark", str(tmp_path / "public")]
+    assert scoring_cli([*argv, "--predictions", str(sample)]) == 0
+    assert capsys.readouterr().out.startswith(f"ok: {sample} is a valid")
+    short = tmp_path / "short.csv"
+    short.write_text("\n".join(sample.read_text().splitlines()[:-3]) + "\n")
+    assert scoring_cli([*argv, "--predictions", str(short)]) == 2
+    assert "error (" in capsys.readouterr().err
