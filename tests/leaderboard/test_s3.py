@@ -122,3 +122,33 @@ def test_a_benchmark_in_s3_is_registered_and_scored_against(
     sub = Submission.objects.get(pk=r.json()["id"])
     ev = evaluation_run(evaluation_id=sub.evaluations.get().pk, worker="test")
     assert ev.status == "succeeded", ev.error_message
+
+
+def test_downloads_are_stored_in_s3_and_served_through_presigned_links(s3_uploads, anon, benchmark):
+    """With S3 storage the release goes to the bucket, and a download answers with a
+    pre-signed link that fetches the listed bytes (and names the file) without the site."""
+    import hashlib
+    import urllib.request
+
+    from leaderboard.board.services.downloads import benchmark_publish_downloads
+
+    benchmark_publish_downloads(benchmark=benchmark)
+    keys = {
+        o["Key"]
+        for page in s3_uploads.get_paginator("list_objects_v2").paginate(
+            Bucket=BUCKET, Prefix=f"uploads/downloads/{benchmark.manifest_hash}/"
+        )
+        for o in page.get("Contents", [])
+    }
+    listing = anon.get("/api/tasks/in-hospital-mortality/files/").json()
+    assert {
+        f"uploads/downloads/{benchmark.manifest_hash}/{f['name']}" for f in listing["files"]
+    } <= keys
+    small = next(f for f in listing["files"] if f["name"].endswith("/test.csv"))
+    r = anon.get(small["url"].removeprefix("http://testserver"))
+    assert r.status_code == 302
+    assert "Signature=" in r["Location"] and "Expires=" in r["Location"]  # signed, expiring
+    with urllib.request.urlopen(r["Location"], timeout=10) as got:
+        data = got.read()
+        assert 'filename="test.csv"' in got.headers["Content-Disposition"]
+    assert hashlib.sha256(data).hexdigest() == small["sha256"]

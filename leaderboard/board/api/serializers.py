@@ -31,7 +31,19 @@ class BenchmarkSerializer(serializers.ModelSerializer):
             "seed",
             "source",
             "tasks",
+            "files_url",
         ]
+
+    files_url = serializers.SerializerMethodField()
+
+    @extend_schema_field(OpenApiTypes.URI)
+    def get_files_url(self, obj: Benchmark) -> str:
+        """The benchmark's public release (``/api/benchmarks/{manifest_hash}/files/``)."""
+        from django.urls import reverse
+
+        url = reverse("api-benchmark-files", args=[obj.manifest_hash])
+        request = self.context.get("request")
+        return request.build_absolute_uri(url) if request else url
 
     @extend_schema_field(serializers.ListField(child=serializers.CharField()))
     def get_tasks(self, obj: Benchmark) -> list[str]:

@@ -11,6 +11,11 @@ urlpatterns = [
     path("limits/", views.LimitsView.as_view(), name="api-limits"),
     path("queue/", views.QueueView.as_view(), name="api-queue"),
     path("benchmarks/", views.BenchmarkListView.as_view(), name="api-benchmarks"),
+    path(
+        "benchmarks/<str:manifest_hash>/files/",
+        views.BenchmarkFilesView.as_view(),
+        name="api-benchmark-files",
+    ),
     path("suites/", views.SuiteListView.as_view(), name="api-suites"),
     path("suites/<slug:suite>/tasks/", views.TaskListView.as_view(), name="api-suite-tasks"),
     path(
@@ -23,7 +28,13 @@ urlpatterns = [
         views.LeaderboardView.as_view(),
         name="api-suite-leaderboard",
     ),
+    path(
+        "suites/<slug:suite>/tasks/<slug:slug>/files/",
+        views.TaskFilesView.as_view(),
+        name="api-suite-task-files",
+    ),
     path("tasks/", views.TaskListView.as_view(), name="api-tasks"),
+    path("tasks/<slug:slug>/files/", views.TaskFilesView.as_view(), name="api-task-files"),
     path("tasks/<slug:slug>/", views.TaskDetailView.as_view(), name="api-task"),
     path(
         "tasks/<slug:slug>/leaderboard/",

@@ -54,6 +54,11 @@ from leaderboard.board.selectors.submissions import (
     task_get,
     task_list,
 )
+from leaderboard.board.services.downloads import (
+    benchmark_downloads,
+    download_url,
+    task_downloads,
+)
 from leaderboard.board.services.evaluations import all_rescore, submission_rescore, task_rescore
 from leaderboard.board.services.logins import (
     check_login_allowed,
@@ -104,7 +109,7 @@ class BenchmarkListView(APIView):
     @extend_schema(responses=BenchmarkSerializer(many=True))
     def get(self, request):
         qs = Benchmark.objects.prefetch_related("tasks").order_by("-is_current", "-created_at")
-        return Response(BenchmarkSerializer(qs, many=True).data)
+        return Response(BenchmarkSerializer(qs, many=True, context={"request": request}).data)
 
 
 class SuiteListView(APIView):
@@ -517,3 +522,50 @@ class LimitsView(APIView):
                 "day_boundary": "00:00 UTC",
             }
         )
+
+
+def _no_downloads(task_or_benchmark: str) -> Response:
+    return Response(
+        {
+            "code": "not_published",
+            "detail": f"the data files of {task_or_benchmark} are not published yet; the "
+            "organizers publish them with manage.py publish_downloads",
+        },
+        status=status.HTTP_404_NOT_FOUND,
+    )
+
+
+class TaskFilesView(APIView):
+    """The public data of a task's benchmark: the task's unit lists, scenario list and sample
+    prediction file, the archives every task shares and the checksums; each with its size,
+    sha256 and download address."""
+
+    permission_classes = [permissions.AllowAny]
+
+    @extend_schema(responses=OpenApiTypes.OBJECT)
+    def get(self, request, slug: str, suite: str = DEFAULT_SUITE):
+        task = task_get(slug=slug, suite=suite)
+        files = task_downloads(task=task, absolute=request.build_absolute_uri)
+        if files is None:
+            return _no_downloads(f"task {task.slug}")
+        return Response(files)
+
+
+class BenchmarkFilesView(APIView):
+    """Every file of a benchmark's public release (by manifest hash)."""
+
+    permission_classes = [permissions.AllowAny]
+
+    @extend_schema(responses=OpenApiTypes.OBJECT)
+    def get(self, request, manifest_hash: str):
+        benchmark = Benchmark.objects.filter(manifest_hash=manifest_hash).first()
+        if benchmark is None:
+            raise Http404(f"no benchmark with manifest hash {manifest_hash!r}")
+        index = benchmark_downloads(benchmark=benchmark)
+        if index is None:
+            return _no_downloads(f"benchmark {benchmark.name} {benchmark.version}")
+        files = [
+            {**f, "url": request.build_absolute_uri(download_url(benchmark, f["name"]))}
+            for f in index["files"]
+        ]
+        return Response({**index, "files": files})

@@ -6,6 +6,7 @@ from leaderboard.board.web import accounts, views
 urlpatterns = [
     path("", views.home, name="home"),
     path("metrics/", views.metric_help, name="metrics"),
+    path("downloads/<str:manifest_hash>/<path:name>", views.download, name="download"),
     path("tasks/<slug:slug>/", views.task_board, name="task-board"),
     path("suites/<slug:suite>/tasks/<slug:slug>/", views.task_board, name="suite-task-board"),
     path("entries/<int:pk>/", views.entry, name="entry"),

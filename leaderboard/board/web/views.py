@@ -11,7 +11,7 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.cache import cache
 from django.db.models import Count, Q
-from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest
+from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest, JsonResponse
 from django.shortcuts import redirect, render
 from django.template.loader import render_to_string
 from django.urls import reverse
@@ -56,6 +56,7 @@ from leaderboard.board.selectors.submissions import (
     task_list,
 )
 from leaderboard.board.services.audit import audit_record
+from leaderboard.board.services.downloads import task_downloads
 from leaderboard.board.services.identity import account_for, is_verified, quota_holder_ids
 from leaderboard.board.services.submissions import (
     submission_create,
@@ -220,6 +221,7 @@ def task_board(request: HttpRequest, slug: str, suite: str = DEFAULT_SUITE) -> H
             "task": task,
             "board_html": mark_safe(fragment["html"]),
             "has_forest": fragment["has_forest"],
+            "downloads": task_downloads(task=task),
         },
     )
 
@@ -500,3 +502,37 @@ def not_found(request: HttpRequest, exception: Exception | None = None) -> HttpR
 
 def server_error(request: HttpRequest) -> HttpResponse:
     return render(request, "500.html", status=500)
+
+
+def download(request: HttpRequest, manifest_hash: str, name: str) -> HttpResponse:
+    """A file of a benchmark's public release: streamed from local storage, or a redirect
+    to a pre-signed S3 link. Names outside the published index are 404s."""
+    from django.http import FileResponse, Http404, HttpResponseNotModified, HttpResponseRedirect
+
+    from leaderboard.board.services.downloads import (
+        benchmark_downloads,
+        open_release_file,
+        presigned_url,
+        release_file,
+    )
+
+    found = release_file(manifest_hash=manifest_hash, name=name)
+    if found is None:
+        raise Http404(f"no file {name!r} in the downloads of benchmark {manifest_hash[:12]}")
+    benchmark, entry = found
+    if entry["kind"] == "index":
+        return JsonResponse(benchmark_downloads(benchmark=benchmark) or {})
+    etag = f'"{entry["sha256"]}"'
+    if request.headers.get("If-None-Match") == etag:
+        return HttpResponseNotModified()
+    url = presigned_url(benchmark, name)
+    if url:
+        return HttpResponseRedirect(url)
+    response = FileResponse(
+        open_release_file(benchmark, name), as_attachment=True, filename=name.rsplit("/", 1)[-1]
+    )
+    response["ETag"] = etag
+    # A release's files never change under their address (it names the manifest hash).
+    response["Cache-Control"] = "public, max-age=31536000, immutable"
+    response["X-Checksum-SHA256"] = entry["sha256"]
+    return response

@@ -27,6 +27,7 @@ from leaderboard.board.selectors.submissions import task_get
 from leaderboard.board.services.baselines import baselines_load
 from leaderboard.board.services.benchmarks import benchmark_open, benchmark_register
 from leaderboard.board.services.carry import containers_carry_over
+from leaderboard.board.services.downloads import benchmark_publish_downloads
 from leaderboard.board.services.evaluations import evaluation_run
 from leaderboard.board.services.identity import account_ensure_confirmed
 from leaderboard.board.services.submissions import SubmissionMeta, submission_create
@@ -78,6 +79,7 @@ class Command(BaseCommand):
         except ServiceError as exc:
             raise CommandError(exc.message) from None
         self.stdout.write(f"benchmark {benchmark} registered ({benchmark.manifest_hash[:12]})")
+        self._publish(benchmark)
         carried = containers_carry_over(actor=None, benchmark=benchmark)
         if carried.queued:
             self.stdout.write(
@@ -96,6 +98,7 @@ class Command(BaseCommand):
             self.stdout.write(
                 f"suite {other.suite.slug}: benchmark {other} registered ({other.manifest_hash[:12]})"
             )
+            self._publish(other)
             self._baselines(folder / "baselines", folder / "benchmark")
         self.stdout.write(
             f"log in as {DEMO_USER} / {DEMO_PASSWORD} (or create an admin with "
@@ -104,6 +107,12 @@ class Command(BaseCommand):
         if opts["no_serve"]:
             return
         self._serve(opts["addr"])
+
+    def _publish(self, benchmark) -> None:
+        """Publish the benchmark's public data files (the task pages' downloads) once."""
+        index = benchmark_publish_downloads(benchmark=benchmark)
+        size = sum(f["size"] for f in index["files"])
+        self.stdout.write(f"  its public data files: {len(index['files'])}, {size / 1e6:.1f} MB")
 
     def _baselines(self, run_dir: Path, bench_dir: Path) -> None:
         """Enter a baselines run's prediction files as reference entries and score them."""

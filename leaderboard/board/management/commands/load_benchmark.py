@@ -6,6 +6,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from leaderboard.board.errors import ServiceError
 from leaderboard.board.services.benchmarks import benchmark_register
+from leaderboard.board.services.downloads import benchmark_publish_downloads
 
 
 class Command(BaseCommand):
@@ -22,6 +23,11 @@ class Command(BaseCommand):
         parser.add_argument(
             "--no-verify", action="store_true", help="skip the file-by-file hash check"
         )
+        parser.add_argument(
+            "--no-downloads",
+            action="store_true",
+            help="do not publish its public data files yet (manage.py publish_downloads does)",
+        )
 
     def handle(self, *args, **opts):
         try:
@@ -33,6 +39,12 @@ class Command(BaseCommand):
             )
         except ServiceError as exc:
             raise CommandError(exc.message) from None
+        if not opts["no_downloads"]:
+            try:
+                index = benchmark_publish_downloads(benchmark=benchmark)
+            except ServiceError as exc:
+                raise CommandError(exc.message) from None
+            self.stdout.write(f"published its public data files ({len(index['files'])} files)")
         tasks = ", ".join(f"{t.slug} ({t.n_test_units} test units)" for t in benchmark.tasks.all())
         self.stdout.write(
             f"registered {benchmark.name} {benchmark.version} "
