@@ -136,13 +136,13 @@ def test_downloads_are_stored_in_s3_and_served_through_presigned_links(s3_upload
     keys = {
         o["Key"]
         for page in s3_uploads.get_paginator("list_objects_v2").paginate(
-            Bucket=BUCKET, Prefix=f"uploads/downloads/{benchmark.manifest_hash}/"
+            Bucket=BUCKET, Prefix=f"uploads/public-data/{benchmark.manifest_hash}/"
         )
         for o in page.get("Contents", [])
     }
     listing = anon.get("/api/tasks/in-hospital-mortality/files/").json()
     assert {
-        f"uploads/downloads/{benchmark.manifest_hash}/{f['name']}" for f in listing["files"]
+        f"uploads/public-data/{benchmark.manifest_hash}/{f['name']}" for f in listing["files"]
     } <= keys
     small = next(f for f in listing["files"] if f["name"].endswith("/test.csv"))
     r = anon.get(small["url"].removeprefix("http://testserver"))

@@ -3,7 +3,7 @@
 ``benchmark_publish_downloads`` writes a benchmark's release (:mod:`benchmark_data.release`:
 the public part whole and per split, per task the unit lists, scenario lists and a sample
 prediction file, ``SHA256SUMS``) to the site's storage under
-``downloads/{manifest hash}/``; its index ``release.json`` is written last, so a release is
+``public-data/{manifest hash}/``; its index ``release.json`` is written last, so a release is
 listed only once every file is in place. Local files in the demo are streamed by
 :func:`leaderboard.board.web.views.download`; on S3 that view answers with a pre-signed URL.
 
@@ -27,7 +27,7 @@ from benchmark_data.release import CHECKSUMS, INDEX, build_release, read_index
 from leaderboard.board.models import DEFAULT_SUITE, Benchmark, Task
 from leaderboard.board.services.benchmarks import benchmark_open
 
-PREFIX = "downloads"
+PREFIX = "public-data"
 # The index is read from storage once per process per this many seconds (a release that is
 # not there yet is looked for again after this long too).
 INDEX_CACHE_SECONDS = 300
@@ -121,7 +121,10 @@ def task_downloads(*, task: Task, absolute: Any = None) -> dict[str, Any] | None
         if f.get("task") in (None, task.slug)
     ]
     order = {"archive": 0, "ids": 0, "inputs": 1, "units": 2, "scenarios": 3, "sample": 4}
-    files.sort(key=lambda f: (order.get(f["kind"], 9), f["name"]))
+    splits = {"train": 0, "val": 1, "test": 2}
+    files.sort(
+        key=lambda f: (order.get(f["kind"], 9), splits.get(f.get("split") or "", 3), f["name"])
+    )
     return {
         "benchmark": {
             "name": benchmark.name,
