@@ -83,7 +83,8 @@ def test_bad_fields_give_a_400_naming_the_field(api, benchmark, change, field, t
     r = api.post("/api/submissions/", _form(**change), format="multipart")
     assert r.status_code == 400
     body = r.json()
-    assert body["code"] == "invalid" and field in body["errors"]
+    assert body["code"] == ("invalid_file" if field == "file" else "invalid")
+    assert field in body["errors"]
     assert text in str(body["errors"][field])
 
 

@@ -27,6 +27,18 @@ def _first_message(errors) -> str:
     return str(errors)
 
 
+# Fields whose problems have a code of their own (docs/api.md): the uploaded file itself
+# (empty, not a CSV, over the size limit), which a client fixes by sending another file.
+FILE_FIELDS = frozenset({"file", "image"})
+
+
+def _validation_code(errors) -> str:
+    """``invalid_file`` when only the uploaded file is at fault, else ``invalid``."""
+    if isinstance(errors, dict) and errors and set(errors) <= FILE_FIELDS:
+        return "invalid_file"
+    return "invalid"
+
+
 def exception_handler(exc, context):
     if isinstance(exc, ServiceError):
         data = {"detail": exc.message, "code": exc.code}
@@ -60,7 +72,7 @@ def exception_handler(exc, context):
         )
         response.data = {
             "detail": _first_message(errors),
-            "code": "invalid",
+            "code": _validation_code(errors),
             "errors": errors,
         }
     elif isinstance(response.data, dict) and "detail" in response.data:

@@ -405,9 +405,16 @@ def submit(request: HttpRequest) -> HttpResponse:
     declaration = benchmark.suite_declaration
     if request.method == "POST":
         form = SubmissionForm(request.POST, request.FILES, suite=declaration)
+        valid = form.is_valid()
         for field, message in (getattr(request, "upload_errors", None) or {}).items():
-            form.add_error(field if field in form.fields else None, message)
-        if form.is_valid():
+            # The file was dropped for its size: that is the one error of its field, not
+            # also "This field is required."
+            name = field if field in form.fields else None
+            if name is not None:
+                form.errors.pop(name, None)
+            form.add_error(name, message)
+            valid = False
+        if valid:
             try:
                 sub = submission_create(
                     owner=request.user,
