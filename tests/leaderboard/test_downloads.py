@@ -158,3 +158,37 @@ def test_load_benchmark_publishes_the_downloads(demo_benchmark_dir, anon):
     out = StringIO()
     call_command("publish_downloads", stdout=out)
     assert "published medmod-synthetic" in out.getvalue() or "published " in out.getvalue()
+
+
+def test_a_mimic_benchmark_offers_identifiers_and_states_the_access_terms(anon, tmp_path):
+    """A benchmark built from MIMIC: its task page states the credentialed-access terms and
+    the rebuild command, and what it serves holds identifiers only."""
+    from leaderboard.board.services.benchmarks import benchmark_register
+    from tests.benchmark_data.mimic_fixtures import build_tree, import_tree
+    from tests.leaderboard.conftest import ensure_tracks
+
+    ensure_tracks()
+    tree = build_tree(tmp_path / "tree", seed=3)
+    import_tree(tree, tmp_path / "bench")
+    benchmark = benchmark_register(uri=str(tmp_path / "bench"))
+    index = benchmark_publish_downloads(benchmark=benchmark)
+    assert index["ids_only"]
+    html = anon.get(f"/tasks/{TASK}/").content.decode()
+    assert "Credentialed access required" in html
+    assert "PhysioNet Credentialed Health Data License" in html
+    assert "python -m benchmark_data rebuild-public --ids medmod-mimic-" in html
+    listing = anon.get(f"/api/tasks/{TASK}/files/").json()
+    assert listing["ids_only"] and "PhysioNet" in listing["terms"]
+    kinds = {f["kind"] for f in listing["files"]}
+    assert kinds == {"ids", "units", "scenarios", "checksums"}
+    for f in listing["files"]:
+        data = _body(anon.get(f["url"].removeprefix("http://testserver")))
+        if f["kind"] == "ids":
+            with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as tar:
+                names = set(tar.getnames())
+            assert names == {
+                "public/stays.csv", "public/cxr/metadata.csv", "public/suite.json", "rebuild.json"
+            }  # fmt: skip
+        elif f["kind"] == "units":
+            columns = set(pd.read_csv(io.BytesIO(data)).columns)
+            assert columns <= {"stay_id", "subject_id", "cxr_dicom_id", "period_length", "stay"}
