@@ -192,3 +192,27 @@ def test_a_mimic_benchmark_offers_identifiers_and_states_the_access_terms(anon, 
         elif f["kind"] == "units":
             columns = set(pd.read_csv(io.BytesIO(data)).columns)
             assert columns <= {"stay_id", "subject_id", "cxr_dicom_id", "period_length", "stay"}
+
+
+def test_another_suites_task_page_lists_its_own_files(anon, benchmark, tmp_path):
+    """A task of the Yu et al. suite: its page and its suite-scoped API list that benchmark's
+    files, with the notes in its inputs archives and a sample file over its scenarios."""
+    from benchmark_data.synth.yu import generate_yu
+    from leaderboard.board.services.benchmarks import benchmark_register
+
+    generate_yu(tmp_path / "yu", scale="tiny", seed=3)
+    yu = benchmark_register(uri=str(tmp_path / "yu"), verify=False)
+    benchmark_publish_downloads(benchmark=yu)
+    slug = yu.tasks.order_by("id").first().slug
+    html = anon.get(f"/suites/yu2025/tasks/{slug}/").content.decode()
+    assert f'href="/api/suites/yu2025/tasks/{slug}/files/"' in html
+    assert f"--task {slug}" in html and "?suite=yu2025&amp;task=" in html
+    listing = anon.get(f"/api/suites/yu2025/tasks/{slug}/files/").json()
+    assert listing["benchmark"]["manifest_hash"] == yu.manifest_hash
+    test_inputs = next(f for f in listing["files"] if f["name"] == "inputs-test.tar.gz")
+    data = _body(anon.get(test_inputs["url"].removeprefix("http://testserver")))
+    with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as tar:
+        assert "public/notes/test.csv.gz" in tar.getnames()
+    sample = next(f for f in listing["files"] if f["kind"] == "sample")
+    rows = pd.read_csv(io.BytesIO(_body(anon.get(sample["url"].removeprefix("http://testserver")))))
+    assert {"paired", "notes_missing_100"} <= set(rows["scenario"])
