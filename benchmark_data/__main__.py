@@ -55,6 +55,12 @@ SYNTH_SCALES = {
 }
 
 
+def _mimic_roots(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--medmod-root", required=True, help="MedMod mimic4extract output directory")
+    p.add_argument("--mimic-iv", required=True, help="MIMIC-IV directory (hosp/, icu/)")
+    p.add_argument("--mimic-cxr", required=True, help="MIMIC-CXR-JPG metadata directory")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmark_data", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -77,9 +83,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--suite", choices=["medmod", "yu2025"], default="medmod",
                    help="the suite to build (yu2025 also needs --mimic-note)")  # fmt: skip
-    p.add_argument("--medmod-root", required=True, help="MedMod mimic4extract output directory")
-    p.add_argument("--mimic-iv", required=True, help="MIMIC-IV directory (hosp/, icu/)")
-    p.add_argument("--mimic-cxr", required=True, help="MIMIC-CXR-JPG metadata directory")
+    _mimic_roots(p)
     p.add_argument("--test-subjects", help="test subject file (MedMod's testset_iv.csv)")
     p.add_argument("--val-subjects", help="validation subject file (MedMod's valset_iv.csv)")
     p.add_argument("--cxr-images", help="MIMIC-CXR-JPG image root: convert images to PNG")
@@ -99,9 +103,7 @@ def main(argv: list[str] | None = None) -> int:
         help="rebuild a MIMIC-derived benchmark's public part from your own MIMIC copy",
     )
     p.add_argument("--ids", required=True, help="the benchmark's identifiers archive (...-ids.tar.gz)")  # fmt: skip
-    p.add_argument("--medmod-root", required=True, help="MedMod mimic4extract output directory")
-    p.add_argument("--mimic-iv", required=True, help="MIMIC-IV directory (hosp/, icu/)")
-    p.add_argument("--mimic-cxr", required=True, help="MIMIC-CXR-JPG metadata directory")
+    _mimic_roots(p)
     p.add_argument("--cxr-images", help="MIMIC-CXR-JPG image root (when the benchmark has images)")
     p.add_argument("--mimic-note", help="MIMIC-IV-Note directory (the Yu et al. suite)")
     p.add_argument("--test-subjects", help="test subject file, if the benchmark was built with one")

@@ -53,6 +53,15 @@ def sha256_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+def sha256_file(path: str | os.PathLike[str]) -> str:
+    """sha256 of a file, read in blocks."""
+    h = hashlib.sha256()
+    with Path(path).open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
 def csv_bytes(df: pd.DataFrame) -> bytes:
     """Deterministic CSV encoding used for every table of the format."""
     return df.to_csv(index=False, lineterminator="\n").encode("utf-8")

@@ -31,7 +31,6 @@ were made in.
 from __future__ import annotations
 
 import gzip
-import hashlib
 import io
 import json
 import os
@@ -46,7 +45,13 @@ from typing import Any
 import pandas as pd
 
 from benchmark_data import layout
-from benchmark_data.benchmark import Benchmark, BenchmarkError, csv_bytes, export_public
+from benchmark_data.benchmark import (
+    Benchmark,
+    BenchmarkError,
+    csv_bytes,
+    export_public,
+    sha256_file,
+)
 from benchmark_data.tasks import SPLITS
 
 RELEASE_FORMAT = "medmod-release"
@@ -107,14 +112,6 @@ def _tar_gz(path: Path, members: Iterable[tuple[str, Path | bytes]]) -> None:
                     tar.addfile(info, fh)
 
 
-def _sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def _split_of_file(rel: str, image_splits: Mapping[str, str]) -> str | None:
     """The split whose inputs a public file holds (None: shared, or not an input)."""
     for split in SPLITS:
@@ -140,7 +137,7 @@ class _Writer:
     def add(self, name: str, kind: str, title: str, **where: str | None) -> None:
         path = self.out / name
         self.files.append(
-            ReleaseFile(name, kind, title, path.stat().st_size, _sha256_file(path), **where)
+            ReleaseFile(name, kind, title, path.stat().st_size, sha256_file(path), **where)
         )
 
     def write(self, name: str, data: bytes, kind: str, title: str, **where: str | None) -> None:
@@ -266,7 +263,7 @@ def build_release(
         for rel in json.loads((public / layout.MANIFEST).read_text())["files"]:
             if not layout.is_public(rel):  # export_public writes public files only
                 raise BenchmarkError(ERR_CREDENTIALED.format(rel=rel))
-        public_hash = _sha256_file(public / layout.MANIFEST)
+        public_hash = sha256_file(public / layout.MANIFEST)
         if ids_only:
             _ids_release(w, bench, public)
         else:

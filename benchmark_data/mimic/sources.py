@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import csv
 import gzip
-import hashlib
 import io
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -18,6 +17,8 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+
+from benchmark_data.benchmark import sha256_file
 
 ERR_MISSING_FILE = "missing input file: expected {expected}"
 ERR_MISSING_DIR = "{what} {path} is not a directory"
@@ -43,11 +44,7 @@ class InputFiles:
 
 
 def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+    return sha256_file(path)
 
 
 def check_dir(path: str | Path, *, what: str) -> Path:
