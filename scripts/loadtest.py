@@ -127,14 +127,14 @@ def _shifted(summary: dict, delta: float) -> dict:
     return out
 
 
-def seed(entries: int, sample_csv: bytes) -> list[int]:
+def seed(entries: int, sample_csv: bytes) -> list[str]:
     """One real scored entry, then ``entries - 1`` copies of its run with shifted values."""
     import numpy as np
     from django.contrib.auth import get_user_model
     from django.core.files.uploadedfile import SimpleUploadedFile
     from django.db import transaction
 
-    from leaderboard.board.models import Evaluation, Submission, Track
+    from leaderboard.board.models import Evaluation, Submission, Track, new_public_id
     from leaderboard.board.services.benchmarks import benchmark_register
     from leaderboard.board.services.evaluations import evaluation_run
     from leaderboard.board.services.identity import account_create
@@ -165,6 +165,7 @@ def seed(entries: int, sample_csv: bytes) -> list[int]:
         delta = float(rng.normal(-0.05, 0.06))
         s = copy.copy(first)
         s.pk = None
+        s.public_id = new_public_id()
         s.owner = users[i % len(users)]
         s.method_name = f"Fusion model variant {i:03d}"
         s.team_name = f"Team {i % len(users):02d}"
@@ -190,7 +191,7 @@ def seed(entries: int, sample_csv: bytes) -> list[int]:
         for s, e in zip(created, evals, strict=True):
             e.submission = s
         Evaluation.objects.bulk_create(evals, batch_size=100)
-    return [first.pk] + [s.pk for s in created]
+    return [first.public_id] + [s.public_id for s in created]
 
 
 class Recorder:
@@ -214,7 +215,7 @@ def _request(conn: http.client.HTTPConnection, method: str, path: str, body=None
 
 
 def reader(
-    port: int, ids: list[int], stop: threading.Event, rec: Recorder, seed_: int, think: float
+    port: int, ids: list[str], stop: threading.Event, rec: Recorder, seed_: int, think: float
 ) -> None:
     """One user: a request, then a pause of ``think`` seconds on average (uniform between
     half and one and a half times it; 0: none, the next request at once)."""
@@ -226,8 +227,8 @@ def reader(
     while not stop.is_set():
         kind, path = rng.choices(mix, weights)[0]
         if path is None:
-            pk = rng.choice(ids)
-            path = f"/entries/{pk}/" if kind == "entry page" else f"/api/submissions/{pk}/"
+            entry = rng.choice(ids)
+            path = f"/entries/{entry}/" if kind == "entry page" else f"/api/submissions/{entry}/"
         t0 = time.perf_counter()
         error = None
         try:
@@ -247,8 +248,8 @@ def reader(
 
 
 def submitter(port: int, token: str, csv: bytes, stop: threading.Event, rec: Recorder,
-              every: float) -> list[int]:  # fmt: skip
-    sent: list[int] = []
+              every: float) -> list[str]:  # fmt: skip
+    sent: list[str] = []
     i = 0
     lines = csv.decode().splitlines()
     while not stop.is_set():

@@ -116,6 +116,7 @@ class EvaluationInline(admin.TabularInline):
 class SubmissionAdmin(admin.ModelAdmin):
     list_display = [
         "id",
+        "public_id",
         "method_name",
         "team_name",
         "owner",
@@ -126,10 +127,10 @@ class SubmissionAdmin(admin.ModelAdmin):
         "created_at",
     ]
     list_filter = ["status", "visibility", "is_reference", "task__slug", "task__benchmark", "track"]
-    search_fields = ["method_name", "team_name", "owner__username", "sha256"]
+    search_fields = ["public_id", "method_name", "team_name", "owner__username", "sha256"]
     list_select_related = ["owner", "task__benchmark"]
     readonly_fields = [
-        "owner", "task", "track", "file", "original_filename", "sha256", "size", "status",
+        "public_id", "owner", "task", "track", "file", "original_filename", "sha256", "size", "status",
         "failure_kind", "failure_code", "failure_reason", "visibility", "is_reference",
         "created_at", "queued_at", "started_at", "scored_at", "published_at", "failed_at",
     ]  # fmt: skip
@@ -165,7 +166,7 @@ class SubmissionAdmin(admin.ModelAdmin):
                 submission_publish(actor=request.user, submission=sub)
                 done += 1
             except ServiceError as exc:
-                problems.append(f"#{sub.pk}: {exc.message}")
+                problems.append(f"{sub.public_id}: {exc.message}")
         self.message_user(request, f"{done} published.")
         for p in problems:
             self.message_user(request, p, messages.WARNING)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import functools
 import json
+import secrets
 import uuid
 from typing import Any
 
@@ -250,8 +251,26 @@ def modalities_label(slugs: list[str]) -> str:
     return " + ".join(s.upper() if s in ("ehr", "cxr") else s.capitalize() for s in slugs)
 
 
+# An entry's public identifier: 12 characters of lowercase base32 from ``secrets``, the first
+# a letter (so that it never reads as a number, the entries' old addresses). About 2^59
+# values: not derived from the primary key or the time, so ids neither count the entries
+# nor can be walked.
+PUBLIC_ID_ALPHABET = "abcdefghijklmnopqrstuvwxyz234567"
+PUBLIC_ID_PATTERN = r"[a-z][a-z2-7]{11}"
+
+
+def new_public_id() -> str:
+    """A fresh random public identifier of an entry."""
+    return secrets.choice(PUBLIC_ID_ALPHABET[:26]) + "".join(
+        secrets.choice(PUBLIC_ID_ALPHABET) for _ in range(11)
+    )
+
+
 class Submission(models.Model):
-    """An entry: a prediction file for one task, its description, and where it stands."""
+    """An entry: a prediction file for one task, its description, and where it stands.
+
+    ``public_id`` names it in every address and API field; the primary key stays inside.
+    """
 
     Status = SubmissionStatus
     Visibility = Visibility
@@ -259,6 +278,7 @@ class Submission(models.Model):
 
     ACTIVE_STATUSES = (Status.SUBMITTED, Status.QUEUED, Status.RUNNING)
 
+    public_id = models.CharField(max_length=12, unique=True, default=new_public_id, editable=False)
     owner = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="submissions"
     )
@@ -344,6 +364,9 @@ class Submission(models.Model):
                 name="threshold_in_unit_interval",
             ),
             models.CheckConstraint(condition=Q(size__gte=0), name="size_not_negative"),
+            models.CheckConstraint(
+                condition=Q(public_id__regex=f"^{PUBLIC_ID_PATTERN}$"), name="public_id_form"
+            ),
             # The same file cannot be entered twice for a task by one owner (failed ones aside).
             models.UniqueConstraint(
                 fields=["owner", "task", "sha256"],
@@ -353,7 +376,12 @@ class Submission(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"#{self.pk} {self.method_name} ({self.task.slug})"
+        return f"{self.public_id} {self.method_name} ({self.task.slug})"
+
+    def get_absolute_url(self) -> str:
+        from django.urls import reverse
+
+        return reverse("entry", args=[self.public_id])
 
     def save(self, *args: Any, **kwargs: Any) -> None:
         # An entry made with the two booleans only (MedMod) names its modalities from them.

@@ -54,7 +54,7 @@ def test_create_a_submission_with_a_token(api, user, benchmark):
     assert body["status"] in ("submitted", "queued")
     assert body["modalities"] == ["ehr", "cxr"] and body["owner"] == user.username
     assert body["queue_position"] == 1 or body["status"] == "submitted"
-    sub = Submission.objects.get(pk=body["id"])
+    sub = Submission.objects.get(public_id=body["id"])
     assert sub.evaluations.count() == 1
 
 
@@ -141,33 +141,33 @@ def test_my_submissions_lists_only_mine(api, user):
     r = api.get("/api/submissions/")
     assert r.status_code == 200
     ids = [s["id"] for s in r.json()["results"]]
-    assert ids == [mine.pk]
+    assert ids == [mine.public_id]
     assert r.json()["results"][0]["queue_position"] == 1
-    assert api.get("/api/submissions/?active=1").json()["results"][0]["id"] == mine.pk
+    assert api.get("/api/submissions/?active=1").json()["results"][0]["id"] == mine.public_id
 
 
 def test_an_unpublished_entry_is_visible_to_its_owner_and_staff_only(api, staff_api, anon, user):
     private = SubmissionFactory(status="scored", visibility="private")
     EvaluationFactory(submission=private)
     for client in (api, anon):
-        assert client.get(f"/api/submissions/{private.pk}/").status_code == 404
-        assert client.get(f"/api/submissions/{private.pk}/report/").status_code == 404
-        assert client.get(f"/api/submissions/{private.pk}/evaluations/").status_code == 404
-    assert staff_api.get(f"/api/submissions/{private.pk}/").status_code == 200
+        assert client.get(f"/api/submissions/{private.public_id}/").status_code == 404
+        assert client.get(f"/api/submissions/{private.public_id}/report/").status_code == 404
+        assert client.get(f"/api/submissions/{private.public_id}/evaluations/").status_code == 404
+    assert staff_api.get(f"/api/submissions/{private.public_id}/").status_code == 200
     own = SubmissionFactory(owner=user, status="scored", visibility="private")
-    assert api.get(f"/api/submissions/{own.pk}/").status_code == 200
+    assert api.get(f"/api/submissions/{own.public_id}/").status_code == 200
 
 
 def test_report_and_history_of_a_published_entry(anon):
     old = EvaluationFactory(scorer_version="0.9.0", value=0.7)
     sub = old.submission
     current = EvaluationFactory(submission=sub, value=0.8)
-    r = anon.get(f"/api/submissions/{sub.pk}/report/")
+    r = anon.get(f"/api/submissions/{sub.public_id}/report/")
     assert r.status_code == 200 and r.json()["evaluation_id"] == current.pk
-    r = anon.get(f"/api/submissions/{sub.pk}/report/?evaluation={old.pk}")
+    r = anon.get(f"/api/submissions/{sub.public_id}/report/?evaluation={old.pk}")
     assert r.json()["evaluation_id"] == old.pk
-    assert anon.get(f"/api/submissions/{sub.pk}/report/?evaluation=abc").status_code == 400
-    runs = anon.get(f"/api/submissions/{sub.pk}/evaluations/").json()
+    assert anon.get(f"/api/submissions/{sub.public_id}/report/?evaluation=abc").status_code == 400
+    runs = anon.get(f"/api/submissions/{sub.public_id}/evaluations/").json()
     assert [e["id"] for e in runs] == [current.pk, old.pk]
     assert [e["is_current"] for e in runs] == [True, False]
 
@@ -180,9 +180,9 @@ def test_leaderboard_json_ranks_and_marks_references(anon):
     r = anon.get(f"/api/tasks/{task.slug}/leaderboard/")
     assert r.status_code == 200, r.content
     rows = r.json()["rows"]
-    assert [row["entry_id"] for row in rows][0] == top.submission_id
+    assert [row["entry_id"] for row in rows][0] == top.submission.public_id
     assert rows[0]["rank"] == 1 and rows[0]["vs_leader"] is None
-    assert any(row["is_reference"] and row["entry_id"] == ref.submission_id for row in rows)
+    assert any(row["is_reference"] and row["entry_id"] == ref.submission.public_id for row in rows)
     assert rows[1]["vs_baseline"] is None or "p" in rows[1]["vs_baseline"]
     ehr_only = anon.get(f"/api/tasks/{task.slug}/leaderboard/?modality=ehr").json()["rows"]
     assert len(ehr_only) == 1 and ehr_only[0]["modalities"] == ["ehr"]
@@ -204,7 +204,7 @@ def test_leaderboard_csv_export(anon):
         "entry_id",
         "method_name",
     ]
-    assert rows[1][4] == str(ev.submission_id)
+    assert rows[1][4] == ev.submission.public_id
 
 
 @pytest.mark.parametrize("query", ["sort=height", "modality=mri", "track=zip", "order=up"])
@@ -218,24 +218,24 @@ def test_bad_leaderboard_parameters_are_a_400(anon, query):
 def test_publish_and_unpublish_by_the_owner(api, user):
     sub = SubmissionFactory(owner=user, status="scored", visibility="private")
     EvaluationFactory(submission=sub)
-    r = api.post(f"/api/submissions/{sub.pk}/publish/")
+    r = api.post(f"/api/submissions/{sub.public_id}/publish/")
     assert r.status_code == 200 and r.json()["status"] == "published"
-    r = api.post(f"/api/submissions/{sub.pk}/unpublish/")
+    r = api.post(f"/api/submissions/{sub.public_id}/unpublish/")
     assert r.status_code == 200 and r.json()["status"] == "scored"
     queued = SubmissionFactory(owner=user, status="queued")
-    r = api.post(f"/api/submissions/{queued.pk}/publish/")
+    r = api.post(f"/api/submissions/{queued.public_id}/publish/")
     assert r.status_code == 409 and "only a scored entry" in r.json()["detail"]
 
 
 def test_someone_elses_published_entry_cannot_be_withdrawn(api):
     sub = EvaluationFactory().submission
-    r = api.post(f"/api/submissions/{sub.pk}/unpublish/")
+    r = api.post(f"/api/submissions/{sub.public_id}/unpublish/")
     assert r.status_code == 403
 
 
 def test_staff_endpoints_refuse_others(api, anon):
     sub = EvaluationFactory().submission
-    for path in (f"/api/submissions/{sub.pk}/rescore/", f"/api/submissions/{sub.pk}/hide/",
+    for path in (f"/api/submissions/{sub.public_id}/rescore/", f"/api/submissions/{sub.public_id}/hide/",
                  f"/api/tasks/{sub.task.slug}/rescore/", "/api/rescore/"):  # fmt: skip
         assert api.post(path, {"reason": "x"}).status_code == 403
         assert anon.post(path, {"reason": "x"}).status_code == 401
@@ -244,7 +244,7 @@ def test_staff_endpoints_refuse_others(api, anon):
 def test_staff_rescore_one_a_task_and_all(staff_api, staff):
     ev = EvaluationFactory()
     sub = ev.submission
-    r = staff_api.post(f"/api/submissions/{sub.pk}/rescore/")
+    r = staff_api.post(f"/api/submissions/{sub.public_id}/rescore/")
     assert r.status_code == 202 and r.json()["queued"] == 1
     r = staff_api.post(f"/api/tasks/{sub.task.slug}/rescore/")
     assert r.status_code == 202 and r.json() == {"queued": 0, "skipped": 1, "evaluations": []}
@@ -258,9 +258,9 @@ def test_staff_rescore_one_a_task_and_all(staff_api, staff):
 
 def test_staff_hide_needs_a_reason(staff_api):
     sub = EvaluationFactory().submission
-    r = staff_api.post(f"/api/submissions/{sub.pk}/hide/", {})
+    r = staff_api.post(f"/api/submissions/{sub.public_id}/hide/", {})
     assert r.status_code == 400 and "reason" in r.json()["errors"]
-    r = staff_api.post(f"/api/submissions/{sub.pk}/hide/", {"reason": "duplicate account"})
+    r = staff_api.post(f"/api/submissions/{sub.public_id}/hide/", {"reason": "duplicate account"})
     assert r.status_code == 200 and r.json()["visibility"] == "hidden"
 
 

@@ -6,6 +6,7 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
+from leaderboard.board.models import Submission
 from leaderboard.board.selectors.leaderboard import board_state, leaderboard_rows
 from leaderboard.board.services.submissions import submission_hide, submission_unpublish
 from tests.leaderboard.factories import EvaluationFactory, SubmissionFactory
@@ -23,7 +24,7 @@ def _board(n: int):
     return task
 
 
-def _api_ids(client, task) -> list[int]:
+def _api_ids(client, task) -> list[str]:
     r = client.get(f"/api/tasks/{task.slug}/leaderboard/")
     assert r.status_code == 200
     return [row["entry_id"] for row in r.json()["rows"]]
@@ -71,7 +72,7 @@ def test_a_newly_published_entry_is_on_the_next_board(client):
     )
     assert board_state(task=task).key != before
     ids = _api_ids(client, task)
-    assert ids[0] == new.submission_id and len(ids) == 4
+    assert ids[0] == new.submission.public_id and len(ids) == 4
     assert "Newcomer" in client.get(f"/tasks/{task.slug}/").content.decode()
 
 
@@ -80,15 +81,13 @@ def test_a_hidden_or_withdrawn_entry_leaves_the_next_board(client, staff):
     ids = _api_ids(client, task)
     page = client.get(f"/tasks/{task.slug}/").content.decode()
     hidden, withdrawn = ids[0], ids[1]
-    from leaderboard.board.models import Submission
-
-    sub = Submission.objects.get(pk=hidden)
+    sub = Submission.objects.get(public_id=hidden)
     assert sub.method_name in page
     submission_hide(actor=staff, submission=sub, reason="Leaks the test labels.")
     assert hidden not in _api_ids(client, task)
     assert sub.method_name not in client.get(f"/tasks/{task.slug}/").content.decode()
 
-    other = Submission.objects.get(pk=withdrawn)
+    other = Submission.objects.get(public_id=withdrawn)
     submission_unpublish(actor=other.owner, submission=other)
     assert _api_ids(client, task) == ids[2:]
 
@@ -99,7 +98,7 @@ def test_a_rescore_changes_the_next_board(client):
     last = ids[-1]
     client.get(f"/tasks/{task.slug}/")
     key = board_state(task=task).key
-    EvaluationFactory(submission_id=last, value=0.97, seed=777)
+    EvaluationFactory(submission=Submission.objects.get(public_id=last), value=0.97, seed=777)
     assert board_state(task=task).key != key
     assert _api_ids(client, task)[0] == last
     rows = client.get(f"/api/tasks/{task.slug}/leaderboard/").json()["rows"]
@@ -144,17 +143,17 @@ def test_while_a_board_is_being_built_other_readers_get_the_previous_one(client)
     old_ids = _api_ids(client, task)
     new = EvaluationFactory(submission=SubmissionFactory(task=task), value=0.99)
     state = board_state(task=task)
-    series = f"board:v1:{task.pk}"
+    series = f"board:v2:{task.pk}"
     # another process is building the new board: this reader gets the previous one, which
     # is not cached under the new key
     assert cache.add(f"{series}:building", state.key, 60)
     stale = leaderboard_rows(task=task, state=state)
-    assert not stale.fresh and [r.submission_id for r in stale.rows] == old_ids
+    assert not stale.fresh and [r.entry_id for r in stale.rows] == old_ids
     assert cache.get(state.key) is None
     cache.delete(f"{series}:building")
     fresh = leaderboard_rows(task=task, state=state)
     assert fresh.fresh and fresh.rows[0].submission_id == new.submission_id
-    assert _api_ids(client, task)[0] == new.submission_id
+    assert _api_ids(client, task)[0] == new.submission.public_id
 
 
 def test_fairness_summaries_are_not_shown_as_groups():
@@ -210,6 +209,6 @@ def test_the_entry_page_renders_fairness_groups_and_summaries_apart(client):
         },
     }
     ev.save()
-    page = client.get(reverse("entry", args=[ev.submission_id])).content.decode()
+    page = client.get(reverse("entry", args=[ev.submission.public_id])).content.decode()
     assert "Worst group" in page and "Equalized odds ratio" in page
     assert "suppressed_groups" not in page and "equalized_odds_ratio" not in page

@@ -95,7 +95,7 @@ def test_every_write_makes_readers_read_the_key_again(
     after = board_key(task=task)
     assert after.key != before and after.state is not None
     rows = client.get(f"/api/tasks/{task.slug}/leaderboard/").json()["rows"]
-    assert rows[0]["entry_id"] == new.submission_id
+    assert rows[0]["entry_id"] == new.submission.public_id
     assert "Newcomer" in client.get(f"/tasks/{task.slug}/").content.decode()
 
     # A hidden entry: the worker is asked to rebuild the board and holds its builds; until
@@ -106,7 +106,7 @@ def test_every_write_makes_readers_read_the_key_again(
     board_refresh(task_id=task.pk)  # what the worker does
     assert "Newcomer" not in client.get(f"/tasks/{task.slug}/").content.decode()
     ids = [r["entry_id"] for r in client.get(f"/api/tasks/{task.slug}/leaderboard/").json()["rows"]]
-    assert new.submission_id not in ids and len(ids) == 3
+    assert new.submission.public_id not in ids and len(ids) == 3
 
 
 @pytest.mark.django_db
@@ -141,7 +141,7 @@ def test_after_the_refresh_readers_build_nothing(shared_cache, client):
 @pytest.mark.django_db
 def test_an_entry_page_renders_its_report_once(shared_cache, client):
     ev = EvaluationFactory(value=0.8)
-    url = f"/entries/{ev.submission_id}/"
+    url = f"/entries/{ev.submission.public_id}/"
     first = client.get(url)
     assert first.status_code == 200
     with CaptureQueriesContext(connection) as again:
@@ -172,11 +172,11 @@ def test_the_worker_rebuilds_the_board_when_a_run_publishes_an_entry(
     assert r.status_code == 201, r.content
     pk = r.json()["id"]
     wait_for(
-        lambda: Submission.objects.get(pk=pk).status in ("published", "failed"),
+        lambda: Submission.objects.get(public_id=pk).status in ("published", "failed"),
         timeout=60,
         what="publication",
     )
-    sub = Submission.objects.get(pk=pk)
+    sub = Submission.objects.get(public_id=pk)
     assert sub.status == "published", sub.failure_reason
     # No reader has asked for the board: the worker built it, and the default renderings.
     key = board_state(task=sub.task).key
@@ -187,5 +187,5 @@ def test_the_worker_rebuilds_the_board_when_a_run_publishes_an_entry(
         what="the worker's rebuild",
     )
     ranked = cache.get(key)
-    assert [row.submission_id for row in ranked["rows"]] == [pk]
+    assert [row.entry_id for row in ranked["rows"]] == [pk]
     assert str(pk).encode() in cache.get(renderings[1])

@@ -63,13 +63,13 @@ def test_the_board_and_exports_say_which_entries_were_run_causally(anon, benchma
     box_ev = EvaluationFactory(value=0.7, submission__task=task, submission__track=container)
     board = anon.get("/api/tasks/in-hospital-mortality/leaderboard/").json()
     causal = {row["entry_id"]: row["causal"] for row in board["rows"]}
-    assert causal == {file_ev.submission_id: False, box_ev.submission_id: True}
+    assert causal == {file_ev.submission.public_id: False, box_ev.submission.public_id: True}
     csv = anon.get("/api/tasks/in-hospital-mortality/leaderboard/?format=csv").content.decode()
     header, *rows = csv.strip().splitlines()
     col = header.split(",").index("causal")
-    got = {int(r.split(",")[header.split(",").index("entry_id")]): r.split(",")[col] for r in rows}
-    assert got == {file_ev.submission_id: "0", box_ev.submission_id: "1"}
-    entry = anon.get(f"/api/submissions/{box_ev.submission_id}/").json()
+    got = {r.split(",")[header.split(",").index("entry_id")]: r.split(",")[col] for r in rows}
+    assert got == {file_ev.submission.public_id: "0", box_ev.submission.public_id: "1"}
+    entry = anon.get(f"/api/submissions/{box_ev.submission.public_id}/").json()
     assert entry["causal"] is True and entry["verification"] == "verified"
     page = anon.get("/tasks/in-hospital-mortality/").content.decode()
     assert "verified · causal" in page and "self-reported · not run causally" in page
@@ -106,10 +106,10 @@ def test_container_entries_follow_a_new_benchmark_and_their_history_says_why(ano
     assert runs[1].benchmark_hash == new.manifest_hash
     assert "streaming gateway" in runs[1].note and str(old) in runs[1].note
     assert AuditLog.objects.filter(action=AuditLog.Action.RESCORE, submission=box).exists()
-    api_runs = anon.get(f"/api/submissions/{box.pk}/evaluations/").json()
+    api_runs = anon.get(f"/api/submissions/{box.public_id}/evaluations/").json()
     notes = [r["note"] for r in api_runs]
     assert any("streaming gateway" in n for n in notes)
-    page = anon.get(f"/entries/{box.pk}/").content.decode()
+    page = anon.get(f"/entries/{box.public_id}/").content.decode()
     assert "Re-run through the streaming gateway on benchmark" in page
     # Carried once: a second call finds nothing left to move.
     call_command("rescore", "--carry-containers")

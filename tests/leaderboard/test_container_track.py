@@ -34,6 +34,8 @@ TEMPLATE_TAG = "medmod/template-model:latest"
 BUSYBOX = Path("/usr/bin/busybox")
 CXR_MISSING = ["cxr_missing_25", "cxr_missing_50", "cxr_missing_75", "cxr_missing_100"]
 CRASH_LINE = "could not read weights-v2.json: no such file"
+# The container track's upload address: a body up to CONTAINER_MAX_UPLOAD_BYTES.
+IMAGES = "/api/submissions/images/"
 
 
 # Fixtures ------------------------------------------------------------------------------------
@@ -148,7 +150,7 @@ def test_an_archive_without_entrypoint_is_refused_at_upload_with_the_reason(
 ):
     """The runner's archive check runs before anything is stored or queued: a 400 that says
     the image declares neither ENTRYPOINT nor CMD, and no entry is recorded."""
-    r = api.post("/api/submissions/", _form(no_entrypoint_archive), format="multipart")
+    r = api.post(IMAGES, _form(no_entrypoint_archive), format="multipart")
     assert r.status_code == 400, r.content
     body = r.json()
     assert body["code"] == "invalid_image"
@@ -158,13 +160,13 @@ def test_an_archive_without_entrypoint_is_refused_at_upload_with_the_reason(
 
 @pytest.mark.django_db
 def test_a_container_entry_without_an_image_or_with_a_csv_is_a_clear_400(api, container_track):
-    r = api.post("/api/submissions/", _form(None), format="multipart")
+    r = api.post(IMAGES, _form(None), format="multipart")
     assert r.status_code == 400 and "image" in r.json()["errors"]
     csv = SimpleUploadedFile("p.csv", b"stay_id,prediction\n1,0.5\n", content_type="text/csv")
-    r = api.post("/api/submissions/", _form(None, file=csv), format="multipart")
+    r = api.post(IMAGES, _form(None, file=csv), format="multipart")
     assert r.status_code == 400 and "docker save" in r.json()["errors"]["image"][0]
     junk = SimpleUploadedFile("model.tar", b"not a tar at all" * 100)
-    r = api.post("/api/submissions/", {**_form(None), "image": junk}, format="multipart")
+    r = api.post(IMAGES, {**_form(None), "image": junk}, format="multipart")
     assert r.status_code == 400 and r.json()["code"] == "invalid_image"
     assert "not a tar archive" in r.json()["detail"]
 
@@ -175,7 +177,7 @@ def test_an_image_over_its_own_limit_is_refused_while_it_streams(
 ):
     """The image field has CONTAINER_MAX_UPLOAD_BYTES, apart from the file limit."""
     settings.CONTAINER_MAX_UPLOAD_BYTES = 64 * 1024
-    r = api.post("/api/submissions/", _form(crashing_archive), format="multipart")
+    r = api.post(IMAGES, _form(crashing_archive), format="multipart")
     assert r.status_code == 400
     assert "image archive is larger than the 65536 bytes limit" in r.json()["errors"]["image"][0]
 
@@ -191,7 +193,7 @@ def test_template_image_runs_to_a_verified_entry_and_a_crash_is_shown_to_its_own
     api = _client_for(owner)
 
     # 1. The template image through the API, and a prediction file for comparison.
-    r = api.post("/api/submissions/", _form(template_archive), format="multipart")
+    r = api.post(IMAGES, _form(template_archive), format="multipart")
     assert r.status_code == 201, r.content
     image_id = r.json()["id"]
     assert r.json()["track"] == "container" and r.json()["verification"] == "verified"
@@ -208,24 +210,24 @@ def test_template_image_runs_to_a_verified_entry_and_a_crash_is_shown_to_its_own
 
     # 2. The crashing model.
     r = api.post(
-        "/api/submissions/", _form(crashing_archive, method_name="Crashes"), format="multipart"
+        IMAGES, _form(crashing_archive, method_name="Crashes"), format="multipart"
     )
     assert r.status_code == 201, r.content
     crash_id = r.json()["id"]
 
     wait_for(
-        lambda: Submission.objects.get(pk=image_id).status in ("published", "failed"),
+        lambda: Submission.objects.get(public_id=image_id).status in ("published", "failed"),
         timeout=300, what="the template image's run",
     )  # fmt: skip
     image_done = time.monotonic() - t0
     wait_for(
         lambda: all(
-            Submission.objects.get(pk=pk).status in ("published", "failed")
+            Submission.objects.get(public_id=pk).status in ("published", "failed")
             for pk in (file_id, crash_id)
         ),
         timeout=300, what="the other entries",
     )  # fmt: skip
-    sub = Submission.objects.get(pk=image_id)
+    sub = Submission.objects.get(public_id=image_id)
     assert sub.status == "published", (sub.failure_code, sub.failure_reason,
                                        celery_worker.log_path.read_text()[-3000:])  # fmt: skip
 
@@ -274,7 +276,7 @@ def test_template_image_runs_to_a_verified_entry_and_a_crash_is_shown_to_its_own
     assert owner_runs[0]["container_run"]["runs"]["cxr_missing_100"]["status"] == "succeeded"
 
     # 4. The crash: failed, with the exit code, and the log tail for the owner only.
-    crash = Submission.objects.get(pk=crash_id)
+    crash = Submission.objects.get(public_id=crash_id)
     assert crash.status == "failed" and crash.failure_kind == "input"
     assert crash.failure_code == "container_crashed"
     assert "exited at step 0 of 1" in crash.failure_reason  # the gateway saw it go

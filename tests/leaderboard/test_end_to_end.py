@@ -39,8 +39,8 @@ def _form(content: bytes, **kw):
     return data
 
 
-def _status(pk: int) -> str:
-    return Submission.objects.get(pk=pk).status
+def _status(pk: str) -> str:
+    return Submission.objects.get(public_id=pk).status
 
 
 def _truth(demo_benchmark_dir):
@@ -86,7 +86,7 @@ def test_upload_to_published_with_a_running_worker(
     pk = r.json()["id"]
     wait_for(lambda: _status(pk) in ("published", "failed"), timeout=60, what="publication")
     latency = time.perf_counter() - t0
-    sub = Submission.objects.get(pk=pk)
+    sub = Submission.objects.get(public_id=pk)
     assert sub.status == "published", sub.failure_reason
     ev = sub.evaluations.get()
     assert ev.status == "succeeded" and ev.replicates == settings.SCORING_REPLICATES == 1000
@@ -170,6 +170,8 @@ def test_a_run_whose_worker_died_is_requeued_by_the_reaper_and_scored(
     )  # fmt: skip
     result = evaluations_reap()
     assert result.requeued == [ev.pk] and result.resent == [ev.pk]
-    wait_for(lambda: _status(sub.pk) in ("published", "failed"), timeout=60, what="re-queued run")
+    wait_for(
+        lambda: _status(sub.public_id) in ("published", "failed"), timeout=60, what="re-queued run"
+    )
     ev.refresh_from_db()
     assert ev.status == "succeeded" and ev.attempts == 2

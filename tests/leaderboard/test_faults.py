@@ -67,8 +67,8 @@ def token_for(user) -> str:
     return Token.objects.get_or_create(user=user)[0].key
 
 
-def settled(pk: int) -> bool:
-    return Submission.objects.get(pk=pk).status in ("published", "scored", "failed")
+def settled(pk: str) -> bool:
+    return Submission.objects.get(public_id=pk).status in ("published", "scored", "failed")
 
 
 @pytest.fixture
@@ -107,7 +107,7 @@ def test_a_worker_killed_mid_scoring_is_reaped_and_the_entry_scored_once(
                      "file": _upload(sample_ihm_csv)}, format="multipart")  # fmt: skip
         assert r.status_code == 201, r.content
         pk = r.json()["id"]
-        ev = Evaluation.objects.get(submission_id=pk)
+        ev = Evaluation.objects.get(submission__public_id=pk)
         wait_for(lambda: Evaluation.objects.get(pk=ev.pk).status == "running",
                  timeout=60, interval=0.02, what="the run to start")  # fmt: skip
         time.sleep(0.5)
@@ -116,7 +116,7 @@ def test_a_worker_killed_mid_scoring_is_reaped_and_the_entry_scored_once(
         slow.stop()
     ev.refresh_from_db()
     assert ev.status == "running" and ev.attempts == 1, "the kill came after the run ended"
-    assert Submission.objects.get(pk=pk).status == "running"
+    assert Submission.objects.get(public_id=pk).status == "running"
 
     # Within its lease the run is left alone; after it, the reaper re-queues and resends it.
     assert evaluations_reap().requeued == []
@@ -129,7 +129,7 @@ def test_a_worker_killed_mid_scoring_is_reaped_and_the_entry_scored_once(
         wait_for(lambda: settled(pk), timeout=90, what="the re-queued run")
         ev.refresh_from_db()
         assert ev.status == "succeeded" and ev.attempts == 2, ev.error_message
-        assert Submission.objects.get(pk=pk).status == "published"
+        assert Submission.objects.get(public_id=pk).status == "published"
         finished = ev.finished_at
         # The killed worker's message may come back later (visibility timeout): a no-op.
         evaluation_run_task.delay(ev.pk)
@@ -137,7 +137,7 @@ def test_a_worker_killed_mid_scoring_is_reaped_and_the_entry_scored_once(
                  what="the duplicate message to be handled")  # fmt: skip
     finally:
         worker.stop()
-    assert Evaluation.objects.filter(submission_id=pk).count() == 1
+    assert Evaluation.objects.filter(submission__public_id=pk).count() == 1
     ev.refresh_from_db()
     assert ev.finished_at == finished and ev.attempts == 2
     assert AuditLog.objects.filter(action=AuditLog.Action.EVALUATION_REQUEUE).count() == 1
@@ -186,7 +186,7 @@ def test_concurrent_uploads_are_all_kept_and_scored(stack, sample_ihm_csv):
     ids = [r.json()["id"] for r in responses]
     wait_for(lambda: all(settled(pk) for pk in ids), timeout=120, what="eight runs")
     for i, pk in enumerate(ids):
-        sub = Submission.objects.get(pk=pk)
+        sub = Submission.objects.get(public_id=pk)
         assert sub.owner_id == users[i].pk and sub.status == "published", sub.failure_reason
         assert sub.sha256 == hashlib.sha256(files[i]).hexdigest()
         with sub.file.open("rb") as fh:
@@ -203,7 +203,7 @@ def test_the_database_dropping_the_workers_connection_mid_run(stack, user, sampl
     r = post(base, token, variant(sample_ihm_csv, 1), name="connection dropped")
     assert r.status_code == 201
     pk = r.json()["id"]
-    ev = Evaluation.objects.get(submission_id=pk)
+    ev = Evaluation.objects.get(submission__public_id=pk)
     wait_for(lambda: Evaluation.objects.get(pk=ev.pk).status == "running",
              timeout=60, interval=0.02, what="the run to start")  # fmt: skip
     with connection.cursor() as cur:
@@ -220,10 +220,10 @@ def test_the_database_dropping_the_workers_connection_mid_run(stack, user, sampl
         later = timezone.now() + settings.SCORING_LEASE + timedelta(seconds=1)
         assert evaluations_reap(now=later).requeued == [ev.pk]
     wait_for(lambda: settled(pk), timeout=90, what="the run to be scored")
-    assert Submission.objects.get(pk=pk).status == "published"
-    assert list(Evaluation.objects.filter(submission_id=pk).values_list("status", flat=True)) == [
-        "succeeded"
-    ]
+    assert Submission.objects.get(public_id=pk).status == "published"
+    assert list(
+        Evaluation.objects.filter(submission__public_id=pk).values_list("status", flat=True)
+    ) == ["succeeded"]
     again = requests.get(f"{base}/api/submissions/{pk}/", timeout=30)
     if again.status_code >= 500:  # a web process may meet its dropped connection once
         again = requests.get(f"{base}/api/submissions/{pk}/", timeout=30)
@@ -249,8 +249,8 @@ def test_a_broker_restart_loses_messages_and_the_reaper_resends_them(stack, user
         assert down.status_code == 201, down.text[:300]
         assert time.monotonic() - t0 < 30
         ids = [queued.json()["id"], down.json()["id"]]
-        assert Evaluation.objects.get(submission_id=ids[1]).enqueued_at is None
-        ev_ids = [Evaluation.objects.get(submission_id=pk).pk for pk in ids]
+        assert Evaluation.objects.get(submission__public_id=ids[1]).enqueued_at is None
+        ev_ids = [Evaluation.objects.get(submission__public_id=pk).pk for pk in ids]
 
         redis = servers.start_redis(port)
         worker = servers.start_worker(env, name="after-restart")
@@ -271,7 +271,7 @@ def test_a_broker_restart_loses_messages_and_the_reaper_resends_them(stack, user
         finally:
             worker.stop()
         for pk in ids:
-            sub = Submission.objects.get(pk=pk)
+            sub = Submission.objects.get(public_id=pk)
             assert sub.status == "published", sub.failure_reason
             assert list(sub.evaluations.values_list("status", flat=True)) == ["succeeded"]
     finally:

@@ -93,9 +93,9 @@ def test_a_gzip_bomb_uploaded_through_the_api_fails_as_the_users_fault(
     }, format="multipart")  # fmt: skip
     assert r.status_code == 201, r.content
     pk = r.json()["id"]
-    wait_for(lambda: Submission.objects.get(pk=pk).status in ("failed", "published"),
+    wait_for(lambda: Submission.objects.get(public_id=pk).status in ("failed", "published"),
              timeout=120, what="the bomb to be refused")  # fmt: skip
-    sub = Submission.objects.get(pk=pk)
+    sub = Submission.objects.get(public_id=pk)
     assert sub.status == "failed" and sub.failure_kind == "input", sub.failure_reason
     # Refused at a bound, never inflated in full: the row cap (a file cannot hold more rows
     # than the task's units and scenarios) or the decompression limit, whichever comes first.
@@ -116,11 +116,11 @@ def test_a_published_report_does_not_open_another_entrys_private_run(api, anon):
         submission=SubmissionFactory(status="scored", visibility="private")
     )
     for client in (api, anon):
-        r = client.get(f"/api/submissions/{public.pk}/report/?evaluation={private_run.pk}")
+        r = client.get(f"/api/submissions/{public.public_id}/report/?evaluation={private_run.pk}")
         assert r.status_code in (400, 404), r.content
     web = Client()
-    assert web.get(f"/entries/{public.pk}/evaluations/{private_run.pk}/").status_code == 404
-    owner_page = f"/entries/{private_run.submission_id}/evaluations/{private_run.pk}/"
+    assert web.get(f"/entries/{public.public_id}/evaluations/{private_run.pk}/").status_code == 404
+    owner_page = f"/entries/{private_run.submission.public_id}/evaluations/{private_run.pk}/"
     assert web.get(owner_page).status_code == 404
 
 
@@ -129,7 +129,7 @@ def test_someone_elses_private_entry_cannot_be_published_from_the_web(user):
     EvaluationFactory(submission=private)
     web = Client()
     web.force_login(user)
-    r = web.post(f"/entries/{private.pk}/publish/", {"action": "publish"})
+    r = web.post(f"/entries/{private.public_id}/publish/", {"action": "publish"})
     assert r.status_code in (403, 404)
     private.refresh_from_db()
     assert private.status == "scored" and private.visibility == "private"
@@ -143,7 +143,7 @@ def test_the_api_with_a_session_needs_the_csrf_token_to_write(user):
     browser = Client(enforce_csrf_checks=True)
     browser.force_login(user)
     assert browser.get("/api/submissions/").status_code == 200
-    r = browser.post(f"/api/submissions/{own.pk}/publish/")
+    r = browser.post(f"/api/submissions/{own.public_id}/publish/")
     assert r.status_code == 403, r.content
     own.refresh_from_db()
     assert own.status == "scored"
@@ -152,9 +152,10 @@ def test_the_api_with_a_session_needs_the_csrf_token_to_write(user):
 def test_an_owner_cannot_publish_an_entry_staff_hid(api, user, staff_api):
     sub = EvaluationFactory(submission=SubmissionFactory(owner=user)).submission
     assert (
-        staff_api.post(f"/api/submissions/{sub.pk}/hide/", {"reason": "copied"}).status_code == 200
+        staff_api.post(f"/api/submissions/{sub.public_id}/hide/", {"reason": "copied"}).status_code
+        == 200
     )
-    r = api.post(f"/api/submissions/{sub.pk}/publish/")
+    r = api.post(f"/api/submissions/{sub.public_id}/publish/")
     assert r.status_code in (403, 409), r.content
     sub.refresh_from_db()
     assert sub.visibility == "hidden" and sub.status != "published"

@@ -110,7 +110,7 @@ def scored_private_entry(api, user, benchmark, sample_ihm_csv, django_capture_on
             format="multipart",
         )  # fmt: skip
     assert r.status_code == 201, r.content
-    sub = Submission.objects.get(pk=r.json()["id"])
+    sub = Submission.objects.get(public_id=r.json()["id"])
     ev = evaluation_run(evaluation_id=sub.evaluations.get().pk, worker="test")
     assert ev.status == "succeeded", ev.error_message
     return sub, ev
@@ -125,28 +125,28 @@ def test_no_response_holds_a_fine_float_a_replicate_or_the_seed(
     assert ev.seed and ev.replicate_values  # kept server-side
     stored = ev.report["scenarios"]["paired"]["metrics"]["auroc"]["value"]
     endpoints = [
-        f"/api/submissions/{sub.pk}/",
-        f"/api/submissions/{sub.pk}/report/",
-        f"/api/submissions/{sub.pk}/evaluations/",
+        f"/api/submissions/{sub.public_id}/",
+        f"/api/submissions/{sub.public_id}/report/",
+        f"/api/submissions/{sub.public_id}/evaluations/",
         "/api/submissions/",
     ]
     for path in endpoints:
         r = api.get(path)
         assert r.status_code == 200, (path, r.content[:200])
         _check_json(r.json(), ev.seed, f"owner {path}")
-    page = api.get(f"/entries/{sub.pk}/")
+    page = api.get(f"/entries/{sub.public_id}/")
     # The API client's token does not log in the web pages; the owner's session does.
     api.force_login(sub.owner)
-    page = api.get(f"/entries/{sub.pk}/")
+    page = api.get(f"/entries/{sub.public_id}/")
     assert page.status_code == 200
     html = page.content.decode()
     assert str(ev.seed) not in html
     assert f"{stored:.3f}" not in html or round(stored, 1) == round(stored, 3)
     assert not _floats_too_fine(html.split("<script", 1)[0])
-    assert api.post(f"/api/submissions/{sub.pk}/publish/").status_code == 200
+    assert api.post(f"/api/submissions/{sub.public_id}/publish/").status_code == 200
     for client, who in ((anon, "anonymous"), (staff_api, "staff"), (api, "owner")):
         for path in (
-            f"/api/submissions/{sub.pk}/report/",
+            f"/api/submissions/{sub.public_id}/report/",
             "/api/tasks/in-hospital-mortality/leaderboard/",
         ):
             r = client.get(path)
@@ -155,7 +155,7 @@ def test_no_response_holds_a_fine_float_a_replicate_or_the_seed(
         csv = client.get("/api/tasks/in-hospital-mortality/leaderboard/?format=csv")
         assert csv.status_code == 200
         assert not _floats_too_fine(csv.content.decode()), who
-        for page in (f"/entries/{sub.pk}/", "/tasks/in-hospital-mortality/"):
+        for page in (f"/entries/{sub.public_id}/", "/tasks/in-hospital-mortality/"):
             html = client.get(page).content.decode()
             assert str(ev.seed) not in html, (who, page)
             assert f"{stored:.3f}" not in html or round(stored, 1) == round(stored, 3)
@@ -172,7 +172,7 @@ def test_the_board_still_ranks_on_the_full_precision_values(scored_private_entry
     from leaderboard.board.selectors.leaderboard import _row
 
     entry = {
-        "pk": sub.pk, "method_name": "LR", "team_name": "", "owner__username": "u",
+        "pk": sub.pk, "public_id": sub.public_id, "method_name": "LR", "team_name": "", "owner__username": "u",
         "is_reference": False, "streamed": False, "track__slug": "prediction-file",
         "track__title": "",
         "uses_ehr": True, "uses_cxr": False, "modalities": ["ehr"], "paper_url": "", "code_url": "",

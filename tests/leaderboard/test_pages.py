@@ -104,14 +104,16 @@ def test_the_board_marks_reference_rows_and_ranks(client):
 def test_the_entry_page_shows_results_history_and_hides_private_entries(client, user):
     ev = EvaluationFactory(value=0.81)
     old = EvaluationFactory(submission=ev.submission, scorer_version="0.1.0", value=0.7)
-    html = client.get(f"/entries/{ev.submission_id}/").content.decode()
+    html = client.get(f"/entries/{ev.submission.public_id}/").content.decode()
     # The run history shows the published precision (one decimal without counts).
     assert "History of evaluations" in html and "0.8 <span" in html and "0.810" not in html
-    assert client.get(f"/entries/{ev.submission_id}/evaluations/{old.pk}/").status_code == 200
+    assert (
+        client.get(f"/entries/{ev.submission.public_id}/evaluations/{old.pk}/").status_code == 200
+    )
     private = SubmissionFactory(status="scored", visibility="private")
-    assert client.get(f"/entries/{private.pk}/").status_code == 404
+    assert client.get(f"/entries/{private.public_id}/").status_code == 404
     client.force_login(private.owner)
-    assert client.get(f"/entries/{private.pk}/").status_code == 200
+    assert client.get(f"/entries/{private.public_id}/").status_code == 200
 
 
 def test_the_submit_form_explains_errors(client, user, benchmark):

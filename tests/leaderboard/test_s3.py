@@ -73,7 +73,7 @@ def test_an_upload_goes_to_s3_and_is_scored_from_there(
             format="multipart",
         )  # fmt: skip
     assert r.status_code == 201, r.content
-    sub = Submission.objects.get(pk=r.json()["id"])
+    sub = Submission.objects.get(public_id=r.json()["id"])
     key = f"uploads/{sub.file.name}"
     obj = s3_uploads.get_object(Bucket=BUCKET, Key=key)
     assert obj["Body"].read() == sample_ihm_csv
@@ -119,7 +119,7 @@ def test_a_benchmark_in_s3_is_registered_and_scored_against(
             format="multipart",
         )  # fmt: skip
     assert r.status_code == 201, r.content
-    sub = Submission.objects.get(pk=r.json()["id"])
+    sub = Submission.objects.get(public_id=r.json()["id"])
     ev = evaluation_run(evaluation_id=sub.evaluations.get().pk, worker="test")
     assert ev.status == "succeeded", ev.error_message
 

@@ -71,7 +71,7 @@ def test_an_empty_or_non_csv_file_is_refused_with_the_field(user, ihm_task):
 
 def test_the_same_file_twice_is_refused_with_the_earlier_entry(user, ihm_task):
     first = _create(user, ihm_task)
-    with pytest.raises(DuplicateSubmission, match=f"entry #{first.pk}"):
+    with pytest.raises(DuplicateSubmission, match=f"entry {first.public_id}"):
         _create(user, ihm_task)
 
 

@@ -95,14 +95,14 @@ def test_an_entry_of_another_suite_is_submitted_scored_and_ranked_under_it(
     with django_capture_on_commit_callbacks(execute=False):
         r = api.post("/api/submissions/", form, format="multipart")
     assert r.status_code == 201, r.content
-    sub = Submission.objects.get(pk=r.json()["id"])
+    sub = Submission.objects.get(public_id=r.json()["id"])
     assert sub.task.benchmark.suite.slug == "tiny-notes"
     ev = evaluation_run(evaluation_id=sub.evaluations.get().pk, worker="test")
     assert ev.status == "succeeded", ev.error_message
     assert ev.report["primary_metric"] == "auprc" and ev.report["threshold"] == 0.3
     board = APIClient().get("/api/suites/tiny-notes/tasks/mortality-24h/leaderboard/?format=json").json()  # fmt: skip
     assert [row["method_name"] for row in board["rows"]] == ["Risk score"]
-    page = client.get(f"/entries/{sub.pk}/").content.decode()
+    page = client.get(f"/entries/{sub.public_id}/").content.decode()
     assert "Risk score" in page and 'href="/suites/tiny-notes/tasks/mortality-24h/"' in page
     board_page = client.get("/suites/tiny-notes/tasks/mortality-24h/").content.decode()
     assert "Risk score" in board_page
@@ -177,7 +177,7 @@ def test_a_suite_baselines_run_enters_its_models_with_their_modalities(client, b
     board = client.get("/suites/yu2025/tasks/mortality-24h/").content.decode()
     for header in ("Δ no CXR", "Δ no Notes", "EHR only", "EHR + CXR only", "EHR + Notes only"):
         assert f">{header}</th>" in board
-    entry = client.get(f"/entries/{subs[2].pk}/").content.decode()
+    entry = client.get(f"/entries/{subs[2].public_id}/").content.decode()
     assert 'id="ablations"' in entry and "EHR and radiology reports" in entry
     assert "notes_missing_100" in entry and "Missing modalities (robustness)" in entry
     assert Submission.objects.filter(task__benchmark__suite__slug="yu2025").count() == 6
@@ -220,7 +220,7 @@ def test_a_multilabel_suite_entry_page_shows_its_labels_and_the_notes_ablation(
         ev = evaluation_run(evaluation_id=s.evaluations.get().pk, worker="test")
         assert ev.status == "succeeded", ev.error_message
         assert ev.report["primary_metric"] == "macro_f1"
-    r = client.get(f"/entries/{subs[1].pk}/")
+    r = client.get(f"/entries/{subs[1].public_id}/")
     assert r.status_code == 200
     page = r.content.decode()
     assert "acute_and_unspecified_renal_failure" in page and "Lab tests only" in page

@@ -346,6 +346,9 @@ class EvaluationSerializer(serializers.ModelSerializer):
 
 
 class SubmissionSerializer(serializers.ModelSerializer):
+    # The entry's public id (its addresses: /entries/{id}/, /api/submissions/{id}/); the
+    # primary key never leaves the platform.
+    id = serializers.CharField(source="public_id", read_only=True)
     task = serializers.CharField(source="task.slug", read_only=True)
     benchmark = serializers.SerializerMethodField()
     track = serializers.CharField(source="track.slug", read_only=True)
@@ -410,7 +413,7 @@ class SubmissionSerializer(serializers.ModelSerializer):
     @extend_schema_field(OpenApiTypes.URI)
     def get_url(self, obj: Submission) -> str:
         request = self.context.get("request")
-        path = f"/entries/{obj.pk}/"
+        path = obj.get_absolute_url()
         return request.build_absolute_uri(path) if request else path
 
 

@@ -1,12 +1,25 @@
-from django.urls import path
-from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
+from django.urls import path, re_path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
+import leaderboard.board.entry_ids  # noqa: F401 (registers the "entry" converter)
 from leaderboard.board.api import views
 
 urlpatterns = [
     path("schema/", SpectacularAPIView.as_view(), name="api-schema"),
-    path("docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
-    path("redoc/", SpectacularRedocView.as_view(url_name="api-schema"), name="api-redoc"),
+    # Both viewers work under the Content-Security-Policy (leaderboard.board.csp): Swagger UI's
+    # set-up script is served as a file (?script), ReDoc is handed the nonce (views.RedocView).
+    path(
+        "docs/",
+        SpectacularSwaggerSplitView.as_view(
+            url_name="api-schema", template_name="board/api_swagger.html"
+        ),
+        name="api-docs",
+    ),
+    path(
+        "redoc/",
+        views.RedocView.as_view(url_name="api-schema"),
+        name="api-redoc",
+    ),
     path("auth/token/", views.TokenView.as_view(), name="api-token"),
     path("limits/", views.LimitsView.as_view(), name="api-limits"),
     path("queue/", views.QueueView.as_view(), name="api-queue"),
@@ -44,33 +57,44 @@ urlpatterns = [
     path("tasks/<slug:slug>/rescore/", views.TaskRescoreView.as_view(), name="api-task-rescore"),
     path("rescore/", views.RescoreAllView.as_view(), name="api-rescore-all"),
     path("submissions/", views.SubmissionListCreateView.as_view(), name="api-submissions"),
-    path("submissions/<int:pk>/", views.SubmissionDetailView.as_view(), name="api-submission"),
     path(
-        "submissions/<int:pk>/evaluations/",
+        "submissions/<entry:public_id>/",
+        views.SubmissionDetailView.as_view(),
+        name="api-submission",
+    ),
+    path(
+        "submissions/<entry:public_id>/evaluations/",
         views.SubmissionEvaluationsView.as_view(),
         name="api-submission-evaluations",
     ),
     path(
-        "submissions/<int:pk>/report/",
+        "submissions/<entry:public_id>/report/",
         views.SubmissionReportView.as_view(),
         name="api-submission-report",
     ),
     path(
-        "submissions/<int:pk>/publish/",
+        "submissions/<entry:public_id>/publish/",
         views.SubmissionPublishView.as_view(),
         name="api-submission-publish",
     ),
     path(
-        "submissions/<int:pk>/unpublish/",
+        "submissions/<entry:public_id>/unpublish/",
         views.SubmissionUnpublishView.as_view(),
         name="api-submission-unpublish",
     ),
     path(
-        "submissions/<int:pk>/hide/", views.SubmissionHideView.as_view(), name="api-submission-hide"
+        "submissions/<entry:public_id>/hide/",
+        views.SubmissionHideView.as_view(),
+        name="api-submission-hide",
     ),
     path(
-        "submissions/<int:pk>/rescore/",
+        "submissions/<entry:public_id>/rescore/",
         views.SubmissionRescoreView.as_view(),
         name="api-submission-rescore",
+    ),
+    # The entries' old integer addresses: a redirect for staff, the 404 of a missing entry
+    # for anyone else.
+    re_path(
+        r"^submissions/(?P<pk>[0-9]{1,18})/(?P<rest>.*)$", views.SubmissionLegacyView.as_view()
     ),
 ]

@@ -7,8 +7,10 @@ import io
 
 from django.conf import settings
 from django.http import Http404, HttpResponse
+from django.urls import reverse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
+from drf_spectacular.views import SpectacularRedocView
 from rest_framework import exceptions, permissions, serializers, status
 from rest_framework.authtoken.models import Token
 from rest_framework.authtoken.serializers import AuthTokenSerializer
@@ -29,6 +31,7 @@ from leaderboard.board.api.serializers import (
     TaskSerializer,
     TokenSerializer,
 )
+from leaderboard.board.entry_ids import legacy_redirect
 from leaderboard.board.labels import spreadsheet_safe_rows
 from leaderboard.board.models import DEFAULT_SUITE, Benchmark, Task, Track
 from leaderboard.board.selectors.leaderboard import (
@@ -50,6 +53,7 @@ from leaderboard.board.selectors.submissions import (
     queue_summary,
     submission_get_for_viewer,
     submission_list_for_owner,
+    submission_public_id_for_staff,
     suite_benchmarks,
     task_get,
     task_list,
@@ -73,6 +77,33 @@ from leaderboard.board.services.submissions import (
     submission_unpublish,
 )
 from scoring.disclosure import participant_report
+
+# What the API's ReDoc page allows besides the site's policy (leaderboard.board.csp). ReDoc's
+# bundle adds the styles of its scroll bars (perfect-scrollbar's) in a <style> element as it
+# loads, before it can be handed the nonce: that one element is allowed by the hashes of its
+# content, empty when it is made, then filled. Its side menu always shows Redocly's logo,
+# loaded from Redocly's server: that one image is allowed. Both change only with the ReDoc of
+# drf-spectacular-sidecar, and the browser test of the policy fails then. Every other style
+# of ReDoc carries the nonce; its search (a worker made from a blob: URL) is off.
+REDOC_CSP = {
+    "style-src": (
+        "'sha256-47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU='",  # "" (allows nothing)
+        "'sha256-QMIg+bpjm3JdElJ388KYke01izlUW0UoNOeKjpMxdgc='",  # perfect-scrollbar's rules
+    ),
+    "img-src": ("https://cdn.redoc.ly/redoc/logo-mini.svg",),
+}
+
+
+class RedocView(SpectacularRedocView):
+    """The API's ReDoc page (board/api_redoc.html), under the Content-Security-Policy."""
+
+    template_name = "board/api_redoc.html"
+
+    @extend_schema(exclude=True)
+    def get(self, request, *args, **kwargs):
+        response = super().get(request, *args, **kwargs)
+        response.csp_extra = REDOC_CSP
+        return response
 
 
 class CSVRenderer(BaseRenderer):
@@ -308,7 +339,7 @@ class SubmissionListCreateView(APIView):
             image=serializer.validated_data.get("image"),
             meta=serializer.meta(),
         )
-        sub = submission_get_for_viewer(pk=submission.pk, viewer=request.user)
+        sub = submission_get_for_viewer(public_id=submission.public_id, viewer=request.user)
         positions = evaluation_queue_positions(evaluation_ids=[sub.pending_evaluation_id])
         body = SubmissionSerializer(
             sub, context={"request": request, "queue_positions": positions}
@@ -323,8 +354,8 @@ class SubmissionDetailView(APIView):
     permission_classes = [permissions.AllowAny]
 
     @extend_schema(responses=SubmissionSerializer)
-    def get(self, request, pk: int):
-        sub = submission_get_for_viewer(pk=pk, viewer=request.user)
+    def get(self, request, public_id: str):
+        sub = submission_get_for_viewer(public_id=public_id, viewer=request.user)
         positions = evaluation_queue_positions(evaluation_ids=[sub.pending_evaluation_id])
         return Response(
             SubmissionSerializer(
@@ -339,8 +370,8 @@ class SubmissionEvaluationsView(APIView):
     permission_classes = [permissions.AllowAny]
 
     @extend_schema(responses=EvaluationSerializer(many=True))
-    def get(self, request, pk: int):
-        sub = submission_get_for_viewer(pk=pk, viewer=request.user)
+    def get(self, request, public_id: str):
+        sub = submission_get_for_viewer(public_id=public_id, viewer=request.user)
         current = evaluation_current_for_submission(submission=sub)
         runs = evaluation_list_for_submission(submission=sub)
         show_logs = can_see_run_logs(submission=sub, viewer=request.user)
@@ -359,8 +390,8 @@ class SubmissionReportView(APIView):
     @extend_schema(
         parameters=[OpenApiParameter("evaluation", int)], responses={200: OpenApiTypes.OBJECT}
     )
-    def get(self, request, pk: int):
-        sub = submission_get_for_viewer(pk=pk, viewer=request.user)
+    def get(self, request, public_id: str):
+        sub = submission_get_for_viewer(public_id=public_id, viewer=request.user)
         raw = request.query_params.get("evaluation")
         if raw:
             if not raw.isdigit():
@@ -372,7 +403,7 @@ class SubmissionReportView(APIView):
             raise Http404("this entry has no score report yet")
         return Response(
             {
-                "entry_id": sub.pk,
+                "entry_id": sub.public_id,
                 "evaluation_id": evaluation.pk,
                 "created_at": evaluation.created_at,
                 "report": participant_report(evaluation.report),
@@ -380,16 +411,34 @@ class SubmissionReportView(APIView):
         )
 
 
-def _submission_for_action(request, pk: int):
-    return submission_get_for_viewer(pk=pk, viewer=request.user)
+def _submission_for_action(request, public_id: str):
+    return submission_get_for_viewer(public_id=public_id, viewer=request.user)
 
 
-def _submission_after(request, pk: int, action, **kwargs) -> Response:
+def _submission_after(request, public_id: str, action, **kwargs) -> Response:
     """Run a service on an entry the user can see, and answer with the entry as it is now."""
-    action(actor=request.user, submission=_submission_for_action(request, pk), **kwargs)
+    action(actor=request.user, submission=_submission_for_action(request, public_id), **kwargs)
     return Response(
-        SubmissionSerializer(_submission_for_action(request, pk), context={"request": request}).data
+        SubmissionSerializer(
+            _submission_for_action(request, public_id), context={"request": request}
+        ).data
     )
+
+
+@extend_schema(exclude=True)
+class SubmissionLegacyView(APIView):
+    """An entry's old integer address (``/api/submissions/{int}/...``): staff are sent to
+    its address under the public id; anyone else gets the 404 of an entry that does not
+    exist."""
+
+    permission_classes = [permissions.AllowAny]
+
+    def _answer(self, request, pk: str, rest: str = ""):
+        public_id = submission_public_id_for_staff(pk=int(pk), viewer=request.user)
+        url = reverse("api-submission", args=[public_id]) + rest
+        return legacy_redirect(request._request, url)
+
+    get = post = put = patch = delete = _answer
 
 
 class SubmissionPublishView(APIView):
@@ -398,8 +447,8 @@ class SubmissionPublishView(APIView):
     permission_classes = [permissions.IsAuthenticated]
 
     @extend_schema(request=None, responses=SubmissionSerializer)
-    def post(self, request, pk: int):
-        return _submission_after(request, pk, submission_publish)
+    def post(self, request, public_id: str):
+        return _submission_after(request, public_id, submission_publish)
 
 
 class SubmissionUnpublishView(APIView):
@@ -408,8 +457,8 @@ class SubmissionUnpublishView(APIView):
     permission_classes = [permissions.IsAuthenticated]
 
     @extend_schema(request=None, responses=SubmissionSerializer)
-    def post(self, request, pk: int):
-        return _submission_after(request, pk, submission_unpublish)
+    def post(self, request, public_id: str):
+        return _submission_after(request, public_id, submission_unpublish)
 
 
 class SubmissionHideView(APIView):
@@ -418,10 +467,11 @@ class SubmissionHideView(APIView):
     permission_classes = [permissions.IsAdminUser]
 
     @extend_schema(request=HideSerializer, responses=SubmissionSerializer)
-    def post(self, request, pk: int):
+    def post(self, request, public_id: str):
         body = HideSerializer(data=request.data)
         body.is_valid(raise_exception=True)
-        return _submission_after(request, pk, submission_hide, reason=body.validated_data["reason"])
+        reason = body.validated_data["reason"]
+        return _submission_after(request, public_id, submission_hide, reason=reason)
 
 
 class SubmissionRescoreView(APIView):
@@ -430,9 +480,9 @@ class SubmissionRescoreView(APIView):
     permission_classes = [permissions.IsAdminUser]
 
     @extend_schema(request=None, responses={202: RescoreResultSerializer})
-    def post(self, request, pk: int):
+    def post(self, request, public_id: str):
         result = submission_rescore(
-            actor=request.user, submission=_submission_for_action(request, pk)
+            actor=request.user, submission=_submission_for_action(request, public_id)
         )
         return Response(result.as_dict(), status=status.HTTP_202_ACCEPTED)
 

@@ -68,7 +68,8 @@ DECISION_FORM = "decision"
 
 @dataclass
 class BoardRow:
-    submission_id: int
+    submission_id: int  # inside the platform only (ranking); ``entry_id`` is the public id
+    entry_id: str
     method_name: str
     team: str
     is_reference: bool
@@ -140,7 +141,7 @@ class BoardRow:
             "tier": self.tier,
             "position": self.position,
             "rank_interval": list(self.rank_interval) if self.rank_interval else None,
-            "entry_id": self.submission_id,
+            "entry_id": self.entry_id,
             "method_name": self.method_name,
             "team": self.team,
             "is_reference": self.is_reference,
@@ -227,9 +228,19 @@ def _rank(rows: list[BoardRow], **direction: Any) -> list[BoardRow]:
         row = by_id[item.entry_id]
         row.position, row.rank, row.tier = item.position, item.rank, item.tier
         row.rank_interval = tuple(item.rank_interval)
-        row.vs_leader, row.vs_baseline = item.vs_leader, item.vs_baseline
+        row.vs_leader = _public_comparison(item.vs_leader, by_id)
+        row.vs_baseline = _public_comparison(item.vs_baseline, by_id)
         out.append(row)
     return out
+
+
+def _public_comparison(
+    comparison: dict[str, Any] | None, by_id: dict[int, BoardRow]
+) -> dict[str, Any] | None:
+    """A paired comparison naming the other entry by its public id."""
+    if not comparison or comparison.get("entry_id") not in by_id:
+        return comparison
+    return {**comparison, "entry_id": by_id[comparison["entry_id"]].entry_id}
 
 
 def rank_rows(rows: list[BoardRow], *, task: TaskSpec) -> list[BoardRow]:
@@ -247,6 +258,7 @@ def _decision_rank(rows: list[BoardRow], *, metric: str) -> list[BoardRow]:
 # board's one key query (no per-replicate values, no summaries).
 STATE_FIELDS = (
     "pk",
+    "public_id",
     "current_evaluation_id",
     "method_name",
     "team_name",
@@ -311,11 +323,11 @@ def board_state(*, task: Task) -> BoardState:
     )
     for e in entries:
         digest.update(repr(tuple(e[f] for f in STATE_FIELDS)).encode())
-    key = f"board:v1:{task.pk}:{digest.hexdigest()[:32]}"
+    key = f"board:v2:{task.pk}:{digest.hexdigest()[:32]}"
     return BoardState(task=task, scorer_version=version, entries=entries, key=key)
 
 
-BOARD_GENERATION_KEY = "board:v1:generation"
+BOARD_GENERATION_KEY = "board:v2:generation"
 
 
 def board_generation() -> str:
@@ -329,7 +341,7 @@ def board_generation() -> str:
 
 
 def _key_pointer(task_pk: int) -> str:
-    return f"board:v1:{task_pk}:current"
+    return f"board:v2:{task_pk}:current"
 
 
 @dataclass
@@ -372,6 +384,7 @@ def _row(entry: dict[str, Any], ev: Evaluation) -> BoardRow:
     )
     return BoardRow(
         submission_id=entry["pk"],
+        entry_id=entry["public_id"],
         method_name=entry["method_name"],
         team=entry["team_name"] or entry["owner__username"],
         is_reference=entry["is_reference"],
@@ -441,7 +454,7 @@ def board_series(task_pk: int, params: str = "") -> str:
     """The name of a series of cached values of a task's board: the ranked board itself
     (no ``params``), or one rendering of it (``params``: see :func:`page_params` and
     :func:`json_params`)."""
-    return f"board:v1:{task_pk}" + (f":{params}" if params else "")
+    return f"board:v2:{task_pk}" + (f":{params}" if params else "")
 
 
 def page_params(query: str = "", show_all: bool = False) -> str:
@@ -670,7 +683,7 @@ def board_csv_rows(board: Board) -> tuple[list[str], list[list[Any]]]:
             r.rank, r.tier,
             r.rank_interval[0] if r.rank_interval else "",
             r.rank_interval[1] if r.rank_interval else "",
-            r.submission_id, r.method_name, r.team, int(r.is_reference), r.track,
+            r.entry_id, r.method_name, r.team, int(r.is_reference), r.track,
             r.verification, int(r.causal), "+".join(r.modalities), r.form, r.shown_value,
             r.shown_ci[0],
             r.shown_ci[1],

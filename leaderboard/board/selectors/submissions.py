@@ -116,14 +116,22 @@ def _attach_latest(sub: Submission) -> None:
             setattr(sub, name, row.get(f))
 
 
-def submission_get_for_viewer(*, pk: int, viewer: Any, with_latest: bool = True) -> Submission:
-    """One submission if the viewer may see it; 404 otherwise (its existence is not told).
+NO_SUCH_ENTRY = "no such entry"
+
+
+def submission_get_for_viewer(
+    *, public_id: str, viewer: Any, with_latest: bool = True
+) -> Submission:
+    """One submission, by its public id, if the viewer may see it; 404 otherwise, the same
+    for an entry that does not exist (its existence is not told).
     ``with_latest``: with its latest successful run and run in flight (as in lists)."""
     sub = (
-        Submission.objects.select_related("owner", "task__benchmark", "track").filter(pk=pk).first()
+        Submission.objects.select_related("owner", "task__benchmark", "track")
+        .filter(public_id=public_id)
+        .first()
     )
     if sub is None or not can_view_submission(submission=sub, viewer=viewer):
-        raise Http404("no such entry")
+        raise Http404(NO_SUCH_ENTRY)
     if with_latest:
         _attach_latest(sub)
     return sub
@@ -202,7 +210,21 @@ def evaluation_current_for_submission(*, submission: Submission) -> Evaluation |
     return current or qs.first()
 
 
+def submission_public_id_for_staff(*, pk: int, viewer: Any) -> str:
+    """The public id of the entry an old integer address names, for staff only. Anyone else
+    gets the 404 of a missing entry without the entry being looked up, so that neither the
+    answer nor its time tells whether that integer is an entry."""
+    if not (getattr(viewer, "is_authenticated", False) and viewer.is_staff):
+        raise Http404(NO_SUCH_ENTRY)
+    public_id = Submission.objects.filter(pk=pk).values_list("public_id", flat=True).first()
+    if public_id is None:
+        raise Http404(NO_SUCH_ENTRY)
+    return public_id
+
+
 def evaluation_get_for_viewer(*, submission: Submission, pk: int) -> Evaluation:
+    """A run of an entry the viewer may see (``submission`` comes from
+    :func:`submission_get_for_viewer`): a run id is found only under its own entry."""
     evaluation = (
         Evaluation.objects.filter(submission=submission, pk=pk)
         .select_related("triggered_by")

@@ -55,7 +55,7 @@ E = Evaluation.Status
 SYSTEM_FAILURE = (
     "Scoring could not finish because of a problem on the platform's side ({what}; reference "
     "E{evaluation_id}). This does not count against your limits: submit the same file again, "
-    "or ask the organizers to re-score entry #{submission_id}."
+    "or ask the organizers to re-score entry {entry}."
 )
 
 
@@ -292,7 +292,11 @@ def _system_failure(
         kind=Submission.FailureKind.SYSTEM,
         code=code,
         message=SYSTEM_FAILURE.format(
-            what=what, evaluation_id=evaluation_id, submission_id=submission_id
+            what=what,
+            evaluation_id=evaluation_id,
+            entry=Submission.objects.filter(pk=submission_id)
+            .values_list("public_id", flat=True)
+            .first(),
         ),
         duration=duration,
         container=container,

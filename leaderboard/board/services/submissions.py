@@ -268,7 +268,7 @@ def submission_create(
             )
             if duplicate is not None:
                 raise DuplicateSubmission(
-                    f"This {what} was already submitted as entry #{duplicate.pk} "
+                    f"This {what} was already submitted as entry {duplicate.public_id} "
                     f"({duplicate.method_name}); a {what} is scored once. Use re-scoring "
                     "instead.",
                     field=what,
@@ -354,7 +354,7 @@ def submission_publish(*, actor: Any, submission: Submission) -> Submission:
             return sub
         if sub.status != S.SCORED:
             raise InvalidState(
-                f"Entry #{sub.pk} is {sub.get_status_display().lower()}; only a scored entry "
+                f"Entry {sub.public_id} is {sub.get_status_display().lower()}; only a scored entry "
                 "can be published."
             )
         sub.status = S.PUBLISHED

@@ -1,6 +1,7 @@
 from django.contrib.auth import views as auth_views
-from django.urls import path
+from django.urls import path, re_path
 
+import leaderboard.board.entry_ids  # noqa: F401 (registers the "entry" converter)
 from leaderboard.board.web import accounts, views
 
 urlpatterns = [
@@ -9,13 +10,16 @@ urlpatterns = [
     path("downloads/<str:manifest_hash>/<path:name>", views.download, name="download"),
     path("tasks/<slug:slug>/", views.task_board, name="task-board"),
     path("suites/<slug:suite>/tasks/<slug:slug>/", views.task_board, name="suite-task-board"),
-    path("entries/<int:pk>/", views.entry, name="entry"),
+    path("entries/<entry:public_id>/", views.entry, name="entry"),
     path(
-        "entries/<int:pk>/evaluations/<int:evaluation_id>/",
+        "entries/<entry:public_id>/evaluations/<int:evaluation_id>/",
         views.entry_evaluation,
         name="entry-evaluation",
     ),
-    path("entries/<int:pk>/publish/", views.entry_publish, name="entry-publish"),
+    path("entries/<entry:public_id>/publish/", views.entry_publish, name="entry-publish"),
+    # The entries' old integer addresses: a redirect for staff, the 404 of a missing entry
+    # for anyone else.
+    re_path(r"^entries/(?P<pk>[0-9]{1,18})/(?P<rest>.*)$", views.entry_legacy),
     path("submit/", views.submit, name="submit"),
     path("me/submissions/", views.my_submissions, name="my-submissions"),
     path("accounts/signup/", accounts.signup, name="signup"),

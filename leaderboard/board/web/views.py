@@ -20,6 +20,7 @@ from django.views.decorators.http import require_POST
 from rest_framework.authtoken.models import Token
 
 from benchmark_data.tasks import METRICS, SCENARIOS
+from leaderboard.board.entry_ids import legacy_redirect
 from leaderboard.board.errors import ServiceError
 from leaderboard.board.models import (
     DEFAULT_SUITE,
@@ -51,6 +52,7 @@ from leaderboard.board.selectors.submissions import (
     queue_summary,
     submission_get_for_viewer,
     submission_list_for_owner,
+    submission_public_id_for_staff,
     suite_benchmarks,
     task_get,
     task_list,
@@ -361,35 +363,43 @@ def entry_report_html(evaluation: Evaluation) -> dict[str, Any] | None:
     return cached
 
 
-def entry(request: HttpRequest, pk: int) -> HttpResponse:
-    sub = submission_get_for_viewer(pk=pk, viewer=request.user, with_latest=False)
+def entry(request: HttpRequest, public_id: str) -> HttpResponse:
+    sub = submission_get_for_viewer(public_id=public_id, viewer=request.user, with_latest=False)
     current = evaluation_current_for_submission(submission=sub)
     return _entry_page(request, sub, current, current)
 
 
-def entry_evaluation(request: HttpRequest, pk: int, evaluation_id: int) -> HttpResponse:
-    sub = submission_get_for_viewer(pk=pk, viewer=request.user, with_latest=False)
+def entry_evaluation(request: HttpRequest, public_id: str, evaluation_id: int) -> HttpResponse:
+    sub = submission_get_for_viewer(public_id=public_id, viewer=request.user, with_latest=False)
     evaluation = evaluation_get_for_viewer(submission=sub, pk=evaluation_id)
     return _entry_page(request, sub, evaluation, evaluation_current_for_submission(submission=sub))
 
 
 @login_required
 @require_POST
-def entry_publish(request: HttpRequest, pk: int) -> HttpResponse:
-    sub = submission_get_for_viewer(pk=pk, viewer=request.user)
+def entry_publish(request: HttpRequest, public_id: str) -> HttpResponse:
+    sub = submission_get_for_viewer(public_id=public_id, viewer=request.user)
     action = request.POST.get("action")
     try:
         if action == "publish":
             submission_publish(actor=request.user, submission=sub)
-            messages.success(request, f"Entry #{sub.pk} is on the leaderboard.")
+            messages.success(request, f"Entry {sub.public_id} is on the leaderboard.")
         elif action == "unpublish":
             submission_unpublish(actor=request.user, submission=sub)
-            messages.success(request, f"Entry #{sub.pk} was withdrawn from the leaderboard.")
+            messages.success(request, f"Entry {sub.public_id} was withdrawn from the leaderboard.")
         else:
             return HttpResponseBadRequest("action must be publish or unpublish")
     except ServiceError as exc:
         messages.error(request, exc.message)
-    return redirect("entry", pk=sub.pk)
+    return redirect("entry", public_id=sub.public_id)
+
+
+def entry_legacy(request: HttpRequest, pk: int, rest: str = "") -> HttpResponse:
+    """An entry's old integer address: staff are sent to its address under the public id;
+    anyone else gets the 404 of an entry that does not exist."""
+    public_id = submission_public_id_for_staff(pk=int(pk), viewer=request.user)
+    url = reverse("entry", args=[public_id]) + rest
+    return legacy_redirect(request, url)
 
 
 @login_required
@@ -429,7 +439,7 @@ def submit(request: HttpRequest) -> HttpResponse:
             else:
                 messages.success(
                     request,
-                    f"Entry #{sub.pk} ({sub.method_name}) was received and is queued for scoring.",
+                    f"Entry {sub.public_id} ({sub.method_name}) was received and is queued for scoring.",
                 )
                 return redirect("my-submissions")
         status = 400

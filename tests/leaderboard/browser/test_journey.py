@@ -80,10 +80,10 @@ def test_sign_up_submit_watch_and_read_the_report(
     page.click("#submit-form button[type=submit]")
     page.wait_for_url(f"{base}/me/submissions/")
     entry = Submission.objects.get(method_name="Logistic regression, EHR")
-    row = page.locator(f'tr[data-id="{entry.pk}"]')
+    row = page.locator(f'tr[data-id="{entry.public_id}"]')
     first_status = row.locator(".st").inner_text()
     assert first_status in ("Queued", "Running", "Scored", "Published")
-    page.locator(f'tr[data-id="{entry.pk}"] td.status-published').wait_for(timeout=60_000)
+    page.locator(f'tr[data-id="{entry.public_id}"] td.status-published').wait_for(timeout=60_000)
     shoot(page, "05-published")
 
     # Ranked on the board, above nothing but itself, with its CI.
@@ -94,7 +94,7 @@ def test_sign_up_submit_watch_and_read_the_report(
     shoot(page, "06-board")
 
     # The entry's report: every plot is drawn by plotly as SVG in the page.
-    page.goto(f"{base}/entries/{entry.pk}/")
+    page.goto(f"{base}/entries/{entry.public_id}/")
     page.locator('.plot[data-figure="roc"] svg.main-svg').first.wait_for()
     figures = page.locator(".plot[data-figure]")
     assert figures.count() >= 3
