@@ -141,3 +141,42 @@ def test_an_evaluation_is_found_only_under_its_own_entry(client):
     ):
         assert client.get(path).status_code == 404
     assert Submission.objects.filter(public_id=private_run.submission.public_id).exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_migration_gives_each_stored_entry_its_own_public_id():
+    from django.db.migrations.executor import MigrationExecutor
+
+    before, after = (
+        [("board", "0009_submission_modalities")],
+        [("board", "0010_submission_public_id")],
+    )
+    executor = MigrationExecutor(connection)
+    executor.migrate(before)
+    old = executor.loader.project_state(before).apps
+    owner = old.get_model("auth", "User").objects.create(username="early")
+    suite = old.get_model("board", "Suite").objects.create(slug="medmod", title="MedMod")
+    bench = old.get_model("board", "Benchmark").objects.create(
+        suite=suite, name="b", version="1", manifest_hash="h" * 64, uri="/x"
+    )
+    task = old.get_model("board", "Task").objects.create(
+        benchmark=bench, slug="in-hospital-mortality"
+    )
+    track, _ = old.get_model("board", "Track").objects.get_or_create(
+        slug="prediction-file", defaults={"title": "Prediction file"}
+    )
+    pks = [
+        old.get_model("board", "Submission").objects.create(
+            owner=owner, task=task, track=track, method_name=f"m{i}", modalities=["ehr"],
+            uses_ehr=True, uses_cxr=False, training_data="train split", file="f.csv",
+            sha256=f"{i}" * 64, size=1,
+        ).pk
+        for i in range(3)
+    ]  # fmt: skip
+    executor = MigrationExecutor(connection)
+    executor.migrate(after)
+    new = executor.loader.project_state(after).apps.get_model("board", "Submission")
+    ids = list(new.objects.filter(pk__in=pks).values_list("public_id", flat=True))
+    assert len(set(ids)) == 3 and all(re.fullmatch(PUBLIC_ID_PATTERN, i) for i in ids)
+    executor = MigrationExecutor(connection)
+    executor.migrate(executor.loader.graph.leaf_nodes())
