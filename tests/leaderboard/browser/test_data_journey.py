@@ -94,6 +94,6 @@ def test_from_the_task_page_to_a_scored_entry(
     page.click("#submit-form button[type=submit]")
     page.wait_for_url(f"{base}/me/submissions/")
     entry = Submission.objects.get(method_name="LR from the downloaded data")
-    page.locator(f'tr[data-id="{entry.pk}"] td.status-published').wait_for(timeout=90_000)
+    page.locator(f'tr[data-id="{entry.public_id}"] td.status-published').wait_for(timeout=90_000)
     shoot(page, "data-03-published")
     assert not page.js_errors, page.js_errors
