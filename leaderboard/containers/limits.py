@@ -6,7 +6,6 @@ each run of it; the defaults are the published ones (docs/containers.md).
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, replace
 
 KiB = 1024
@@ -21,8 +20,13 @@ LABEL_SCENARIO = "org.medmod.scenario"
 LABEL_DEADLINE = "org.medmod.deadline"  # epoch seconds after which the run is overdue
 IMAGE_REPOSITORY = "medmod-run"  # loaded images are tagged medmod-run:<run id>
 
-# The unprivileged user a model runs as when the worker runs as root ("nobody").
+# The unprivileged user a model runs as by default ("nobody"), whatever the worker's uid.
 NOBODY = "65534:65534"
+
+ERR_RUN_USER = (
+    "the user a model runs as must be a numeric uid:gid other than root (e.g. 65534:65534), "
+    "not {user!r}"
+)
 
 
 @dataclass(frozen=True)
@@ -30,8 +34,9 @@ class Limits:
     """Bounds on an uploaded image and on each of its runs.
 
     Sizes are in bytes, times in seconds. ``user`` is the ``uid:gid`` the model runs as;
-    ``None`` means ``65534:65534`` when the worker is root, else the worker's own ids (so
-    the worker can always remove what the model wrote).
+    ``None`` means ``65534:65534``. It never depends on the worker's own uid: the model
+    writes only into its own ``/output`` filesystem, which the worker reads through the
+    engine, so the two need not share an owner.
     """
 
     # Upload checks
@@ -40,20 +45,37 @@ class Limits:
     max_layers: int = 127
     max_archive_members: int = 10_000
     max_volumes: int = 16
+    max_layer_entries: int = 2_000_000  # files and directories in all layers together
 
     # Each run (one scenario)
-    memory_bytes: int = 8 * GiB  # RAM, /tmp and /dev/shm together; no swap
-    cpus: float = 2.0
-    pids: int = 512
+    memory_bytes: int = 8 * GiB  # RAM, /tmp, /dev/shm and /output together; no swap
+    cpus: float = 2.0  # CPU time, and as many CPUs pinned (cpuset): nproc inside says so
+    pids: int = 128  # processes and threads together
     wall_time: float = 3600.0
     tmp_bytes: int = 2 * GiB  # tmpfs at /tmp (counts toward memory_bytes)
     shm_bytes: int = 64 * MiB
-    output_bytes: int = 1 * GiB  # everything written under /output
-    output_files: int = 1_000  # files and directories under /output
+    # /output is a tmpfs of this size (counts toward memory_bytes), with room for this many
+    # files and directories: the kernel refuses writes past either.
+    output_bytes: int = 1 * GiB
+    output_files: int = 1_000
     log_tail_bytes: int = 64 * KiB  # kept and shown to the submission's owner
     log_file_bytes: int = 8 * MiB  # what the engine keeps on disk at most
     open_files: int = 4_096
     user: str | None = None
+    # The OCI runtime the engine runs models with (e.g. "runsc" for gVisor, "crun"); None:
+    # the engine's default. It must be registered with the engine (docs/operations.md).
+    runtime: str | None = None
+    # Disk I/O: a relative weight (10-1000; the engine's default is 500, honoured only by
+    # an I/O scheduler that has weights, e.g. BFQ) and, when ``io_device`` names the
+    # engine host's block device under its data root (e.g. /dev/nvme0n1), bytes and
+    # operations per second on it, read and write each (0: no limit).
+    io_weight: int = 100
+    io_device: str | None = None
+    io_bps: int = 0
+    io_iops: int = 0
+    # Seconds past a run's wall time after which its container counts as overdue: the
+    # engine-side reaper and the deadline watchdog then remove it, worker or no worker.
+    deadline_grace: float = 60.0
 
     # Streaming runs (the gateway, docs/containers.md): per step and at the start and end.
     step_time: float = 120.0  # to answer one step, from the step's last byte sent
@@ -61,7 +83,8 @@ class Limits:
     exit_time: float = 30.0  # to exit after the end message
     answer_bytes: int = 64 * MiB  # one answer line
 
-    # How often the runner checks the clock and the output size while a model runs.
+    # How often the runner checks the clock, and /output's filesystem whether it is full,
+    # while a model runs.
     poll_interval: float = 0.2
 
     def with_(self, **changes: object) -> Limits:
@@ -69,18 +92,19 @@ class Limits:
         return replace(self, **changes)  # type: ignore[arg-type]
 
     def run_user(self) -> str:
-        if self.user:
-            return self.user
-        if os.geteuid() == 0:
-            return NOBODY
-        return f"{os.geteuid()}:{os.getegid()}"
+        """The ``uid:gid`` the model runs as; raises ValueError for root or a name."""
+        user = self.user or NOBODY
+        uid, sep, gid = user.partition(":")
+        if not (sep and uid.isdigit() and gid.isdigit()) or int(uid) == 0 or int(gid) == 0:
+            raise ValueError(ERR_RUN_USER.format(user=user))
+        return f"{int(uid)}:{int(gid)}"
 
     def describe(self) -> dict[str, object]:
         """The limits a submitter is shown (and that the docs state)."""
         return {
             "image archive": format_bytes(self.archive_bytes),
             "image layers": format_bytes(self.layers_bytes),
-            "memory (RAM + /tmp + /dev/shm, no swap)": format_bytes(self.memory_bytes),
+            "memory (RAM + /tmp + /dev/shm + /output, no swap)": format_bytes(self.memory_bytes),
             "CPUs": self.cpus,
             "processes and threads": self.pids,
             "wall time per scenario": f"{self.wall_time:g} s",

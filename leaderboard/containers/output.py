@@ -1,10 +1,10 @@
-"""What a model leaves in ``/output``: size checks while it runs, and a first check of
-``predictions.csv`` once it has stopped.
+"""What a model leaves in ``/output``: a first check of ``predictions.csv`` once it has
+stopped, combining the scenarios' files, and removing a run's working directory.
 
-The output directory is written by the model, so nothing here follows a symbolic link or
-opens anything but a regular file. The full validation of the prediction file is the
-scoring engine's; this only catches what a submitter can fix without it (no file, not a
-CSV, a missing key column).
+The size of ``/output`` is capped by the kernel (``output_volume``); ``predictions.csv`` is
+copied out of it as a regular file, and nothing here follows a symbolic link. The full
+validation of the prediction file is the scoring engine's; this only catches what a
+submitter can fix without it (no file, not a CSV, a missing key column).
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ import csv
 import os
 import shutil
 import stat
-from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
@@ -32,47 +31,6 @@ WRONG_NO_HEADER = "its first line (the header) does not end within the first 1 M
 WRONG_KEYS = "the header lacks the key column(s) {columns} of task {task}"
 WRONG_SCENARIO = "it has a scenario column; leave it out: the platform adds the scenario"
 WRONG_NO_ROWS = "it holds a header but no rows"
-
-
-@dataclass(frozen=True)
-class Usage:
-    """Bytes and entries under a directory, counted up to a bound."""
-
-    bytes: int
-    entries: int
-
-    def over(self, *, max_bytes: int, max_entries: int) -> bool:
-        return self.bytes > max_bytes or self.entries > max_entries
-
-
-def usage(root: Path, *, max_bytes: int, max_entries: int) -> Usage:
-    """Size of everything under ``root`` (apparent sizes, links not followed).
-
-    Counting stops as soon as either bound is passed, so a directory filled with millions
-    of files costs no more than ``max_entries`` look-ups.
-    """
-    total = 0
-    entries = 0
-    stack = [root]
-    while stack:
-        d = stack.pop()
-        try:
-            it = os.scandir(d)
-        except OSError:
-            continue
-        with it:
-            for entry in it:
-                entries += 1
-                try:
-                    st = entry.stat(follow_symlinks=False)
-                except OSError:
-                    continue
-                total += max(st.st_size, st.st_blocks * 512)
-                if stat.S_ISDIR(st.st_mode):
-                    stack.append(Path(entry.path))
-                if total > max_bytes or entries > max_entries:
-                    return Usage(total, entries)
-    return Usage(total, entries)
 
 
 def check_predictions(path: Path, task: str | Task) -> str | None:
@@ -118,18 +76,38 @@ def check_predictions(path: Path, task: str | Task) -> str | None:
     return None
 
 
-def prepare_output_dir(path: Path, user: str) -> Path:
-    """Create an empty output directory the model's ``uid:gid`` can write (a leftover of
-    an earlier run in the same place is removed first)."""
-    shutil.rmtree(path, ignore_errors=True)
-    path.mkdir(parents=True, exist_ok=False)
-    uid, _, gid = user.partition(":")
-    if os.geteuid() == 0 and uid.isdigit():
-        os.chown(path, int(uid), int(gid) if gid.isdigit() else int(uid))
-        path.chmod(0o755)
+def remove_tree(path: Path) -> list[str]:
+    """Remove a directory tree, whatever the modes of its directories (a directory of mode
+    000 is opened up first); returns what could not be removed, one line each (empty: all
+    gone). Links are removed, never followed."""
+    if not os.path.lexists(path):
+        return []
+    stack = [path]
+    while stack:  # open up every directory the worker owns before removing anything
+        d = stack.pop()
+        try:
+            st = os.lstat(d)
+            if not stat.S_ISDIR(st.st_mode):
+                continue
+            if st.st_mode & 0o700 != 0o700 and st.st_uid == os.geteuid():
+                os.chmod(d, stat.S_IMODE(st.st_mode) | 0o700)
+            with os.scandir(d) as it:
+                stack.extend(Path(e.path) for e in it if e.is_dir(follow_symlinks=False))
+        except OSError:
+            continue  # reported below when its removal fails
+    problems: list[str] = []
+
+    def failed(_func: object, where: str, exc_info: tuple[type, BaseException, object]) -> None:
+        problems.append(f"{where}: {exc_info[1]}")
+
+    if os.path.isdir(path) and not os.path.islink(path):
+        shutil.rmtree(path, onerror=failed)
     else:
-        path.chmod(0o777)
-    return path
+        try:
+            os.unlink(path)
+        except OSError as exc:
+            problems.append(f"{path}: {exc}")
+    return problems
 
 
 ERR_COMBINE_COLUMNS = (

@@ -7,7 +7,6 @@ say what happened in the submitter's terms.
 from __future__ import annotations
 
 import os
-import shutil
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -17,19 +16,22 @@ from typing import Any
 from benchmark_data.tasks import Task
 from leaderboard.containers.archive import ImageInfo
 from leaderboard.containers.limits import Limits, format_bytes
-from leaderboard.containers.output import PREDICTIONS, check_predictions, usage
+from leaderboard.containers.output import WRONG_NOT_FILE, check_predictions
+from leaderboard.containers.output_volume import OutputReport
 
 MSG_SUCCEEDED = "the model wrote {size} of predictions in {duration:.1f} s"
 MSG_TIMED_OUT = "the model ran longer than the wall-time limit of {limit:g} s and was stopped"
 MSG_OOM = (
-    "the model needed more than the memory limit of {limit} (RAM, /tmp and /dev/shm together, "
-    "no swap) and was killed"
+    "the model needed more than the memory limit of {limit} (RAM, /tmp, /dev/shm and /output "
+    "together, no swap) and was killed"
 )
 MSG_CRASHED = "the model exited with code {code}; the end of its log shows why"
 MSG_KILLED_BY_SIGNAL = "the model was killed by signal {signal} (exit code {code})"
 MSG_NO_OUTPUT = "the model exited normally but wrote no /output/predictions.csv"
 MSG_OUTPUT_TOO_LARGE = (
-    "the model wrote more than {limit} or more than {files} files under /output and was stopped"
+    "the model wrote more than {limit} or more than {files} files under /output (files it "
+    "deleted while still holding them open count too); writes past the limit were refused "
+    "and the run was stopped"
 )
 MSG_WRONG_OUTPUT = "/output/predictions.csv is not a usable prediction file: {detail}"
 MSG_NOT_STARTED = (
@@ -199,21 +201,20 @@ def classify(
     result: RunResult,
     state: dict[str, Any],
     killed_for: RunStatus | None,
-    output_dir: Path,
+    output: OutputReport,
     work_dir: Path,
     limits: Limits,
 ) -> None:
+    """Set a run's status and message from the engine's final state of its container and
+    what it left in /output; the copy of ``predictions.csv`` is kept only on success."""
     result.exit_code = int(state.get("ExitCode", -1))
     result.oom_killed = bool(state.get("OOMKilled"))
     result.duration = engine_seconds(state)
-    used = usage(output_dir, max_bytes=limits.output_bytes, max_entries=limits.output_files)
-    result.output_bytes = used.bytes
+    result.output_bytes = output.bytes
     if killed_for == RunStatus.TIMED_OUT:
         result.status = RunStatus.TIMED_OUT
         result.message = MSG_TIMED_OUT.format(limit=limits.wall_time)
-    elif killed_for == RunStatus.OUTPUT_TOO_LARGE or used.over(
-        max_bytes=limits.output_bytes, max_entries=limits.output_files
-    ):
+    elif killed_for == RunStatus.OUTPUT_TOO_LARGE or output.full:
         result.status = RunStatus.OUTPUT_TOO_LARGE
         result.message = MSG_OUTPUT_TOO_LARGE.format(
             limit=format_bytes(limits.output_bytes), files=limits.output_files
@@ -229,23 +230,26 @@ def classify(
             if signal
             else MSG_CRASHED.format(code=result.exit_code)
         )
+    elif output.not_a_file:
+        result.status = RunStatus.WRONG_OUTPUT
+        result.message = MSG_WRONG_OUTPUT.format(detail=WRONG_NOT_FILE)
+    elif output.predictions is None:
+        result.status = RunStatus.NO_OUTPUT
+        result.message = MSG_NO_OUTPUT
     else:
-        candidate = output_dir / PREDICTIONS
-        if not os.path.lexists(candidate):
-            result.status = RunStatus.NO_OUTPUT
-            result.message = MSG_NO_OUTPUT
+        problem = check_predictions(output.predictions, result.spec or result.task)
+        if problem is not None:
+            result.status = RunStatus.WRONG_OUTPUT
+            result.message = MSG_WRONG_OUTPUT.format(detail=problem)
         else:
-            problem = check_predictions(candidate, result.spec or result.task)
-            if problem is not None:
-                result.status = RunStatus.WRONG_OUTPUT
-                result.message = MSG_WRONG_OUTPUT.format(detail=problem)
-            else:
-                kept = work_dir / f"predictions-{result.scenario}.csv"
-                os.replace(candidate, kept)  # a regular file, checked above
-                result.output_path = kept
-                result.output_bytes = kept.stat().st_size
-                result.status = RunStatus.SUCCEEDED
-                result.message = MSG_SUCCEEDED.format(
-                    size=format_bytes(result.output_bytes), duration=result.duration or 0.0
-                )
-    shutil.rmtree(output_dir, ignore_errors=True)
+            kept = work_dir / f"predictions-{result.scenario}.csv"
+            os.replace(output.predictions, kept)  # the worker's own copy, checked above
+            result.output_path = kept
+            result.output_bytes = kept.stat().st_size
+            result.status = RunStatus.SUCCEEDED
+            result.message = MSG_SUCCEEDED.format(
+                size=format_bytes(result.output_bytes), duration=result.duration or 0.0
+            )
+            return
+    if output.predictions is not None:
+        output.predictions.unlink(missing_ok=True)
