@@ -225,6 +225,8 @@ REAPER_INTERVAL = env.int("REAPER_INTERVAL", default=60)
 CONTAINER_CPUS = env.float("CONTAINER_CPUS", default=2.0)
 CONTAINER_MEMORY_MB = env.int("CONTAINER_MEMORY_MB", default=8192)
 CONTAINER_PIDS = env.int("CONTAINER_PIDS", default=512)
+# The uid:gid every model runs as, whatever the worker's own (never root).
+CONTAINER_RUN_USER = env.str("CONTAINER_RUN_USER", default="65534:65534")
 CONTAINER_WALL_TIME = env.int("CONTAINER_WALL_TIME", default=3600)
 CONTAINER_WORK_DIR = Path(env.str("CONTAINER_WORK_DIR", default=str(VAR_DIR / "container-runs")))
 # A container run holds its worker for up to five scenarios' wall time, the image load and

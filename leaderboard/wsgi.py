@@ -1,4 +1,8 @@
-"""WSGI entry point: ``gunicorn leaderboard.wsgi``."""
+"""WSGI entry point: ``gunicorn leaderboard.wsgi -c python:leaderboard.gunicorn_config``.
+
+Request bodies are read by :class:`leaderboard.board.bodies.BodyGuard` first: within the limit
+of their track and with a timeout, before Django parses them.
+"""
 
 import os
 
@@ -6,4 +10,8 @@ from django.core.wsgi import get_wsgi_application
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "leaderboard.settings")
 
-application = get_wsgi_application()
+django_application = get_wsgi_application()
+
+from leaderboard.board.bodies import BodyGuard  # noqa: E402 (after Django is set up)
+
+application = BodyGuard(django_application)

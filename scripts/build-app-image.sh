@@ -29,7 +29,7 @@ tag=${1:-medmod-leaderboard:latest}
 py=${PYTHON:-$repo/.venv/bin/python}  # the project's environment (bin/setup): psycopg
 cache=$repo/var/cache/app-image
 wheels=$repo/docker/app/wheels
-packages=python3,python3-pip,python-is-python3,ca-certificates
+packages=python3,python3-pip,python-is-python3,ca-certificates,busybox-static
 rootfs_recipe=1  # bump when the recipe of scripts/lib/debian-rootfs.sh changes
 
 require_engine

@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import math
 import os
-import shutil
 import threading
 import time
 from pathlib import Path
@@ -47,7 +46,7 @@ from leaderboard.containers.limits import (
     LABEL_TASK,
     Limits,
 )
-from leaderboard.containers.output import prepare_output_dir, usage
+from leaderboard.containers.output_volume import OutputReport, OutputVolume, OutputVolumeError
 from leaderboard.containers.results import (
     MSG_ENGINE,
     MSG_NOT_STARTED,
@@ -187,67 +186,91 @@ def _run_loaded(
     """Run a loaded image once; the container is gone when this returns. ``spec``: the task
     as its benchmark's suite declares it (else the MedMod task named ``task``)."""
     started = time.monotonic()
-    user = limits.run_user()
-    output_dir = prepare_output_dir(work_dir / f"output-{scenario}", user)
     result = RunResult(
         status=RunStatus.ENGINE_ERROR, task=task, scenario=scenario, run_id=run_id, message="",
         spec=spec,
     )  # fmt: skip
+    labels = {
+        LABEL_RUN: run_id,
+        LABEL_TASK: task,
+        LABEL_SCENARIO: scenario,
+        LABEL_DEADLINE: str(int(time.time() + limits.wall_time + 60)),
+    }
     container_id: str | None = None
     killed_for: RunStatus | None = None
     final = None
+    output: OutputReport | None = None
     try:
-        container = client.api.create_container(
-            image=tag,
-            name=f"medmod-{run_id}-{scenario}",
-            user=user,
-            environment=_environment(info, task, scenario, limits),
-            labels={
-                LABEL_RUN: run_id,
-                LABEL_TASK: task,
-                LABEL_SCENARIO: scenario,
-                LABEL_DEADLINE: str(int(time.time() + limits.wall_time + 60)),
-            },
-            network_disabled=True,
-            host_config=_host_config(client, info, input_dir, output_dir, limits),
-        )
-        container_id = result.container_id = container["Id"]
-        watch = start_and_watch(client, container_id, result, run_id=run_id)
-        if watch is None:
-            raise _NotStarted
-        exited, waited = watch
-        deadline = time.monotonic() + limits.wall_time
-        while not exited.wait(limits.poll_interval):
-            if time.monotonic() > deadline:
-                killed_for = RunStatus.TIMED_OUT
-            elif usage(
-                output_dir, max_bytes=limits.output_bytes, max_entries=limits.output_files
-            ).over(max_bytes=limits.output_bytes, max_entries=limits.output_files):
-                killed_for = RunStatus.OUTPUT_TOO_LARGE
-            if killed_for is not None:
-                with contextlib.suppress(docker.errors.APIError):  # it may have just stopped
-                    client.api.kill(container_id)
-                exited.wait(_EXIT_GRACE)
-                break
-        if "error" in waited:
-            raise waited["error"]
-        final = client.api.inspect_container(container_id)["State"]
-        tail = _read_log_tail(client, container_id, limits.log_tail_bytes)
-        result.log_tail, result.log_bytes = tail.text(), tail.total
-        result.log_truncated = tail.total > limits.log_tail_bytes
+        user = limits.run_user()
+    except ValueError as exc:  # a misconfigured user: the platform's fault
+        result.message = MSG_ENGINE.format(detail=exc)
+        return result
+    try:
+        with OutputVolume(client, name=f"medmod-{run_id}-{scenario}", limits=limits, user=user,
+                          labels=labels) as out:  # fmt: skip
+            try:
+                container = client.api.create_container(
+                    image=tag,
+                    name=f"medmod-{run_id}-{scenario}",
+                    user=user,
+                    environment=_environment(info, task, scenario, limits),
+                    labels=labels,
+                    network_disabled=True,
+                    host_config=_host_config(
+                        client,
+                        info,
+                        None,
+                        None,
+                        limits,
+                        binds={str(input_dir): {"bind": "/input", "mode": "ro"}, **out.binds},
+                    ),
+                )
+                container_id = result.container_id = container["Id"]
+                watch = start_and_watch(client, container_id, result, run_id=run_id)
+                if watch is None:
+                    raise _NotStarted
+                exited, waited = watch
+                deadline = time.monotonic() + limits.wall_time
+                while not exited.wait(limits.poll_interval):
+                    if time.monotonic() > deadline:
+                        killed_for = RunStatus.TIMED_OUT
+                    elif out.full():  # the kernel already refuses writes; stop it now
+                        killed_for = RunStatus.OUTPUT_TOO_LARGE
+                    if killed_for is not None:
+                        with contextlib.suppress(docker.errors.APIError):  # it may have stopped
+                            client.api.kill(container_id)
+                        exited.wait(_EXIT_GRACE)
+                        break
+                if "error" in waited:
+                    raise waited["error"]
+                final = client.api.inspect_container(container_id)["State"]
+                tail = _read_log_tail(client, container_id, limits.log_tail_bytes)
+                result.log_tail, result.log_bytes = tail.text(), tail.total
+                result.log_truncated = tail.total > limits.log_tail_bytes
+                output = (
+                    OutputReport()
+                    if killed_for == RunStatus.TIMED_OUT
+                    else out.read_out(work_dir / f".predictions-{scenario}.part")
+                )
+            finally:
+                if container_id is not None:
+                    # On failure the container is left for cleanup_stale.
+                    with contextlib.suppress(
+                        docker.errors.APIError, requests.exceptions.RequestException
+                    ):
+                        remove_container(client, container_id)
     except _NotStarted:
         pass
     except (docker.errors.APIError, requests.exceptions.RequestException) as exc:
         result.message = MSG_ENGINE.format(detail=exc)
-    finally:
-        if container_id is not None:
-            # On failure the container is left for cleanup_stale.
-            with contextlib.suppress(docker.errors.APIError, requests.exceptions.RequestException):
-                remove_container(client, container_id)
-    if final is not None:
-        classify(result, final, killed_for, output_dir, work_dir, limits)
-    else:
-        shutil.rmtree(output_dir, ignore_errors=True)
+        final = None
+    except OutputVolumeError as exc:
+        result.message = MSG_ENGINE.format(detail=exc)
+        final = None
+    if final is not None and output is not None:
+        classify(result, final, killed_for, output, work_dir, limits)
+    elif output is not None and output.predictions is not None:
+        output.predictions.unlink(missing_ok=True)
     result.wall_time = time.monotonic() - started
     return result
 

@@ -65,6 +65,28 @@ def test_the_image_serves_collected_static_files_with_gunicorn():
     assert "USER leaderboard" in dockerfile
 
 
+def test_the_web_service_runs_gunicorn_with_its_limits(compose):
+    """The image and compose start gunicorn with leaderboard/gunicorn_config.py: threaded
+    workers, a worker timeout, a graceful timeout, bounded request lines and headers; the
+    application's body timeout comes from the environment."""
+    from leaderboard import gunicorn_config
+
+    web = compose["services"]["web"]
+    assert web["command"][:4] == [
+        "gunicorn",
+        "leaderboard.wsgi",
+        "-c",
+        "python:leaderboard.gunicorn_config",
+    ]
+    dockerfile = (ROOT / "docker" / "app" / "Dockerfile").read_text()
+    assert '"-c", "python:leaderboard.gunicorn_config"' in dockerfile
+    assert gunicorn_config.worker_class == "gthread"
+    assert 0 < gunicorn_config.timeout <= 60 and 0 < gunicorn_config.graceful_timeout <= 60
+    assert gunicorn_config.limit_request_line <= 8190
+    assert gunicorn_config.limit_request_fields <= 100
+    assert "REQUEST_BODY_TIMEOUT" in web["environment"]
+
+
 def test_docker_compose_accepts_the_file():
     """`docker-compose config` (Debian's docker-compose package, which bin/test installs)
     validates the file."""
@@ -89,6 +111,7 @@ def test_the_app_image_builds_with_no_registry_and_serves():
         capture_output=True, text=True, timeout=1200,
     )  # fmt: skip
     assert out.returncode == 0, out.stderr[-4000:]
-    for line in ("GET /api/limits/ 200", "GET / 200", "GET /static/board/site.css 200"):
+    for line in ("GET /api/limits/ 200", "GET / 200", "GET /static/board/site.css 200",
+                 "POST /api/submissions/ declared 3 GiB: 413 file_too_large"):  # fmt: skip
         assert line in out.stderr
     assert "the image starts and serves" in out.stderr

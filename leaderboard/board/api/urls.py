@@ -57,6 +57,12 @@ urlpatterns = [
     path("tasks/<slug:slug>/rescore/", views.TaskRescoreView.as_view(), name="api-task-rescore"),
     path("rescore/", views.RescoreAllView.as_view(), name="api-rescore-all"),
     path("submissions/", views.SubmissionListCreateView.as_view(), name="api-submissions"),
+    # The container track's uploads: a body of up to CONTAINER_MAX_UPLOAD_BYTES.
+    path(
+        "submissions/images/",
+        views.SubmissionImageCreateView.as_view(),
+        name="api-submission-images",
+    ),
     path(
         "submissions/<entry:public_id>/",
         views.SubmissionDetailView.as_view(),

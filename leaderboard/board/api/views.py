@@ -6,7 +6,7 @@ import csv
 import io
 
 from django.conf import settings
-from django.http import Http404, HttpResponse
+from django.http import Http404, HttpResponse, QueryDict
 from django.urls import reverse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
@@ -321,7 +321,9 @@ class SubmissionListCreateView(APIView):
         responses={201: SubmissionSerializer},
     )
     def post(self, request):
-        data = request.data
+        return self._create(request, request.data)
+
+    def _create(self, request, data) -> Response:
         upload_errors = getattr(request._request, "upload_errors", None)
         if upload_errors:
             raise exceptions.ValidationError({k: [v] for k, v in upload_errors.items()})
@@ -345,6 +347,35 @@ class SubmissionListCreateView(APIView):
             sub, context={"request": request, "queue_positions": positions}
         ).data
         return Response(body, status=status.HTTP_201_CREATED)
+
+
+class SubmissionImageCreateView(SubmissionListCreateView):
+    """A new container-track entry (POST, multipart with the image archive in ``image``).
+
+    The container track's own address: its body may reach ``CONTAINER_MAX_UPLOAD_BYTES``,
+    while ``POST /api/submissions/`` takes at most ``MAX_UPLOAD_BYTES`` (the limit is known
+    from the address before the body is read, leaderboard.board.uploads). ``track`` may be
+    left out; any other track than ``container`` is refused."""
+
+    http_method_names = ["post", "options"]
+    parser_classes = [MultiPartParser]
+
+    @extend_schema(
+        request={"multipart/form-data": SubmissionCreateSerializer},
+        responses={201: SubmissionSerializer},
+    )
+    def post(self, request):
+        track = request.data.get("track") or Track.CONTAINER
+        if track != Track.CONTAINER:
+            raise exceptions.ValidationError({"track": [
+                f"{request.path} takes container entries (a model image in the image field); "
+                "a prediction file goes to POST /api/submissions/."
+            ]})  # fmt: skip
+        data = QueryDict(mutable=True)
+        for key, values in request.data.lists():
+            data.setlist(key, values)  # the uploaded files as they are, not copied
+        data["track"] = Track.CONTAINER
+        return self._create(request, data)
 
 
 class SubmissionDetailView(APIView):

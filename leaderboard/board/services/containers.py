@@ -37,7 +37,7 @@ from leaderboard.containers import (
 )
 from leaderboard.containers.inputs import container_scenarios, cut_at_prediction_time
 from leaderboard.containers.limits import MiB
-from leaderboard.containers.output import keep_units
+from leaderboard.containers.output import keep_units, remove_tree
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +69,7 @@ def container_limits() -> Limits:
         memory_bytes=int(settings.CONTAINER_MEMORY_MB) * MiB,
         pids=int(settings.CONTAINER_PIDS),
         wall_time=float(settings.CONTAINER_WALL_TIME),
+        user=settings.CONTAINER_RUN_USER,
     )
 
 
@@ -195,8 +196,18 @@ def container_predictions(
     return outcome
 
 
-def container_work_remove(work_dir: Path) -> None:
-    shutil.rmtree(work_dir, ignore_errors=True)
+def container_work_remove(work_dir: Path) -> list[str]:
+    """Remove a run's working directory (inputs, image copy, predictions); what could not
+    be removed is logged and returned."""
+    problems = remove_tree(work_dir)
+    if problems:
+        log.error(
+            "container run %s: %d path(s) could not be removed: %s",
+            work_dir.name,
+            len(problems),
+            "; ".join(problems[:10]),
+        )
+    return problems
 
 
 def container_runs_reap(*, run_ids: Collection[str] = (), sweep: bool = True) -> dict[str, int]:

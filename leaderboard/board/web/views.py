@@ -445,6 +445,8 @@ def submit(request: HttpRequest) -> HttpResponse:
         status = 400
     else:
         initial = {"task": request.GET.get("task", ""), "suite": suite}
+        if request.GET.get("track") == Track.CONTAINER:
+            initial["track"] = Track.CONTAINER  # the container track's address (uploads.py)
         form = SubmissionForm(initial=initial, suite=declaration)
         status = 200
     holder_ids = quota_holder_ids(owner=request.user)

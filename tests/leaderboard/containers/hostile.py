@@ -128,6 +128,67 @@ BEHAVIOURS: dict[str, str] = {
             while True:
                 fh.write(block)
     """,
+    # Writes its predictions, then holds three 300 MiB files it deleted right after opening
+    # them (a size check that walks /output never sees them), and exits normally.
+    "unlink_open": """
+        import csv, json, os, time
+        task = json.load(open("/input/task.json"))
+        keys = task["key_columns"]
+        with open("/input/units.csv") as src, open("/output/predictions.csv", "w") as out:
+            w = csv.writer(out, lineterminator="\\n")
+            w.writerow(keys + ["prediction"])
+            for unit in csv.DictReader(src):
+                w.writerow([unit[k] for k in keys] + ["0.5"])
+        block, held, total = b"\\1" * (1 << 20), [], 0
+        for i in range(3):
+            fd = os.open(f"/output/blob{i}", os.O_WRONLY | os.O_CREAT, 0o600)
+            os.unlink(f"/output/blob{i}")
+            held.append(fd)
+            for _ in range(300):
+                try:
+                    total += os.write(fd, block)
+                except OSError as exc:
+                    print("refused:", exc.strerror, flush=True)
+                    break
+        print("held", total >> 20, "MiB in deleted files", flush=True)
+        time.sleep(3)
+    """,
+    # Writes 5 GiB to one file under /output as fast as it can.
+    "writer_5g": """
+        import os
+        block, total = b"\\1" * (1 << 20), 0
+        fd = os.open("/output/big", os.O_WRONLY | os.O_CREAT, 0o600)
+        try:
+            for _ in range(5 * 1024):
+                total += os.write(fd, block)
+        except OSError as exc:
+            print("refused after", total >> 20, "MiB:", exc.strerror, flush=True)
+        print("wrote", total >> 20, "MiB", flush=True)
+    """,
+    # Writes its predictions, then 64 MiB into a directory it then closes to everyone
+    # (mode 000): neither a size check nor a removal by another uid can look inside.
+    "locked_dir": """
+        import csv, json, os
+        print("uid", os.getuid(), "gid", os.getgid(), flush=True)
+        task = json.load(open("/input/task.json"))
+        keys = task["key_columns"]
+        with open("/input/units.csv") as src, open("/output/predictions.csv", "w") as out:
+            w = csv.writer(out, lineterminator="\\n")
+            w.writerow(keys + ["prediction"])
+            for unit in csv.DictReader(src):
+                w.writerow([unit[k] for k in keys] + ["0.5"])
+        os.mkdir("/output/locked")
+        total = 0
+        try:
+            with open("/output/locked/blob", "wb") as fh:
+                for _ in range(64):
+                    total += fh.write(b"\\1" * (1 << 20))
+                    fh.flush()
+        except OSError as exc:
+            print("refused:", exc.strerror, flush=True)
+        os.chmod("/output/locked", 0)
+        print("locked", total >> 20, "MiB", flush=True)
+    """,
     # Fills /output with small files.
     "many_files": """
         import os

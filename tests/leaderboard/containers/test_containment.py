@@ -82,9 +82,10 @@ def run_hostile(
     inputs: Path,
     tmp_path: Path,
     limits: Limits = LIMITS,
+    run_id: str | None = None,
 ) -> RunResult:
     archive = hostile.archive(name)
-    run_id = new_run_id()
+    run_id = run_id or new_run_id()
     before = tree_digest(inputs)
     result = run_container(
         archive,

@@ -185,14 +185,33 @@ class Command(BaseCommand):
     def _serve(self, addr: str) -> None:
         worker = subprocess.Popen(worker_command(), start_new_session=True)
         self.stdout.write(f"scoring worker started (pid {worker.pid})")
-        # Stopped with SIGTERM as with Ctrl-C: the worker is stopped too.
+        # Stopped with SIGTERM as with Ctrl-C: the web server and the worker are stopped too.
         signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
         try:
-            call_command("runserver", addr, use_reloader=False)
+            web = subprocess.Popen(self.web_command(addr), start_new_session=True)
+            self.stdout.write(f"serving on http://{addr}/ (gunicorn, pid {web.pid}); Ctrl-C stops")
+            web.wait()
+        except KeyboardInterrupt:
+            pass
         finally:
-            if worker.poll() is None:
-                os.killpg(worker.pid, signal.SIGTERM)
-                try:
-                    worker.wait(timeout=20)
-                except subprocess.TimeoutExpired:
-                    os.killpg(worker.pid, signal.SIGKILL)
+            if web is not None:
+                self._stop(web)
+            self._stop(worker)
+    @staticmethod
+    def web_command(addr: str) -> list[str]:
+        """The site served as in production: gunicorn with the image's settings
+        (leaderboard/gunicorn_config.py: threaded workers, request limits), so oversize and
+        stalled uploads get the same answers (413, 408) here as there."""
+        return [sys.executable, "-m", "gunicorn", "leaderboard.wsgi",
+                "-c", "python:leaderboard.gunicorn_config", "--bind", addr]  # fmt: skip
+
+    @staticmethod
+    def _stop(proc: subprocess.Popen) -> None:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+
+        web = None

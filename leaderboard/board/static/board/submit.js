@@ -9,11 +9,17 @@
 
   function isContainer() { return track && track.value === "container"; }
 
-  // Show the upload field of the chosen track only: a CSV, or a `docker save` archive.
+  // Show the upload field of the chosen track only: a CSV, or a `docker save` archive. An
+  // image is sent to the container track's address (?track=container), whose body limit is
+  // the image limit; the form's own address takes prediction files only.
   function showTrackFields() {
     var file = form.querySelector(".field-file"), image = form.querySelector(".field-image");
     if (file) file.hidden = isContainer();
     if (image) image.hidden = !isContainer();
+    var url = new URL(form.action || window.location.href, window.location.href);
+    if (isContainer()) url.searchParams.set("track", "container");
+    else url.searchParams.delete("track");
+    form.action = url.pathname + url.search;
   }
   if (track) { track.addEventListener("change", showTrackFields); showTrackFields(); }
 
