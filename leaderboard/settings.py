@@ -66,11 +66,12 @@ MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "leaderboard.board.csp.ContentSecurityPolicyMiddleware",
-    "leaderboard.board.uploads.RequestSizeLimitMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    # Before anything reads the body; after the user is known, for the page it answers with.
+    "leaderboard.board.uploads.RequestSizeLimitMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
@@ -193,7 +194,9 @@ STORAGES = {
 # Uploads: the limit is enforced while the request body streams in
 # (leaderboard.board.uploads), so an oversized file is never held whole in memory or on disk.
 MAX_UPLOAD_BYTES = env.int("MAX_UPLOAD_MB", default=64) * 1024 * 1024
-# Container track: a `docker save` archive has its own, larger limit (the `image` field).
+# Container track: a `docker save` archive has its own, larger limit, on its own addresses
+# (POST /api/submissions/images/, /submit/?track=container); every other body is refused
+# past MAX_UPLOAD_BYTES, or DATA_UPLOAD_MAX_MEMORY_SIZE when it carries no file.
 CONTAINER_MAX_UPLOAD_BYTES = env.int("CONTAINER_MAX_UPLOAD_MB", default=2048) * 1024 * 1024
 FILE_UPLOAD_HANDLERS = [
     "leaderboard.board.uploads.SizeLimitUploadHandler",
@@ -202,6 +205,9 @@ FILE_UPLOAD_HANDLERS = [
 ]
 FILE_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024
 DATA_UPLOAD_MAX_MEMORY_SIZE = 1024 * 1024
+# Seconds a request body may stop arriving before it is given up with a 408 (each read waits
+# at most this long; leaderboard.board.bodies, under gunicorn).
+REQUEST_BODY_TIMEOUT = env.float("REQUEST_BODY_TIMEOUT", default=20.0)
 
 # Submission rules --------------------------------------------------------------------------
 SUBMISSIONS_PER_DAY = env.int("SUBMISSIONS_PER_DAY", default=5)

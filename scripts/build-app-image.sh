@@ -101,7 +101,8 @@ docker run --rm --network host "${env_args[@]}" "$tag" python manage.py migrate 
   >>"$cache/smoke.log" 2>&1 || { tail -n 30 "$cache/smoke.log" >&2; die "migrate failed"; }
 say "smoke test: gunicorn on 127.0.0.1:$port"
 docker run -d --name "$name" --network host "${env_args[@]}" "$tag" \
-  gunicorn leaderboard.wsgi --bind "127.0.0.1:$port" --workers 2 >/dev/null
+  gunicorn leaderboard.wsgi -c python:leaderboard.gunicorn_config --bind "127.0.0.1:$port" \
+  --workers 2 >/dev/null
 for path in /api/limits/ / /api/tasks/ /static/board/site.css; do
   ok=
   for _ in $(seq 1 60); do
@@ -115,4 +116,30 @@ for path in /api/limits/ / /api/tasks/ /static/board/site.css; do
   [ -n "$ok" ] || { docker logs "$name" 2>&1 | tail -n 30 >&2; die "GET $path did not answer 200"; }
   say "smoke test: GET $path 200"
 done
+# A body declared as 3 GiB is refused at once, unread, with the API's error shape.
+probe=$(python3 - "$port" <<'PY'
+import json, socket, sys, time
+s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=10)
+t0 = time.monotonic()
+s.sendall(b"POST /api/submissions/ HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+          b"Content-Type: multipart/form-data; boundary=x\r\nContent-Length: 3221225472\r\n\r\n")
+data = b""
+while b"\r\n\r\n" not in data or not data.rstrip().endswith(b"}"):
+    chunk = s.recv(65536)
+    if not chunk:
+        break
+    data += chunk
+status = data.split(b" ", 2)[1].decode()
+code = json.loads(data.split(b"\r\n\r\n", 1)[1])["code"]
+print(f"{status} {code} in {time.monotonic() - t0:.3f} s")
+PY
+) || die "the 3 GiB probe failed"
+case "$probe" in
+  "413 file_too_large"*) say "smoke test: POST /api/submissions/ declared 3 GiB: $probe" ;;
+  *) die "a body declared as 3 GiB was answered: $probe" ;;
+esac
+if docker logs "$name" 2>&1 | grep -q Traceback; then
+  docker logs "$name" 2>&1 | tail -n 30 >&2
+  die "a traceback in the server's log"
+fi
 say "the image starts and serves"

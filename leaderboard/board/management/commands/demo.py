@@ -182,21 +182,6 @@ class Command(BaseCommand):
         self.stdout.write("sample entry scored:")
         self._score_now(sub)
 
-    def _serve(self, addr: str) -> None:
-        worker = subprocess.Popen(worker_command(), start_new_session=True)
-        self.stdout.write(f"scoring worker started (pid {worker.pid})")
-        # Stopped with SIGTERM as with Ctrl-C: the web server and the worker are stopped too.
-        signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-        try:
-            web = subprocess.Popen(self.web_command(addr), start_new_session=True)
-            self.stdout.write(f"serving on http://{addr}/ (gunicorn, pid {web.pid}); Ctrl-C stops")
-            web.wait()
-        except KeyboardInterrupt:
-            pass
-        finally:
-            if web is not None:
-                self._stop(web)
-            self._stop(worker)
     @staticmethod
     def web_command(addr: str) -> list[str]:
         """The site served as in production: gunicorn with the image's settings
@@ -214,4 +199,19 @@ class Command(BaseCommand):
             except subprocess.TimeoutExpired:
                 os.killpg(proc.pid, signal.SIGKILL)
 
+    def _serve(self, addr: str) -> None:
+        worker = subprocess.Popen(worker_command(), start_new_session=True)
+        self.stdout.write(f"scoring worker started (pid {worker.pid})")
+        # Stopped with SIGTERM as with Ctrl-C: the web server and the worker are stopped too.
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
         web = None
+        try:
+            web = subprocess.Popen(self.web_command(addr), start_new_session=True)
+            self.stdout.write(f"serving on http://{addr}/ (gunicorn, pid {web.pid}); Ctrl-C stops")
+            web.wait()
+        except KeyboardInterrupt:
+            pass
+        finally:
+            if web is not None:
+                self._stop(web)
+            self._stop(worker)
