@@ -175,11 +175,14 @@ def test_a_container_entry_without_an_image_or_with_a_csv_is_a_clear_400(api, co
 def test_an_image_over_its_own_limit_is_refused_while_it_streams(
     api, container_track, crashing_archive, settings
 ):
-    """The image field has CONTAINER_MAX_UPLOAD_BYTES, apart from the file limit."""
-    settings.CONTAINER_MAX_UPLOAD_BYTES = 64 * 1024
+    """The image field has CONTAINER_MAX_UPLOAD_BYTES, apart from the file limit: an archive
+    over it is cut as it streams (the body itself, the archive and the form's fields, is
+    within the limit and 1 MiB more, so it is read)."""
+    settings.CONTAINER_MAX_UPLOAD_BYTES = 1024 * 1024
+    assert 1024 * 1024 < crashing_archive.stat().st_size < 2 * 1024 * 1024 - 4096
     r = api.post(IMAGES, _form(crashing_archive), format="multipart")
     assert r.status_code == 400
-    assert "image archive is larger than the 65536 bytes limit" in r.json()["errors"]["image"][0]
+    assert "image archive is larger than the 1 MiB limit" in r.json()["errors"]["image"][0]
 
 
 # The whole flow with a real worker -------------------------------------------------------------
