@@ -129,9 +129,7 @@ def test_a_file_over_the_size_limit_is_refused_while_streaming(api, benchmark):
 @override_settings(MAX_UPLOAD_BYTES=1000)
 def test_a_request_declared_far_over_the_limit_is_refused_unread(api, benchmark):
     huge = b"x" * (1024 * 1024 + 5000)
-    r = api.post(
-        "/api/submissions/", data=huge, content_type="multipart/form-data; boundary=x"
-    )
+    r = api.post("/api/submissions/", data=huge, content_type="multipart/form-data; boundary=x")
     assert r.status_code == 413
     assert r.json()["code"] == "file_too_large"
     assert "1000 bytes limit" in r.json()["detail"]

@@ -212,9 +212,7 @@ def test_template_image_runs_to_a_verified_entry_and_a_crash_is_shown_to_its_own
     file_id = r.json()["id"]
 
     # 2. The crashing model.
-    r = api.post(
-        IMAGES, _form(crashing_archive, method_name="Crashes"), format="multipart"
-    )
+    r = api.post(IMAGES, _form(crashing_archive, method_name="Crashes"), format="multipart")
     assert r.status_code == 201, r.content
     crash_id = r.json()["id"]
 
