@@ -84,11 +84,11 @@ def test_the_embedded_default_needs_no_server(tmp_path, demo_benchmark_dir, samp
     port = _free_port()
     logs = tmp_path / "logs"
     logs.mkdir()
-    from leaderboard.board.management.commands.demo import worker_command
+    from leaderboard.board.management.commands.demo import Command, worker_command
 
     with open(logs / "server.log", "w") as server_log, open(logs / "worker.log", "w") as worker_log:
         server = subprocess.Popen(
-            [sys.executable, "manage.py", "runserver", f"127.0.0.1:{port}", "--noreload"],
+            Command.web_command(f"127.0.0.1:{port}"),  # gunicorn, as `manage.py demo` serves
             cwd=ROOT, env=env, stdout=server_log, stderr=subprocess.STDOUT, start_new_session=True,
         )  # fmt: skip
         worker = subprocess.Popen(
