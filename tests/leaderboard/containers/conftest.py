@@ -105,10 +105,11 @@ def tiny_bench(tmp_path_factory: pytest.TempPathFactory) -> Benchmark:
 
 
 def leftovers(client: docker.DockerClient, run_id: str) -> list[str]:
-    """Containers and image tags of a run still known to the engine."""
+    """Containers, volumes and image tags of a run still known to the engine."""
     found = [
         c.name for c in client.containers.list(all=True, filters={"label": f"{LABEL_RUN}={run_id}"})
     ]
+    found += [v.name for v in client.volumes.list(filters={"label": f"{LABEL_RUN}={run_id}"})]
     for img in client.images.list(name=IMAGE_REPOSITORY):
         found += [t for t in img.tags if t.endswith(":" + run_id)]
     return found
