@@ -9,7 +9,8 @@
 #    apt on this machine. The tarball is cached in var/cache/template-model/ (keyed by suite,
 #    architecture and package list), so only the first build downloads anything.
 # 2. `docker import` of that tarball as the base image (skipped when the engine has it).
-# 3. `docker build` of docker/template-model/ on that base (no network needed: no RUN steps).
+# 3. `docker build` of docker/template-model/ on that base, with no network (its one RUN step
+#    clears set-user-ID and set-group-ID bits, which uploads may not carry).
 # 4. `docker save` of the result.
 #
 # Needs root (debootstrap) on the first build and a running engine (scripts/docker-engine.sh).

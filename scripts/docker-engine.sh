@@ -6,7 +6,9 @@
 # answers. Exits non-zero with a message saying what failed.
 #
 # The engine runs without a bridge or iptables rules: submitted models run with
-# `--network none`, so no container network is ever needed.
+# `--network none`, so no container network is ever needed. When Debian's crun is
+# installed it is registered as the OCI runtime `crun` (CONTAINER_RUNTIME=crun runs models
+# under it), unless /etc/docker/daemon.json registers it already.
 #
 # Environment:
 #   DOCKER_ENGINE_LOG      dockerd's log file (default: var/log/dockerd.log in the repository)
@@ -53,7 +55,11 @@ fi
 if ! pgrep -x dockerd >/dev/null 2>&1; then
   [ "$(id -u)" -eq 0 ] || die "dockerd is not running and starting it needs root"
   echo "docker-engine: starting dockerd (log: $log)" >&2
-  nohup dockerd --iptables=false --bridge=none >>"$log" 2>&1 </dev/null &
+  runtimes=()
+  if [ -x /usr/bin/crun ] && ! grep -qs '"crun"' /etc/docker/daemon.json; then
+    runtimes=(--add-runtime crun=/usr/bin/crun)
+  fi
+  nohup dockerd --iptables=false --bridge=none "${runtimes[@]}" >>"$log" 2>&1 </dev/null &
   disown || true
 fi
 

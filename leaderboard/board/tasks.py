@@ -24,8 +24,9 @@ def evaluation_run_task(self, evaluation_id: int) -> None:
 @app.task(name="board.reap", acks_late=True, ignore_result=True)
 def reap_task() -> dict[str, int]:
     result = evaluations_reap()
-    # On a worker, next to the engine: containers of the runs taken back, and any run's
-    # leftovers older than CONTAINER_LEASE (a worker that died mid-run).
+    # On a worker, next to the engine: containers of the runs taken back, any run's
+    # container past its deadline, and any run's leftovers older than CONTAINER_LEASE (a
+    # worker that died mid-run).
     removed = container_runs_reap(run_ids=result.container_run_ids)
     return {
         "requeued": len(result.requeued),
@@ -33,6 +34,7 @@ def reap_task() -> dict[str, int]:
         "resent": len(result.resent),
         "containers_removed": removed["containers"],
         "images_removed": removed["images"],
+        "overdue_containers_removed": removed["overdue"],
     }
 
 

@@ -3,7 +3,11 @@
 inspect ARCHIVE                        the upload checks, as a submitter would see them
 run ARCHIVE --benchmark DIR --task T --work DIR [--scenario S ...]
                                        every scenario, with timings and overhead
-cleanup --max-age SECONDS              remove leftovers of runs older than that
+cleanup --max-age SECONDS              remove leftovers of runs older than that, and any
+                                       run's container past its deadline
+watchdog [--interval S] [--heartbeat FILE]
+                                       remove runs' containers past their deadline, every
+                                       S seconds, until stopped (SIGTERM or SIGINT)
 stream-baselines --run DIR --benchmark DIR [--task T ...] [--model M ...] [--jobs N]
                                        the reference baselines of a training run, through the
                                        streaming gateway in every scenario (RUN/stream/)
@@ -13,12 +17,16 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
+import signal
 import sys
+import threading
+from pathlib import Path
 
 from benchmark_data import Benchmark, BenchmarkError
 from leaderboard.containers.archive import ImageArchiveError, inspect_image_archive
 from leaderboard.containers.baselines import StreamFailed, stream_baselines
-from leaderboard.containers.engine import EngineError, cleanup_stale
+from leaderboard.containers.engine import EngineError, cleanup_stale, watch_deadlines
 from leaderboard.containers.inputs import container_scenarios, prepare_inputs
 from leaderboard.containers.limits import DEFAULT_LIMITS
 from leaderboard.containers.runner import run_all_scenarios
@@ -53,6 +61,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--jobs", type=int, default=2, help="runs at a time")
     p = sub.add_parser("cleanup", help="remove leftovers of runs older than --max-age")
     p.add_argument("--max-age", type=float, required=True, help="seconds")
+    p = sub.add_parser("watchdog", help="remove runs' containers past their deadline, in a loop")
+    p.add_argument("--interval", type=float, default=10.0, help="seconds between rounds")
+    p.add_argument("--heartbeat", help="file touched after each round (for a health check)")
     args = parser.parse_args(argv)
     try:
         if args.command == "inspect":
@@ -92,6 +103,8 @@ def main(argv: list[str] | None = None) -> int:
             report = cleanup_stale(args.max_age)
             print(json.dumps(report.__dict__, indent=1))
             return 1 if report.errors else 0
+        elif args.command == "watchdog":
+            _watchdog(args.interval, args.heartbeat)
     except ImageArchiveError as exc:
         print(f"refused: {exc}", file=sys.stderr)
         return 2
@@ -105,6 +118,23 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc.args[0] if exc.args else exc}", file=sys.stderr)
         return 2
     return 0
+
+
+def _watchdog(interval: float, heartbeat: str | None) -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    if interval <= 0:
+        raise ValueError(f"--interval must be a positive number of seconds, not {interval:g}")
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    beat = Path(heartbeat) if heartbeat else None
+
+    def on_round(report: object) -> None:
+        if beat is not None:
+            beat.touch()
+
+    logging.info("deadline watchdog: checking every %g s", interval)
+    watch_deadlines(interval=interval, stop=stop, on_round=on_round)
 
 
 if __name__ == "__main__":

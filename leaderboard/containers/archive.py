@@ -55,6 +55,22 @@ ERR_NO_COMMAND = (
 ERR_LAYERS_TOO_LARGE = "the image's layers total more than {limit} (uncompressed)"
 ERR_TOO_MANY_LAYERS = "the image has {n} layers, over the limit of {limit}"
 ERR_TOO_MANY_VOLUMES = "the image declares {n} VOLUMEs, over the limit of {limit}"
+ERR_LAYER_NOT_TAR = "the image's layer {layer} is not a tar archive ({detail})"
+ERR_TOO_MANY_FILES = "the image's layers hold more than {limit} files and directories"
+ERR_DEVICE = (
+    "the image holds the device file /{path} ({kind}); device files are refused outside "
+    "/dev, which the platform provides: delete it from the image"
+)
+ERR_SETID = (
+    "the image holds /{path}, a {bits} file{more}; set-user-ID and set-group-ID programs "
+    "are refused: add `RUN find / -xdev -perm /6000 -type f -exec chmod a-s {{}} +` as the "
+    "last RUN step of the Dockerfile"
+)
+ERR_CAPABILITY = (
+    "the image holds /{path}, a file with capabilities (the security.capability extended "
+    "attribute){more}; file capabilities are refused: remove them (`RUN setcap -r /{path}`) "
+    "or leave the program out"
+)
 
 # Members of `docker save` output that carry tags or an OCI index. They are left out of what
 # is sent to the engine: the run's manifest.json alone names the image (see load_stream).
@@ -213,6 +229,7 @@ def inspect_image_archive(
                     while fh is not None and fh.read(_CHUNK):
                         pass
             info = _check_manifest(tf, members, retained, limits, architecture)
+            _check_layer_files(tf, members, info["layer_names"], limits)
     except tarfile.ReadError as exc:
         if not members:
             raise ImageArchiveError(ERR_NOT_TAR) from None
@@ -329,6 +346,130 @@ def _check_manifest(
         "volumes": volumes,
         "repo_tags": tuple(str(t) for t in tags if isinstance(t, str)),
     }
+
+
+# Extended attributes as tar writes them in PAX headers (GNU tar/Go, and libarchive).
+_CAPABILITY_KEYS = ("SCHILY.xattr.security.capability", "LIBARCHIVE.xattr.security.capability")
+_WHITEOUT = ".wh."
+_OPAQUE = ".wh..wh..opq"
+
+
+def _layer_path(raw: str) -> str:
+    path = posixpath.normpath("/" + raw.replace("\\", "/")).lstrip("/")
+    return "" if path == "." else path
+
+
+def _danger(m: tarfile.TarInfo, path: str) -> str | None:
+    """What is refused about one layer entry: "device:<kind>", "setid:<bits>",
+    "capability", or None. Device files under /dev are left: the runtime mounts its own
+    /dev over them. A set-group-ID directory only sets the group of new files: left too."""
+    if m.ischr() or m.isblk():
+        if path == "dev" or path.startswith("dev/"):
+            return None
+        return "device:" + ("character device" if m.ischr() else "block device")
+    if any(key in m.pax_headers for key in _CAPABILITY_KEYS):
+        return "capability"
+    if (m.isreg() or m.islnk()) and m.mode & 0o6000:
+        bits = [name for bit, name in ((0o4000, "set-user-ID"), (0o2000, "set-group-ID"))
+                if m.mode & bit]  # fmt: skip
+        return "setid:" + " and ".join(bits)
+    return None
+
+
+def _layer_entries(
+    tf: tarfile.TarFile, member: tarfile.TarInfo, layer: str
+) -> Iterator[tarfile.TarInfo]:
+    """The entries of one layer tarball (plain or compressed), read from the outer archive
+    without extracting it: an uncompressed layer's contents are skipped by seeking."""
+    fh = tf.extractfile(member)
+    if fh is None:
+        raise ImageArchiveError(ERR_LAYER_NOT_TAR.format(layer=layer, detail="not a file"))
+    try:
+        with tarfile.open(fileobj=fh, mode="r:*") as inner:
+            yield from inner
+    except (tarfile.TarError, EOFError, OSError, ValueError) as exc:
+        raise ImageArchiveError(ERR_LAYER_NOT_TAR.format(layer=layer, detail=exc)) from None
+
+
+def _check_layer_files(
+    tf: tarfile.TarFile,
+    members: dict[str, tarfile.TarInfo],
+    layer_names: tuple[str, ...],
+    limits: Limits,
+) -> None:
+    """Refuse device files (outside /dev), set-user-ID and set-group-ID files and files with
+    capabilities in the image's file system as the engine would assemble it: a later layer
+    that changes such a file's mode, replaces it or deletes it (a whiteout) clears it.
+
+    Two passes in archive order (one sequential read each, also for a compressed upload):
+    the first finds the suspect files, the second, only when there are some, what the
+    layers above them did to them.
+    """
+    order: dict[str, int] = {}  # real member name -> its position in the image's layers
+    for i, name in enumerate(layer_names):
+        real = _resolve(_member_name(name) or name, members)
+        if real is not None:
+            order[real] = max(order.get(real, -1), i)
+    layers = sorted(order, key=lambda n: members[n].offset)
+    suspects: dict[str, tuple[int, str]] = {}  # path -> (layer position, danger)
+    entries = 0
+    for real in layers:
+        for m in _layer_entries(tf, members[real], real):
+            entries += 1
+            if entries > limits.max_layer_entries:
+                raise ImageArchiveError(ERR_TOO_MANY_FILES.format(limit=limits.max_layer_entries))
+            path = _layer_path(m.name)
+            danger = _danger(m, path) if path else None
+            if danger is not None:
+                previous = suspects.get(path)
+                if previous is None or previous[0] < order[real]:
+                    suspects[path] = (order[real], danger)
+    if not suspects:
+        return
+    # The last layer to touch a suspect path decides: a clean entry at the path, a whiteout
+    # of it or of a parent, an opaque parent, or a non-directory replacing a parent.
+    last_clean: dict[str, int] = {}
+    earliest = min(pos for pos, _ in suspects.values())
+    for real in layers:
+        pos = order[real]
+        if pos <= earliest:  # cannot clear anything: skip reading it again
+            continue
+        for m in _layer_entries(tf, members[real], real):
+            path = _layer_path(m.name)
+            if not path:
+                continue
+            parent, base = posixpath.split(path)
+            if base == _OPAQUE:
+                cleared = [p for p in suspects if parent == "" or p.startswith(parent + "/")]
+            elif base.startswith(_WHITEOUT):
+                gone = posixpath.join(parent, base[len(_WHITEOUT) :])
+                cleared = [p for p in suspects if p == gone or p.startswith(gone + "/")]
+            else:
+                cleared = [p for p in suspects if p == path and _danger(m, path) is None]
+                if not m.isdir():
+                    cleared += [p for p in suspects if p.startswith(path + "/")]
+            for p in cleared:
+                if pos > suspects[p][0]:
+                    last_clean[p] = max(last_clean.get(p, -1), pos)
+    left = sorted(p for p, (pos, _) in suspects.items() if last_clean.get(p, -1) <= pos)
+    if not left:
+        return
+    kinds: dict[str, list[str]] = {}
+    for p in left:
+        kinds.setdefault(suspects[p][1].split(":", 1)[0], []).append(p)
+    for kind in ("device", "capability", "setid"):
+        paths = kinds.get(kind)
+        if not paths:
+            continue
+        first = paths[0]
+        detail = suspects[first][1].partition(":")[2]
+        more = f" (and {len(paths) - 1} more: /" + ", /".join(paths[1:4]) + (
+            ", ..." if len(paths) > 4 else "") + ")" if len(paths) > 1 else ""  # fmt: skip
+        if kind == "device":
+            raise ImageArchiveError(ERR_DEVICE.format(path=first, kind=detail))
+        if kind == "capability":
+            raise ImageArchiveError(ERR_CAPABILITY.format(path=first, more=more))
+        raise ImageArchiveError(ERR_SETID.format(path=first, bits=detail, more=more))
 
 
 def _padding(n: int) -> bytes:

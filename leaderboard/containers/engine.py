@@ -1,15 +1,23 @@
 """The Docker engine side of a run: client, image load and removal, and the reaper.
 
-Every resource a run creates is findable from the engine alone: containers carry the
-``org.medmod.run`` label and images the tag ``medmod-run:<run id>``, whose run id starts
-with the UTC time it was made. :func:`cleanup_stale` removes what a dead worker left behind.
+Every resource a run creates is findable from the engine alone: containers and volumes
+carry the ``org.medmod.run`` label and images the tag ``medmod-run:<run id>``, whose run id
+starts with the UTC time it was made; each container also carries its deadline
+(``org.medmod.deadline``: the end of its wall time plus a grace). :func:`cleanup_stale`
+removes what a dead worker left behind, and any container past its deadline at once;
+:func:`watch_deadlines` does the latter in a loop of its own (``python -m
+leaderboard.containers watchdog``), so a run cannot outlive its deadline by more than a
+round even while the worker and the reaper are down.
 """
 
 from __future__ import annotations
 
+import logging
 import re
 import secrets
-from collections.abc import Collection, Iterator
+import threading
+import time
+from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -20,7 +28,9 @@ import docker.errors
 import requests
 
 from leaderboard.containers.archive import ImageArchiveError, ImageInfo, load_stream
-from leaderboard.containers.limits import IMAGE_REPOSITORY, LABEL_RUN
+from leaderboard.containers.limits import IMAGE_REPOSITORY, LABEL_DEADLINE, LABEL_RUN
+
+log = logging.getLogger(__name__)
 
 ERR_ENGINE = "the container engine is not reachable ({detail})"
 ERR_LOAD = "the engine could not load the image ({detail})"
@@ -134,6 +144,8 @@ class CleanupReport:
 
     containers: list[str] = field(default_factory=list)
     images: list[str] = field(default_factory=list)
+    volumes: list[str] = field(default_factory=list)
+    overdue: list[str] = field(default_factory=list)  # removed for being past their deadline
     errors: list[str] = field(default_factory=list)
 
 
@@ -151,6 +163,40 @@ def _created(attrs: dict[str, Any]) -> datetime | None:
     return _parse_engine_time(str(created)) if created else None
 
 
+def deadline_of(labels: dict[str, str] | None) -> datetime | None:
+    """A container's deadline from its ``org.medmod.deadline`` label (epoch seconds)."""
+    raw = (labels or {}).get(LABEL_DEADLINE, "")
+    try:
+        return datetime.fromtimestamp(int(raw), UTC)
+    except (ValueError, OverflowError, OSError):
+        return None
+
+
+def remove_overdue(
+    *, client: docker.DockerClient | None = None, now: datetime | None = None
+) -> CleanupReport:
+    """Kill and remove every run's container past its deadline, running or not.
+
+    A live worker stops its model at the wall time and removes the container well before
+    the deadline (wall time plus ``Limits.deadline_grace``), so a container still there
+    past it belongs to a worker that died or hangs.
+    """
+    client = client or get_client()
+    now = now or datetime.now(UTC)
+    report = CleanupReport()
+    for c in client.api.containers(all=True, filters={"label": LABEL_RUN}):
+        deadline = deadline_of(c.get("Labels"))
+        if deadline is None or deadline > now:
+            continue
+        try:
+            if remove_container(client, c["Id"]):
+                report.containers.append(c["Id"][:12])
+                report.overdue.append(c["Id"][:12])
+        except docker.errors.APIError as exc:
+            report.errors.append(f"container {c['Id'][:12]}: {exc}")
+    return report
+
+
 def cleanup_stale(
     max_age: float | timedelta,
     *,
@@ -158,18 +204,20 @@ def cleanup_stale(
     now: datetime | None = None,
     run_ids: Collection[str] | None = None,
 ) -> CleanupReport:
-    """Remove runs' containers and images older than ``max_age`` (seconds or a timedelta).
+    """Remove runs' containers, volumes and images older than ``max_age`` (seconds or a
+    timedelta), and any run's container past its deadline whatever its age.
 
     For the platform's reaper: a worker that dies mid-run leaves its container (possibly
-    still running) and its image behind. Choose ``max_age`` above the longest run (wall
-    time plus image load); ``max_age=0`` removes every run's leftovers. ``run_ids``
-    restricts the cleanup to those runs (e.g. the runs of jobs known to have died).
+    still running), its ``/output`` volume and its image behind. Choose ``max_age`` above
+    the longest run (wall time plus image load); ``max_age=0`` removes every run's
+    leftovers. ``run_ids`` restricts the cleanup to those runs (e.g. the runs of jobs known
+    to have died); overdue containers are removed in any case.
     """
     only = set(run_ids) if run_ids is not None else None
     age = max_age if isinstance(max_age, timedelta) else timedelta(seconds=float(max_age))
     client = client or get_client()
     now = now or datetime.now(UTC)
-    report = CleanupReport()
+    report = remove_overdue(client=client, now=now)
     live_runs: set[str] = set()
     for c in client.api.containers(all=True, filters={"label": LABEL_RUN}):
         run = (c.get("Labels") or {}).get(LABEL_RUN, "")
@@ -185,6 +233,20 @@ def cleanup_stale(
         except docker.errors.APIError as exc:
             report.errors.append(f"container {c['Id'][:12]}: {exc}")
             live_runs.add(run)
+    for v in (client.api.volumes(filters={"label": LABEL_RUN}) or {}).get("Volumes") or ():
+        run = (v.get("Labels") or {}).get(LABEL_RUN, "")
+        made = _parse_engine_time(str(v.get("CreatedAt") or "")) or run_id_time(run)
+        if run in live_runs or (only is not None and run not in only):
+            continue
+        if made is not None and now - made < age:
+            continue
+        try:
+            client.api.remove_volume(v["Name"], force=True)
+            report.volumes.append(v["Name"])
+        except docker.errors.NotFound:
+            pass
+        except docker.errors.APIError as exc:  # still mounted by a container
+            report.errors.append(f"volume {v['Name']}: {exc}")
     for img in client.api.images(name=IMAGE_REPOSITORY):
         for tag in img.get("RepoTags") or ():
             repo, _, run = tag.rpartition(":")
@@ -202,3 +264,35 @@ def cleanup_stale(
             else:
                 report.errors.append(f"image {tag}: could not be removed")
     return report
+
+
+def watch_deadlines(
+    *,
+    interval: float = 10.0,
+    stop: threading.Event | None = None,
+    client_factory: Callable[[], docker.DockerClient] = get_client,
+    on_round: Callable[[CleanupReport], None] | None = None,
+) -> None:
+    """Remove overdue containers every ``interval`` seconds until ``stop`` is set.
+
+    The supervisor beside the worker: it needs only the engine, not the worker, the
+    database or the broker. An engine that cannot be reached is logged and tried again
+    next round. ``on_round`` sees each round's report (e.g. to touch a heartbeat file).
+    """
+    stop = stop or threading.Event()
+    client: docker.DockerClient | None = None
+    while not stop.is_set():
+        t0 = time.monotonic()
+        try:
+            client = client or client_factory()
+            report = remove_overdue(client=client)
+        except (EngineError, docker.errors.DockerException,
+                requests.exceptions.RequestException) as exc:  # fmt: skip
+            log.warning("deadline watchdog: the engine cannot be reached: %s", exc)
+            client = None
+            report = CleanupReport(errors=[str(exc)])
+        for cid in report.overdue:
+            log.warning("deadline watchdog: removed container %s, past its deadline", cid)
+        if on_round is not None:
+            on_round(report)
+        stop.wait(max(0.0, interval - (time.monotonic() - t0)))

@@ -29,6 +29,7 @@ from leaderboard.containers.archive import (
     engine_architecture,
     inspect_image_archive,
 )
+from leaderboard.containers.cgroups import note_process_limit, watch_process_limit
 from leaderboard.containers.engine import (
     EngineError,
     get_client,
@@ -36,6 +37,12 @@ from leaderboard.containers.engine import (
     new_run_id,
     remove_container,
     remove_image,
+)
+from leaderboard.containers.hardening import (
+    EngineUnfit,
+    check_engine,
+    host_options,
+    note_exec_failure,
 )
 from leaderboard.containers.inputs import prepare_inputs
 from leaderboard.containers.limits import (
@@ -140,6 +147,7 @@ def _host_config(
         ),
         privileged=False,
         auto_remove=False,
+        **host_options(client, limits),  # init, cpuset, I/O limits, runtime
     )
 
 
@@ -194,7 +202,7 @@ def _run_loaded(
         LABEL_RUN: run_id,
         LABEL_TASK: task,
         LABEL_SCENARIO: scenario,
-        LABEL_DEADLINE: str(int(time.time() + limits.wall_time + 60)),
+        LABEL_DEADLINE: str(int(time.time() + limits.wall_time + limits.deadline_grace)),
     }
     container_id: str | None = None
     killed_for: RunStatus | None = None
@@ -271,15 +279,20 @@ def _run_loaded(
         classify(result, final, killed_for, output, work_dir, limits)
     elif output is not None and output.predictions is not None:
         output.predictions.unlink(missing_ok=True)
+    note_exec_failure(result)
+    note_process_limit(result, limits)
     result.wall_time = time.monotonic() - started
     return result
 
 
-def _architecture(client: docker.DockerClient) -> str | None:
+def _architecture(client: docker.DockerClient, limits: Limits) -> str | None:
+    """The engine's architecture, once it is known to offer the containment (seccomp, the
+    configured runtime): raises EngineError before any upload is loaded otherwise."""
     try:
-        return engine_architecture(str(client.info().get("Architecture", "")) or None)
-    except (docker.errors.APIError, requests.exceptions.RequestException):
-        return None
+        info = check_engine(client, runtime=limits.runtime)
+    except EngineUnfit as exc:
+        raise EngineError(str(exc)) from None
+    return engine_architecture(str(info.get("Architecture", "")) or None)
 
 
 def start_and_watch(
@@ -309,6 +322,7 @@ def start_and_watch(
         result.message = MSG_NOT_STARTED.format(detail=_runtime_detail(exc))
         return None
     threading.Thread(target=wait, name=f"wait-{run_id}", daemon=True).start()
+    watch_process_limit(container_id, exited, 0.2)  # a fork bomb is told as the limit
     return exited, waited
 
 
@@ -341,7 +355,7 @@ def run_container(
         return failed
     try:
         info = inspect_image_archive(
-            image_archive, limits=limits, architecture=_architecture(client)
+            image_archive, limits=limits, architecture=_architecture(client, limits)
         )
         t0 = time.monotonic()
         tag = load_image(client, info, run_id)
@@ -396,7 +410,7 @@ def run_all_scenarios(
     try:
         client = client or get_client()
         run.image = inspect_image_archive(
-            image_archive, limits=limits, architecture=_architecture(client)
+            image_archive, limits=limits, architecture=_architecture(client, limits)
         )
         t0 = time.monotonic()
         tag = load_image(client, run.image, run_id)

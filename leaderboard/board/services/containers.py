@@ -35,6 +35,7 @@ from leaderboard.containers import (
     inspect_image_archive,
     run_all_scenarios,
 )
+from leaderboard.containers.engine import remove_overdue
 from leaderboard.containers.inputs import container_scenarios, cut_at_prediction_time
 from leaderboard.containers.limits import MiB
 from leaderboard.containers.output import keep_units, remove_tree
@@ -70,6 +71,10 @@ def container_limits() -> Limits:
         pids=int(settings.CONTAINER_PIDS),
         wall_time=float(settings.CONTAINER_WALL_TIME),
         user=settings.CONTAINER_RUN_USER,
+        runtime=settings.CONTAINER_RUNTIME or None,
+        io_device=settings.CONTAINER_IO_DEVICE or None,
+        io_bps=int(settings.CONTAINER_IO_MBPS) * MiB,
+        io_iops=int(settings.CONTAINER_IO_IOPS),
     )
 
 
@@ -211,20 +216,24 @@ def container_work_remove(work_dir: Path) -> list[str]:
 
 
 def container_runs_reap(*, run_ids: Collection[str] = (), sweep: bool = True) -> dict[str, int]:
-    """Remove what dead workers left on the engine: the containers and image tags of the
-    given runs (runs the reaper took back), and with ``sweep`` those of any run older than
-    ``CONTAINER_LEASE``. An engine that cannot be reached (e.g. the reaper runs on a host
-    without one) is logged, not raised."""
-    removed = {"containers": 0, "images": 0}
+    """Remove what dead workers left on the engine: the containers, volumes and image tags
+    of the given runs (runs the reaper took back), any run's container past its deadline
+    (the wall time plus a grace: within a reaper interval of it), and with ``sweep`` the
+    leftovers of any run older than ``CONTAINER_LEASE``. An engine that cannot be reached
+    (e.g. the reaper runs on a host without one) is logged, not raised."""
+    removed = {"containers": 0, "images": 0, "overdue": 0}
     reports = []
     try:
         if run_ids:
             reports.append(cleanup_stale(0, run_ids=list(run_ids)))
         if sweep:
             reports.append(cleanup_stale(settings.CONTAINER_LEASE))
+        else:
+            reports.append(remove_overdue())
     except (EngineError, OSError) as exc:
         log.warning("container reaper: the engine cannot be reached: %s", exc)
     for report in reports:
         removed["containers"] += len(report.containers)
         removed["images"] += len(report.images)
+        removed["overdue"] += len(report.overdue)
     return removed

@@ -18,12 +18,14 @@ import docker.errors
 import requests
 
 from leaderboard.containers.archive import ImageInfo
+from leaderboard.containers.cgroups import note_process_limit
 from leaderboard.containers.engine import remove_container
 from leaderboard.containers.gateway import protocol
 from leaderboard.containers.gateway.channel import Closed, Overdue, SocketListener
 from leaderboard.containers.gateway.driver import drive, write_predictions
 from leaderboard.containers.gateway.record import StreamRecord
 from leaderboard.containers.gateway.timeline import Timeline
+from leaderboard.containers.hardening import note_exec_failure
 from leaderboard.containers.limits import (
     LABEL_DEADLINE,
     LABEL_RUN,
@@ -98,7 +100,7 @@ def run_loaded_stream(
                 LABEL_RUN: run_id,
                 LABEL_TASK: task,
                 LABEL_SCENARIO: scenario,
-                LABEL_DEADLINE: str(int(time.time() + limits.wall_time + 60)),
+                LABEL_DEADLINE: str(int(time.time() + limits.wall_time + limits.deadline_grace)),
             },  # fmt: skip
             network_disabled=True,
             host_config=_host_config(
@@ -154,6 +156,8 @@ def run_loaded_stream(
         shutil.rmtree(sock_dir, ignore_errors=True)
     if final is not None:
         _finish(record, result, final, answers, timeline, work_dir, limits)
+        note_exec_failure(result, record)
+    note_process_limit(result, limits)
     result.wall_time = record.wall_time = time.monotonic() - started
     result.stream = record.summary()
     return result

@@ -97,6 +97,22 @@ BEHAVIOURS: dict[str, str] = {
             except OSError:
                 time.sleep(0.01)
     """,
+    # Says what it sees of its CPUs, its process 1 and its process limit, then sleeps a
+    # little (so the test can inspect the container) and exits 5.
+    "introspect": """
+        import os, time
+        print("affinity", len(os.sched_getaffinity(0)), "online", os.cpu_count())
+        print("pid1", open("/proc/1/comm").read().strip(), "self", os.getpid())
+        for path in ("/sys/fs/cgroup/pids/pids.max", "/sys/fs/cgroup/pids.max"):
+            if os.path.exists(path):
+                print("pids.max", open(path).read().strip())
+        for name in ("write_bps_device", "read_iops_device"):
+            path = "/sys/fs/cgroup/blkio/blkio.throttle." + name
+            if os.path.exists(path):
+                print(name, open(path).read().split())
+        time.sleep(2)
+        raise SystemExit(5)
+    """,
     # Allocates (and touches) memory without end.
     "memory": """
         chunks = []

@@ -104,7 +104,7 @@ def test_size_limits_are_enforced(images):
 def test_too_many_layers_are_refused(template_archive):
     refused(
         template_archive,
-        "has 2 layers, over the limit of 1",
+        "has 3 layers, over the limit of 1",
         limits=DEFAULT_LIMITS.with_(max_layers=1),
     )
 
@@ -251,10 +251,22 @@ def test_an_entrypoint_that_cannot_start_ends_as_image_invalid(images, engine, t
         assert os.listdir(tmp_path / "work") == []
 
 
+def _other_layer(size: int) -> bytes:
+    """A valid layer tarball of about ``size`` bytes, with other contents."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tf:
+        data = os.urandom(max(0, size - 3 * tarfile.BLOCKSIZE))
+        info = tarfile.TarInfo("payload.bin")
+        info.size = len(data)
+        tf.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
+
+
 def test_a_layer_the_engine_rejects_ends_as_image_invalid(images, engine, tmp_path):
-    """A layer whose bytes were replaced passes the structural checks but not the engine's
-    load: image_invalid with the engine's reason, and no image is left. (The image is
-    removed from the engine first: a layer the engine already holds is not read again.)"""
+    """A layer replaced by another tar archive passes the upload checks but not the engine's
+    load (its digest is not the configuration's): image_invalid with the engine's reason,
+    and no image is left. (The image is removed from the engine first: a layer the engine
+    already holds is not read again.)"""
     tag = tiny_image(engine, "medmod-test/tiny:forge", changes=CMD)
     try:
         saved = save_images([tag], tmp_path / "forge.tar")
@@ -265,7 +277,8 @@ def test_a_layer_the_engine_rejects_ends_as_image_invalid(images, engine, tmp_pa
         for m in src.getmembers():
             data = src.extractfile(m).read() if m.isfile() else None  # type: ignore[union-attr]
             if m.name.endswith("layer.tar"):
-                data = os.urandom(m.size)
+                data = _other_layer(m.size)
+                m.size = len(data)
             out.addfile(m, io.BytesIO(data) if data is not None else None)
     inspect_image_archive(forged)
     run_id = new_run_id()
@@ -281,3 +294,137 @@ def test_a_layer_the_engine_rejects_ends_as_image_invalid(images, engine, tmp_pa
     assert r.status == RunStatus.IMAGE_INVALID, r.message
     assert r.message.startswith("the engine could not load the image"), r.message
     assert leftovers(engine, run_id) == []
+
+
+def _entry(name: str, *, kind: bytes = tarfile.REGTYPE, mode: int = 0o644, data: bytes = b"",
+           pax: dict[str, str] | None = None, dev: tuple[int, int] = (0, 0)):  # fmt: skip
+    info = tarfile.TarInfo(name)
+    info.type, info.mode, info.size = kind, mode, len(data) if kind == tarfile.REGTYPE else 0
+    info.devmajor, info.devminor = dev
+    info.pax_headers = pax or {}
+    return info, data
+
+
+def layered_archive(dest: Path, *layers: list) -> Path:
+    """A `docker save` archive of one image made of these layers (lists of tar entries,
+    lowest first), with the configuration's diff ids right, as the engine would load it."""
+    import hashlib
+
+    blobs = []
+    for entries in layers:
+        buf = io.BytesIO()
+        with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tf:
+            for info, data in entries:
+                tf.addfile(info, io.BytesIO(data) if info.isreg() else None)
+        blobs.append(buf.getvalue())
+    config = json.dumps({
+        "architecture": A.engine_architecture(), "os": "linux",
+        "config": {"Cmd": ["/bin/model"]},
+        "rootfs": {"type": "layers",
+                   "diff_ids": ["sha256:" + hashlib.sha256(b).hexdigest() for b in blobs]},
+    }).encode()  # fmt: skip
+    config_name = hashlib.sha256(config).hexdigest() + ".json"
+    names = [f"{i}/layer.tar" for i in range(len(blobs))]
+    manifest = json.dumps([{"Config": config_name, "RepoTags": ["medmod-test/layers:x"],
+                            "Layers": names}]).encode()  # fmt: skip
+    with tarfile.open(dest, "w") as out:
+        for name, data in ((config_name, config), *zip(names, blobs, strict=True),
+                           ("manifest.json", manifest)):  # fmt: skip
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            out.addfile(info, io.BytesIO(data))
+    return dest
+
+
+BASE = [_entry("bin/", kind=tarfile.DIRTYPE, mode=0o755),
+        _entry("bin/model", mode=0o755, data=b"#!/bin/sh\n"),
+        _entry("dev/", kind=tarfile.DIRTYPE, mode=0o755),
+        _entry("dev/null", kind=tarfile.CHRTYPE, mode=0o666, dev=(1, 3)),
+        _entry("var/", kind=tarfile.DIRTYPE, mode=0o755),
+        _entry("var/mail/", kind=tarfile.DIRTYPE, mode=0o2775)]  # fmt: skip
+SETUID = _entry("bin/su", mode=0o4755, data=b"\x7fELF")
+
+
+def test_device_files_outside_dev_are_refused_by_name(tmp_path):
+    """A character or block device anywhere but /dev is refused, naming the file; device
+    files under /dev (which the runtime replaces with its own) and set-group-ID directories
+    pass."""
+    inspect_image_archive(layered_archive(tmp_path / "ok.tar", BASE))
+    disk = _entry("opt/model/disk", kind=tarfile.BLKTYPE, mode=0o660, dev=(8, 0))
+    msg = refused(layered_archive(tmp_path / "blk.tar", BASE, [disk]),
+                  "the image holds the device file /opt/model/disk (block device)")  # fmt: skip
+    assert "outside /dev" in msg
+    mem = _entry("mem", kind=tarfile.CHRTYPE, mode=0o666, dev=(1, 1))
+    refused(layered_archive(tmp_path / "chr.tar", [*BASE, mem]),
+            "the image holds the device file /mem (character device)")  # fmt: skip
+
+
+def test_setuid_and_setgid_files_are_refused_with_the_fix(tmp_path):
+    """A set-user-ID or set-group-ID file is refused naming it (and counting the others),
+    with the Dockerfile line that clears the bits."""
+    sg = _entry("usr/bin/chage", mode=0o2755, data=b"\x7fELF")
+    msg = refused(layered_archive(tmp_path / "suid.tar", [*BASE, SETUID, sg]),
+                  "the image holds /bin/su, a set-user-ID file (and 1 more: /usr/bin/chage)")  # fmt: skip
+    assert "RUN find / -xdev -perm /6000 -type f -exec chmod a-s {} +" in msg
+    both = _entry("bin/both", mode=0o6755, data=b"x")
+    refused(layered_archive(tmp_path / "both.tar", [*BASE, both]),
+            "/bin/both, a set-user-ID and set-group-ID file")  # fmt: skip
+    link = _entry("bin/su2", kind=tarfile.LNKTYPE, mode=0o4755)
+    link[0].linkname = "bin/model"
+    refused(layered_archive(tmp_path / "link.tar", BASE, [link]), "/bin/su2, a set-user-ID")
+
+
+def test_file_capabilities_are_refused_by_name(tmp_path):
+    """A file carrying the security.capability extended attribute (a PAX header, as
+    `docker save` writes it) is refused naming it, however its layer was written."""
+    for key in ("SCHILY.xattr.security.capability", "LIBARCHIVE.xattr.security.capability"):
+        ping = _entry("bin/ping", mode=0o755, data=b"\x7fELF", pax={key: "\x01\x00\x00\x02"})
+        msg = refused(layered_archive(tmp_path / "cap.tar", BASE, [ping]),
+                      "the image holds /bin/ping, a file with capabilities")  # fmt: skip
+        assert "setcap -r /bin/ping" in msg
+
+
+def test_a_later_layer_that_clears_the_bits_makes_the_image_acceptable(tmp_path):
+    """The image's file system as the engine assembles it counts: a set-user-ID file whose
+    bits a later layer cleared, or that a later layer deleted (a whiteout of it or of its
+    directory, an opaque directory), passes; one that a later layer sets again does not."""
+    cleared = _entry("bin/su", mode=0o755, data=b"\x7fELF")
+    inspect_image_archive(layered_archive(tmp_path / "chmod.tar", [*BASE, SETUID], [cleared]))
+    gone = _entry("bin/.wh.su")
+    inspect_image_archive(layered_archive(tmp_path / "wh.tar", [*BASE, SETUID], [gone]))
+    opaque = [_entry("bin/", kind=tarfile.DIRTYPE, mode=0o755), _entry("bin/.wh..wh..opq")]
+    inspect_image_archive(layered_archive(tmp_path / "opq.tar", [*BASE, SETUID], opaque))
+    parent = _entry(".wh.bin")
+    inspect_image_archive(layered_archive(tmp_path / "whdir.tar", [*BASE, SETUID], [parent]))
+    refused(layered_archive(tmp_path / "again.tar", [*BASE, SETUID], [cleared], [SETUID]),
+            "/bin/su, a set-user-ID file")  # fmt: skip
+    # A clearing layer below the set-user-ID one does not help.
+    refused(layered_archive(tmp_path / "below.tar", [*BASE, cleared], [SETUID]),
+            "/bin/su, a set-user-ID file")  # fmt: skip
+
+
+def test_the_engine_loads_what_the_layer_checks_refuse(engine, tmp_path):
+    """The refused archives are real images: the engine would load them (and create the
+    device file); the refusal is the platform's own line of defence."""
+    disk = _entry("opt/disk", kind=tarfile.BLKTYPE, mode=0o660, dev=(8, 0))
+    archive = layered_archive(tmp_path / "real.tar", [*BASE, SETUID], [disk])
+    refused(archive, "the image holds the device file /opt/disk")
+    with archive.open("rb") as fh:
+        loaded = engine.images.load(fh.read())
+    try:
+        assert [t for img in loaded for t in img.tags] == ["medmod-test/layers:x"]
+    finally:
+        engine.images.remove("medmod-test/layers:x", force=True)
+
+
+def test_a_layer_that_is_not_a_tar_archive_is_refused(tmp_path):
+    """Layers are read at upload: one that is not a tar archive is refused naming it."""
+    path = layered_archive(tmp_path / "ok.tar", BASE)
+    bad = tmp_path / "bad.tar"
+    with tarfile.open(path) as src, tarfile.open(bad, "w") as out:
+        for m in src.getmembers():
+            data = src.extractfile(m).read()  # type: ignore[union-attr]
+            if m.name.endswith("layer.tar"):
+                data = os.urandom(m.size)
+            out.addfile(m, io.BytesIO(data))
+    refused(bad, "the image's layer 0/layer.tar is not a tar archive")

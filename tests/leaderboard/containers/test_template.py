@@ -60,9 +60,10 @@ def check_prediction_file(path, bench: Benchmark, task: str, scenario: str) -> p
 
 
 def test_template_archive_passes_the_upload_checks(template_archive):
-    """The archive the build script writes is one linux image with an entrypoint."""
+    """The archive the build script writes is one linux image with an entrypoint: the
+    Debian base, the layer clearing its set-user-ID and set-group-ID bits, the model."""
     info = inspect_image_archive(template_archive)
-    assert info.os == "linux" and info.n_layers == 2
+    assert info.os == "linux" and info.n_layers == 3
     assert info.entrypoint == ("python3", "/opt/model/predict.py")
     assert info.repo_tags == ("medmod/template-model:latest",)
 

@@ -2,7 +2,8 @@
 
 The worker's beat runs the same every ``REAPER_INTERVAL`` seconds; this command is for cron
 or for a one-off check. On a worker host it also removes what dead workers' container runs
-left on the Docker engine (``--no-containers`` skips that, e.g. on a web host).
+left on the Docker engine, and any run's container past its deadline (``--no-containers``
+skips that, e.g. on a web host).
 """
 
 from __future__ import annotations
@@ -32,6 +33,6 @@ class Command(BaseCommand):
         if not opts["no_containers"]:
             removed = container_runs_reap(run_ids=result.container_run_ids)
             self.stdout.write(
-                f"container runs: removed {removed['containers']} containers, "
-                f"{removed['images']} images"
+                f"container runs: removed {removed['containers']} containers "
+                f"({removed['overdue']} past their deadline), {removed['images']} images"
             )
