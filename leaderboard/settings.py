@@ -230,7 +230,15 @@ REAPER_INTERVAL = env.int("REAPER_INTERVAL", default=60)
 # worker unpacks inputs and outputs (a local path the Docker engine sees at the same place).
 CONTAINER_CPUS = env.float("CONTAINER_CPUS", default=2.0)
 CONTAINER_MEMORY_MB = env.int("CONTAINER_MEMORY_MB", default=8192)
-CONTAINER_PIDS = env.int("CONTAINER_PIDS", default=512)
+CONTAINER_PIDS = env.int("CONTAINER_PIDS", default=128)
+# The OCI runtime models run under (e.g. runsc for gVisor, crun), registered with the engine
+# (docs/operations.md); empty: the engine's default. An engine without it refuses to run.
+CONTAINER_RUNTIME = env.str("CONTAINER_RUNTIME", default="")
+# Disk I/O limits on the engine host's block device holding its data root (e.g.
+# /dev/nvme0n1; empty: none), in MiB/s and operations/s, read and write each (0: none).
+CONTAINER_IO_DEVICE = env.str("CONTAINER_IO_DEVICE", default="")
+CONTAINER_IO_MBPS = env.int("CONTAINER_IO_MBPS", default=0)
+CONTAINER_IO_IOPS = env.int("CONTAINER_IO_IOPS", default=0)
 # The uid:gid every model runs as, whatever the worker's own (never root).
 CONTAINER_RUN_USER = env.str("CONTAINER_RUN_USER", default="65534:65534")
 CONTAINER_WALL_TIME = env.int("CONTAINER_WALL_TIME", default=3600)
