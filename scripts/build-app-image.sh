@@ -10,7 +10,8 @@
 # 2. Wheels: `pip wheel` of requirements.txt (torch aside, as in the image) in the base
 #    image, on the host's network, into docker/app/wheels/.
 # 3. `docker build --network none` with PYTHON_IMAGE set to that base and
-#    PIP_OPTIONS=--no-index: the build installs from the wheels alone.
+#    PIP_OPTIONS=--no-index: the build installs from the wheels alone, and takes plotly.js's
+#    basic bundle (fetched by bin/setup with npm) from docker/app/vendor/.
 # 4. Smoke test: `manage.py check --deploy` with production settings; then, with a
 #    PostgreSQL server and Redis on the host (DATABASE_SERVER, default
 #    postgres://postgres@127.0.0.1:5432; REDIS_URL, default redis://127.0.0.1:6379/10),
@@ -49,6 +50,16 @@ docker run --rm --network host "${mounts[@]}" -e PIP_BREAK_SYSTEM_PACKAGES=1 \
   -e PIP_DISABLE_PIP_VERSION_CHECK=1 -e PIP_DEFAULT_TIMEOUT=180 "$base_tag" \
   sh -c 'pip wheel --quiet --wheel-dir /wheels -r /requirements.txt && chown -R '"$(id -u):$(id -g)"' /wheels' \
   >"$cache/wheels.log" 2>&1 || { tail -n 30 "$cache/wheels.log" >&2; die "pip wheel failed"; }
+
+# plotly.js's basic bundle, which bin/setup fetched with npm and checked, into the build
+# context (the build itself has no network).
+bundle=$(cd "$repo" && "$py" -m leaderboard.board.plotly_bundle path)
+if [ ! -f "$bundle" ]; then
+  (cd "$repo" && "$py" -m leaderboard.board.plotly_bundle fetch) >&2 \
+    || die "plotly.js's basic bundle is missing and npm could not fetch it (bin/setup does)"
+fi
+rm -f "$repo"/docker/app/vendor/*.js
+cp "$bundle" "$repo/docker/app/vendor/"
 
 # 3. The image.
 say "building $tag"
@@ -142,4 +153,9 @@ if docker logs "$name" 2>&1 | grep -q Traceback; then
   docker logs "$name" 2>&1 | tail -n 30 >&2
   die "a traceback in the server's log"
 fi
+served=$(docker exec "$name" head -c 200 /app/static/vendor/plotly.min.js)
+case "$served" in
+  *"plotly.js (basic"*) say "smoke test: the pages get plotly.js's basic bundle" ;;
+  *) die "the image serves another plotly.js than the basic bundle: ${served:0:120}" ;;
+esac
 say "the image starts and serves"

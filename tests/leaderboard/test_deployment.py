@@ -105,7 +105,8 @@ def test_the_app_image_builds_with_no_registry_and_serves():
     """scripts/build-app-image.sh: the Dockerfile built on a debootstrapped Debian base from
     wheels made beforehand (no registry, no network in the build), then started: `check
     --deploy` with production settings, `migrate`, and gunicorn answering the API, a page
-    and a static file."""
+    and a static file; the pages get plotly.js's basic bundle, brought into the build
+    context as the build has no network."""
     out = subprocess.run(
         ["bash", str(ROOT / "scripts" / "build-app-image.sh"), "medmod-leaderboard:test"],
         capture_output=True, text=True, timeout=1200,
@@ -114,4 +115,5 @@ def test_the_app_image_builds_with_no_registry_and_serves():
     for line in ("GET /api/limits/ 200", "GET / 200", "GET /static/board/site.css 200",
                  "POST /api/submissions/ declared 3 GiB: 413 file_too_large"):  # fmt: skip
         assert line in out.stderr
+    assert "smoke test: the pages get plotly.js's basic bundle" in out.stderr
     assert "the image starts and serves" in out.stderr

@@ -47,19 +47,6 @@ def test_pages_render(client, benchmark):
     assert client.get("/submit/").status_code == 302  # log in first
 
 
-def test_plotly_js_comes_from_the_plotly_package_and_is_collected(settings, tmp_path):
-    from django.contrib.staticfiles import finders
-    from django.core.management import call_command
-
-    found = finders.find("vendor/plotly.min.js")
-    assert found and found.endswith("plotly/package_data/plotly.min.js")
-    settings.STATIC_ROOT = tmp_path
-    call_command("collectstatic", interactive=False, verbosity=0)
-    collected = tmp_path / "vendor" / "plotly.min.js"
-    assert collected.stat().st_size > 1_000_000
-    assert not (tmp_path / "vendor" / "datasets").exists()  # only the one file
-
-
 @pytest.mark.parametrize(
     "url", ["/tasks/in-hospital-mortality/", "/api/tasks/in-hospital-mortality/leaderboard/", "/"]
 )
