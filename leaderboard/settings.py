@@ -158,7 +158,15 @@ STATICFILES_FINDERS = [
     "django.contrib.staticfiles.finders.AppDirectoriesFinder",
     "leaderboard.board.staticfinders.PlotlyJsFinder",
 ]
-WHITENOISE_USE_FINDERS = DEBUG
+# COLLECTED_STATIC (default: when DEBUG is off): the pages link static files under hashed
+# names (main.3f2a9c.css) from the manifest that `collectstatic` writes into STATIC_ROOT,
+# with gzip and brotli copies beside them; WhiteNoise serves those copies to browsers that
+# accept them, and hashed names with a far-future, immutable Cache-Control. Without a
+# `collectstatic` the pages cannot render (a missing manifest entry is an error), so the
+# production image runs it when it is built and `manage.py demo` before it serves. Off:
+# plain names, and WhiteNoise serves the files straight from the finders.
+COLLECTED_STATIC = env.bool("COLLECTED_STATIC", default=not DEBUG)
+WHITENOISE_USE_FINDERS = not COLLECTED_STATIC
 MEDIA_ROOT = Path(env.str("MEDIA_ROOT", default=str(VAR_DIR / "media")))
 
 AWS_STORAGE_BUCKET_NAME = env.str("AWS_STORAGE_BUCKET_NAME", default="")
@@ -185,8 +193,8 @@ else:
 STORAGES = {
     "default": _default_storage,
     "staticfiles": {
-        "BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"
-        if not DEBUG
+        "BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"
+        if COLLECTED_STATIC
         else "django.contrib.staticfiles.storage.StaticFilesStorage"
     },
 }

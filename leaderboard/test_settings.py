@@ -11,6 +11,13 @@ os.environ.setdefault("CELERY_BROKER_URL", "redis://127.0.0.1:6379/11")
 os.environ.setdefault("CELERY_QUEUE", f"leaderboard-test-{os.getpid()}")
 os.environ.setdefault("VAR_DIR", tempfile.mkdtemp(prefix="leaderboard-test-"))
 os.environ.setdefault("LOG_LEVEL", "WARNING")
+# DEBUG is off, as in production, but the pages link static files by their plain names,
+# found by the finders (WhiteNoise serves them so in the test servers): a manifest would
+# need a `collectstatic` (gzip and brotli of every file: tens of seconds) before any page
+# renders. The tests of static delivery itself (tests/leaderboard/browser/test_deployed_site.py)
+# collect into a folder of their own and start a server with COLLECTED_STATIC=1; that server
+# renders the pages under the manifest, which fails on a file missing from it.
+os.environ.setdefault("COLLECTED_STATIC", "false")
 
 from leaderboard.settings import *  # noqa: E402, F403
 
