@@ -520,7 +520,12 @@ def not_found(request: HttpRequest, exception: Exception | None = None) -> HttpR
 
 
 def server_error(request: HttpRequest) -> HttpResponse:
-    return render(request, "500.html", status=500)
+    """The site's 500 page, rendered without the request's context processors: they read
+    the database, which may be what failed (an error here leaves the server's bare page)."""
+    from django.http import HttpResponseServerError
+    from django.template import loader
+
+    return HttpResponseServerError(loader.get_template("500.html").render())
 
 
 def download(request: HttpRequest, manifest_hash: str, name: str) -> HttpResponse:
