@@ -1,0 +1,203 @@
+"""The site as the demo and production serve it, in a real browser: gunicorn with DEBUG off
+and the static files collected (hashed names, gzip and brotli copies, far-future cache
+headers). A board page weighs kilobytes on a warm cache; no page scrolls sideways on a
+390 px phone; a missing page and a server error get the site's own pages, with no URL list
+or traceback."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
+
+from leaderboard.board.models import Track
+from leaderboard.board.services.evaluations import evaluation_run
+from leaderboard.board.services.submissions import SubmissionMeta, submission_create
+from scripts.bench_page_weight import cold_and_warm
+from tests.leaderboard import servers
+from tests.leaderboard.factories import EvaluationFactory, UserFactory
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
+
+ROOT = Path(__file__).resolve().parents[3]
+RESULTS = ROOT / "var" / "test-results"
+PASSWORD = "a-long-test-password"
+BOARD = "/tasks/in-hospital-mortality/"
+KIB = 1024
+
+
+@pytest.fixture(scope="module")
+def deployed(django_db_setup, django_db_blocker, tmp_path_factory):
+    """gunicorn on the test database with DEBUG off and COLLECTED_STATIC: the static files
+    collected by `collectstatic` into a folder of this module's own (about 20 s)."""
+    static_root = tmp_path_factory.mktemp("static")
+    with django_db_blocker.unblock():
+        env = servers.app_env(COLLECTED_STATIC="1", STATIC_ROOT=str(static_root), DEBUG="0")
+    subprocess.run([sys.executable, "manage.py", "collectstatic", "--noinput", "-v0"],
+                   cwd=ROOT, env=env, check=True, timeout=600)  # fmt: skip
+    server, base = servers.start_gunicorn(env, workers=2)
+    yield base, server, env
+    server.stop()
+
+
+@pytest.fixture
+def entry(benchmark, sample_ihm_csv):
+    """A scored entry with its report (plots, wide tables), and a second one on the board."""
+    owner = UserFactory(username="ada")
+    sub = submission_create(
+        owner=owner,
+        task=benchmark.tasks.get(slug="in-hospital-mortality"),
+        track=Track.objects.get(slug=Track.PREDICTION_FILE),
+        upload=SimpleUploadedFile("predictions.csv", sample_ihm_csv),
+        meta=SubmissionMeta(method_name="Logistic regression on 48-h EHR summaries",
+                            team_name="A team with a rather long name, as teams have",
+                            training_data="train split only", uses_ehr=True, uses_cxr=False),
+    )  # fmt: skip
+    run = evaluation_run(evaluation_id=sub.evaluations.get().pk, worker="test")
+    assert run.status == "succeeded", run.error_message
+    EvaluationFactory(value=0.7, submission__method_name="Another model",
+                      submission__task=benchmark.tasks.get(slug="in-hospital-mortality"))  # fmt: skip
+    sub.refresh_from_db()
+    return sub
+
+
+def _log_in(page, base: str, username: str) -> None:
+    page.goto(f"{base}/accounts/login/")
+    page.fill("#id_username", username)
+    page.fill("#id_password", PASSWORD)
+    page.click("main form button")
+    page.wait_for_url(lambda url: "/accounts/login/" not in url)
+
+
+def test_a_board_page_weighs_under_100_kib_on_a_warm_cache_and_1_5_mib_on_a_cold_one(
+    deployed, entry, chromium
+):
+    base, _, _ = deployed
+    cold, warm = cold_and_warm(chromium, base + BOARD)
+    figures = {
+        "page": BOARD,
+        "cold": {"bytes": cold["bytes"], "load_ms": round(cold["load_ms"]), "drawn_ms": round(cold["drawn_ms"])},
+        "warm": {"bytes": warm["bytes"], "load_ms": round(warm["load_ms"]), "drawn_ms": round(warm["drawn_ms"])},
+    }  # fmt: skip
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "page-weight.json").write_text(json.dumps(figures, indent=2) + "\n")
+    print(f"\n{BOARD}: cold {cold['bytes'] / KIB:.1f} KiB in {cold['load_ms']:.0f} ms, "
+          f"warm {warm['bytes'] / KIB:.1f} KiB in {warm['load_ms']:.0f} ms")  # fmt: skip
+
+    assert cold["bytes"] < 1.5 * 1024 * KIB, figures
+    assert warm["bytes"] < 100 * KIB, figures
+    # plotly.js: the basic bundle, compressed, under a hashed name cached for good.
+    [(url, plotly)] = [(u, r) for u, r in cold["requests"].items() if "/vendor/plotly" in u]
+    assert "/static/vendor/plotly.min." in url and url.endswith(".js") and url.count(".") > 3
+    assert plotly["headers"]["content-encoding"] in ("br", "gzip")
+    assert "immutable" in plotly["headers"]["cache-control"]
+    assert "max-age=315360000" in plotly["headers"]["cache-control"]
+    assert plotly["bytes"] < 450 * KIB
+    # On the warm visit only the page itself comes over the wire.
+    assert not [u for u, r in warm["requests"].items() if "/static/" in u and r["bytes"] > 0]
+    for visit in (cold, warm):
+        assert visit["requests"][base + BOARD]["status"] == 200
+
+
+def test_static_files_are_served_compressed_and_long_cached_under_hashed_names(deployed):
+    import urllib.request
+
+    base, _, _ = deployed
+    html = urllib.request.urlopen(base + "/").read().decode()
+    css = html.split('<link rel="stylesheet" href="')[1].split('"')[0]
+    assert (
+        css.startswith("/static/board/site.")
+        and css.endswith(".css")
+        and css != "/static/board/site.css"
+    )
+    for encoding in ("br", "gzip"):
+        request = urllib.request.Request(base + css, headers={"Accept-Encoding": encoding})
+        with urllib.request.urlopen(request) as response:
+            assert response.headers["Content-Encoding"] == encoding
+            assert "immutable" in response.headers["Cache-Control"]
+
+
+PHONE_PAGES = [
+    ("home", "/", None),
+    ("board", BOARD, '.plot[data-figure="forest-figure"] svg.main-svg'),
+    ("entry", "ENTRY", ".plot[data-figure] svg.main-svg"),
+    ("metrics", "/metrics/", None),
+    ("login", "/accounts/login/", None),
+    ("signup", "/accounts/signup/", None),
+    ("404", "/no-such-page/", None),
+    ("submit", "/submit/", None),
+    ("my-submissions", "/me/submissions/", None),
+    ("token", "/accounts/token/", None),
+]
+
+
+def test_no_page_scrolls_sideways_on_a_390_px_phone(deployed, entry, chromium, shoot):
+    """At 390 x 844 (a phone held upright) every page fits its width: wide tables scroll
+    inside their own box, plots resize to the screen."""
+    base, _, _ = deployed
+    context = chromium.new_context(viewport={"width": 390, "height": 844}, is_mobile=True,
+                                   has_touch=True, device_scale_factor=1)  # fmt: skip
+    page = context.new_page()
+    page.set_default_timeout(20_000)
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    too_wide = {}
+    try:
+        for name, path, drawn in PHONE_PAGES:
+            if name == "submit":
+                _log_in(page, base, "ada")
+            path = entry.get_absolute_url() if path == "ENTRY" else path
+            page.goto(base + path)
+            if drawn:
+                page.locator(drawn).first.wait_for()
+            page.wait_for_load_state("networkidle")
+            width = page.evaluate("document.documentElement.scrollWidth")
+            shoot(page, f"phone-390-{name}")
+            if width > 390:
+                too_wide[name] = width
+    finally:
+        context.close()
+    assert not too_wide, too_wide
+    assert not errors, errors
+
+
+def test_a_missing_page_gets_the_sites_own_404_with_no_url_list(deployed):
+    import urllib.error
+    import urllib.request
+
+    base, server, _ = deployed
+    with pytest.raises(urllib.error.HTTPError) as caught:
+        urllib.request.urlopen(base + "/no-such-page/")
+    assert caught.value.code == 404
+    body = caught.value.read().decode()
+    assert "<h1>Not found</h1>" in body and "MedMod leaderboard" in body
+    for debug_text in ("URLconf", "URL patterns", "Request URL", "DEBUG = True", "Django"):
+        assert debug_text not in body, debug_text
+    assert "Traceback" not in server.log()
+
+
+def test_a_server_error_gets_the_sites_own_500_with_no_traceback(deployed):
+    """A database that cannot be reached makes every page fail: the visitor sees the
+    site's 500 page, and the traceback goes to the server's log only."""
+    import urllib.error
+    import urllib.request
+
+    _, _, env = deployed
+    broken = {**env, "DATABASE_URL": env["DATABASE_URL"].rsplit("/", 1)[0] + "/no_such_database"}
+    server, base = servers.start_gunicorn(broken, workers=1)
+    try:
+        for path in ("/", BOARD):
+            with pytest.raises(urllib.error.HTTPError) as caught:
+                urllib.request.urlopen(base + path)
+            assert caught.value.code == 500
+            body = caught.value.read().decode()
+            assert "Something went wrong on our side" in body
+            for debug_text in ("Traceback", "OperationalError", "no_such_database", "settings"):
+                assert debug_text not in body, debug_text
+    finally:
+        server.stop()
+    assert "OperationalError" in server.log()
