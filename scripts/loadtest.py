@@ -415,12 +415,12 @@ def main() -> int:
         while (
             time.monotonic() < deadline
             and Submission.objects.filter(
-                pk__in=sent, status__in=["submitted", "queued", "running"]
+                public_id__in=sent, status__in=["submitted", "queued", "running"]
             ).exists()
         ):
             time.sleep(0.5)
-        scored = Submission.objects.filter(pk__in=sent, status="published").count()
-        runs = list(Evaluation.objects.filter(submission_id__in=sent,
+        scored = Submission.objects.filter(public_id__in=sent, status="published").count()
+        runs = list(Evaluation.objects.filter(submission__public_id__in=sent,
                                               status="succeeded").values_list("duration_seconds", flat=True))  # fmt: skip
     finally:
         for proc in (web, worker):
