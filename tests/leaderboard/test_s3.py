@@ -108,7 +108,13 @@ def test_a_benchmark_in_s3_is_registered_and_scored_against(
     for rel in ("public/stays.csv", "public/suite.json", "manifest.json"):
         dest.write_bytes(rel, src.read_bytes(rel))
     out = StringIO()
-    call_command("load_benchmark", "s3://credentialed/medmod/demo", "--no-verify", stdout=out)
+    call_command(
+        "load_benchmark",
+        "s3://credentialed/medmod/demo",
+        "--no-verify",
+        "--no-downloads",
+        stdout=out,
+    )
     assert "registered medmod-synthetic demo-seed42" in out.getvalue()
     assert Benchmark.objects.get().uri == "s3://credentialed/medmod/demo"
     with django_capture_on_commit_callbacks(execute=False):
