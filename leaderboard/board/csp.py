@@ -29,10 +29,8 @@ HEADER = "Content-Security-Policy"
 REPORT_ONLY_HEADER = "Content-Security-Policy-Report-Only"
 
 
-def policy(nonce: str, *, extra: dict[str, tuple[str, ...]] | None = None) -> str:
-    """The policy sent with a response whose inline elements carry ``nonce``. ``extra`` adds
-    sources to some directives for one response (a view sets ``response.csp_extra``; only
-    the API's ReDoc page does)."""
+def policy(nonce: str) -> str:
+    """The policy sent with a response whose inline elements carry ``nonce``."""
     directives = {
         "default-src": "'self'",
         "script-src": f"'self' 'nonce-{nonce}'",
@@ -45,8 +43,6 @@ def policy(nonce: str, *, extra: dict[str, tuple[str, ...]] | None = None) -> st
         "form-action": "'self'",
         "frame-ancestors": "'none'",
     }
-    for name, sources in (extra or {}).items():
-        directives[name] = " ".join([directives[name], *sources])
     return "; ".join(f"{name} {value}" for name, value in directives.items())
 
 
@@ -63,7 +59,7 @@ class ContentSecurityPolicyMiddleware:
         response = self.get_response(request)
         header = REPORT_ONLY_HEADER if settings.CSP_REPORT_ONLY else HEADER
         if HEADER not in response and REPORT_ONLY_HEADER not in response:
-            response[header] = policy(nonce, extra=getattr(response, "csp_extra", None))
+            response[header] = policy(nonce)
         return response
 
 

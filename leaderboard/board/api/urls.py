@@ -1,4 +1,5 @@
 from django.urls import path, re_path
+from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
 import leaderboard.board.entry_ids  # noqa: F401 (registers the "entry" converter)
@@ -6,8 +7,10 @@ from leaderboard.board.api import views
 
 urlpatterns = [
     path("schema/", SpectacularAPIView.as_view(), name="api-schema"),
-    # Both viewers work under the Content-Security-Policy (leaderboard.board.csp): Swagger UI's
-    # set-up script is served as a file (?script), ReDoc is handed the nonce (views.RedocView).
+    # Swagger UI works under the Content-Security-Policy (leaderboard.board.csp): its set-up
+    # script is served as a file (?script). ReDoc is not offered: its side menu always loads
+    # Redocly's logo from Redocly's server, a request to a third party from every reader.
+    # Its old address leads to Swagger UI.
     path(
         "docs/",
         SpectacularSwaggerSplitView.as_view(
@@ -15,11 +18,7 @@ urlpatterns = [
         ),
         name="api-docs",
     ),
-    path(
-        "redoc/",
-        views.RedocView.as_view(url_name="api-schema"),
-        name="api-redoc",
-    ),
+    path("redoc/", RedirectView.as_view(pattern_name="api-docs", permanent=True)),
     path("auth/token/", views.TokenView.as_view(), name="api-token"),
     path("limits/", views.LimitsView.as_view(), name="api-limits"),
     path("queue/", views.QueueView.as_view(), name="api-queue"),

@@ -10,7 +10,6 @@ from django.http import Http404, HttpResponse, QueryDict
 from django.urls import reverse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
-from drf_spectacular.views import SpectacularRedocView
 from rest_framework import exceptions, permissions, serializers, status
 from rest_framework.authtoken.models import Token
 from rest_framework.authtoken.serializers import AuthTokenSerializer
@@ -77,34 +76,6 @@ from leaderboard.board.services.submissions import (
     submission_unpublish,
 )
 from scoring.disclosure import participant_report
-
-# What the API's ReDoc page allows besides the site's policy (leaderboard.board.csp). ReDoc's
-# bundle adds the styles of its scroll bars (perfect-scrollbar's) in a <style> element as it
-# loads, before it can be handed the nonce: that one element is allowed by the hashes of its
-# content, empty when it is made, then filled. Its side menu always shows Redocly's logo,
-# loaded from Redocly's server: that one image is allowed. Both change only with the ReDoc of
-# drf-spectacular-sidecar, and the browser test of the policy fails then. Every other style
-# of ReDoc carries the nonce; its search (a worker made from a blob: URL) is off.
-REDOC_CSP = {
-    "style-src": (
-        "'sha256-47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU='",  # "" (allows nothing)
-        "'sha256-QMIg+bpjm3JdElJ388KYke01izlUW0UoNOeKjpMxdgc='",  # perfect-scrollbar's rules
-    ),
-    "img-src": ("https://cdn.redoc.ly/redoc/logo-mini.svg",),
-}
-
-
-class RedocView(SpectacularRedocView):
-    """The API's ReDoc page (board/api_redoc.html), under the Content-Security-Policy."""
-
-    template_name = "board/api_redoc.html"
-
-    @extend_schema(exclude=True)
-    def get(self, request, *args, **kwargs):
-        response = super().get(request, *args, **kwargs)
-        response.csp_extra = REDOC_CSP
-        return response
-
 
 class CSVRenderer(BaseRenderer):
     """Renders ``{"csv_header": [...], "csv_rows": [[...]]}``; anything else (an error) as
