@@ -77,6 +77,7 @@ from leaderboard.board.services.submissions import (
 )
 from scoring.disclosure import participant_report
 
+
 class CSVRenderer(BaseRenderer):
     """Renders ``{"csv_header": [...], "csv_rows": [[...]]}``; anything else (an error) as
     a one-column table."""
