@@ -221,26 +221,48 @@ def forest(rows: Sequence[dict[str, Any]], *, metric: str) -> dict[str, Any]:
     """Forest plot across entries: point value and 95% CI per entry, best at the top.
 
     ``rows``: dicts with ``label``, ``value``, ``ci`` ([low, high]) and optionally
-    ``is_baseline``, in display order. Labels are shown as plain text (:func:`plain_text`).
+    ``is_baseline``, in display order. Labels are shown as plain text (:func:`plain_text`):
+    on the axis cut to :data:`FOREST_LABEL_CHARS` characters, whole when hovered. Entries
+    sit at positions 0, 1, ... so that two entries with the same name keep a row each.
     """
-    labels = [plain_text(r["label"]) for r in rows]
+    labels = [str(r["label"]) for r in rows]
     vals = [r["value"] for r in rows]
     lo = [r["ci"][0] if r["ci"][0] is not None else r["value"] for r in rows]
     hi = [r["ci"][1] if r["ci"][1] is not None else r["value"] for r in rows]
     colors = [BASELINE if r.get("is_baseline") else LINE for r in rows]
     fig = go.Figure(
         go.Scatter(
-            x=vals, y=labels, mode="markers", marker={"color": colors, "size": 9},
+            x=vals, y=list(range(len(rows))), mode="markers",
+            marker={"color": colors, "size": 9},
             error_x={"type": "data", "symmetric": False,
                      "array": [h - v for h, v in zip(hi, vals, strict=True)],
                      "arrayminus": [v - lo_ for v, lo_ in zip(vals, lo, strict=True)]},
+            text=[plain_text(label) for label in labels],
+            customdata=list(zip(lo, hi, strict=True)),
+            hovertemplate="%{text}: %{x:.3f} (95% CI %{customdata[0]:.3f} to "
+                          "%{customdata[1]:.3f})<extra></extra>",
         )
     )  # fmt: skip
     fig.update_layout(
         title=f"{_title(metric)} with 95% CI",
         xaxis={"title": _title(metric)},
-        yaxis={"autorange": "reversed"},
+        yaxis={
+            "autorange": "reversed",
+            "tickmode": "array",
+            "tickvals": list(range(len(rows))),
+            "ticktext": [plain_text(_shorten(label, FOREST_LABEL_CHARS)) for label in labels],
+            "automargin": True,
+        },
         height=max(240, 28 * len(rows) + 100),
-        margin={"t": 40, "l": 200},
+        margin={"t": 40, "l": 10},
     )
     return _to_json(fig)
+
+
+# The longest entry name the forest plot's axis shows whole; longer names are cut with "…".
+FOREST_LABEL_CHARS = 40
+
+
+def _shorten(text: str, limit: int) -> str:
+    """``text`` cut to ``limit`` characters, the last one an ellipsis when it was cut."""
+    return text if len(text) <= limit else text[: limit - 1].rstrip() + "\u2026"

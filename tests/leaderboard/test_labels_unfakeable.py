@@ -67,9 +67,11 @@ def test_the_forest_plot_shows_names_as_typed_not_as_markup():
         metric="auroc",
     )
     _no_markup(fig)
-    labels = fig["data"][0]["y"]
+    labels = fig["data"][0]["text"]
     # Plotly decodes the entities back: the reader sees exactly what was typed.
     assert [unescape(x) for x in labels] == [f"{PHISH} (x)", f"{BIG} (<b>team</b>)"]
+    assert all(unescape(t).rstrip("\u2026") in unescape(x)
+               for t, x in zip(fig["layout"]["yaxis"]["ticktext"], labels, strict=True))  # fmt: skip
 
 
 def test_the_board_pages_forest_figure_carries_no_link_and_no_styled_span(client):
@@ -82,7 +84,7 @@ def test_the_board_pages_forest_figure_carries_no_link_and_no_styled_span(client
     assert match, "the forest figure is on the page"
     figure = json.loads(match.group(1))
     _no_markup(figure)
-    labels = [unescape(y) for y in figure["data"][0]["y"]]
+    labels = [unescape(y) for y in figure["data"][0]["text"]]
     assert f"{PHISH} ({BIG})" in labels
     # The page's own HTML escapes the name too: no anchor to the phishing site anywhere.
     assert 'href="https://evil.example/phish"' not in html

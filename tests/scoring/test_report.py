@@ -221,8 +221,21 @@ def test_forest_plot_orders_entries_as_given():
         ],
         metric="auroc",
     )
-    assert fig["data"][0]["y"] == ["A", "B"]
+    assert fig["data"][0]["y"] == [0, 1] and fig["layout"]["yaxis"]["ticktext"] == ["A", "B"]
     assert fig["data"][0]["error_x"]["array"] == pytest.approx([0.05, 0.1])
+
+
+def test_forest_plot_cuts_long_names_on_its_axis_and_keeps_same_names_apart():
+    long = "Cross-modal transformer with late fusion and test-time augmentation (team X)"
+    rows = [{"label": long, "value": 0.9, "ci": [0.85, 0.95]},
+            {"label": "Twin", "value": 0.8, "ci": [0.7, 0.9]},
+            {"label": "Twin", "value": 0.7, "ci": [None, None]}]  # fmt: skip
+    fig = plots.forest(rows, metric="auroc")
+    ticks = fig["layout"]["yaxis"]["ticktext"]
+    assert len(ticks[0]) == plots.FOREST_LABEL_CHARS and ticks[0].endswith("\u2026")
+    assert long.startswith(ticks[0][:-1])
+    assert fig["data"][0]["text"][0] == long  # whole when hovered
+    assert fig["data"][0]["y"] == [0, 1, 2] and ticks[1:] == ["Twin", "Twin"]
 
 
 def test_decision_entries_get_accuracy_fairness_and_the_refusal_policy():
