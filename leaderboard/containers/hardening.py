@@ -2,13 +2,14 @@
 host options every run gets on top of the runner's limits.
 
 :func:`check_engine` refuses an engine without seccomp, or without the OCI runtime the
-limits name, before any image is loaded. :func:`host_options` adds an init process
+limits name or with one that cannot start a container, before any image is loaded. :func:`host_options` adds an init process
 (``--init``: signals forwarded, zombies reaped), a cpuset as wide as the CPU limit (so
 ``nproc`` inside says the limit), the I/O limits and the runtime.
 """
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import math
 import re
@@ -36,12 +37,20 @@ ERR_NO_RUNTIME = (
     'it with dockerd (--add-runtime {runtime}=PATH, or "runtimes" in daemon.json) or '
     "change CONTAINER_RUNTIME"
 )
+ERR_RUNTIME_BROKEN = (
+    "the container engine's OCI runtime {runtime!r} is registered but cannot start a "
+    "container on this host ({detail}); uploads are not run under it: fix the runtime's "
+    "installation or change CONTAINER_RUNTIME"
+)
 ERR_INFO = "the container engine did not describe itself ({detail})"
 
+# The label of the probe container that proves a runtime (prove_runtime).
+LABEL_PROBE = "org.medmod.runtime-probe"
 _CACHE_SECONDS = 60.0
 _cache: dict[int, tuple[float, dict[str, Any]]] = {}
 _cache_lock = threading.Lock()
 _next_cpu = itertools.count()
+_runtimes_proven: set[tuple[int, str]] = set()
 
 
 class EngineUnfit(RuntimeError):
@@ -78,7 +87,44 @@ def check_engine(client: docker.DockerClient, *, runtime: str | None = None) -> 
         known = sorted(info.get("Runtimes") or {})
         if runtime not in known:
             raise EngineUnfit(ERR_NO_RUNTIME.format(runtime=runtime, known=", ".join(known)))
+        prove_runtime(client, runtime)
     return info
+
+
+def prove_runtime(client: docker.DockerClient, runtime: str) -> None:
+    """Start one container of the platform's own (the /output holder's busybox image, no
+    network, no capabilities) under ``runtime``, once per client while it works: a runtime
+    can be registered and still unable to run anything on this host (crun, for one, refuses
+    a host whose cgroup v2 hierarchy holds controllers beside v1's). Raises
+    :class:`EngineUnfit` with the engine's reason then, before any upload is loaded."""
+    key = (id(client), runtime)
+    if key in _runtimes_proven:
+        return
+    from leaderboard.containers.output_volume import OutputVolumeError, holder_image
+
+    api, container_id = client.api, None
+    try:
+        image = holder_image(client)
+        container_id = api.create_container(
+            image=image, command=["true"], network_disabled=True, labels={LABEL_PROBE: runtime},
+            host_config=api.create_host_config(network_mode="none", runtime=runtime,
+                                               cap_drop=["ALL"], read_only=True),
+        )["Id"]  # fmt: skip
+        api.start(container_id)
+        code = api.wait(container_id, timeout=60).get("StatusCode")
+        if code != 0:
+            raise EngineUnfit(ERR_RUNTIME_BROKEN.format(runtime=runtime,
+                                                        detail=f"a probe exited {code}"))  # fmt: skip
+    except docker.errors.APIError as exc:
+        raise EngineUnfit(ERR_RUNTIME_BROKEN.format(runtime=runtime,
+                                                    detail=exc.explanation or exc)) from None  # fmt: skip
+    except (OutputVolumeError, requests.exceptions.RequestException) as exc:
+        raise EngineUnfit(ERR_INFO.format(detail=exc)) from None
+    finally:
+        if container_id is not None:
+            with contextlib.suppress(docker.errors.APIError, requests.exceptions.RequestException):
+                api.remove_container(container_id, force=True)
+    _runtimes_proven.add(key)
 
 
 def cpuset(cpus: float, n_cpus: int, start: int) -> str:

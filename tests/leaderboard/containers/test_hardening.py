@@ -24,7 +24,7 @@ from leaderboard.containers import (
     prepare_inputs,
     run_container,
 )
-from leaderboard.containers.hardening import engine_info
+from leaderboard.containers.hardening import LABEL_PROBE, EngineUnfit, engine_info, prove_runtime
 from leaderboard.containers.limits import MiB
 from tests.leaderboard.containers.conftest import leftovers
 from tests.leaderboard.containers.hostile import HostileImages
@@ -139,10 +139,33 @@ def test_io_limits_reach_the_engine(hostile, engine, inputs, tmp_path):
 
 def test_the_configured_runtime_runs_the_model(hostile, engine, inputs, tmp_path):
     """Limits.runtime (CONTAINER_RUNTIME) names the OCI runtime of the model's container:
-    each runtime the engine has registered among runc, crun and runsc runs it."""
+    each runtime the engine has registered among runc, crun and runsc runs it, or, when it
+    cannot start a container on this host (crun on a host whose cgroup v2 hierarchy holds
+    a controller beside v1's), every run is refused before the image is loaded, with the
+    engine's reason, and nothing is left behind."""
     known = set(engine_info(engine)["Runtimes"]) & {"runc", "crun", "runsc"}
     assert "runc" in known
+    if Path("/usr/bin/crun").exists():  # bin/test installs it before the engine starts
+        assert "crun" in known, (
+            "crun is installed but the engine has not registered it: restart the engine "
+            "with scripts/docker-engine.sh"
+        )
     for runtime in sorted(known):
+        try:
+            prove_runtime(engine, runtime)
+        except EngineUnfit as exc:
+            assert runtime != "runc", exc
+            run_id = new_run_id()
+            r = run_container(hostile.archive("introspect"), task="in-hospital-mortality",
+                              scenario="paired", input_dir=inputs,
+                              work_dir=tmp_path / runtime, client=engine,
+                              limits=LIMITS.with_(runtime=runtime), run_id=run_id)  # fmt: skip
+            assert r.status == RunStatus.ENGINE_ERROR and r.container_id is None
+            assert f"OCI runtime {runtime!r} is registered but cannot start" in r.message
+            assert "CONTAINER_RUNTIME" in r.message
+            assert leftovers(engine, run_id) == []
+            assert not engine.containers.list(all=True, filters={"label": LABEL_PROBE})
+            continue
         r, host = run("introspect", hostile, engine, inputs, tmp_path / runtime,
                       LIMITS.with_(runtime=runtime))  # fmt: skip
         assert r.exit_code == 5, (runtime, r.message, r.log_tail)
