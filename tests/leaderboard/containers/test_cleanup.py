@@ -66,7 +66,11 @@ def test_leftovers_of_a_dead_worker_are_reaped(hostile, tiny_bench, engine, tmp_
         worker.wait(10)
         time.sleep(1)
         assert engine.containers.get(running[0].id).status == "running"
-        assert {running[0].name, image_tag(run_id)} <= set(leftovers(engine, run_id))
+        # The model's container, the /output volume, its holder and the image are all left.
+        volume = f"{running[0].name}-output"
+        assert {running[0].name, f"{volume}-holder", volume, image_tag(run_id)} <= set(
+            leftovers(engine, run_id)
+        )
 
         young = cleanup_stale(timedelta(hours=1), client=engine)
         assert cleanup_stale(0, client=engine, run_ids=[new_run_id()]).containers == []
@@ -76,6 +80,7 @@ def test_leftovers_of_a_dead_worker_are_reaped(hostile, tiny_bench, engine, tmp_
         report = cleanup_stale(0, client=engine, run_ids=[run_id])
         assert running[0].id[:12] in report.containers
         assert image_tag(run_id) in report.images
+        assert report.volumes == [volume]
         assert report.errors == []
         assert leftovers(engine, run_id) == []
         assert engine.api.inspect_container(bystander)["Id"] == bystander
