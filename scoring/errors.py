@@ -15,7 +15,25 @@ Every prediction-file message is a template below; ``PREDICTION_FILE_CODES`` giv
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
+
+# Lists in a message (columns, labels) are cut to this many names, then "and N more".
+MAX_LISTED = 5
+
+
+def listing(names: Iterable[str], limit: int = MAX_LISTED) -> str:
+    """Names joined by commas, cut to the first ``limit`` with "and N more".
+
+    >>> listing(["a", "b"])
+    'a, b'
+    >>> listing([f"pred_{i}" for i in range(1, 26)])
+    'pred_1, pred_2, pred_3, pred_4, pred_5 and 20 more'
+    """
+    names = list(names)
+    if len(names) <= limit:
+        return ", ".join(names)
+    return f"{', '.join(names[:limit])} and {len(names) - limit} more"
 
 
 class ScoringInputError(ValueError):
@@ -86,12 +104,13 @@ ERR_BAD_HEADER = "the header row cannot be read as CSV ({reason})"
 ERR_UNNAMED_COLUMN = (
     "column {position} of the header has no name (an index column or a trailing comma?)"
 )
-ERR_DUPLICATE_COLUMNS = "column(s) {columns} appear more than once in the header"
+ERR_DUPLICATE_COLUMNS = "column(s) {columns} appear more than once in the header: keep one of each"
 ERR_LABEL_COLUMNS = (
-    "the file carries label column(s) {columns}: a prediction file holds predictions only"
+    "the file carries label columns: remove column(s) {columns} and keep the key and "
+    "prediction columns (a prediction file holds predictions only)"
 )
 ERR_MISSING_KEY_COLUMNS = "missing key column(s) {columns}: {task} files are keyed by {keys}"
-ERR_UNKNOWN_COLUMNS = "unknown column(s) {columns}: {task} files have {expected}"
+ERR_UNKNOWN_COLUMNS = "unknown column(s) {columns}{suggestion}: {task} files have {expected}"
 ERR_PREDICTION_AND_DECISION = (
     "the file has both prediction and decision columns: give probabilities (prediction) or "
     "decisions (decision), not both"
@@ -164,18 +183,27 @@ ERR_NOT_NUMERIC = (
 )
 ERR_NOT_FINITE = "column {column} has {count} NaN or infinite value(s), first rows: {keys}"
 ERR_PROBABILITY_RANGE = (
-    "column {column} has {count} value(s) outside [0, 1] (probabilities), first rows: {keys}"
+    "column {column} has {count} value(s) outside [0, 1] ({values}), first rows: {keys}: {hint}"
 )
 ERR_NEGATIVE_HOURS = (
-    "column {column} has {count} negative value(s) (remaining hours must be >= 0), "
-    "first rows: {keys}"
+    "column {column} has {count} negative value(s) ({values}), first rows: {keys}: remaining "
+    "hours must be >= 0; clip negative hours at 0"
 )
 ERR_BUCKET_SUM = (
-    "{count} row(s) have bucket_0..bucket_9 probabilities that do not sum to 1 "
-    "(within {tolerance}), first rows: {keys}"
+    "{count} row(s) have bucket_0..bucket_9 probabilities that do not sum to 1 within "
+    "{tolerance} (sums: {values}), first rows: {keys}: {hint}"
 )
 ERR_DECISION_VALUES = (
     "column decision has {count} value(s) other than 1, 0 or empty ({values}), first rows: {keys}"
+)
+
+# What to change, appended to the value messages above (``{hint}``).
+HINT_SOFTMAX = (
+    "bucket_0..bucket_9 are the probabilities of the ten buckets: apply softmax to the logits "
+    "of each row"
+)
+HINT_SIGMOID = (
+    "predictions are probabilities: if these are logits, apply the sigmoid 1 / (1 + exp(-x))"
 )
 
 PREDICTION_FILE_CODES: dict[str, str] = {
@@ -228,9 +256,9 @@ WARN_STAY_RENAMED = "column stay (mimic3-benchmarks name) was read as stay_id"
 WARN_STAY_IGNORED = "column stay was ignored: the file also has stay_id"
 WARN_IGNORED_COLUMNS = "column(s) {columns} were ignored: {task} units are keyed by {keys}"
 WARN_POSITION_COLUMNS = (
-    "columns pred_1..pred_{n} (mimic3-benchmarks names) were read by position as the labels "
-    "{first}..{last}"
+    "columns {columns} were read by position, in label order, as the labels {first}..{last}"
 )
+WARN_LABEL_NAMES = "{count} column(s) named by label were read as the label slugs ({pairs})"
 WARN_NATURAL_AS_PAIRED = (
     "scenario natural was read as paired: both are predictions made with every available image"
 )

@@ -7,8 +7,10 @@ refuses the file with a message that says which columns were expected.
 Accepted forms (``docs/prediction-files.md``):
 
 - binary tasks: key columns + ``prediction`` (probability) or + ``decision`` (1, 0, empty);
-- multi-label tasks: key columns + one probability column per label slug, or
-  mimic3-benchmarks' ``pred_1`` .. ``pred_N`` (read by position, in label order);
+- multi-label tasks: key columns + one probability column per label, named by its slug or by
+  the label name as the suite declares it (MedMod listfiles: ``Congestive heart failure;
+  nonhypertensive``), or mimic3-benchmarks' ``pred_1`` .. ``pred_N`` (read by position, in
+  label order; ``pred_0`` .. ``pred_{N-1}`` too);
 - length of stay: key columns + ``prediction`` (remaining hours) or ``bucket_0`` ..
   ``bucket_9`` (probabilities);
 - any task: an optional ``scenario`` column.
@@ -21,6 +23,8 @@ in stay-level tasks; ``subject_id`` and ``cxr_dicom_id`` (unit-list columns) are
 from __future__ import annotations
 
 import csv
+import difflib
+import re
 from collections import Counter
 from dataclasses import dataclass
 
@@ -39,10 +43,12 @@ from scoring.errors import (
     ERR_UNNAMED_COLUMN,
     WARN_HEADER_WHITESPACE,
     WARN_IGNORED_COLUMNS,
+    WARN_LABEL_NAMES,
     WARN_POSITION_COLUMNS,
     WARN_STAY_IGNORED,
     WARN_STAY_RENAMED,
     PredictionFileError,
+    listing,
 )
 
 FORMS: tuple[str, ...] = ("probability", "decision", "hours", "buckets")
@@ -98,7 +104,29 @@ def _fail(template: str, **fields: object) -> PredictionFileError:
 
 
 def _join(names: list[str] | tuple[str, ...]) -> str:
-    return ", ".join(names)
+    return listing(names)
+
+
+def label_aliases(task: Task) -> dict[str, str]:
+    """Column names that stand for a label slug: the suite's label names (as MedMod's
+    listfiles write them), compared without case; empty for tasks with one label.
+
+    >>> from benchmark_data.tasks import TASKS
+    >>> label_aliases(TASKS["phenotyping"])["congestive heart failure; nonhypertensive"]
+    'congestive_heart_failure_nonhypertensive'
+    """
+    if task.kind != "multilabel":
+        return {}
+    return {
+        name.casefold(): slug
+        for name, slug in zip(task.label_names, task.label_slugs, strict=True)
+        if name != slug
+    }
+
+
+def position_columns(task: Task, first: int = 1) -> list[str]:
+    """mimic3-benchmarks' position columns ``pred_1..pred_N`` (or numbered from 0)."""
+    return [f"pred_{i}" for i in range(first, first + task.n_labels)]
 
 
 def expected_columns(task: Task) -> str:
@@ -111,8 +139,9 @@ def expected_columns(task: Task) -> str:
     elif task.kind == "multilabel":
         n = task.n_labels
         values = (
-            f"one probability column per label ({_join(task.label_slugs)}), or pred_1..pred_{n} "
-            "in that order"
+            f"one probability column per label, named by its slug ({listing(task.label_slugs, 3)})"
+            f" or by its name in the suite ({listing(task.label_names, 3)}), or pred_1..pred_{n} "
+            "in label order"
         )
     else:
         cols = task.bucket_columns
@@ -137,23 +166,73 @@ def _check_names(line: str, raw: list[str]) -> list[str]:
         raise _fail(ERR_DUPLICATE_COLUMNS, columns=_join(dups))
     labels = [n for n in names if n == "y_true" or n.startswith("label_")]
     if labels:
-        raise _fail(ERR_LABEL_COLUMNS, columns=_join(labels))
+        raise _fail(ERR_LABEL_COLUMNS, columns=_join(_runs(labels)))
     return names
 
 
+def _runs(names: list[str]) -> list[str]:
+    """Names with runs of consecutive numbered names (``label_1``, ``label_2``, ...) shown as
+    ``label_1..label_25``.
+
+    >>> _runs(["y_true", *(f"label_{i}" for i in range(1, 26)), "label_x"])
+    ['y_true', 'label_1..label_25', 'label_x']
+    """
+    out: list[str] = []
+    run: list[tuple[str, int]] = []
+
+    def flush() -> None:
+        if len(run) > 2:
+            out.append(f"{run[0][0]}{run[0][1]}..{run[-1][0]}{run[-1][1]}")
+        else:
+            out.extend(f"{p}{i}" for p, i in run)
+        run.clear()
+
+    for name in names:
+        m = re.fullmatch(r"(.*?_)(\d+)", name)
+        if m and run and run[-1][0] == m.group(1) and run[-1][1] + 1 == int(m.group(2)):
+            run.append((m.group(1), int(m.group(2))))
+            continue
+        flush()
+        if m:
+            run.append((m.group(1), int(m.group(2))))
+        else:
+            out.append(name)
+    flush()
+    return out
+
+
+def _suggestion(unknown: list[str], known: list[str]) -> str:
+    """ " (did you mean ...?)" for unknown names close to a known one, else ""."""
+    folded = {k.casefold(): k for k in known}
+    pairs = []
+    for name in unknown:
+        close = difflib.get_close_matches(name.casefold(), list(folded), n=1, cutoff=0.8)
+        if close:
+            pairs.append(f"{folded[close[0]]} instead of {name}")
+    return f" (did you mean {listing(pairs, 3)}?)" if pairs else ""
+
+
 def _value_columns(task: Task, rest: list[str]) -> tuple[str, list[str], list[str]]:
-    """Form, value columns in output order, and warnings, from the non-key columns."""
+    """Form, value columns in output order, and warnings, from the non-key columns (label
+    names already read as their slugs)."""
     expected = expected_columns(task)
     if task.kind == "binary":
-        known = {"prediction", "decision"}
+        known = ["prediction", "decision"]
     elif task.kind == "multilabel":
-        positions = [f"pred_{i}" for i in range(1, task.n_labels + 1)]
-        known = {*task.label_slugs, *positions}
+        positions = position_columns(task, 0 if "pred_0" in rest else 1)
+        known = [*task.label_slugs, *positions]
     else:
-        known = {"prediction", *task.bucket_columns}
+        known = ["prediction", *task.bucket_columns]
     unknown = [n for n in rest if n not in known]
     if unknown:
-        raise _fail(ERR_UNKNOWN_COLUMNS, columns=_join(unknown), task=task.slug, expected=expected)
+        names = [*known, *task.label_names] if task.kind == "multilabel" else known
+        raise _fail(
+            ERR_UNKNOWN_COLUMNS,
+            columns=_join(unknown),
+            suggestion=_suggestion(unknown, names),
+            task=task.slug,
+            expected=expected,
+        )
 
     if task.kind == "binary":
         if "prediction" in rest and "decision" in rest:
@@ -172,7 +251,9 @@ def _value_columns(task: Task, rest: list[str]) -> tuple[str, list[str], list[st
             missing = [n for n in positions if n not in rest]
             if not missing:
                 warn = WARN_POSITION_COLUMNS.format(
-                    n=task.n_labels, first=task.label_slugs[0], last=task.label_slugs[-1]
+                    columns=f"{positions[0]}..{positions[-1]}",
+                    first=task.label_slugs[0],
+                    last=task.label_slugs[-1],
                 )
                 return "probability", positions, [warn]
         else:
@@ -191,6 +272,23 @@ def _value_columns(task: Task, rest: list[str]) -> tuple[str, list[str], list[st
             return "buckets", list(columns), []
         missing = missing or [f"prediction or {columns[0]}..{columns[-1]}"]
     raise _fail(ERR_MISSING_COLUMNS, columns=_join(missing), task=task.slug, expected=expected)
+
+
+def _canonical_names(task: Task, names: list[str]) -> tuple[list[str], list[str]]:
+    """The header with label names read as their slugs, and the names so read; a label
+    given twice (by name and by slug) refuses the file."""
+    aliases = label_aliases(task)
+    canonical = [aliases.get(n.casefold(), n) if n not in task.label_slugs else n for n in names]
+    renamed = [n for n, c in zip(names, canonical, strict=True) if n != c]
+    twice = [c for c, k in Counter(canonical).items() if k > 1]
+    if twice:
+        both = [
+            " and ".join(n for n, c in zip(names, canonical, strict=True) if c == slug)
+            + f" (label {slug})"
+            for slug in twice
+        ]
+        raise _fail(ERR_DUPLICATE_COLUMNS, columns=_join(both))
+    return canonical, renamed
 
 
 def column_layout(task: Task, line: str) -> Layout:
@@ -215,7 +313,11 @@ def column_layout(task: Task, line: str) -> Layout:
     warnings: list[str] = []
     if any(r != n for r, n in zip(raw, names, strict=True)):
         warnings.append(WARN_HEADER_WHITESPACE)
-    where = {n: i for i, n in enumerate(names)}
+    canonical, renamed = _canonical_names(task, names)
+    if renamed:
+        pairs = [f"{n} as {canonical[names.index(n)]}" for n in renamed]
+        warnings.append(WARN_LABEL_NAMES.format(count=len(renamed), pairs=listing(pairs, 2)))
+    where = {n: i for i, n in enumerate(canonical)}
 
     keys: list[tuple[str, int]] = []
     from_stay = False
@@ -242,7 +344,7 @@ def column_layout(task: Task, line: str) -> Layout:
         used.add(where["stay"])
 
     ignorable = {*CONTEXT_COLUMNS, "period_length", "stay_id", "stay"} - set(task.key_columns)
-    ignored = [n for n in names if n in ignorable and where[n] not in used]
+    ignored = [n for n in canonical if n in ignorable and where[n] not in used]
     if ignored:
         warnings.append(
             WARN_IGNORED_COLUMNS.format(
@@ -251,7 +353,7 @@ def column_layout(task: Task, line: str) -> Layout:
         )
     scenario = where.get(SCENARIO_COLUMN)
     skip = used | {where[n] for n in ignored} | ({scenario} if scenario is not None else set())
-    rest = [n for i, n in enumerate(names) if i not in skip]
+    rest = [n for i, n in enumerate(canonical) if i not in skip]
     form, value_names, more = _value_columns(task, rest)
     return Layout(
         form=form,

@@ -12,7 +12,9 @@ rows: values, scenarios and coverage of the units.
 
 Tolerances: probabilities must lie in [0, 1] exactly; ``bucket_0..bucket_9`` rows must sum
 to 1 within ``BUCKET_SUM_TOLERANCE`` (1e-3, absolute), which admits float32 softmax outputs
-written with four or more decimals; remaining hours must be >= 0.
+written with four or more decimals; remaining hours must be >= 0. Values out of range are
+refused, never transformed: the message says what to apply (softmax to bucket logits, the
+sigmoid to logits, clipping to negative hours) and shows the first offending values.
 """
 
 from __future__ import annotations
@@ -53,6 +55,8 @@ from scoring.errors import (
     ERR_UNKNOWN_SCENARIO,
     ERR_UNKNOWN_UNITS,
     ERR_UNPAIRED_UNITS,
+    HINT_SIGMOID,
+    HINT_SOFTMAX,
     WARN_NATURAL_AS_PAIRED,
     WARN_SCENARIO_NOT_SCORED,
     PredictionFileError,
@@ -69,6 +73,7 @@ CHUNK_ROWS = 100_000
 MAX_KEYS_SHOWN = 5
 
 BASE_SCENARIO = "paired"
+BUCKET_SUM_COLUMN = "bucket_0..bucket_9"
 
 
 def scenario_codes(suite: Suite) -> tuple[str, ...]:
@@ -294,14 +299,17 @@ def _check_values(acc: _Rows, chunk: pd.DataFrame, raw_keys: list[np.ndarray]) -
         acc.tally(ERR_NOT_FINITE, name).add(inf, raw_keys)
         with np.errstate(invalid="ignore"):
             if lay.form == "hours":
-                acc.tally(ERR_NEGATIVE_HOURS, name).add(finite & (v < 0), raw_keys)
+                acc.tally(ERR_NEGATIVE_HOURS, name).add(finite & (v < 0), raw_keys, text)
             else:
-                acc.tally(ERR_PROBABILITY_RANGE, name).add(finite & ((v < 0) | (v > 1)), raw_keys)
+                outside = finite & ((v < 0) | (v > 1))
+                acc.tally(ERR_PROBABILITY_RANGE, name).add(outside, raw_keys, text)
     if lay.form == "buckets":
         total = out.sum(axis=1)
         ok = np.isfinite(total)
         off = ok & (np.abs(np.where(ok, total, 1.0) - 1.0) > BUCKET_SUM_TOLERANCE)
-        acc.tally(ERR_BUCKET_SUM, "bucket_0..bucket_9").add(off, raw_keys)
+        if off.any():
+            sums = np.asarray([f"{x:.6g}" for x in total], dtype=object)
+            acc.tally(ERR_BUCKET_SUM, BUCKET_SUM_COLUMN).add(off, raw_keys, sums)
     return out
 
 
@@ -331,6 +339,7 @@ def _raise_tallied(acc: _Rows, templates: tuple[str, ...]) -> None:
             if tpl != template or not t.count:
                 continue
             kind = dict(zip(acc.layout.key_names, acc.index.kinds, strict=True)).get(column)
+            buckets = acc.layout.form == "buckets"
             raise _fail(
                 template,
                 tally=t,
@@ -340,6 +349,7 @@ def _raise_tallied(acc: _Rows, templates: tuple[str, ...]) -> None:
                 expected=EXPECTED_KEY_TEXT.get(kind or "text"),
                 tolerance=BUCKET_SUM_TOLERANCE,
                 scenarios=", ".join(acc.index.truth.suite.scenarios),
+                hint=HINT_SOFTMAX if buckets else HINT_SIGMOID,
             )
 
 
@@ -454,7 +464,7 @@ def read_predictions(
     >>> read_predictions(b"stay_id,prediction\\n11,0.9\\n12,1.4\\n13,0.1\\n", truth=truth)
     Traceback (most recent call last):
     ...
-    scoring.errors.PredictionFileError: column prediction has 1 value(s) outside [0, 1] (probabilities), first rows: 12
+    scoring.errors.PredictionFileError: column prediction has 1 value(s) outside [0, 1] (1.4), first rows: 12: predictions are probabilities: if these are logits, apply the sigmoid 1 / (1 + exp(-x))
     """
     with UploadStream(
         source, max_bytes=max_bytes, max_uncompressed_bytes=max_uncompressed_bytes
