@@ -17,11 +17,13 @@ the truth's are; other keys (``dicom_id``) are text compared after trimming spac
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
-from scoring.truth import Truth
+if TYPE_CHECKING:
+    from scoring.truth import Truth
 
 MAX_SHOWN_CHARS = 40
 _EXACT_INT = float(2**53)
@@ -52,6 +54,30 @@ def _as_number(text: np.ndarray) -> np.ndarray:
     return np.asarray(pd.to_numeric(pd.Series(text, dtype=object), errors="coerce"), dtype=float)
 
 
+def parse_key_text(text: np.ndarray, kind: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Values of stripped key texts of a kind (``KEY_KINDS``), the malformed ones, and the
+    malformed ids that are names rather than numbers (mimic3-benchmarks episode names).
+
+    Ids are whole numbers (``"30000123"``, ``"30000123.0"``), -1 where malformed; hours are
+    finite numbers; text keys are non-empty. Prediction files and truth files share it.
+
+    >>> parsed, bad, names = parse_key_text(
+    ...     np.array(["7", "7.0", "7.5", "10011_episode1_timeseries.csv", ""], object), "id")
+    >>> parsed.tolist(), bad.tolist(), names.tolist()
+    ([7, 7, -1, -1, -1], [False, False, True, True, True], [False, False, False, True, False])
+    """
+    none = np.zeros(len(text), dtype=bool)
+    if kind == "text":
+        return text, text == "", none
+    number = _as_number(text)
+    if kind == "hours":
+        return number, ~np.isfinite(number), none
+    whole = np.isfinite(number) & (number == np.floor(number))
+    whole &= np.abs(number) < _EXACT_INT
+    parsed = np.where(whole, number, -1).astype(np.int64)
+    return parsed, ~whole, ~whole & (text != "") & ~np.isfinite(number)
+
+
 @dataclass
 class KeyMatch:
     """The result of matching one chunk of key columns."""
@@ -77,6 +103,7 @@ class UnitIndex:
     --------
     >>> import numpy as np, pandas as pd
     >>> from benchmark_data.tasks import TASKS
+    >>> from scoring.truth import Truth
     >>> keys = pd.DataFrame({"stay_id": [7, 7, 9], "period_length": [5, 6, 5]})
     >>> truth = Truth(task=TASKS["decompensation"], keys=keys, y=np.zeros(3),
     ...               clusters=np.arange(3), paired=np.ones(3, bool))
@@ -128,32 +155,18 @@ class UnitIndex:
             # Parse each distinct value once: hourly files repeat a stay on every row.
             codes, distinct = pd.factorize(values, use_na_sentinel=False)
             text = _as_text(distinct)
-            parsed: np.ndarray
-            if kind == "text":
-                parsed = text
-                malformed = text == ""
-            elif kind == "id":
-                number = _as_number(text)
-                whole = np.isfinite(number) & (number == np.floor(number))
-                whole &= np.abs(number) < _EXACT_INT
-                parsed = np.where(whole, number, -1).astype(np.int64)
-                malformed = ~whole
-                names = malformed & (text != "") & ~np.isfinite(number)
-                if stay_names and names.any():
-                    malformed &= ~names
-                    if self._names:
-                        parsed[names] = [self._names.get(t, -1) for t in text[names]]
-                    else:
-                        out.names_unavailable = names[codes]
-            else:
-                number = _as_number(text)
-                malformed = ~np.isfinite(number)
-                parsed = number
-                if self.whole_periods:
-                    fraction = ~malformed & (number != np.floor(number))
-                    if fraction.any():
-                        out.not_whole = fraction[codes]
-                        parsed = np.where(fraction, np.nan, number)
+            parsed, malformed, names = parse_key_text(text, kind)
+            if kind == "id" and stay_names and names.any():
+                malformed &= ~names
+                if self._names:
+                    parsed[names] = [self._names.get(t, -1) for t in text[names]]
+                else:
+                    out.names_unavailable = names[codes]
+            elif kind == "hours" and self.whole_periods:
+                fraction = ~malformed & (parsed != np.floor(parsed))
+                if fraction.any():
+                    out.not_whole = fraction[codes]
+                    parsed = np.where(fraction, np.nan, parsed)
             if malformed.any():
                 out.invalid[pos] = malformed[codes]
             unit_codes = uniques.get_indexer(parsed)

@@ -21,13 +21,35 @@ from benchmark_data.benchmark import Benchmark, ScenarioSets
 from benchmark_data.sequestered import test_split
 from benchmark_data.suite import Suite
 from benchmark_data.tasks import AGE_BIN_LABELS, MEDMOD, Task
+from scoring.errors import listing
+from scoring.prediction_columns import label_aliases
+from scoring.prediction_keys import EXPECTED_KEY_TEXT, KEY_KINDS, parse_key_text, shown
 
 UNIT_SETS = ("public", "all")
 ERR_UNIT_SET = "unknown test unit set {unit_set!r}; the sets are: {known}"
-ERR_TRUTH_COLUMNS = "truth file {path}: missing column(s) {columns} for task {task}"
+ERR_TRUTH_MISSING = "truth file {path} does not exist"
+ERR_TRUTH_COLUMNS = (
+    "truth file {path}: missing column(s) {columns} for task {task}: {task} truth files have "
+    "the key column(s) {keys} and the label column(s) {labels}"
+)
 ERR_TRUTH_READ = "truth file {path}: cannot be read as CSV ({detail})"
-ERR_TRUTH_DUPLICATES = "truth file {path}: {n} duplicate unit(s), first: {first}"
-ERR_TRUTH_VALUES = "truth file {path}: column {column} has {n} invalid value(s) ({detail})"
+ERR_TRUTH_NO_ROWS = "truth file {path}: no data rows"
+ERR_TRUTH_DUPLICATES = (
+    "truth file {path}: {n} unit(s) appear more than once (column(s) {columns}), first: {first}"
+)
+ERR_TRUTH_KEY_VALUES = (
+    "truth file {path}: column {column} has {n} malformed value(s) (expected {expected}), "
+    "first: {first}"
+)
+ERR_TRUTH_STAY_NAMES = (
+    "truth file {path}: column stay holds {n} episode name(s), not stay ids (first: {first}): "
+    "add a stay_id column beside stay (as MedMod's listfiles have), and episode names in "
+    "prediction files are then mapped to it, or write the stay ids in column stay"
+)
+ERR_TRUTH_VALUES = (
+    "truth file {path}: column {column} has {n} invalid value(s) (expected {detail}), "
+    "first: {first}"
+)
 ERR_GATEWAY_ONLY = (
     "task {task} is scored through the streaming gateway only: its public test files list no "
     "units, so no prediction file is taken for it; submit a container (docs/containers.md)"
@@ -235,46 +257,140 @@ def units_for_validation(bench: Benchmark, task: str | Task) -> Truth:
     )  # fmt: skip
 
 
+def _key_text(col: pd.Series) -> np.ndarray:
+    """Stripped text of a key column as written (blank cells are empty text)."""
+    return np.asarray(
+        ["" if pd.isna(v) else str(v).strip() for v in col.to_numpy(dtype=object)], dtype=object
+    )
+
+
+def _first(values: np.ndarray, mask: np.ndarray) -> str:
+    return listing(list(dict.fromkeys(shown(str(v)) for v in values[mask][:100])))
+
+
+def _truth_keys(df: pd.DataFrame, t: Task, p: Path) -> tuple[pd.DataFrame, dict[str, int]]:
+    """The key columns of a truth file, parsed as prediction-file keys are, and the episode
+    names of its ``stay`` column mapped to its ``stay_id`` column when it has both."""
+    source = {k: k for k in t.key_columns}
+    if "stay_id" in t.key_columns and "stay_id" not in df.columns and "stay" in df.columns:
+        source["stay_id"] = "stay"
+    missing = [c for c in source.values() if c not in df.columns]
+    missing += [c for c in t.label_columns if c not in df.columns]
+    if missing:
+        raise TruthError(
+            ERR_TRUTH_COLUMNS.format(
+                path=p,
+                columns=listing(missing),
+                task=t.slug,
+                keys=", ".join(t.key_columns),
+                labels=listing(t.label_columns),
+            )
+        )
+    keys: dict[str, np.ndarray] = {}
+    for key, column in source.items():
+        kind = KEY_KINDS.get(key, "text")
+        text = _key_text(df[column])
+        parsed, malformed, names = parse_key_text(text, kind)
+        if column == "stay" and names.any():
+            first = _first(text, names)
+            raise TruthError(ERR_TRUTH_STAY_NAMES.format(path=p, n=int(names.sum()), first=first))
+        if malformed.any():
+            raise TruthError(
+                ERR_TRUTH_KEY_VALUES.format(
+                    path=p,
+                    column=column,
+                    n=int(malformed.sum()),
+                    expected=EXPECTED_KEY_TEXT[kind],
+                    first=_first(text, malformed),
+                )
+            )
+        if kind == "hours" and np.all(parsed == np.floor(parsed)):
+            parsed = parsed.astype(np.int64)
+        keys[key] = parsed
+    frame = pd.DataFrame(keys)
+    dup = frame.duplicated(keep="first").to_numpy()
+    if dup.any():
+        shown_keys = [
+            parts[0] if len(parts) == 1 else "(" + ", ".join(parts) + ")"
+            for parts in zip(*(frame[k].astype(str)[dup] for k in t.key_columns), strict=True)
+        ]
+        raise TruthError(
+            ERR_TRUTH_DUPLICATES.format(
+                path=p,
+                n=int(dup.sum()),
+                columns=", ".join(source.values()),
+                first=listing(list(dict.fromkeys(shown_keys))),
+            )
+        )
+    stay_names: dict[str, int] = {}
+    if source.get("stay_id") == "stay_id" and "stay" in df.columns:
+        stay_names = dict(
+            zip(_key_text(df["stay"]), (int(v) for v in keys["stay_id"]), strict=True)
+        )
+        stay_names.pop("", None)
+    return frame, stay_names
+
+
+def _truth_labels(df: pd.DataFrame, t: Task, p: Path) -> pd.DataFrame:
+    """The label columns as numbers, refusing values that are not labels."""
+    out = pd.DataFrame(index=df.index)
+    for col in t.label_columns:
+        v = pd.to_numeric(df[col], errors="coerce")
+        bad = v.isna() | ~np.isfinite(v)
+        bad |= ~v.isin([0, 1]) if t.kind != "los" else v < 0
+        bad = bad.to_numpy(dtype=bool, copy=True)
+        if bad.any():
+            detail = "0 or 1" if t.kind != "los" else "remaining hours >= 0"
+            text = _key_text(df[col])
+            raise TruthError(
+                ERR_TRUTH_VALUES.format(
+                    path=p, column=col, n=int(bad.sum()), detail=detail, first=_first(text, bad)
+                )
+            )
+        out[col] = v.to_numpy(dtype=float)
+    return out
+
+
 def truth_from_csv(
     path: str | os.PathLike[str], task: str | Task, *, suite: Suite = MEDMOD
 ) -> Truth:
     """Truth from a labels CSV: key columns, label columns, optional ``subject_id`` (the
     bootstrap cluster; each unit is its own cluster without it) and optional source columns
     of the suite's fairness attributes (MedMod: ``age,gender,race,insurance``). No
-    scenarios: every unit counts as paired."""
+    scenarios: every unit counts as paired.
+
+    mimic3-benchmarks and MedMod listfiles are read as prediction files are: ``stay`` stands
+    for ``stay_id`` when the file has no ``stay_id`` (its values must then be stay ids); beside
+    ``stay_id`` its episode names are mapped to the stay ids (``Truth.stay_names``), so that
+    prediction files keyed by episode names match. Label columns may carry the suite's label
+    names (MedMod: ``Congestive heart failure; nonhypertensive``). Keys are checked as in
+    prediction files, and a problem raises :class:`TruthError` naming the file, the column
+    and the first offending values.
+    """
     t = suite.task(task if isinstance(task, str) else task.slug)
     p = Path(path)
+    if not p.is_file():
+        raise TruthError(ERR_TRUTH_MISSING.format(path=p))
     data = p.read_bytes()
+    text_columns = {"stay", "stay_id", "period_length", *t.key_columns}
     try:
         df = pd.read_csv(
-            io.BytesIO(data), compression="gzip" if p.suffix == ".gz" else None, low_memory=False
+            io.BytesIO(data),
+            compression="gzip" if p.suffix == ".gz" else None,
+            low_memory=False,
+            dtype=dict.fromkeys(text_columns, str),
         )
     except (ValueError, UnicodeDecodeError, OSError) as exc:
         raise TruthError(ERR_TRUTH_READ.format(path=p, detail=exc)) from None
     df.columns = [str(c).strip() for c in df.columns]
-    if "stay" in df.columns and "stay_id" not in df.columns and "stay_id" in t.key_columns:
-        df = df.rename(columns={"stay": "stay_id"})
-    need = [*t.key_columns, *t.label_columns]
-    missing = [c for c in need if c not in df.columns]
-    if missing:
-        raise TruthError(ERR_TRUTH_COLUMNS.format(path=p, columns=", ".join(missing), task=t.slug))
-    keys = df[list(t.key_columns)].reset_index(drop=True)
-    dup = keys.duplicated(keep="first")
-    if dup.any():
-        first = keys[dup].head(5).to_dict("records")
-        raise TruthError(ERR_TRUTH_DUPLICATES.format(path=p, n=int(dup.sum()), first=first))
-    for col in t.label_columns:
-        v = pd.to_numeric(df[col], errors="coerce")
-        bad = v.isna() | ~np.isfinite(v)
-        if t.kind != "los":
-            bad |= ~v.isin([0, 1])
-        else:
-            bad |= v < 0
-        if bad.any():
-            detail = "expected 0 or 1" if t.kind != "los" else "expected hours >= 0"
-            raise TruthError(
-                ERR_TRUTH_VALUES.format(path=p, column=col, n=int(bad.sum()), detail=detail)
-            )
+    aliases = label_aliases(t)
+    df = df.rename(
+        columns={c: aliases[c.casefold()] for c in df.columns if c.casefold() in aliases}
+    )
+    if not len(df):
+        raise TruthError(ERR_TRUTH_NO_ROWS.format(path=p))
+    keys, stay_names = _truth_keys(df, t, p)
+    labels = _truth_labels(df, t, p)
     if "subject_id" in df.columns:
         clusters = pd.factorize(df["subject_id"])[0].astype(np.int64)
     else:
@@ -282,10 +398,11 @@ def truth_from_csv(
     return Truth(
         task=t,
         keys=keys,
-        y=_labels(df, t),
+        y=_labels(labels, t),
         clusters=clusters,
         paired=np.ones(len(df), dtype=bool),
         groups=fairness_groups(df, suite),
+        stay_names=stay_names,
         source=str(p),
         source_hash=_hash_bytes(data),
         suite=suite,
