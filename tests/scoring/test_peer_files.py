@@ -408,3 +408,29 @@ def test_truth_file_problems_name_the_file_the_column_and_the_first_values(tmp_p
     message = str(info.value)
     assert message.startswith(f"truth file {path}: ")
     assert expected in message, message
+
+
+def test_threshold_ties_count_as_positive_and_auprc_is_average_precision() -> None:
+    """What docs/scoring.md says beside mimic3-benchmarks' definitions: ``p >= threshold`` is a
+    positive prediction (mimic3's argmax of [1 - p, p] counts 0.5 as negative), and AUPRC is
+    scikit-learn's average precision, not mimic3's trapezoidal ``auc(recall, precision)``."""
+    from sklearn.metrics import auc, average_precision_score, precision_recall_curve
+
+    truth = truth_for("in-hospital-mortality")
+    y = truth.y.astype(int)
+    p = np.where(np.arange(truth.n) % 2 == 0, 0.5, np.linspace(0.05, 0.95, truth.n))
+    data = drop_columns(mimic3_ihm(truth, p[:, None]), "y_true")
+    metrics = score_predictions(data, truth=truth, replicates=20)["scenarios"]["paired"]["metrics"]
+
+    scored = truth.scenario_units("paired")  # the units with a chest X-ray
+    y, p = y[scored], p[scored]
+    positive = p >= 0.5
+    assert metrics["recall"]["value"] == pytest.approx((positive & (y == 1)).sum() / y.sum())
+    mimic3_positive = np.stack([1 - p, p], axis=1).argmax(axis=1) == 1
+    assert (positive & ~mimic3_positive & (y == 1)).any()  # a tie: recall differs from mimic3's
+
+    ap = average_precision_score(y, p)
+    precision, recall, _ = precision_recall_curve(y, p)
+    trapezoid = auc(recall, precision)
+    assert metrics["auprc"]["value"] == pytest.approx(ap, abs=1e-12)
+    assert abs(ap - trapezoid) > 1e-3
