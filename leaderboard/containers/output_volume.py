@@ -28,7 +28,7 @@ import os
 import shutil
 import tarfile
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -150,6 +150,18 @@ class OutputReport:
     not_a_file: bool = False
 
 
+def _force_remove(remove: Callable[..., object], name: str, what: str) -> list[str]:
+    """Call ``remove(name, force=True)``: the problem it met, as ``["what: error"]``, or
+    ``[]`` (a container or volume already gone is no problem)."""
+    try:
+        remove(name, force=True)
+    except docker.errors.NotFound:
+        pass
+    except (docker.errors.APIError, requests.exceptions.RequestException) as exc:
+        return [f"{what}: {exc}"]
+    return []
+
+
 class OutputVolume:
     """The ``/output`` filesystem of one run and its holder; use as a context manager:
     entering creates and mounts it, leaving removes the holder and the volume."""
@@ -245,20 +257,12 @@ class OutputVolume:
         problems = []
         api = self.client.api
         if self.holder_id is not None:
-            try:
-                api.remove_container(self.holder_id, force=True)
-            except docker.errors.NotFound:
-                pass
-            except (docker.errors.APIError, requests.exceptions.RequestException) as exc:
-                problems.append(f"container {self.holder_id[:12]}: {exc}")
+            problems += _force_remove(
+                api.remove_container, self.holder_id, f"container {self.holder_id[:12]}"
+            )
             self.holder_id = None
         if self._created:
-            try:
-                api.remove_volume(self.name, force=True)
-            except docker.errors.NotFound:
-                pass
-            except (docker.errors.APIError, requests.exceptions.RequestException) as exc:
-                problems.append(f"volume {self.name}: {exc}")
+            problems += _force_remove(api.remove_volume, self.name, f"volume {self.name}")
             self._created = False
         return problems
 

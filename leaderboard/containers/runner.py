@@ -162,6 +162,54 @@ def _read_log_tail(client: docker.DockerClient, container_id: str, size: int) ->
     return tail
 
 
+def run_labels(run_id: str, task: str, scenario: str, limits: Limits) -> dict[str, str]:
+    """The labels of a run's containers: its id, task, scenario and the time (epoch
+    seconds) past which it is overdue."""
+    return {
+        LABEL_RUN: run_id,
+        LABEL_TASK: task,
+        LABEL_SCENARIO: scenario,
+        LABEL_DEADLINE: str(int(time.time() + limits.wall_time + limits.deadline_grace)),
+    }
+
+
+def create_model_container(
+    client: docker.DockerClient,
+    tag: str,
+    info: ImageInfo,
+    limits: Limits,
+    *,
+    run_id: str,
+    scenario: str,
+    user: str,
+    environment: dict[str, str],
+    labels: dict[str, str],
+    binds: dict[str, dict[str, str]],
+) -> str:
+    """Create (not start) the model's container of a run's scenario, contained as
+    :func:`_host_config` says with ``binds`` as its only mounts; returns its id."""
+    container = client.api.create_container(
+        image=tag,
+        name=f"medmod-{run_id}-{scenario}",
+        user=user,
+        environment=environment,
+        labels=labels,
+        network_disabled=True,
+        host_config=_host_config(client, info, None, None, limits, binds=binds),
+    )
+    return container["Id"]
+
+
+def keep_log_tail(
+    client: docker.DockerClient, container_id: str, result: RunResult, limits: Limits
+) -> None:
+    """The end of the container's log (``log_tail_bytes`` at most) and its size, on
+    ``result``."""
+    tail = _read_log_tail(client, container_id, limits.log_tail_bytes)
+    result.log_tail, result.log_bytes = tail.text(), tail.total
+    result.log_truncated = tail.total > limits.log_tail_bytes
+
+
 class _NotStarted(Exception):
     """The engine could not start the image's process (its fault, already recorded)."""
 
@@ -198,12 +246,7 @@ def _run_loaded(
         status=RunStatus.ENGINE_ERROR, task=task, scenario=scenario, run_id=run_id, message="",
         spec=spec,
     )  # fmt: skip
-    labels = {
-        LABEL_RUN: run_id,
-        LABEL_TASK: task,
-        LABEL_SCENARIO: scenario,
-        LABEL_DEADLINE: str(int(time.time() + limits.wall_time + limits.deadline_grace)),
-    }
+    labels = run_labels(run_id, task, scenario, limits)
     container_id: str | None = None
     killed_for: RunStatus | None = None
     final = None
@@ -217,23 +260,11 @@ def _run_loaded(
         with OutputVolume(client, name=f"medmod-{run_id}-{scenario}", limits=limits, user=user,
                           labels=labels) as out:  # fmt: skip
             try:
-                container = client.api.create_container(
-                    image=tag,
-                    name=f"medmod-{run_id}-{scenario}",
-                    user=user,
-                    environment=_environment(info, task, scenario, limits),
-                    labels=labels,
-                    network_disabled=True,
-                    host_config=_host_config(
-                        client,
-                        info,
-                        None,
-                        None,
-                        limits,
-                        binds={str(input_dir): {"bind": "/input", "mode": "ro"}, **out.binds},
-                    ),
-                )
-                container_id = result.container_id = container["Id"]
+                container_id = result.container_id = create_model_container(
+                    client, tag, info, limits, run_id=run_id, scenario=scenario, user=user,
+                    environment=_environment(info, task, scenario, limits), labels=labels,
+                    binds={str(input_dir): {"bind": "/input", "mode": "ro"}, **out.binds},
+                )  # fmt: skip
                 watch = start_and_watch(client, container_id, result, run_id=run_id)
                 if watch is None:
                     raise _NotStarted
@@ -252,9 +283,7 @@ def _run_loaded(
                 if "error" in waited:
                     raise waited["error"]
                 final = client.api.inspect_container(container_id)["State"]
-                tail = _read_log_tail(client, container_id, limits.log_tail_bytes)
-                result.log_tail, result.log_bytes = tail.text(), tail.total
-                result.log_truncated = tail.total > limits.log_tail_bytes
+                keep_log_tail(client, container_id, result, limits)
                 output = (
                     OutputReport()
                     if killed_for == RunStatus.TIMED_OUT

@@ -27,10 +27,6 @@ from leaderboard.containers.gateway.record import StreamRecord
 from leaderboard.containers.gateway.timeline import Timeline
 from leaderboard.containers.hardening import note_exec_failure
 from leaderboard.containers.limits import (
-    LABEL_DEADLINE,
-    LABEL_RUN,
-    LABEL_SCENARIO,
-    LABEL_TASK,
     Limits,
     format_bytes,
 )
@@ -42,8 +38,9 @@ from leaderboard.containers.results import (
 )
 from leaderboard.containers.runner import (
     _environment,
-    _host_config,
-    _read_log_tail,
+    create_model_container,
+    keep_log_tail,
+    run_labels,
     start_and_watch,
 )
 
@@ -91,28 +88,11 @@ def run_loaded_stream(
     final: dict[str, Any] | None = None
     answers = None
     try:
-        container = client.api.create_container(
-            image=tag,
-            name=f"medmod-{run_id}-{scenario}",
-            user=user,
-            environment=env,
-            labels={
-                LABEL_RUN: run_id,
-                LABEL_TASK: task,
-                LABEL_SCENARIO: scenario,
-                LABEL_DEADLINE: str(int(time.time() + limits.wall_time + limits.deadline_grace)),
-            },  # fmt: skip
-            network_disabled=True,
-            host_config=_host_config(
-                client,
-                info,
-                None,
-                None,
-                limits,
-                binds={str(sock_dir): {"bind": SOCKET_DIR, "mode": "ro"}},
-            ),  # fmt: skip
-        )
-        container_id = result.container_id = container["Id"]
+        container_id = result.container_id = create_model_container(
+            client, tag, info, limits, run_id=run_id, scenario=scenario, user=user,
+            environment=env, labels=run_labels(run_id, task, scenario, limits),
+            binds={str(sock_dir): {"bind": SOCKET_DIR, "mode": "ro"}},
+        )  # fmt: skip
         watch = start_and_watch(client, container_id, result, run_id=run_id)
         if watch is None:
             return result
@@ -142,9 +122,7 @@ def run_loaded_stream(
                 client.api.kill(container_id)
             exited.wait(_EXIT_GRACE)
         final = client.api.inspect_container(container_id)["State"]
-        tail = _read_log_tail(client, container_id, limits.log_tail_bytes)
-        result.log_tail, result.log_bytes = tail.text(), tail.total
-        result.log_truncated = tail.total > limits.log_tail_bytes
+        keep_log_tail(client, container_id, result, limits)
     except (docker.errors.APIError, requests.exceptions.RequestException) as exc:
         result.message = MSG_ENGINE.format(detail=exc)
         final = None
