@@ -8,6 +8,12 @@ import os
 from pathlib import Path
 
 import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
+
+from leaderboard.board.models import Submission, Track
+from leaderboard.board.services.evaluations import evaluation_run
+from leaderboard.board.services.submissions import SubmissionMeta, submission_create
+from tests.leaderboard.factories import EvaluationFactory, UserFactory
 
 CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -15,6 +21,7 @@ CHROMIUM_ARGS = [
     "--disable-quic", "--no-first-run", "--disable-component-update", "--disable-sync",
 ]  # fmt: skip
 SCREENSHOTS = Path(__file__).resolve().parents[3] / "var" / "test-results" / "screenshots"
+PASSWORD = "a-long-test-password"  # every UserFactory user's
 
 
 @pytest.fixture(scope="module")
@@ -62,3 +69,30 @@ def shoot():
         return path
 
     return _shoot
+
+
+def log_in(page, base: str, username: str) -> None:
+    """Log in through the site's form and wait until it has left the login page."""
+    page.goto(f"{base}/accounts/login/")
+    page.fill("#id_username", username)
+    page.fill("#id_password", PASSWORD)
+    page.click("main form button")
+    page.wait_for_url(lambda url: "/accounts/login/" not in url)
+
+
+def scored_entry(benchmark, predictions: bytes, **meta) -> Submission:
+    """Ada's prediction file on in-hospital mortality, scored (its report has plots), and a
+    second entry, "Another model", on the same board."""
+    task = benchmark.tasks.get(slug="in-hospital-mortality")
+    entry = submission_create(
+        owner=UserFactory(username="ada"),
+        task=task,
+        track=Track.objects.get(slug=Track.PREDICTION_FILE),
+        upload=SimpleUploadedFile("predictions.csv", predictions),
+        meta=SubmissionMeta(**meta),
+    )
+    run = evaluation_run(evaluation_id=entry.evaluations.get().pk, worker="test")
+    assert run.status == "succeeded", run.error_message
+    EvaluationFactory(value=0.7, submission__method_name="Another model", submission__task=task)
+    entry.refresh_from_db()
+    return entry

@@ -5,19 +5,14 @@ event), and the pages that draw plots or load a viewer still do."""
 from __future__ import annotations
 
 import pytest
-from django.core.files.uploadedfile import SimpleUploadedFile
 
 from leaderboard.board.csp import HEADER
-from leaderboard.board.models import Track
 from leaderboard.board.services.benchmarks import benchmark_register
-from leaderboard.board.services.evaluations import evaluation_run
-from leaderboard.board.services.submissions import SubmissionMeta, submission_create
-from tests.leaderboard.factories import EvaluationFactory, UserFactory
+from tests.leaderboard.browser.conftest import log_in, scored_entry
+from tests.leaderboard.factories import UserFactory
 from tests.tiny_suite import build_tiny_suite_benchmark
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
-
-PASSWORD = "a-long-test-password"
 
 # Collects the violations the page reports to itself, from before its first script runs.
 LISTEN = """
@@ -35,24 +30,9 @@ def site(benchmark, sample_ihm_csv, tmp_path):
     second suite, and an organizer (a superuser, for the admin)."""
     build_tiny_suite_benchmark(tmp_path / "tiny")
     benchmark_register(uri=str(tmp_path / "tiny"), verify=False)
-    owner = UserFactory(username="ada")
-    entry = submission_create(
-        owner=owner,
-        task=benchmark.tasks.get(slug="in-hospital-mortality"),
-        track=Track.objects.get(slug=Track.PREDICTION_FILE),
-        upload=SimpleUploadedFile("predictions.csv", sample_ihm_csv),
-        meta=SubmissionMeta(method_name="Logistic regression", training_data="train split only",
-                            uses_ehr=True, uses_cxr=False),
-    )  # fmt: skip
-    run = evaluation_run(evaluation_id=entry.evaluations.get().pk, worker="test")
-    assert run.status == "succeeded", run.error_message
-    EvaluationFactory(
-        value=0.7,
-        submission__method_name="Another model",
-        submission__task=benchmark.tasks.get(slug="in-hospital-mortality"),
-    )
+    entry = scored_entry(benchmark, sample_ihm_csv, method_name="Logistic regression",
+                         training_data="train split only", uses_ehr=True, uses_cxr=False)  # fmt: skip
     UserFactory(username="organizer", is_staff=True, is_superuser=True)
-    entry.refresh_from_db()
     return entry
 
 
@@ -80,14 +60,6 @@ def csp_page(page):
 
     page.on("console", on_console)
     return page
-
-
-def _log_in(page, base: str, username: str) -> None:
-    page.goto(f"{base}/accounts/login/")
-    page.fill("#id_username", username)
-    page.fill("#id_password", PASSWORD)
-    page.click("main form button")
-    page.wait_for_url(lambda url: "/accounts/login/" not in url)
 
 
 def test_every_page_sends_the_policy_and_breaks_none_of_it(live_server, site, csp_page, shoot):
@@ -124,7 +96,7 @@ def test_every_page_sends_the_policy_and_breaks_none_of_it(live_server, site, cs
     shoot(page, "csp-swagger")
 
     # The owner's pages.
-    _log_in(page, base, "ada")
+    log_in(page, base, "ada")
     visit("submit", "/submit/")
     visit("my submissions", "/me/submissions/")
     visit("API token", "/accounts/token/")
@@ -136,7 +108,7 @@ def test_every_page_sends_the_policy_and_breaks_none_of_it(live_server, site, cs
 
     # The organizer's: the admin.
     page.context.clear_cookies()
-    _log_in(page, base, "organizer")
+    log_in(page, base, "organizer")
     visit("admin index", "/admin/")
     visit("admin change list", "/admin/board/submission/")
     assert page.locator("#result_list tbody tr").count() == 2

@@ -12,20 +12,15 @@ import sys
 from pathlib import Path
 
 import pytest
-from django.core.files.uploadedfile import SimpleUploadedFile
 
-from leaderboard.board.models import Track
-from leaderboard.board.services.evaluations import evaluation_run
-from leaderboard.board.services.submissions import SubmissionMeta, submission_create
 from scripts.bench_page_weight import cold_and_warm
 from tests.leaderboard import servers
-from tests.leaderboard.factories import EvaluationFactory, UserFactory
+from tests.leaderboard.browser.conftest import log_in, scored_entry
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
 ROOT = Path(__file__).resolve().parents[3]
 RESULTS = ROOT / "var" / "test-results"
-PASSWORD = "a-long-test-password"
 BOARD = "/tasks/in-hospital-mortality/"
 KIB = 1024
 
@@ -47,30 +42,10 @@ def deployed(django_db_setup, django_db_blocker, tmp_path_factory):
 @pytest.fixture
 def entry(benchmark, sample_ihm_csv):
     """A scored entry with its report (plots, wide tables), and a second one on the board."""
-    owner = UserFactory(username="ada")
-    sub = submission_create(
-        owner=owner,
-        task=benchmark.tasks.get(slug="in-hospital-mortality"),
-        track=Track.objects.get(slug=Track.PREDICTION_FILE),
-        upload=SimpleUploadedFile("predictions.csv", sample_ihm_csv),
-        meta=SubmissionMeta(method_name="Logistic regression on 48-h EHR summaries",
-                            team_name="A team with a rather long name, as teams have",
-                            training_data="train split only", uses_ehr=True, uses_cxr=False),
-    )  # fmt: skip
-    run = evaluation_run(evaluation_id=sub.evaluations.get().pk, worker="test")
-    assert run.status == "succeeded", run.error_message
-    EvaluationFactory(value=0.7, submission__method_name="Another model",
-                      submission__task=benchmark.tasks.get(slug="in-hospital-mortality"))  # fmt: skip
-    sub.refresh_from_db()
-    return sub
-
-
-def _log_in(page, base: str, username: str) -> None:
-    page.goto(f"{base}/accounts/login/")
-    page.fill("#id_username", username)
-    page.fill("#id_password", PASSWORD)
-    page.click("main form button")
-    page.wait_for_url(lambda url: "/accounts/login/" not in url)
+    return scored_entry(benchmark, sample_ihm_csv,
+                        method_name="Logistic regression on 48-h EHR summaries",
+                        team_name="A team with a rather long name, as teams have",
+                        training_data="train split only", uses_ehr=True, uses_cxr=False)  # fmt: skip
 
 
 def test_a_board_page_weighs_under_100_kib_on_a_warm_cache_and_1_5_mib_on_a_cold_one(
@@ -149,7 +124,7 @@ def test_no_page_scrolls_sideways_on_a_390_px_phone(deployed, entry, chromium, s
     try:
         for name, path, drawn in PHONE_PAGES:
             if name == "submit":
-                _log_in(page, base, "ada")
+                log_in(page, base, "ada")
             path = entry.get_absolute_url() if path == "ENTRY" else path
             page.goto(base + path)
             if drawn:

@@ -18,6 +18,24 @@ import docker
 
 GiB = 1024**3
 
+# Writes 0.5 for every unit under the task's key columns: the smallest valid prediction file.
+_PREDICT = """
+    import csv, json
+    task = json.load(open("/input/task.json"))
+    keys = task["key_columns"]
+    with open("/input/units.csv") as src, open("/output/predictions.csv", "w") as out:
+        w = csv.writer(out, lineterminator="\\n")
+        w.writerow(keys + ["prediction"])
+        for unit in csv.DictReader(src):
+            w.writerow([unit[k] for k in keys] + ["0.5"])
+"""
+
+
+def _predicting(before: str = "", after: str = "") -> str:
+    """A behaviour that runs ``before``, writes the constant predictions, then runs ``after``."""
+    return "".join(textwrap.dedent(part) for part in (before, _PREDICT, after))
+
+
 BEHAVIOURS: dict[str, str] = {
     # A well-behaved model of a suite run on its files (Yu et al., MEDFuse): reads the task,
     # the units, the notes and the images it is given, says what it saw, and predicts from
@@ -146,15 +164,9 @@ BEHAVIOURS: dict[str, str] = {
     """,
     # Writes its predictions, then holds three 300 MiB files it deleted right after opening
     # them (a size check that walks /output never sees them), and exits normally.
-    "unlink_open": """
-        import csv, json, os, time
-        task = json.load(open("/input/task.json"))
-        keys = task["key_columns"]
-        with open("/input/units.csv") as src, open("/output/predictions.csv", "w") as out:
-            w = csv.writer(out, lineterminator="\\n")
-            w.writerow(keys + ["prediction"])
-            for unit in csv.DictReader(src):
-                w.writerow([unit[k] for k in keys] + ["0.5"])
+    "unlink_open": _predicting(
+        after="""
+        import os, time
         block, held, total = b"\\1" * (1 << 20), [], 0
         for i in range(3):
             fd = os.open(f"/output/blob{i}", os.O_WRONLY | os.O_CREAT, 0o600)
@@ -168,7 +180,8 @@ BEHAVIOURS: dict[str, str] = {
                     break
         print("held", total >> 20, "MiB in deleted files", flush=True)
         time.sleep(3)
-    """,
+    """
+    ),
     # Writes 5 GiB to one file under /output as fast as it can.
     "writer_5g": """
         import os
@@ -183,16 +196,12 @@ BEHAVIOURS: dict[str, str] = {
     """,
     # Writes its predictions, then 64 MiB into a directory it then closes to everyone
     # (mode 000): neither a size check nor a removal by another uid can look inside.
-    "locked_dir": """
-        import csv, json, os
+    "locked_dir": _predicting(
+        before="""
+        import os
         print("uid", os.getuid(), "gid", os.getgid(), flush=True)
-        task = json.load(open("/input/task.json"))
-        keys = task["key_columns"]
-        with open("/input/units.csv") as src, open("/output/predictions.csv", "w") as out:
-            w = csv.writer(out, lineterminator="\\n")
-            w.writerow(keys + ["prediction"])
-            for unit in csv.DictReader(src):
-                w.writerow([unit[k] for k in keys] + ["0.5"])
+    """,
+        after="""
         os.mkdir("/output/locked")
         total = 0
         try:
@@ -205,6 +214,7 @@ BEHAVIOURS: dict[str, str] = {
         os.chmod("/output/locked", 0)
         print("locked", total >> 20, "MiB", flush=True)
     """,
+    ),
     # Fills /output with small files.
     "many_files": """
         import os
@@ -225,16 +235,7 @@ BEHAVIOURS: dict[str, str] = {
                 fh.write(b"\\0" * (1024 * 1024))
     """,
     # Writes 0.5 for every unit: the smallest valid model (used to measure overhead).
-    "constant": """
-        import csv, json
-        task = json.load(open("/input/task.json"))
-        keys = task["key_columns"]
-        with open("/input/units.csv") as src, open("/output/predictions.csv", "w") as out:
-            w = csv.writer(out, lineterminator="\\n")
-            w.writerow(keys + ["prediction"])
-            for unit in csv.DictReader(src):
-                w.writerow([unit[k] for k in keys] + ["0.5"])
-    """,
+    "constant": _predicting(),
     # Exits with an error after printing a traceback.
     "crash": """
         print("loading the model")

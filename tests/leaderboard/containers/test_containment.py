@@ -3,110 +3,19 @@ stay healthy, and nothing of the run is left on the engine."""
 
 from __future__ import annotations
 
-import hashlib
 import os
-import subprocess
 import time
 from pathlib import Path
 
-import docker
 import pytest
 
-from benchmark_data import Benchmark
-from leaderboard.containers import (
-    DEFAULT_LIMITS,
-    LABEL_RUN,
-    Limits,
-    RunResult,
-    RunStatus,
-    new_run_id,
-    prepare_inputs,
-    run_container,
-)
+from leaderboard.containers import LABEL_RUN, RunStatus
 from leaderboard.containers.limits import KiB, MiB
 from leaderboard.containers.results import LOG_CUT
-from tests.leaderboard.containers.conftest import leftovers
-from tests.leaderboard.containers.hostile import HostileImages
+from tests.leaderboard.containers.conftest import SMALL_LIMITS as LIMITS
+from tests.leaderboard.containers.conftest import run_hostile
 
 pytestmark = pytest.mark.slow
-
-# Small limits so that each hostile run ends in seconds.
-LIMITS = DEFAULT_LIMITS.with_(
-    memory_bytes=256 * MiB,
-    cpus=1.0,
-    pids=64,
-    wall_time=20.0,
-    tmp_bytes=32 * MiB,
-    output_bytes=8 * MiB,
-    output_files=200,
-)
-
-
-@pytest.fixture(scope="module")
-def inputs(tiny_bench: Benchmark, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return prepare_inputs(
-        tiny_bench, "in-hospital-mortality", "paired", tmp_path_factory.mktemp("in") / "input"
-    )
-
-
-def tree_digest(root: Path) -> str:
-    h = hashlib.sha256()
-    for p in sorted(root.rglob("*")):
-        h.update(str(p.relative_to(root)).encode())
-        if p.is_file():
-            h.update(p.read_bytes())
-    return h.hexdigest()
-
-
-def processes_of(container_id: str, wait: float = 5.0) -> list[int]:
-    """Host processes still in the container's cgroups (after a short grace for the
-    kernel to finish killing them)."""
-    deadline = time.monotonic() + wait
-    while True:
-        found = []
-        for proc in Path("/proc").iterdir():
-            if proc.name.isdigit():
-                try:
-                    if container_id in (proc / "cgroup").read_text():
-                        found.append(int(proc.name))
-                except OSError:
-                    continue
-        if not found or time.monotonic() > deadline:
-            return found
-        time.sleep(0.2)
-
-
-def run_hostile(
-    name: str,
-    hostile: HostileImages,
-    engine: docker.DockerClient,
-    inputs: Path,
-    tmp_path: Path,
-    limits: Limits = LIMITS,
-    run_id: str | None = None,
-) -> RunResult:
-    archive = hostile.archive(name)
-    run_id = run_id or new_run_id()
-    before = tree_digest(inputs)
-    result = run_container(
-        archive,
-        task="in-hospital-mortality",
-        scenario="paired",
-        input_dir=inputs,
-        work_dir=tmp_path / "work",
-        limits=limits,
-        client=engine,
-        run_id=run_id,
-    )
-    # Nothing of the run is left: no container, no image tag, no output directory, no
-    # process of the container; the inputs are unchanged; the host can still fork.
-    assert leftovers(engine, run_id) == []
-    assert not (tmp_path / "work" / "output-paired").exists()
-    assert tree_digest(inputs) == before
-    assert result.container_id and processes_of(result.container_id) == []
-    assert subprocess.run(["true"]).returncode == 0
-    assert engine.ping()
-    return result
 
 
 def test_network_is_unreachable(hostile, engine, inputs, tmp_path):

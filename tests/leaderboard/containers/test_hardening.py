@@ -13,7 +13,6 @@ from pathlib import Path
 import docker
 import pytest
 
-from benchmark_data import Benchmark
 from leaderboard.containers import (
     DEFAULT_LIMITS,
     LABEL_RUN,
@@ -21,25 +20,17 @@ from leaderboard.containers import (
     RunResult,
     RunStatus,
     new_run_id,
-    prepare_inputs,
     run_container,
 )
 from leaderboard.containers.hardening import LABEL_PROBE, EngineUnfit, engine_info, prove_runtime
 from leaderboard.containers.limits import MiB
-from tests.leaderboard.containers.conftest import leftovers
+from tests.leaderboard.containers.conftest import leftovers, run_model
 from tests.leaderboard.containers.hostile import HostileImages
 
 pytestmark = pytest.mark.slow
 
 LIMITS = DEFAULT_LIMITS.with_(memory_bytes=256 * MiB, cpus=1.0, wall_time=30.0,
                               tmp_bytes=32 * MiB, output_bytes=8 * MiB)  # fmt: skip
-
-
-@pytest.fixture(scope="module")
-def inputs(tiny_bench: Benchmark, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return prepare_inputs(
-        tiny_bench, "in-hospital-mortality", "paired", tmp_path_factory.mktemp("in") / "input"
-    )
 
 
 class HostConfigs:
@@ -72,10 +63,7 @@ def run(
 ) -> tuple[RunResult, dict | None]:
     run_id = new_run_id()
     with HostConfigs(engine, run_id) as seen:
-        result = run_container(hostile.archive(name), task="in-hospital-mortality",
-                               scenario="paired", input_dir=inputs, work_dir=tmp_path / "work",
-                               limits=limits, client=engine, run_id=run_id)  # fmt: skip
-    assert leftovers(engine, run_id) == []
+        result = run_model(name, hostile, engine, inputs, tmp_path, limits, run_id)
     return result, seen.seen
 
 

@@ -20,7 +20,6 @@ from pathlib import Path
 
 import pytest
 
-from benchmark_data import Benchmark
 from leaderboard.containers import (
     DEFAULT_LIMITS,
     LABEL_RUN,
@@ -29,30 +28,14 @@ from leaderboard.containers import (
     prepare_inputs,
 )
 from leaderboard.containers.limits import KiB, MiB
-from tests.leaderboard.containers.conftest import REPO, leftovers
-from tests.leaderboard.containers.test_containment import run_hostile
+from tests.leaderboard.containers.conftest import REPO, SMALL_LIMITS, leftovers, run_hostile
 
 pytestmark = pytest.mark.slow
 
 # Room for a 256 MiB /output in memory (its pages count toward the memory limit).
-LIMITS = DEFAULT_LIMITS.with_(
-    memory_bytes=768 * MiB,
-    cpus=1.0,
-    pids=64,
-    wall_time=60.0,
-    tmp_bytes=32 * MiB,
-    output_bytes=256 * MiB,
-    output_files=200,
-)
+LIMITS = SMALL_LIMITS.with_(memory_bytes=768 * MiB, wall_time=60.0, output_bytes=256 * MiB)
 PAGE = 4 * KiB
 WORKER_UID = 10001
-
-
-@pytest.fixture(scope="module")
-def inputs(tiny_bench: Benchmark, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return prepare_inputs(
-        tiny_bench, "in-hospital-mortality", "paired", tmp_path_factory.mktemp("in") / "input"
-    )
 
 
 @contextmanager
