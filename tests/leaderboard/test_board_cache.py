@@ -111,10 +111,11 @@ def test_the_page_shows_the_top_rows_and_links_to_all(client, monkeypatch):
     monkeypatch.setattr(views, "BOARD_PAGE_ROWS", 2)
     task = _board(4)
     page = client.get(f"/tasks/{task.slug}/").content.decode()
-    assert page.count('<tr class="') == 2
+    # each entry's row and its detail row
+    assert page.count('<tr class="') == 2 * 2 and page.count('<tr class="detail') == 2
     assert "Show all 4 entries" in page and "all=1" in page
     every = client.get(f"/tasks/{task.slug}/?all=1").content.decode()
-    assert every.count('<tr class="') == 4 and "Show all" not in every
+    assert every.count('<tr class="') == 4 * 2 and "Show all" not in every
     # the exports stay complete
     assert len(_api_ids(client, task)) == 4
     csv = client.get(f"/api/tasks/{task.slug}/leaderboard/?format=csv").content.decode()
