@@ -211,6 +211,17 @@ def test_the_board_does_not_scroll_sideways_on_a_390_px_phone(live_server, board
         assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= 390, box
         assert page.locator("#board svg.rank-bar").count() == len(ENTRIES)
         assert page.locator("dl.legend").is_visible()
+        # The forest plot's names are cut shorter on a phone, so each fits beside the plot
+        # (none runs past the screen's left edge), and there is no mode bar over the title.
+        forest = page.locator('.plot[data-figure="forest-figure"]')
+        forest.scroll_into_view_if_needed()
+        ticks = forest.locator("g.ytick text")
+        assert ticks.count() == len(ENTRIES)
+        for i in range(ticks.count()):
+            tick = ticks.nth(i).bounding_box()
+            assert tick is not None and tick["x"] >= 0, (ticks.nth(i).text_content(), tick)
+        assert any(t.endswith("\u2026") for t in ticks.all_text_contents())
+        assert forest.locator(".modebar").count() == 0
         shoot(page, "board-390")
     finally:
         context.close()
