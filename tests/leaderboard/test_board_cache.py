@@ -7,6 +7,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from leaderboard.board.models import Submission
+from leaderboard.board.selectors import leaderboard as leaderboard_selectors
 from leaderboard.board.selectors.leaderboard import board_state, leaderboard_rows
 from leaderboard.board.services.submissions import submission_hide, submission_unpublish
 from tests.leaderboard.factories import EvaluationFactory, SubmissionFactory
@@ -103,6 +104,29 @@ def test_a_rescore_changes_the_next_board(client):
     assert _api_ids(client, task)[0] == last
     rows = client.get(f"/api/tasks/{task.slug}/leaderboard/").json()["rows"]
     assert rows[0]["primary"]["value"] == pytest.approx(0.97, abs=0.05)
+
+
+def test_a_deploy_that_changes_the_rendering_code_changes_every_board(
+    client, monkeypatch, tmp_path
+):
+    """The cached page fragment is keyed by the rendering code too: a new template (or
+    template tag, view or plot code) is served at once, not after the board next changes."""
+    task = _board(2)
+    assert client.get(f"/tasks/{task.slug}/").status_code == 200
+    key = board_state(task=task).key
+    sources = []
+    for i, path in enumerate(leaderboard_selectors.RENDERING_SOURCES):
+        copy = tmp_path / f"{i}-{path.name}"
+        copy.write_bytes(path.read_bytes())
+        sources.append(copy)
+    monkeypatch.setattr(leaderboard_selectors, "RENDERING_SOURCES", tuple(sources))
+    leaderboard_selectors.rendering_fingerprint.cache_clear()
+    assert board_state(task=task).key == key  # the same code: the same key
+    sources[0].write_bytes(sources[0].read_bytes() + b"<!-- the next release -->")
+    leaderboard_selectors.rendering_fingerprint.cache_clear()
+    assert board_state(task=task).key != key
+    monkeypatch.undo()
+    leaderboard_selectors.rendering_fingerprint.cache_clear()
 
 
 def test_the_page_shows_the_top_rows_and_links_to_all(client, monkeypatch):

@@ -28,12 +28,14 @@ publication (``services.boards.board_refresh``), so readers find them ready.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import math
 import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -41,6 +43,7 @@ from django.conf import settings
 from django.core.cache import cache
 from django.db.models import OuterRef, Subquery
 
+import scoring.plots as plots_module
 from benchmark_data.suite import Task as TaskSpec
 from benchmark_data.tasks import METRICS
 from leaderboard.board.models import (
@@ -293,7 +296,8 @@ class BoardState:
 
 def board_state(*, task: Task) -> BoardState:
     """The published entries of ``task`` with their current runs (one query) and the
-    board's key: a hash of them with the scorer version, benchmark hash and replicate count."""
+    board's key: a hash of them with the scorer version, benchmark hash, replicate count
+    and the rendering code's fingerprint (:func:`rendering_fingerprint`)."""
     version = current_scorer_version()
     current = Evaluation.objects.filter(
         submission=OuterRef("pk"),
@@ -318,6 +322,7 @@ def board_state(*, task: Task) -> BoardState:
                 task.benchmark.manifest_hash,
                 version,
                 settings.SCORING_REPLICATES,
+                rendering_fingerprint(),
             )
         ).encode()
     )
@@ -325,6 +330,29 @@ def board_state(*, task: Task) -> BoardState:
         digest.update(repr(tuple(e[f] for f in STATE_FIELDS)).encode())
     key = f"board:v2:{task.pk}:{digest.hexdigest()[:32]}"
     return BoardState(task=task, scorer_version=version, entries=entries, key=key)
+
+
+# The code that turns a board into what the cache keeps (its page fragment, its JSON and its
+# figures): a deploy that changes any of it changes every board's key, so no board keeps
+# serving a rendering of the code before.
+_BOARD_DIR = Path(__file__).resolve().parents[1]
+RENDERING_SOURCES = (
+    *sorted((_BOARD_DIR / "templates" / "board").glob("task_board*.html")),
+    _BOARD_DIR / "templatetags" / "board_tags.py",
+    _BOARD_DIR / "api" / "views.py",
+    _BOARD_DIR / "web" / "views.py",
+    Path(plots_module.__file__),
+)
+
+
+@functools.cache
+def rendering_fingerprint() -> str:
+    """A hash of :data:`RENDERING_SOURCES`, read once per process."""
+    digest = hashlib.sha256()
+    for path in RENDERING_SOURCES:
+        data = path.read_bytes()
+        digest.update(len(data).to_bytes(8, "big") + data)
+    return digest.hexdigest()[:16]
 
 
 BOARD_GENERATION_KEY = "board:v2:generation"
