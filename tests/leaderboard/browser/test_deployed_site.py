@@ -1,6 +1,6 @@
 """The site as the demo and production serve it, in a real browser: gunicorn with DEBUG off
 and the static files collected (hashed names, gzip and brotli copies, far-future cache
-headers). A board page weighs kilobytes on a warm cache; no page scrolls sideways on a
+headers). A board page weighs kilobytes on a warm cache; no page overflows at 1,280 px or on a
 390 px phone; a missing page and a server error get the site's own pages, with no URL list
 or traceback."""
 
@@ -96,11 +96,12 @@ def test_static_files_are_served_compressed_and_long_cached_under_hashed_names(d
             assert "immutable" in response.headers["Cache-Control"]
 
 
-PHONE_PAGES = [
+PAGES = [
     ("home", "/", None),
     ("board", BOARD, '.plot[data-figure="forest-figure"] svg.main-svg'),
     ("entry", "ENTRY", ".plot[data-figure] svg.main-svg"),
     ("metrics", "/metrics/", None),
+    ("api-docs", "/api/docs/", ".swagger-ui .opblock"),
     ("login", "/accounts/login/", None),
     ("signup", "/accounts/signup/", None),
     ("404", "/no-such-page/", None),
@@ -109,20 +110,44 @@ PHONE_PAGES = [
     ("token", "/accounts/token/", None),
 ]
 
+# What overflows a page: the page itself, a table wider than its box at desktop width, and
+# a plot's tick label that starts left of its plot (cut by the plot's edge).
+OVERFLOW = """() => {
+  const out = [];
+  if (document.documentElement.scrollWidth > innerWidth) out.push("page " + document.documentElement.scrollWidth);
+  if (innerWidth >= 1280) document.querySelectorAll("table").forEach((t) => {
+    if (t.scrollWidth > t.parentElement.clientWidth + 1) out.push("table " + (t.id || t.className));
+  });
+  document.querySelectorAll(".plot[data-figure]").forEach((p) => {
+    const left = p.getBoundingClientRect().left;
+    p.querySelectorAll("g.ytick text").forEach((t) => {
+      if (t.getBoundingClientRect().left < left - 1) out.push("cut label " + t.textContent);
+    });
+  });
+  return out;
+}"""
 
-def test_no_page_scrolls_sideways_on_a_390_px_phone(deployed, entry, chromium, shoot):
-    """At 390 x 844 (a phone held upright) every page fits its width: wide tables scroll
-    inside their own box, plots resize to the screen."""
+
+@pytest.mark.parametrize(
+    ("width", "height", "phone"), [(1280, 900, False), (390, 844, True)], ids=["1280", "390"]
+)
+def test_no_page_overflows_at_1280_px_or_on_a_390_px_phone(
+    deployed, entry, chromium, shoot, width, height, phone
+):
+    """At 1,280 px and at 390 x 844 (a phone held upright) every page fits its width: no
+    sideways scroll, no table wider than its box at 1,280 (on a phone wide tables scroll
+    inside their own box), and no plot label cut by the plot's edge. Each page's screenshot
+    is saved (``{width}-{page}.png``)."""
     base, _, _ = deployed
-    context = chromium.new_context(viewport={"width": 390, "height": 844}, is_mobile=True,
-                                   has_touch=True, device_scale_factor=1)  # fmt: skip
+    context = chromium.new_context(viewport={"width": width, "height": height}, is_mobile=phone,
+                                   has_touch=phone, device_scale_factor=1)  # fmt: skip
     page = context.new_page()
     page.set_default_timeout(20_000)
     errors: list[str] = []
     page.on("pageerror", lambda exc: errors.append(str(exc)))
-    too_wide = {}
+    overflows = {}
     try:
-        for name, path, drawn in PHONE_PAGES:
+        for name, path, drawn in PAGES:
             if name == "submit":
                 log_in(page, base, "ada")
             path = entry.get_absolute_url() if path == "ENTRY" else path
@@ -130,13 +155,13 @@ def test_no_page_scrolls_sideways_on_a_390_px_phone(deployed, entry, chromium, s
             if drawn:
                 page.locator(drawn).first.wait_for()
             page.wait_for_load_state("networkidle")
-            width = page.evaluate("document.documentElement.scrollWidth")
-            shoot(page, f"phone-390-{name}")
-            if width > 390:
-                too_wide[name] = width
+            shoot(page, f"{width}-{name}")
+            found = page.evaluate(OVERFLOW)
+            if found:
+                overflows[name] = found
     finally:
         context.close()
-    assert not too_wide, too_wide
+    assert not overflows, overflows
     assert not errors, errors
 
 
