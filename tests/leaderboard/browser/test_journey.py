@@ -90,7 +90,7 @@ def test_sign_up_submit_watch_and_read_the_report(
     page.goto(f"{base}/tasks/in-hospital-mortality/")
     board_row = page.locator("table.board tbody tr", has_text="Logistic regression, EHR")
     assert board_row.count() == 1
-    assert re.search(r"\b1\b", board_row.locator("td").first.inner_text())
+    assert re.search(r"\b1\b", board_row.locator("td.rank").inner_text())
     shoot(page, "06-board")
 
     # The entry's report: every plot is drawn by plotly as SVG in the page.
