@@ -41,8 +41,8 @@ WORKER_UID = 10001
 @contextmanager
 def free_disk_during_run(path: Path, engine, run_id: str) -> Iterator[dict[str, int]]:
     """The free space of ``path``'s filesystem when the run's first container appears
-    (its image already loaded, the model not yet started) and its lowest while any of the
-    run's containers exists, sampled every 20 ms."""
+    (its image already loaded, the model not yet started), its lowest while any of the
+    run's containers exists, sampled every 20 ms, and once the run is over."""
     seen: dict[str, int] = {}
     stop = threading.Event()
 
@@ -60,6 +60,15 @@ def free_disk_during_run(path: Path, engine, run_id: str) -> Iterator[dict[str, 
     finally:
         stop.set()
         thread.join()
+        seen["after"] = shutil.disk_usage(path).free
+
+
+def report_disk(what: str, disk: dict[str, int], r) -> None:
+    """The figures of a quota run, printed (``pytest -s``): output kept, free disk lost."""
+    free_after = disk["after"]
+    print(f"{what}: {r.status}, /output held {r.output_bytes / MiB:.1f} MiB, in "
+          f"{r.duration:.1f} s; host free disk lowest {(disk['before'] - disk['lowest']) / MiB:.1f}"
+          f" MiB below the start, after the run {(disk['before'] - free_after) / MiB:+.1f} MiB")  # fmt: skip
 
 
 def mib_in_log(pattern: str, log: str) -> int:
@@ -79,6 +88,7 @@ def test_deleted_files_held_open_count_toward_the_output_limit(hostile, engine, 
     assert "256.0 MiB" in r.message and "deleted" in r.message
     assert "refused: No space left on device" in r.log_tail
     assert mib_in_log(r"held (\d+) MiB", r.log_tail) <= 256
+    report_disk("unlink trick", disk, r)
     assert disk["before"] - disk["lowest"] < 32 * MiB, disk
 
 
@@ -93,6 +103,7 @@ def test_a_5_gib_writer_is_stopped_at_the_output_limit(hostile, engine, inputs, 
     assert mib_in_log(r"wrote (\d+) MiB", r.log_tail) <= 256
     assert r.output_bytes <= LIMITS.output_bytes + PAGE
     assert r.duration is not None and r.duration < 30
+    report_disk("5 GiB writer", disk, r)
     assert disk["before"] - disk["lowest"] < 32 * MiB, disk
 
 
