@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 
 from benchmark_data import layout
-from benchmark_data.store import LocalStore, Store, StoreError, open_store
+from benchmark_data.store import Store, StoreError, open_store
 from benchmark_data.suite import Suite, SuiteError, Task, load_suite
 from benchmark_data.tasks import MEDMOD, SPLITS
 
@@ -390,7 +390,3 @@ def export_public(bench: Benchmark, dest: str | os.PathLike[str] | Store) -> dic
         seed=bench.seed,
         extra=extra,
     )
-
-
-def is_local(store: Store) -> bool:
-    return isinstance(store, LocalStore)

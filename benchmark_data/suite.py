@@ -175,10 +175,6 @@ class Task:
         return self.label_slugs if self.kind == "multilabel" else ("y_true",)
 
     @property
-    def is_binary(self) -> bool:
-        return self.kind == "binary"
-
-    @property
     def bucket_columns(self) -> tuple[str, ...]:
         """Columns of a length-of-stay prediction file's ``buckets`` form (empty otherwise)."""
         return tuple(f"bucket_{i}" for i in range(len(self.buckets.mean_hours))) if self.buckets else ()  # fmt: skip

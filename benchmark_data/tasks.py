@@ -35,8 +35,6 @@ TASK_SLUGS: tuple[str, ...] = tuple(TASKS)
 
 # MedMod Appendix B; order as in MedMod's CLASSES (alphabetical).
 PHENOTYPE_NAMES: tuple[str, ...] = TASKS["phenotyping"].label_names
-# mimic3-benchmarks' acute / mixed / chronic grouping, in PHENOTYPE_NAMES order.
-PHENOTYPE_LEVELS: tuple[str, ...] = TASKS["phenotyping"].label_groups
 # CheXpert findings as used by MedMod's radiology task (R_CLASSES).
 FINDING_NAMES: tuple[str, ...] = TASKS["radiology"].label_names
 
@@ -102,7 +100,6 @@ __all__ = [
     "LOS_BUCKET_MEAN_HOURS",
     "MEDMOD",
     "METRICS",
-    "PHENOTYPE_LEVELS",
     "PHENOTYPE_NAMES",
     "RACE_GROUPS",
     "SCENARIOS",

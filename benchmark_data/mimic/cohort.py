@@ -30,7 +30,6 @@ from benchmark_data.mimic.sources import (
 from benchmark_data.tasks import RACE_GROUPS
 
 WINDOW_COLUMNS = ["subject_id", "hadm_id", "stay_id", "intime", "outtime"]
-TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
 
 ERR_NO_WINDOWS = "missing input file: expected {all_stays}[.gz] or {icustays}[.gz]"
 ERR_BAD_TIMES = "{path}: column {column} has {n} value(s) that are not times, first: {first}"

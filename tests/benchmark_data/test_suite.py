@@ -76,7 +76,10 @@ def test_medmod_is_a_declared_suite_with_the_definitions_it_always_had():
     )  # fmt: skip
     assert suite.task("decompensation").hourly and suite.task("length-of-stay").hourly
     assert not suite.task("radiology").hourly
-    assert len(tasks.PHENOTYPE_NAMES) == 25 and tasks.PHENOTYPE_LEVELS.count("acute") == 13
+    assert (
+        len(tasks.PHENOTYPE_NAMES) == 25
+        and tasks.TASKS["phenotyping"].label_groups.count("acute") == 13
+    )
     edges = tasks.LOS_BUCKET_EDGES_DAYS
     assert edges == (0, 1, 2, 3, 4, 5, 6, 7, 8, 14, math.inf)
     assert tasks.los_bucket([3.0, 30.0, 400.0]).tolist() == [0, 1, 9]

@@ -99,11 +99,6 @@ class CSVRenderer(BaseRenderer):
         return buf.getvalue().encode("utf-8")
 
 
-def _not_found_unless(condition: bool, what: str = "Not found.") -> None:
-    if not condition:
-        raise Http404(what)
-
-
 class BenchmarkListView(APIView):
     """Registered benchmarks; the current one takes new submissions."""
 

@@ -8,7 +8,7 @@ from typing import Any
 from django.db.models import OuterRef, Q, QuerySet, Subquery
 from django.http import Http404
 
-from leaderboard.board.models import DEFAULT_SUITE, Benchmark, Evaluation, Submission, Task, Track
+from leaderboard.board.models import DEFAULT_SUITE, Benchmark, Evaluation, Submission, Task
 from scoring.version import SCORER_VERSION
 
 S = Submission.Status
@@ -52,10 +52,6 @@ def task_list(*, benchmark: Benchmark | None = None, suite: str = DEFAULT_SUITE)
     if benchmark:
         return qs.filter(benchmark=benchmark)
     return qs.filter(benchmark__is_current=True, benchmark__suite__slug=suite)
-
-
-def track_list() -> QuerySet[Track]:
-    return Track.objects.all()
 
 
 def can_view_submission(*, submission: Submission, viewer: Any) -> bool:

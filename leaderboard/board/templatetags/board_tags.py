@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 from typing import Any
 
@@ -89,11 +88,6 @@ def get(mapping: Any, key: Any) -> Any:
     if isinstance(mapping, dict):
         return mapping.get(key)
     return None
-
-
-@register.filter
-def pretty_json(value: Any) -> str:
-    return json.dumps(value, indent=1, sort_keys=True)
 
 
 @register.filter
