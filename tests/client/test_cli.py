@@ -69,7 +69,7 @@ def _free_port() -> int:
 
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.slow
-def test_a_new_user_from_login_to_the_board(demo_site, tmp_path):
+def test_a_new_user_from_login_to_the_board(demo_site, tmp_path, settings):
     host = demo_site.url
     conf = tmp_path / "config" / "medmod" / "config.json"
 
@@ -146,6 +146,14 @@ def test_a_new_user_from_login_to_the_board(demo_site, tmp_path):
 
     out = ok(medmod(tmp_path, "wait", entry, "--interval", "0.5", "--timeout", "120"))
     assert re.search(rf"entry {entry}: published; auroc 0\.\d+ \[0\.\d+, 0\.\d+\]", out), out
+
+    # The daily limit reached: the server's 429 with what to do, and nothing is entered.
+    settings.SUBMISSIONS_PER_DAY = 1
+    other = tmp_path / "other.csv"
+    other.write_text(sample.read_text().replace(",0.", ",0.0", 1))
+    line = refused(medmod(tmp_path, "submit", str(other), *meta), 1)
+    assert "(quota_exceeded)" in line and "limits reset at 00:00 UTC" in line
+    settings.SUBMISSIONS_PER_DAY = 5
 
     out = ok(medmod(tmp_path, "status", entry))
     assert "status:   published" in out and "result:   auroc" in out
