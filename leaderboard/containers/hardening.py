@@ -22,6 +22,7 @@ import docker.errors
 import requests
 
 from leaderboard.containers.limits import Limits
+from leaderboard.containers.output_volume import OutputVolumeError, holder_image
 from leaderboard.containers.results import MSG_NOT_STARTED, RunStatus
 
 ERR_NO_SECCOMP = (
@@ -100,8 +101,6 @@ def prove_runtime(client: docker.DockerClient, runtime: str) -> None:
     key = (id(client), runtime)
     if key in _runtimes_proven:
         return
-    from leaderboard.containers.output_volume import OutputVolumeError, holder_image
-
     api, container_id = client.api, None
     try:
         image = holder_image(client)
