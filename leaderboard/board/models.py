@@ -560,6 +560,56 @@ class AuditLog(models.Model):
         return f"{self.created_at:%Y-%m-%d %H:%M} {who} {self.action}"
 
 
+class BaselineJobStatus(models.TextChoices):
+    WAITING = "waiting", "Waiting for the models it builds on"
+    QUEUED = "queued", "Queued"
+    RUNNING = "running", "Running"
+    DONE = "done", "On the board"
+    FAILED = "failed", "Failed"
+
+
+class BaselineJob(models.Model):
+    """One reference model of one task, trained, run through the streaming gateway, entered
+    and scored by the platform's worker (``services/baseline_jobs.py``). A whole suite run
+    (its models share their fitted encoders) is one job with ``task`` and ``model`` empty.
+
+    ``needs`` names the jobs (``task/model``) whose trained models this one builds on: a
+    fusion model on its task's unimodal models, a CXR model on the radiology CXR model that
+    initialises its encoder. A job is queued once all of them are done."""
+
+    Status = BaselineJobStatus
+
+    benchmark = models.ForeignKey(Benchmark, on_delete=models.CASCADE, related_name="baseline_jobs")
+    task = models.CharField(max_length=64, blank=True)
+    model = models.CharField(max_length=64, blank=True)
+    label = models.CharField(max_length=200, help_text="what the home page calls it")
+    position = models.PositiveIntegerField(default=0, help_text="order of the plan")
+    needs = models.JSONField(default=list, blank=True)
+    run_dir = models.CharField(max_length=500)
+    status = models.CharField(max_length=8, choices=Status.choices, default=Status.WAITING)
+    message = models.TextField(blank=True)
+    submissions = models.JSONField(default=list, blank=True, help_text="public ids entered")
+    created_at = models.DateTimeField(auto_now_add=True)
+    queued_at = models.DateTimeField(null=True, blank=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["benchmark", "position"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["benchmark", "task", "model"], name="baselinejob_one_per_model"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.label} ({self.status})"
+
+    @property
+    def key(self) -> str:
+        return f"{self.task}/{self.model}"
+
+
 class Team(models.Model):
     """A team of participants, set by the organizers in the admin: its members share one
     daily quota per task."""
