@@ -15,6 +15,7 @@ from django.conf import settings
 from django.db import IntegrityError, models
 from django.db.models import Q
 from django.db.models.functions import Lower
+from django.utils import timezone
 
 from benchmark_data.suite import Suite as SuiteSpec
 from benchmark_data.suite import Task as TaskSpec
@@ -286,6 +287,12 @@ class Submission(models.Model):
     track = models.ForeignKey(Track, on_delete=models.PROTECT, related_name="submissions")
 
     method_name = models.CharField(max_length=120)
+    # The entry's team: its owner's team when it was entered. PROTECT: a team with entries
+    # is never deleted, so no board row loses its team. ``team_name`` keeps the name as
+    # shown when the entry was made (and the platform's "Platform reference").
+    team = models.ForeignKey(
+        "Team", on_delete=models.PROTECT, null=True, blank=True, related_name="submissions"
+    )
     team_name = models.CharField(max_length=120, blank=True)
     description = models.TextField(blank=True)
     paper_url = models.URLField(max_length=500, blank=True)
@@ -400,7 +407,11 @@ class Submission(models.Model):
         return self.status in self.ACTIVE_STATUSES
 
     @property
-    def team(self) -> str:
+    def team_label(self) -> str:
+        """The team the entry shows: its team's name, the name it was entered under, or
+        its owner's user name."""
+        if self.team_id is not None:
+            return self.team.name
         return self.team_name or self.owner.get_username()
 
     @property
@@ -610,33 +621,163 @@ class BaselineJob(models.Model):
         return f"{self.task}/{self.model}"
 
 
+class TeamRole(models.TextChoices):
+    OWNER = "owner", "Owner"
+    MEMBER = "member", "Member"
+
+
+TEAM_SLUG_LENGTH = 60
+
+
+def team_slug_for(name: str, taken: Any) -> str:
+    """A URL slug for a team name, unique among ``taken`` (a callable saying whether a slug
+    is used): the name slugified (``team`` when nothing is left), then ``-2``, ``-3``..."""
+    from django.utils.text import slugify
+
+    base = slugify(name)[: TEAM_SLUG_LENGTH - 6].strip("-") or "team"
+    slug, n = base, 1
+    while taken(slug):
+        n += 1
+        slug = f"{base}-{n}"
+    return slug
+
+
 class Team(models.Model):
-    """A team of participants, set by the organizers in the admin: its members share one
-    daily quota per task."""
+    """A team of participants: its entries are shown under its name, and its members share
+    the team's daily quota per task (besides each one's own). A user is in one team at most."""
 
     name = models.CharField(max_length=120, unique=True)
+    slug = models.SlugField(max_length=TEAM_SLUG_LENGTH, unique=True, blank=True)
+    description = models.TextField(blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
         ordering = ["name"]
+        constraints = [
+            models.UniqueConstraint(Lower("name"), name="team_name_unique_ci"),
+        ]
 
     def __str__(self) -> str:
         return self.name
 
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        # Teams made in the admin get their slug from the name.
+        if not self.slug:
+            others = Team.objects.exclude(pk=self.pk)
+            self.slug = team_slug_for(self.name, lambda s: others.filter(slug=s).exists())
+        super().save(*args, **kwargs)
+
+    def get_absolute_url(self) -> str:
+        from django.urls import reverse
+
+        return reverse("team-public", args=[self.slug])
+
 
 class TeamMembership(models.Model):
-    """A user's team: at most one, so that each user's quota has one holder."""
+    """A user's team: at most one, so that each user's entries and team quota have one
+    holder. Owners invite, remove members and change roles."""
+
+    Role = TeamRole
 
     team = models.ForeignKey(Team, on_delete=models.CASCADE, related_name="memberships")
     user = models.OneToOneField(
         settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="team_membership"
     )
+    role = models.CharField(max_length=8, choices=TeamRole.choices, default=TeamRole.MEMBER)
+    joined_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
-        ordering = ["team", "user"]
+        ordering = ["team", "joined_at", "id"]
+        constraints = [
+            models.CheckConstraint(condition=Q(role__in=TeamRole.values), name="team_role_known"),
+        ]
 
     def __str__(self) -> str:
-        return f"{self.user} in {self.team}"
+        return f"{self.user} in {self.team} ({self.role})"
+
+    @property
+    def is_owner(self) -> bool:
+        return self.role == TeamRole.OWNER
+
+
+def new_invitation_token() -> str:
+    return secrets.token_urlsafe(24)
+
+
+class TeamInvitation(models.Model):
+    """An owner's invitation to join a team, by user name (``invited_user``) or by e-mail
+    address (``email``, matched against the confirmed address of whoever accepts it)."""
+
+    team = models.ForeignKey(Team, on_delete=models.CASCADE, related_name="invitations")
+    invited_user = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.CASCADE,
+        null=True,
+        blank=True,
+        related_name="team_invitations",
+    )
+    email = models.EmailField(max_length=254, blank=True)
+    invited_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    token = models.CharField(max_length=64, unique=True, default=new_invitation_token)
+    created_at = models.DateTimeField(auto_now_add=True)
+    expires_at = models.DateTimeField()
+    accepted_at = models.DateTimeField(null=True, blank=True)
+    declined_at = models.DateTimeField(null=True, blank=True)
+    accepted_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            # By user name or by address, never both.
+            models.CheckConstraint(
+                condition=(Q(invited_user__isnull=False) & Q(email=""))
+                | (Q(invited_user__isnull=True) & ~Q(email="")),
+                name="invitation_names_one_person",
+            ),
+            models.CheckConstraint(
+                condition=Q(accepted_at__isnull=True) | Q(declined_at__isnull=True),
+                name="invitation_accepted_or_declined",
+            ),
+            # One open invitation per person and team.
+            models.UniqueConstraint(
+                fields=["team", "invited_user"],
+                condition=Q(accepted_at__isnull=True, declined_at__isnull=True)
+                & Q(invited_user__isnull=False),
+                name="one_open_invitation_per_user",
+            ),
+            models.UniqueConstraint(
+                "team",
+                Lower("email"),
+                condition=Q(accepted_at__isnull=True, declined_at__isnull=True) & ~Q(email=""),
+                name="one_open_invitation_per_email",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"invitation to {self.team} for {self.invited_as}"
+
+    @property
+    def invited_as(self) -> str:
+        """What the owner typed: the user name or the address."""
+        return self.email or (self.invited_user.get_username() if self.invited_user else "")
+
+    @property
+    def is_open(self) -> bool:
+        return self.accepted_at is None and self.declined_at is None
+
+    def is_expired(self, now: Any = None) -> bool:
+        return (now or timezone.now()) >= self.expires_at
 
 
 class Account(models.Model):

@@ -355,7 +355,7 @@ class SubmissionSerializer(serializers.ModelSerializer):
     verification = serializers.CharField(read_only=True)
     causal = serializers.BooleanField(read_only=True)
     owner = serializers.CharField(source="owner.username", read_only=True)
-    team = serializers.CharField(read_only=True)
+    team = serializers.CharField(source="team_label", read_only=True)
     modalities = serializers.ListField(child=serializers.CharField(), read_only=True)
     queue_position = serializers.SerializerMethodField()
     pending_evaluation = serializers.SerializerMethodField()

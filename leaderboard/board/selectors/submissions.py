@@ -122,7 +122,7 @@ def submission_get_for_viewer(
     for an entry that does not exist (its existence is not told).
     ``with_latest``: with its latest successful run and run in flight (as in lists)."""
     sub = (
-        Submission.objects.select_related("owner", "task__benchmark", "track")
+        Submission.objects.select_related("owner", "team", "task__benchmark", "track")
         .filter(public_id=public_id)
         .first()
     )
@@ -136,7 +136,9 @@ def submission_get_for_viewer(
 def submission_list_for_owner(
     *, owner: Any, active_only: bool = False, task: Task | None = None
 ) -> QuerySet[Submission]:
-    qs = Submission.objects.filter(owner=owner).select_related("owner", "task__benchmark", "track")
+    qs = Submission.objects.filter(owner=owner).select_related(
+        "owner", "team", "task__benchmark", "track"
+    )
     if active_only:
         qs = qs.filter(
             Q(status__in=Submission.ACTIVE_STATUSES)
