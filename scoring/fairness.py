@@ -27,6 +27,7 @@ from scoring.truth import Truth
 MIN_GROUP_UNITS = 30
 MIN_GROUP_CLUSTERS = 15
 MIN_GROUP_CLASS = 5
+REPLICATE_DECIMALS = 7  # as scoring.report stores the scenarios' replicates
 
 
 def _vc(value: float, ci: tuple[float | None, float | None]) -> dict[str, Any]:
@@ -38,6 +39,11 @@ def _f(x: float | None) -> float | None:
         return None
     x = float(x)
     return x if np.isfinite(x) else None
+
+
+def _replicate_list(r: np.ndarray) -> list[float | None]:
+    """Per-replicate values as stored in a report (NaN, a degenerate replicate, is None)."""
+    return [None if not np.isfinite(v) else round(float(v), REPLICATE_DECIMALS) for v in r]
 
 
 def binary_predictions(
@@ -124,6 +130,9 @@ def fairness_report(
                 **_vc(mv.point[primary], percentile_ci(r)),
                 "n_units": n_units,
                 "n_patients": n_clusters,
+                # Kept server-side for paired comparisons between entries (scoring.compare);
+                # scoring.disclosure drops them from everything that leaves the platform.
+                "replicates": _replicate_list(r),
             }
             shown.append(name)
             reps.append(r)
