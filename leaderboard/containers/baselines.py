@@ -36,6 +36,7 @@ from leaderboard.containers.limits import DEFAULT_LIMITS, Limits
 from leaderboard.containers.output import combine_predictions, keep_units
 from leaderboard.containers.results import RunStatus
 from leaderboard.containers.runner import CONTAINER_SCENARIOS
+from scoring.run_files import update_json
 
 STREAM_DIR = "stream"
 STREAM_MANIFEST = "stream.json"
@@ -155,12 +156,7 @@ def stream_baselines(
     if not benchmark.has(layout.TEST_STAYS):
         raise StreamFailed(ERR_NO_WHOLE_SPLIT.format(bench=benchmark.uri))
     split = test_split(benchmark)
-    record = read_stream_manifest(run) or {
-        "kind": STREAM_KIND,
-        "benchmark": {"hash": benchmark.manifest_hash},
-        "protocol": "medmod-stream/1",
-        "runs": {},
-    }
+    record = read_stream_manifest(run) or _empty_record(benchmark)
     todo = [
         (t, m)
         for t in TASKS
@@ -187,8 +183,7 @@ def stream_baselines(
                     outputs[s] = path
                     runs[s] = _record_summary(rec)
                 _write(run, t, m, outputs, scored_keys(split, t))
-                record["runs"].setdefault(t, {})[m] = runs
-                _save(run, record)
+                record = _record(run, benchmark, t, m, runs)
                 steps = sum(r["steps"] for r in runs.values())
                 progress(f"{t} {m}: {len(runs)} scenarios, {steps} steps, "
                          f"{time.monotonic() - t0:.0f} s")  # fmt: skip
@@ -212,7 +207,25 @@ def _write(run: Path, task: str, model: str, outputs: dict[str, Path], keys: pd.
     return dest
 
 
-def _save(run: Path, record: dict[str, Any]) -> None:
-    part = run / (STREAM_MANIFEST + ".part")
-    part.write_text(json.dumps(record, indent=1) + "\n")
-    os.replace(part, run / STREAM_MANIFEST)
+def _empty_record(benchmark: Benchmark) -> dict[str, Any]:
+    return {
+        "kind": STREAM_KIND,
+        "benchmark": {"hash": benchmark.manifest_hash},
+        "protocol": "medmod-stream/1",
+        "runs": {},
+    }
+
+
+def _record(
+    run: Path, benchmark: Benchmark, task: str, model: str, runs: dict[str, Any]
+) -> dict[str, Any]:
+    """Add one model's runs to ``stream.json``, as it is now: other processes may be
+    streaming other models of the same run."""
+
+    def add(record: dict[str, Any]) -> dict[str, Any]:
+        if record.get("kind") != STREAM_KIND:
+            record = _empty_record(benchmark)
+        record["runs"].setdefault(task, {})[model] = runs
+        return record
+
+    return update_json(run / STREAM_MANIFEST, add)

@@ -26,6 +26,7 @@ from benchmark_data.benchmark import Benchmark
 from scoring.baselines.models import Baseline, build_model
 from scoring.baselines.predict import predict_scenarios, write_predictions
 from scoring.baselines.workspace import Workspace
+from scoring.run_files import write_json
 
 RUN_MANIFEST = "run.json"
 TRAIN_LOG = "train_log.jsonl"
@@ -113,8 +114,7 @@ class RunState:
 
     def save(self) -> None:
         if self.persist:
-            path = self.run_dir / RUN_MANIFEST
-            path.write_text(json.dumps(self.manifest, indent=1, sort_keys=False) + "\n")
+            write_json(self.run_dir / RUN_MANIFEST, self.manifest)
 
     def log(self, record: dict[str, Any]) -> None:
         with (self.run_dir / self.log_name).open("a") as fh:

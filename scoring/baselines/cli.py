@@ -4,6 +4,7 @@
 
     python -m scoring.baselines train --benchmark DIR --task TASK|all --models all|m1,m2 \\
         --out DIR [--seed N] [--epochs N] [--max-minutes M]
+    python -m scoring.baselines train-model --benchmark DIR --run DIR --task TASK --model MODEL
     python -m scoring.baselines predict --benchmark DIR --run DIR
     python -m scoring.baselines scores --run DIR [--benchmark DIR] [--replicates N]
     python -m scoring.baselines serve --run DIR --task TASK --model MODEL
@@ -128,6 +129,20 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--no-predict", action="store_true", help=argparse.SUPPRESS)
 
+    p = sub.add_parser(
+        "train-model",
+        help="train one model of one task into a run that others fill at the same time",
+        description="Train one model of one task into RUN (started with the defaults and "
+        "--seed when new; an existing run's own settings otherwise). The models it builds on "
+        "must be in RUN already: a fusion model needs its task's ehr and cxr models, a cxr "
+        "model needs radiology's.",
+    )
+    p.add_argument("--benchmark", required=True)
+    p.add_argument("--run", required=True, help="run directory")
+    p.add_argument("--task", required=True, choices=TASK_SLUGS)
+    p.add_argument("--model", required=True, choices=MODEL_NAMES)
+    p.add_argument("--seed", type=int, default=d.seed, help="seed of a new run")
+
     p = sub.add_parser("predict", help="re-write a run's prediction files from its checkpoints")
     p.add_argument("--benchmark", required=True)
     p.add_argument("--run", required=True)
@@ -204,6 +219,16 @@ def main(argv: list[str] | None = None) -> int:
             print(validation_table(manifest))
             print()
             print(timing_table(manifest))
+        elif args.command == "train-model":
+            entry = runs.train_model(
+                args.benchmark,
+                run_dir=args.run,
+                task=args.task,
+                model=args.model,
+                config=runs.RunConfig(seed=args.seed),
+            )
+            print(f"{args.task} {args.model}: selected epoch {entry['best_epoch']}, "
+                  f"trained in {entry['train_seconds']:.1f} s")  # fmt: skip
         elif args.command == "predict":
             tasks = None if args.task == "all" else _list(args.task, TASK_SLUGS, "task")
             written = artifacts.predict_run(args.benchmark, run_dir=args.run, tasks=tasks)

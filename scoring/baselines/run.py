@@ -16,7 +16,7 @@ import time
 import zlib
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +26,7 @@ from benchmark_data.benchmark import Benchmark
 from benchmark_data.tasks import get_task
 from scoring.baselines.artifacts import (
     RUN_KIND,
+    RUN_MANIFEST,
     TRAIN_LOG,
     RunState,
     batch_size,
@@ -46,6 +47,7 @@ from scoring.baselines.models import (
 from scoring.baselines.predict import predict_scenarios, write_predictions
 from scoring.baselines.training import FitOptions, evaluate, fit
 from scoring.baselines.workspace import Workspace, resolve_encoder, resolve_image_size
+from scoring.run_files import read_json, run_lock, write_json
 
 
 @dataclass(frozen=True)
@@ -428,3 +430,129 @@ def train_run(
     state.manifest["timings"]["total_seconds"] = round(time.perf_counter() - t_start, 2)
     state.save()
     return state.manifest
+
+
+def model_needs(task: str, model: str, *, pretrain: bool) -> list[tuple[str, str]]:
+    """The trained models (task, model) that ``model`` of ``task`` builds on: a fusion model
+    on its task's two unimodal models; a CXR model on the radiology CXR model that
+    initialises its encoder (``cxr_pretrain="radiology"``)."""
+    needs: list[tuple[str, str]] = []
+    if model == "cxr" and pretrain and task != "radiology":
+        needs.append(("radiology", "cxr"))
+    if model not in UNIMODAL:
+        needs += [(task, m) for m in UNIMODAL]
+    return needs
+
+
+def _start_run(
+    run_dir: Path, benchmark: str | Path, bench: Benchmark, config: RunConfig, models: list[str]
+) -> dict[str, Any]:
+    """The manifest of a new run filled one model at a time: the header, the settings and
+    the normalisation fitted on the training split (which no task changes)."""
+    encoder = resolve_encoder(bench, config.cxr_encoder)
+    size = resolve_image_size(encoder, config.image_size)
+    ws = Workspace.load(bench, [], image_size=size, max_hours=config.max_hours)
+    return {
+        **run_header(RUN_KIND, str(benchmark), bench),
+        "seed": config.seed,
+        "config": {**asdict(config), "cxr_encoder": encoder, "image_size": size},
+        "torch": {"version": torch.__version__, "threads": config.threads, "workers": 1},
+        "models": resolve_models(models),
+        "preprocessing": ws.preprocessing(),
+        "timings": {},
+        "tasks": {},
+    }
+
+
+def train_model(
+    benchmark: str | Path,
+    *,
+    run_dir: str | Path,
+    task: str,
+    model: str,
+    config: RunConfig | None = None,
+    models: list[str] | None = None,
+    role: str = "baseline",
+) -> dict[str, Any]:
+    """Train one model of one task into a run directory, which may be filled by other
+    processes at the same time: its checkpoint, prediction file and manifest entry.
+
+    The run is started on first use with ``config`` (and ``models``, the run's planned
+    models); later calls take the run's own settings, so every model of a run is trained
+    alike. The models it builds on (:func:`model_needs`) must be in the run already. The
+    results are those of ``train_run``: a model depends only on the seed, the run's
+    normalisation and the models it is given."""
+    bench = Benchmark.open(benchmark)
+    get_task(task)
+    run = Path(run_dir)
+    with run_lock(run):
+        manifest = read_json(run / RUN_MANIFEST)
+        if not manifest:
+            manifest = _start_run(
+                run, benchmark, bench, config or RunConfig(), models or list(MODEL_NAMES)
+            )
+            write_json(run / RUN_MANIFEST, manifest)
+    if manifest.get("kind") != RUN_KIND:
+        raise ValueError(f"{run / RUN_MANIFEST} is not a baselines run manifest")
+    if manifest["benchmark"]["hash"] != bench.manifest_hash:
+        raise ValueError(
+            f"{run} was started on benchmark {manifest['benchmark']['hash'][:12]}, not on "
+            f"{bench.manifest_hash[:12]}: use another run directory"
+        )
+    known = {f.name for f in fields(RunConfig)}
+    cfg = RunConfig(**{k: v for k, v in manifest["config"].items() if k in known})
+    torch.set_num_threads(cfg.threads)
+    torch.use_deterministic_algorithms(True)
+    needs = model_needs(task, model, pretrain=cfg.cxr_pretrain == "radiology")
+    missing = [
+        f"{t}/{m}"
+        for t, m in needs
+        if m not in manifest["tasks"].get(t, {}) or not checkpoint_path(run, t, m).is_file()
+    ]
+    if missing:
+        raise ValueError(
+            f"{task}/{model} builds on {', '.join(missing)}, which {run} does not hold yet: "
+            "train those first"
+        )
+    ws = Workspace.load(
+        bench,
+        [task],
+        image_size=int(cfg.image_size or 0),
+        max_hours=cfg.max_hours,
+        preprocessing=manifest["preprocessing"],
+    )
+    trained: dict[str, Baseline] = {}
+    cxr_init: StateDict | None = None
+    for t, m in needs:
+        ckpt = torch.load(checkpoint_path(run, t, m), map_location="cpu", weights_only=True)
+        dep = model_from_settings(ckpt["settings"])
+        dep.load_state_dict(ckpt["state_dict"])
+        if t == task:
+            trained[m] = dep
+        else:  # the radiology CXR model: its encoder starts this task's
+            cxr_init = copy.deepcopy(dep.cxr.state_dict())  # type: ignore[union-attr]
+    log_name = f"{TRAIN_LOG}.{task}.{model}"
+    state = RunState(run, {"tasks": {}}, log_name=log_name, persist=False)
+    _train_one(
+        ws,
+        task,
+        model,
+        cfg,
+        str(cfg.cxr_encoder),
+        state,
+        trained=trained,
+        cxr_init=cxr_init,
+        progress=False,
+        role=role,
+    )
+    entry = state.manifest["tasks"][task][model]
+    with run_lock(run):
+        manifest = read_json(run / RUN_MANIFEST)
+        manifest["tasks"].setdefault(task, {})[model] = entry
+        write_json(run / RUN_MANIFEST, manifest)
+        part = run / log_name
+        if part.exists():
+            with (run / TRAIN_LOG).open("a") as log:
+                log.write(part.read_text())
+            part.unlink()
+    return entry

@@ -2,6 +2,8 @@
 
 import json
 import shutil
+import subprocess
+import sys
 
 import numpy as np
 import pandas as pd
@@ -14,7 +16,7 @@ from scoring.baselines import MODEL_NAMES
 from scoring.baselines.artifacts import predict_run, read_manifest
 from scoring.baselines.cli import main
 from scoring.baselines.predict import prediction_columns
-from scoring.baselines.run import RunConfig, train_run
+from scoring.baselines.run import RunConfig, train_model, train_run
 
 from .fixtures import make_tiny_benchmark
 
@@ -155,3 +157,56 @@ def test_cli_refuses_an_unknown_model(bench_dir, tmp_path, capsys):
     rc = main(["train", "--benchmark", str(bench_dir), "--models", "ehr,gpt",
                "--out", str(tmp_path)])  # fmt: skip
     assert rc == 2 and "unknown model gpt" in capsys.readouterr().err
+
+
+def test_one_model_at_a_time_gives_the_run_s_predictions(bench_dir, run_dir, tmp_path):
+    """The platform's worker trains a run one model per job: the files are those of
+    training the whole run at once."""
+    one = tmp_path / "one"
+    order = [("radiology", "cxr"), ("in-hospital-mortality", "ehr"),
+             ("in-hospital-mortality", "cxr"), ("in-hospital-mortality", "daft")]  # fmt: skip
+    for task, model in order:
+        entry = train_model(bench_dir, run_dir=one, task=task, model=model, config=CONFIG)
+        assert entry["predictions"] == f"predictions/{task}/{model}.csv"
+    first = _files(run_dir)
+    made = _files(one)
+    assert sorted(map(str, made)) == sorted(f"predictions/{t}/{m}.csv" for t, m in order)
+    for rel, data in made.items():
+        assert data == first[rel], rel
+    manifest = json.loads((one / "run.json").read_text())
+    assert manifest["config"]["seed"] == CONFIG.seed
+    assert {t: sorted(ms) for t, ms in manifest["tasks"].items()} == {
+        "radiology": ["cxr"], "in-hospital-mortality": ["cxr", "daft", "ehr"]}  # fmt: skip
+    log = [json.loads(line) for line in (one / "train_log.jsonl").read_text().splitlines()]
+    assert {(r["task"], r["model"]) for r in log} == set(order)
+    assert not list(one.glob("train_log.jsonl.*"))
+
+
+def test_a_model_before_what_it_builds_on_is_refused(bench_dir, tmp_path, capsys):
+    rc = main(["train-model", "--benchmark", str(bench_dir), "--run", str(tmp_path / "r"),
+               "--task", "phenotyping", "--model", "late"])  # fmt: skip
+    err = capsys.readouterr().err
+    assert rc == 2
+    assert "phenotyping/late builds on phenotyping/ehr, phenotyping/cxr" in err
+    assert "train those first" in err
+
+
+def test_two_processes_fill_one_run(bench_dir, tmp_path):
+    """Two models trained at once by two processes: the manifest keeps both."""
+    run = tmp_path / "both"
+    train_model(bench_dir, run_dir=run, task="radiology", model="cxr", config=CONFIG)
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "scoring.baselines", "train-model", "--benchmark",
+             str(bench_dir), "--run", str(run), "--task", task, "--model", "ehr"],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        for task in ("in-hospital-mortality", "phenotyping")
+    ]
+    for p in procs:
+        out, err = p.communicate(timeout=600)
+        assert p.returncode == 0, err[-2000:]
+        assert "selected epoch" in out
+    manifest = json.loads((run / "run.json").read_text())
+    assert {t: sorted(ms) for t, ms in manifest["tasks"].items()} == {
+        "radiology": ["cxr"], "in-hospital-mortality": ["ehr"], "phenotyping": ["ehr"]}  # fmt: skip
