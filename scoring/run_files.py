@@ -48,9 +48,7 @@ def write_json(path: Path, data: dict[str, Any]) -> None:
     os.replace(part, path)
 
 
-def update_json(
-    path: Path, change: Callable[[dict[str, Any]], dict[str, Any]]
-) -> dict[str, Any]:
+def update_json(path: Path, change: Callable[[dict[str, Any]], dict[str, Any]]) -> dict[str, Any]:
     """Under the lock of ``path``'s folder: read it, apply ``change``, write the result."""
     with run_lock(path.parent):
         data = change(read_json(path))

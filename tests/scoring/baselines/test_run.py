@@ -195,12 +195,13 @@ def test_two_processes_fill_one_run(bench_dir, tmp_path):
     """Two models trained at once by two processes: the manifest keeps both."""
     run = tmp_path / "both"
     train_model(bench_dir, run_dir=run, task="radiology", model="cxr", config=CONFIG)
+
+    def command(task: str) -> list[str]:
+        return [sys.executable, "-m", "scoring.baselines", "train-model", "--benchmark",
+                str(bench_dir), "--run", str(run), "--task", task, "--model", "ehr"]  # fmt: skip
+
     procs = [
-        subprocess.Popen(
-            [sys.executable, "-m", "scoring.baselines", "train-model", "--benchmark",
-             str(bench_dir), "--run", str(run), "--task", task, "--model", "ehr"],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        )  # fmt: skip
+        subprocess.Popen(command(task), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         for task in ("in-hospital-mortality", "phenotyping")
     ]
     for p in procs:
