@@ -266,3 +266,66 @@ FOREST_LABEL_CHARS = 40
 def _shorten(text: str, limit: int) -> str:
     """``text`` cut to ``limit`` characters, the last one an ellipsis when it was cut."""
     return text if len(text) <= limit else text[: limit - 1].rstrip() + "\u2026"
+
+
+# One colour per entry of a comparison (at most five), Plotly's first five.
+ENTRY_COLOURS = ("31, 119, 180", "255, 127, 14", "44, 160, 44", "214, 39, 40", "148, 103, 189")
+
+
+def overlay_figure(curves: Sequence[tuple[str, dict[str, Any]]], *, kind: str) -> dict[str, Any]:
+    """Several entries' ROC (``kind="roc"``), precision-recall (``"pr"``) or reliability
+    (``"reliability"``) curves in one figure, one colour per entry; ROC and PR curves with
+    their 95% band. ``curves``: (name, curve) pairs, the curves as a participant report
+    holds them (``scoring.disclosure``); names are shown as plain text.
+
+    >>> c = {"fpr": [0, 1], "tpr": [0, 1], "tpr_low": [0, 1], "tpr_high": [0, 1]}
+    >>> fig = overlay_figure([("A", c), ("B <i>", c)], kind="roc")
+    >>> [t["name"] for t in fig["data"] if t.get("showlegend", True)]
+    ['A', 'B &lt;i&gt;', 'chance']
+    """
+    traces: list[Any] = []
+    for i, (name, curve) in enumerate(curves):
+        colour = ENTRY_COLOURS[i % len(ENTRY_COLOURS)]
+        label = plain_text(name)
+        line = {"color": f"rgb({colour})"}
+        if kind == "reliability":
+            bins = [b for b in curve.get("bins", []) if b.get("count")]
+            traces.append(
+                go.Scatter(
+                    x=[b["mean_predicted"] for b in bins], y=[b["observed_rate"] for b in bins],
+                    mode="lines+markers", name=label, line=line, legendgroup=str(i),
+                    text=[f"n={b['count']}" for b in bins],
+                )
+            )  # fmt: skip
+            continue
+        x_name, y_name = ("fpr", "tpr") if kind == "roc" else ("recall", "precision")
+        x = list(curve[x_name])
+        traces += [
+            go.Scatter(x=x, y=list(curve[y_name]), mode="lines", name=label, line=line,
+                       legendgroup=str(i)),
+            go.Scatter(x=x, y=list(curve[f"{y_name}_high"]), mode="lines", line={"width": 0},
+                       showlegend=False, hoverinfo="skip", legendgroup=str(i)),
+            go.Scatter(x=x, y=list(curve[f"{y_name}_low"]), mode="lines", line={"width": 0},
+                       fill="tonexty", fillcolor=f"rgba({colour}, 0.12)",
+                       name=f"{label}: 95% band", hoverinfo="skip", legendgroup=str(i),
+                       showlegend=False),
+        ]  # fmt: skip
+    if kind in ("roc", "reliability"):
+        traces.append(
+            go.Scatter(x=[0, 1], y=[0, 1], mode="lines", line={"dash": "dot", "color": BASELINE},
+                       name="chance" if kind == "roc" else "perfect calibration")
+        )  # fmt: skip
+    title, xt, yt = {
+        "roc": ("ROC curves", "False positive rate", "True positive rate"),
+        "pr": ("Precision-recall curves", "Recall", "Precision"),
+        "reliability": ("Reliability", "Mean predicted probability", "Observed rate"),
+    }[kind]
+    fig = go.Figure(traces)
+    fig.update_layout(
+        title=title,
+        xaxis={"title": xt, "range": [0, 1]},
+        yaxis={"title": yt, "range": [0, 1.02]},
+        legend={"orientation": "h", "y": -0.2},
+        margin={"t": 40},
+    )
+    return _to_json(fig)

@@ -3,7 +3,7 @@ from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
 import leaderboard.board.entry_ids  # noqa: F401 (registers the "entry" converter)
-from leaderboard.board.api import views
+from leaderboard.board.api import compare, views
 
 urlpatterns = [
     path("schema/", SpectacularAPIView.as_view(), name="api-schema"),
@@ -41,6 +41,11 @@ urlpatterns = [
         name="api-suite-leaderboard",
     ),
     path(
+        "suites/<slug:suite>/tasks/<slug:slug>/compare/",
+        compare.CompareView.as_view(),
+        name="api-suite-compare",
+    ),
+    path(
         "suites/<slug:suite>/tasks/<slug:slug>/files/",
         views.TaskFilesView.as_view(),
         name="api-suite-task-files",
@@ -53,6 +58,7 @@ urlpatterns = [
         views.LeaderboardView.as_view(),
         name="api-leaderboard",
     ),
+    path("tasks/<slug:slug>/compare/", compare.CompareView.as_view(), name="api-compare"),
     path("tasks/<slug:slug>/rescore/", views.TaskRescoreView.as_view(), name="api-task-rescore"),
     path("rescore/", views.RescoreAllView.as_view(), name="api-rescore-all"),
     path("submissions/", views.SubmissionListCreateView.as_view(), name="api-submissions"),

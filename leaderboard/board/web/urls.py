@@ -2,7 +2,7 @@ from django.contrib.auth import views as auth_views
 from django.urls import path, re_path
 
 import leaderboard.board.entry_ids  # noqa: F401 (registers the "entry" converter)
-from leaderboard.board.web import accounts, views
+from leaderboard.board.web import accounts, compare, views
 
 urlpatterns = [
     path("", views.home, name="home"),
@@ -10,6 +10,12 @@ urlpatterns = [
     path("downloads/<str:manifest_hash>/<path:name>", views.download, name="download"),
     path("tasks/<slug:slug>/", views.task_board, name="task-board"),
     path("suites/<slug:suite>/tasks/<slug:slug>/", views.task_board, name="suite-task-board"),
+    path("tasks/<slug:slug>/compare/", compare.task_compare, name="task-compare"),
+    path(
+        "suites/<slug:suite>/tasks/<slug:slug>/compare/",
+        compare.task_compare,
+        name="suite-task-compare",
+    ),
     path("entries/<entry:public_id>/", views.entry, name="entry"),
     path(
         "entries/<entry:public_id>/evaluations/<int:evaluation_id>/",

@@ -1,0 +1,463 @@
+"""Comparing two to five entries of one task side by side.
+
+Each entry is read with its current run (the run its board row shows: the latest successful
+one under the current scorer version, on the task's benchmark, with the configured number
+of replicates), so every entry compared was scored on the same bootstrap replicates. From
+the stored reports come, per entry, every metric with its 95% CI, the primary metric per
+scenario and per subgroup, and the curves; and, per entry other than the reference, the
+paired difference of the primary metric to the reference with its CI and p-value, per
+scenario and per subgroup (:func:`scoring.compare.compare_to_reference`, which is the
+ranking's ``paired_difference``). Nothing is rescored.
+
+What leaves here is bounded like the rest of the site (``scoring.disclosure``): each entry's
+figures as its participant report shows them, and each difference rounded by its CI and no
+finer than twice the most one unit's label can move the metric (a difference of two
+figures, as the robustness drops are); a difference one unit could move by more than 0.1 is
+suppressed. No per-replicate value is ever part of the result.
+
+Who may compare what: published entries, and the viewer's own entries (staff: any), as on
+the entry pages; anything else answers the 404 of an entry that does not exist.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.conf import settings
+from django.db.models import OuterRef, Subquery
+from django.http import Http404
+
+from benchmark_data.tasks import METRICS
+from leaderboard.board.errors import ServiceError
+from leaderboard.board.models import PUBLIC_ID_PATTERN, Evaluation, Submission, Task
+from leaderboard.board.selectors.submissions import (
+    NO_SUCH_ENTRY,
+    can_view_submission,
+    current_scorer_version,
+)
+from scoring.compare import CompareInput, compare_to_reference
+from scoring.disclosure import participant_report, round_figure, scenario_counts, unit_effect
+from scoring.plots import overlay_figure
+
+MIN_ENTRIES = 2
+MAX_ENTRIES = 5
+LEVEL = 0.95  # CIs of the differences; "significant" is p < 1 - LEVEL
+P_DECIMALS = 3  # p-values as the board shows them (with 1,000 replicates, steps of 0.002)
+DECISION_FORM = "decision"
+
+ERR_COUNT = (
+    "compare needs {lo} to {hi} entries of one task; {n} {were} given. Tick {what} on the "
+    "board, or list the entries' ids in ?entries= separated by commas."
+)
+ERR_DUPLICATE = "entry {entry} is listed twice in ?entries=; list each entry once."
+ERR_REFERENCE = (
+    "the reference {reference} is not one of the entries compared ({entries}); give one of "
+    "them in ?reference=, or leave it out to compare with the first."
+)
+ERR_OTHER_TASK = (
+    "entry {entry} is an entry of {other}, not of {task}: only entries of one task, on one "
+    "benchmark version, are scored on the same bootstrap replicates. Compare it on its own "
+    "task's board."
+)
+ERR_NOT_SCORED = (
+    "entry {entry} has no result under the current scorer ({version}) on {benchmark} with "
+    "{replicates} replicates yet (it is being scored, or awaits re-scoring), so it shares no "
+    "replicates with the others. Compare it once its current result is in."
+)
+ERR_MIXED_FORMS = (
+    "entries {decision} answer yes/no (decision-only) and are ranked apart from probability "
+    "entries, on another metric: compare decision-only entries with each other only."
+)
+NOTE_OTHER_METRICS = (
+    "Paired differences are computed for the primary metric, whose per-replicate values the "
+    "scorer keeps per scenario and per group; the other metrics are shown with each entry's "
+    "own 95% CI."
+)
+NOTE_NO_GROUP_REPLICATES = (
+    "No per-group differences for {entries}: scored before the scorer kept per-group "
+    "replicates. An organizer's re-score (manage.py rescore) adds them."
+)
+SUPPRESSED_DIFFERENCE = "suppressed: one unit's label could move it by more than 0.1"
+
+
+class ComparisonRefused(ServiceError):
+    code = "invalid_comparison"
+
+
+def compare_query_parse(*, entries: list[str], reference: str | None) -> tuple[list[str], str]:
+    """The entry ids of a comparison (``?entries=`` values, each a comma-separated list,
+    order kept) and its reference (the first unless named); ``ComparisonRefused`` (400)
+    saying what to change for fewer than 2 or more than 5 entries, a duplicate or a
+    reference that is not compared."""
+    ids = [part.strip() for raw in entries for part in raw.split(",") if part.strip()]
+    n = len(ids)
+    if not MIN_ENTRIES <= n <= MAX_ENTRIES:
+        what = "at least two rows" if n < MIN_ENTRIES else f"at most {MAX_ENTRIES} rows"
+        raise ComparisonRefused(
+            ERR_COUNT.format(
+                lo=MIN_ENTRIES, hi=MAX_ENTRIES, n=n, were="was" if n == 1 else "were", what=what
+            ),
+            field="entries",
+        )
+    seen: set[str] = set()
+    for entry in ids:
+        if entry in seen:
+            raise ComparisonRefused(ERR_DUPLICATE.format(entry=entry[:40]), field="entries")
+        seen.add(entry)
+    ref = (reference or "").strip() or ids[0]
+    if ref not in seen:
+        raise ComparisonRefused(
+            ERR_REFERENCE.format(reference=ref[:40], entries=", ".join(ids)), field="reference"
+        )
+    return ids, ref
+
+
+@dataclass
+class ComparedEntry:
+    """One entry as the comparison shows it: bounded figures only."""
+
+    entry_id: str
+    method_name: str
+    team: str
+    is_reference: bool  # a reference baseline of the platform
+    published: bool
+    modalities: str
+    evaluation_id: int
+    metrics: dict[str, Any]
+    suppressed_metrics: list[str]
+    scenarios: dict[str, Any]
+    groups: dict[str, dict[str, Any]]
+    curves: dict[str, Any] = field(repr=False, default_factory=dict)
+    # Against the comparison's reference (None for the reference itself).
+    difference: dict[str, Any] | None = None
+
+    @property
+    def label(self) -> str:
+        return f"{self.method_name} ({self.team})"
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "entry_id": self.entry_id,
+            "method_name": self.method_name,
+            "team": self.team,
+            "is_reference": self.is_reference,
+            "published": self.published,
+            "modalities": self.modalities,
+            "evaluation_id": self.evaluation_id,
+            "metrics": self.metrics,
+            "suppressed_metrics": self.suppressed_metrics,
+            "scenarios": self.scenarios,
+            "groups": self.groups,
+            "difference": self.difference,
+        }
+
+
+@dataclass
+class Comparison:
+    task: Task
+    scorer_version: str
+    primary_metric: str
+    greater_is_better: bool
+    main_scenario: str
+    reference: str
+    entries: list[ComparedEntry]
+    metrics: list[str]
+    scenarios: list[str]
+    groups: list[tuple[str, list[str]]]
+    notes: list[str]
+    figures: dict[str, Any]
+
+    @property
+    def reference_entry(self) -> ComparedEntry:
+        return next(e for e in self.entries if e.entry_id == self.reference)
+
+    def as_dict(self) -> dict[str, Any]:
+        bench = self.task.benchmark
+        return {
+            "task": self.task.slug,
+            "suite": self.task.suite_slug,
+            "benchmark": {
+                "name": bench.name,
+                "version": bench.version,
+                "hash": bench.manifest_hash,
+            },
+            "scorer_version": self.scorer_version,
+            "replicates": settings.SCORING_REPLICATES,
+            "primary_metric": self.primary_metric,
+            "greater_is_better": self.greater_is_better,
+            "main_scenario": self.main_scenario,
+            "reference": self.reference,
+            "level": LEVEL,
+            "significance": round(1 - LEVEL, 10),
+            "entries": [e.as_dict() for e in self.entries],
+            "notes": self.notes,
+        }
+
+
+def _entries_for_viewer(*, ids: list[str], viewer: Any) -> list[Submission]:
+    """The submissions named, in order; the 404 of a missing entry for any the viewer may
+    not see (or whose id cannot be one)."""
+    pattern = re.compile(f"^{PUBLIC_ID_PATTERN}$")
+    found = {
+        s.public_id: s
+        for s in Submission.objects.select_related(
+            "owner", "team", "task__benchmark", "track"
+        ).filter(public_id__in=[i for i in ids if pattern.match(i)])
+    }
+    out = []
+    for public_id in ids:
+        sub = found.get(public_id)
+        if sub is None or not can_view_submission(submission=sub, viewer=viewer):
+            raise Http404(f"{NO_SUCH_ENTRY}: {public_id[:40]}")
+        out.append(sub)
+    return out
+
+
+def _task_name(task: Task) -> str:
+    bench = task.benchmark
+    return f"{task.title} ({bench.name} {bench.version})"
+
+
+def _current_runs(*, task: Task, subs: list[Submission]) -> dict[int, Evaluation]:
+    """Each entry's current run (as on the board), with its report: two queries."""
+    version = current_scorer_version()
+    current = Evaluation.objects.filter(
+        submission=OuterRef("pk"),
+        status=Evaluation.Status.SUCCEEDED,
+        scorer_version=version,
+        benchmark_hash=task.benchmark.manifest_hash,
+        replicates=settings.SCORING_REPLICATES,
+    ).order_by("-created_at", "-id")
+    run_ids = dict(
+        Submission.objects.filter(pk__in=[s.pk for s in subs])
+        .annotate(run=Subquery(current.values("id")[:1]))
+        .values_list("pk", "run")
+    )
+    missing = [s for s in subs if run_ids.get(s.pk) is None]
+    if missing:
+        raise ComparisonRefused(
+            ERR_NOT_SCORED.format(
+                entry=missing[0].public_id,
+                version=version,
+                benchmark=f"{task.benchmark.name} {task.benchmark.version}",
+                replicates=settings.SCORING_REPLICATES,
+            ),
+            field="entries",
+            code="not_scored",
+        )
+    runs = Evaluation.objects.filter(pk__in=list(run_ids.values())).only(
+        "id", "submission_id", "report", "form"
+    )
+    return {ev.submission_id: ev for ev in runs}
+
+
+def _bounded(diff: dict[str, Any], effect: float | None) -> dict[str, Any]:
+    """A paired difference as it may be published: rounded by its CI and no finer than
+    twice ``effect`` (the most one unit moves either figure); suppressed beyond that."""
+    value, ci = round_figure(
+        diff["diff"], diff["diff_ci"], effect=None if effect is None else 2.0 * effect
+    )
+    if value is None and diff["diff"] is not None:
+        return {"suppressed": SUPPRESSED_DIFFERENCE}
+    p = diff["p"]
+    return {
+        "diff": value,
+        "diff_ci": ci,
+        "p": None if p is None else round(p, P_DECIMALS),
+        "significant": bool(diff["significant"]),
+        "replicates_used": diff["replicates_used"],
+    }
+
+
+def _group_effect(units: Any, counts: dict[str, Any]) -> float | None:
+    """The most one unit's label moves a group's figure (as ``scoring.disclosure`` bounds
+    the groups of a report)."""
+    n, pos = counts.get("n"), counts.get("positives")
+    if not (isinstance(n, int) and isinstance(pos, int) and n and isinstance(units, int)):
+        return None
+    smallest = units * min(pos / n, 1.0 - pos / n)
+    return 1.0 / smallest if smallest >= 1 else math.inf
+
+
+def _series(report: dict[str, Any], primary: str) -> tuple[dict, dict]:
+    """Point values and replicates of the primary metric per scenario and per shown group:
+    keys ("scenario", name) and ("group", attribute, group)."""
+    values: dict[tuple, Any] = {}
+    reps: dict[tuple, Any] = {}
+    for name, sec in (report.get("scenarios") or {}).items():
+        if sec.get("replicates"):
+            values[("scenario", name)] = ((sec.get("metrics") or {}).get(primary) or {}).get(
+                "value"
+            )
+            reps[("scenario", name)] = sec["replicates"]
+    for attr, entry in ((report.get("fairness") or {}).get("attributes") or {}).items():
+        for g, ge in (entry.get("groups") or {}).items():
+            if ge.get("replicates"):
+                values[("group", attr, g)] = ge.get("value")
+                reps[("group", attr, g)] = ge["replicates"]
+    return values, reps
+
+
+def _ordered(names: list[str], order: tuple[str, ...]) -> list[str]:
+    return [s for s in order if s in names] + sorted(set(names) - set(order))
+
+
+def entries_compare(*, task: Task, entry_ids: list[str], reference: str, viewer: Any) -> Comparison:
+    """The comparison of ``entry_ids`` (2 to 5, checked by :func:`compare_query_parse`)
+    with ``reference`` among them, on ``task``.
+
+    Raises ``Http404`` for an entry the viewer may not see, ``ComparisonRefused`` (400) for
+    an entry of another task or benchmark version, one without a current result, or a mix
+    of decision-only and probability entries.
+    """
+    subs = _entries_for_viewer(ids=entry_ids, viewer=viewer)
+    for sub in subs:
+        if sub.task_id != task.pk:
+            raise ComparisonRefused(
+                ERR_OTHER_TASK.format(
+                    entry=sub.public_id, other=_task_name(sub.task), task=_task_name(task)
+                ),
+                field="entries",
+            )
+    runs = _current_runs(task=task, subs=subs)
+    decision = [s.public_id for s in subs if runs[s.pk].form == DECISION_FORM]
+    if decision and len(decision) < len(subs):
+        raise ComparisonRefused(
+            ERR_MIXED_FORMS.format(decision=", ".join(decision)), field="entries"
+        )
+    reports = {s.public_id: runs[s.pk].report or {} for s in subs}
+    ref_report = reports[reference]
+    primary = str(ref_report.get("primary_metric") or task.primary_metric)
+    main = str(ref_report.get("main_scenario") or "paired")
+    suite = task.benchmark.suite_declaration
+
+    inputs = []
+    for sub in subs:
+        values, reps = _series(reports[sub.public_id], primary)
+        inputs.append(CompareInput(sub.public_id, values=values, replicates=reps))
+    differences = compare_to_reference(inputs, reference=reference, level=LEVEL)
+
+    # Bounds of the differences: from the reference's counts (the units are every entry's).
+    ref_scenarios = ref_report.get("scenarios") or {}
+    main_counts = scenario_counts(ref_scenarios.get(main, {}))
+    ref_groups = {
+        (attr, g): ge.get("n_units")
+        for attr, entry in ((ref_report.get("fairness") or {}).get("attributes") or {}).items()
+        for g, ge in (entry.get("groups") or {}).items()
+    }
+
+    entries: list[ComparedEntry] = []
+    metric_names: list[str] = [primary]
+    scenario_names: list[str] = []
+    group_names: dict[str, list[str]] = {}
+    no_group_replicates: list[str] = []
+    views = {pid: participant_report(raw) if raw else {} for pid, raw in reports.items()}
+    ref_shown = {
+        (attr, g)
+        for attr, entry in (
+            (views[reference].get("fairness") or {}).get("attributes") or {}
+        ).items()
+        for g in entry.get("groups") or {}
+    }
+    for sub, inp in zip(subs, inputs, strict=True):
+        view = views[sub.public_id]
+        main_sec = (view.get("scenarios") or {}).get(main) or {}
+        for m in main_sec.get("metrics") or {}:
+            if m not in metric_names:
+                metric_names.append(m)
+        scenarios = {}
+        for s, sec in (view.get("scenarios") or {}).items():
+            fig = (sec.get("metrics") or {}).get(primary)
+            if fig is not None:
+                scenarios[s] = {**fig, "n_units": sec.get("n_units")}
+                if s not in scenario_names:
+                    scenario_names.append(s)
+        groups: dict[str, dict[str, Any]] = {}
+        for attr, entry in ((view.get("fairness") or {}).get("attributes") or {}).items():
+            shown = {
+                g: {"value": ge.get("value"), "ci": ge.get("ci"), "n_units": ge.get("n_units")}
+                for g, ge in (entry.get("groups") or {}).items()
+            }
+            groups[attr] = shown
+            names = group_names.setdefault(attr, [])
+            names += [g for g in shown if g not in names]
+        if groups and not any(k[0] == "group" for k in inp.replicates):
+            no_group_replicates.append(sub.public_id)
+        difference = None
+        if sub.public_id != reference:
+            found = differences[sub.public_id]
+            by_scenario = {
+                s: _bounded(
+                    found[("scenario", s)], unit_effect(primary, scenario_counts(ref_scenarios[s]))
+                )
+                for s in scenarios
+                if ("scenario", s) in found and s in ref_scenarios
+            }
+            by_group: dict[str, dict[str, Any]] = {}
+            for attr, shown in groups.items():
+                for g in shown:
+                    d = found.get(("group", attr, g))
+                    # Only groups both entries' reports show: suppressed ones stay so.
+                    if d is not None and (attr, g) in ref_shown:
+                        by_group.setdefault(attr, {})[g] = _bounded(
+                            d, _group_effect(ref_groups.get((attr, g)), main_counts)
+                        )
+            difference = {
+                "primary": by_scenario.get(main),
+                "scenarios": by_scenario,
+                "groups": by_group,
+            }
+        entries.append(
+            ComparedEntry(
+                entry_id=sub.public_id,
+                method_name=sub.method_name,
+                team=sub.team_label,
+                is_reference=sub.is_reference,
+                published=sub.status == Submission.Status.PUBLISHED,
+                modalities=sub.modalities_label,
+                evaluation_id=runs[sub.pk].pk,
+                metrics=main_sec.get("metrics") or {},
+                suppressed_metrics=list(
+                    (main_sec.get("suppressed_metrics") or {}).get("metrics") or []
+                ),
+                scenarios=scenarios,
+                groups=groups,
+                curves=view.get("curves") or {},
+                difference=difference,
+            )
+        )
+    notes = [NOTE_OTHER_METRICS]
+    if no_group_replicates:
+        notes.append(NOTE_NO_GROUP_REPLICATES.format(entries=", ".join(no_group_replicates)))
+    spec = METRICS.get(primary)
+    return Comparison(
+        task=task,
+        scorer_version=current_scorer_version(),
+        primary_metric=primary,
+        greater_is_better=spec.greater_is_better if spec else True,
+        main_scenario=main,
+        reference=reference,
+        entries=entries,
+        metrics=metric_names,
+        scenarios=_ordered(scenario_names, (*suite.scenarios, "natural")),
+        groups=[(attr, names) for attr, names in group_names.items()],
+        notes=notes,
+        figures=_figures(entries),
+    )
+
+
+CURVE_KINDS = ("roc", "pr", "reliability")
+
+
+def _figures(entries: list[ComparedEntry]) -> dict[str, Any]:
+    """The entries' curves overlaid, one figure per kind some entry has (from the bounded,
+    coarse curves of their participant reports)."""
+    out = {}
+    for kind in CURVE_KINDS:
+        curves = [(e.label, e.curves[kind]) for e in entries if e.curves.get(kind)]
+        if curves:
+            out[f"compare-{kind}"] = overlay_figure(curves, kind=kind)
+    return out
