@@ -325,7 +325,9 @@ def overlay_figure(curves: Sequence[tuple[str, dict[str, Any]]], *, kind: str) -
         title=title,
         xaxis={"title": xt, "range": [0, 1]},
         yaxis={"title": yt, "range": [0, 1.02]},
-        legend={"orientation": "h", "y": -0.2},
+        # The legend under the axis title, the plot's height grown to hold it.
+        legend={"orientation": "h", "x": 0, "y": -0.18, "yanchor": "top"},
+        height=460 + 22 * len(curves),
         margin={"t": 40},
     )
     return _to_json(fig)

@@ -302,7 +302,7 @@ def _series(report: dict[str, Any], primary: str) -> tuple[dict, dict]:
 
 
 def _ordered(names: list[str], order: tuple[str, ...]) -> list[str]:
-    return [s for s in order if s in names] + sorted(set(names) - set(order))
+    return [s for s in dict.fromkeys(order) if s in names] + sorted(set(names) - set(order))
 
 
 def entries_compare(*, task: Task, entry_ids: list[str], reference: str, viewer: Any) -> Comparison:
