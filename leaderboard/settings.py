@@ -220,6 +220,12 @@ REQUEST_BODY_TIMEOUT = env.float("REQUEST_BODY_TIMEOUT", default=20.0)
 # Submission rules --------------------------------------------------------------------------
 SUBMISSIONS_PER_DAY = env.int("SUBMISSIONS_PER_DAY", default=5)
 FAILED_SUBMISSIONS_PER_DAY = env.int("FAILED_SUBMISSIONS_PER_DAY", default=10)
+# A team's limits, for all its members together, on top of each member's own.
+TEAM_SUBMISSIONS_PER_DAY = env.int("TEAM_SUBMISSIONS_PER_DAY", default=SUBMISSIONS_PER_DAY)
+TEAM_FAILED_SUBMISSIONS_PER_DAY = env.int(
+    "TEAM_FAILED_SUBMISSIONS_PER_DAY", default=FAILED_SUBMISSIONS_PER_DAY
+)
+TEAM_INVITATION_DAYS = env.int("TEAM_INVITATION_DAYS", default=14)
 AUTO_PUBLISH = env.bool("AUTO_PUBLISH", default=True)
 
 # Scoring -----------------------------------------------------------------------------------

@@ -17,6 +17,7 @@ from leaderboard.board.models import (
     Submission,
     Task,
     Team,
+    TeamInvitation,
     TeamMembership,
     Track,
 )
@@ -118,6 +119,7 @@ class SubmissionAdmin(admin.ModelAdmin):
         "id",
         "public_id",
         "method_name",
+        "team",
         "team_name",
         "owner",
         "task",
@@ -128,9 +130,9 @@ class SubmissionAdmin(admin.ModelAdmin):
     ]
     list_filter = ["status", "visibility", "is_reference", "task__slug", "task__benchmark", "track"]
     search_fields = ["public_id", "method_name", "team_name", "owner__username", "sha256"]
-    list_select_related = ["owner", "task__benchmark"]
+    list_select_related = ["owner", "team", "task__benchmark"]
     readonly_fields = [
-        "public_id", "owner", "task", "track", "file", "original_filename", "sha256", "size", "status",
+        "public_id", "owner", "team", "task", "track", "file", "original_filename", "sha256", "size", "status",
         "failure_kind", "failure_code", "failure_reason", "visibility", "is_reference",
         "created_at", "queued_at", "started_at", "scored_at", "published_at", "failed_at",
     ]  # fmt: skip
@@ -216,16 +218,34 @@ class AuditLogAdmin(ReadOnlyAdmin):
 class TeamMembershipInline(admin.TabularInline):
     model = TeamMembership
     extra = 1
+    fields = ["user", "role", "joined_at"]
     raw_id_fields = ["user"]
+
+
+class TeamInvitationInline(admin.TabularInline):
+    """Open and answered invitations, as the team's owners made them (read-only)."""
+
+    model = TeamInvitation
+    extra = 0
+    fields = ["invited_as", "invited_by", "created_at", "expires_at", "accepted_at", "declined_at"]
+    readonly_fields = fields
+    can_delete = True
+
+    def has_add_permission(self, request, obj=None):
+        return False
 
 
 @admin.register(Team)
 class TeamAdmin(admin.ModelAdmin):
-    """Teams share one daily quota per task: the organizers add members here."""
+    """Teams: participants make and run their own (the Team page, /api/teams/); the
+    organizers may add or remove members and owners here. A team with entries cannot be
+    deleted."""
 
-    list_display = ["name", "n_members", "created_at"]
-    search_fields = ["name", "memberships__user__username"]
-    inlines = [TeamMembershipInline]
+    list_display = ["name", "slug", "n_members", "created_by", "created_at"]
+    search_fields = ["name", "slug", "memberships__user__username"]
+    readonly_fields = ["created_by", "created_at"]
+    fields = ["name", "slug", "description", "created_by", "created_at"]
+    inlines = [TeamMembershipInline, TeamInvitationInline]
 
     @admin.display(description="members")
     def n_members(self, obj: Team) -> int:

@@ -191,21 +191,24 @@ def test_two_accounts_of_one_identity_share_one_quota(benchmark):
     assert r.status_code == 201, r.json()
 
 
-@override_settings(SUBMISSIONS_PER_DAY=2)
-def test_the_members_of_a_team_share_one_quota(benchmark):
+@override_settings(SUBMISSIONS_PER_DAY=2, TEAM_SUBMISSIONS_PER_DAY=2)
+def test_the_members_of_a_team_share_the_teams_quota_besides_their_own(benchmark):
     a = UserFactory(username="ann", email="ann@uni-a.example")
     b = UserFactory(username="ben", email="ben@uni-b.example")
     team = Team.objects.create(name="Fusion lab")
-    TeamMembership.objects.create(team=team, user=a)
+    TeamMembership.objects.create(team=team, user=a, role="owner")
     TeamMembership.objects.create(team=team, user=b)
-    assert quota_holder_ids(owner=b) == sorted([a.pk, b.pk])
+    # Each one's own quota is their identity's; the team's is counted by the team.
+    assert quota_holder_ids(owner=b) == [b.pk]
 
     for i, user in enumerate((a, b)):
         body = f"stay_id,prediction\n1,0.{i + 1}\n".encode()
         r = _api_for(user).post("/api/submissions/", _api_form(f"T{i}", body))
         assert r.status_code == 201, r.json()
+        assert r.json()["team"] == "Fusion lab"
     r = _api_for(a).post("/api/submissions/", _api_form("T9", b"stay_id,prediction\n1,0.9\n"))
-    assert r.status_code == 429 and "made 2 submissions" in r.json()["detail"]
+    assert r.status_code == 429 and "Your team Fusion lab has" in r.json()["detail"]
+    assert "made 2 submissions" in r.json()["detail"]
 
 
 def test_an_unconfirmed_account_shares_no_identity():
@@ -293,20 +296,36 @@ def test_staff_set_teams_and_confirm_addresses_in_the_admin(client):
     client.force_login(root)
     for url in ("/admin/board/team/", "/admin/board/team/add/", "/admin/board/account/"):
         assert client.get(url).status_code == 200, url
+    joined = {"memberships-0-joined_at_0": "2026-01-02", "memberships-0-joined_at_1": "10:00"}
+    joined |= {"memberships-1-joined_at_0": "2026-01-02", "memberships-1-joined_at_1": "10:00"}
     r = client.post(
         "/admin/board/team/add/",
         {
             "name": "Fusion lab",
+            "slug": "",
+            "description": "",
             "memberships-TOTAL_FORMS": "2",
             "memberships-INITIAL_FORMS": "0",
             "memberships-MIN_NUM_FORMS": "0",
             "memberships-MAX_NUM_FORMS": "1000",
             "memberships-0-user": str(a.pk),
+            "memberships-0-role": "owner",
             "memberships-1-user": str(b.pk),
+            "memberships-1-role": "member",
+            "invitations-TOTAL_FORMS": "0",
+            "invitations-INITIAL_FORMS": "0",
+            "invitations-MIN_NUM_FORMS": "0",
+            "invitations-MAX_NUM_FORMS": "1000",
+            **joined,
         },
     )
     assert r.status_code == 302, r.content.decode()[:2000]
-    assert quota_holder_ids(owner=a) == sorted([a.pk, b.pk])
+    team = Team.objects.get(name="Fusion lab")
+    assert team.slug == "fusion-lab"  # made from the name
+    assert dict(team.memberships.values_list("user__username", "role")) == {
+        "amy": "owner",
+        "abe": "member",
+    }
     r = client.post(
         "/admin/board/account/",
         {"action": "confirm", "_selected_action": [str(b.account.pk)]},

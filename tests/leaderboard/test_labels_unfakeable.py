@@ -16,7 +16,7 @@ from django.test import Client
 
 from leaderboard.board.api.views import CSVRenderer
 from leaderboard.board.labels import normalise_label, reserved_phrase_in, spreadsheet_safe
-from leaderboard.board.models import Submission, Track
+from leaderboard.board.models import Submission, Team, Track
 from leaderboard.board.selectors.submissions import task_get
 from leaderboard.board.services.baselines import REFERENCE_TEAM, reference_user
 from leaderboard.board.services.submissions import SubmissionMeta, submission_create
@@ -151,25 +151,14 @@ def test_the_api_refuses_reserved_words_naming_the_field_and_the_word(
     assert not Submission.objects.exists()
 
 
-def test_the_web_form_refuses_a_reserved_team_name(user, benchmark):
+def test_the_team_page_refuses_a_reserved_team_name(user, benchmark):
+    """Entries take their team's name; the Team page refuses a name posing as the platform."""
     client = Client()
     client.force_login(user)
-    r = client.post(
-        "/submit/",
-        {
-            "task": "in-hospital-mortality",
-            "track": "prediction-file",
-            "file": SimpleUploadedFile("p.csv", b"stay_id,prediction\n1,0.5\n"),
-            "method_name": "Mine",
-            "team_name": "Platform Reference",
-            "uses_ehr": "on",
-            "training_data": "train and validation splits only",
-            "visibility": "public",
-        },
-    )
+    r = client.post("/me/team/", {"action": "create", "name": "Platform Reference"})
     assert r.status_code == 400
     assert "team name contains &#x27;platform reference&#x27;" in r.content.decode()
-    assert not Submission.objects.exists()
+    assert not Team.objects.exists()
 
 
 def test_sign_up_refuses_a_reserved_user_name(client):

@@ -207,7 +207,14 @@ class SubmissionCreateSerializer(serializers.Serializer):
         "gzip/bzip2/xz-compressed tar).",
     )
     method_name = serializers.CharField(max_length=120)
-    team_name = serializers.CharField(max_length=120, required=False, allow_blank=True, default="")
+    team_name = serializers.CharField(
+        max_length=120,
+        required=False,
+        allow_blank=True,
+        default="",
+        help_text="Not needed: an entry is shown under its owner's team (/api/teams/). If "
+        "given, it must be that team's name.",
+    )
     description = serializers.CharField(
         max_length=5000, required=False, allow_blank=True, default=""
     )
@@ -269,7 +276,6 @@ class SubmissionCreateSerializer(serializers.Serializer):
         d = self.validated_data
         return SubmissionMeta(
             method_name=d["method_name"].strip(),
-            team_name=d.get("team_name", "").strip(),
             description=d.get("description", ""),
             paper_url=d.get("paper_url", ""),
             code_url=d.get("code_url", ""),

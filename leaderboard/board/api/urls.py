@@ -3,7 +3,7 @@ from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
 import leaderboard.board.entry_ids  # noqa: F401 (registers the "entry" converter)
-from leaderboard.board.api import compare, views
+from leaderboard.board.api import compare, teams, views
 
 urlpatterns = [
     path("schema/", SpectacularAPIView.as_view(), name="api-schema"),
@@ -102,6 +102,35 @@ urlpatterns = [
         "submissions/<entry:public_id>/rescore/",
         views.SubmissionRescoreView.as_view(),
         name="api-submission-rescore",
+    ),
+    path("teams/", teams.TeamListCreateView.as_view(), name="api-teams"),
+    path("teams/<slug:slug>/", teams.TeamDetailView.as_view(), name="api-team"),
+    path(
+        "teams/<slug:slug>/invitations/",
+        teams.TeamInvitationsView.as_view(),
+        name="api-team-invitations",
+    ),
+    path(
+        "teams/<slug:slug>/invitations/<int:invitation_id>/",
+        teams.TeamInvitationWithdrawView.as_view(),
+        name="api-team-invitation",
+    ),
+    path(
+        "teams/<slug:slug>/members/<str:username>/",
+        teams.TeamMemberView.as_view(),
+        name="api-team-member",
+    ),
+    path("teams/<slug:slug>/leave/", teams.TeamLeaveView.as_view(), name="api-team-leave"),
+    path("invitations/", teams.InvitationListView.as_view(), name="api-invitations"),
+    path(
+        "invitations/<str:token>/accept/",
+        teams.InvitationAcceptView.as_view(),
+        name="api-invitation-accept",
+    ),
+    path(
+        "invitations/<str:token>/decline/",
+        teams.InvitationDeclineView.as_view(),
+        name="api-invitation-decline",
     ),
     # The entries' old integer addresses: a redirect for staff, the 404 of a missing entry
     # for anyone else.

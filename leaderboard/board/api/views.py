@@ -70,6 +70,7 @@ from leaderboard.board.services.logins import (
     login_succeeded,
 )
 from leaderboard.board.services.submissions import (
+    check_team_name,
     submission_create,
     submission_hide,
     submission_publish,
@@ -300,6 +301,7 @@ class SubmissionListCreateView(APIView):
             slug=serializer.validated_data["task"], suite=serializer.validated_data["suite"]
         )
         track = Track.objects.get(slug=serializer.validated_data["track"])
+        check_team_name(owner=request.user, team_name=serializer.validated_data["team_name"])
         submission = submission_create(
             owner=request.user,
             task=task,

@@ -93,6 +93,7 @@ class BoardRow:
     fairness: dict[str, Any]
     replicates: list[float | None] = field(repr=False, default_factory=list)
     streamed: bool = False  # the platform streamed it through the gateway (reference)
+    team_slug: str = ""  # the address of the entry's team's page, when it has a team
     # The suite's modality slugs the entry uses (empty: those uses_ehr and uses_cxr say).
     inputs: list[str] = field(default_factory=list)
     # The primary figure as published (scoring.disclosure); value/ci above stay at full
@@ -147,6 +148,7 @@ class BoardRow:
             "entry_id": self.entry_id,
             "method_name": self.method_name,
             "team": self.team,
+            "team_slug": self.team_slug or None,
             "is_reference": self.is_reference,
             "track": self.track,
             "verification": self.verification,
@@ -265,6 +267,8 @@ STATE_FIELDS = (
     "current_evaluation_id",
     "method_name",
     "team_name",
+    "team__name",
+    "team__slug",
     "owner__username",
     "is_reference",
     "streamed",
@@ -414,7 +418,8 @@ def _row(entry: dict[str, Any], ev: Evaluation) -> BoardRow:
         submission_id=entry["pk"],
         entry_id=entry["public_id"],
         method_name=entry["method_name"],
-        team=entry["team_name"] or entry["owner__username"],
+        team=entry["team__name"] or entry["team_name"] or entry["owner__username"],
+        team_slug=entry["team__slug"] or "",
         is_reference=entry["is_reference"],
         streamed=entry["streamed"],
         track=entry["track__slug"],

@@ -2,8 +2,9 @@
 
 A new account confirms its e-mail address through a signed link that expires
 (``EMAIL_CONFIRM_DAYS``) before it can submit. The confirmed address, normalised
-(:func:`email_identity`), is the account's verified identity: every account of one identity,
-and every member of one team, share one daily quota per task (:func:`quota_holder_ids`).
+(:func:`email_identity`), is the account's verified identity: every account of one identity
+shares one daily quota per task (:func:`quota_holder_ids`). A team's members have the
+team's quota besides (``services/submissions.py``).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from leaderboard.board.errors import NotAllowed, ServiceError
-from leaderboard.board.models import Account, TeamMembership
+from leaderboard.board.models import Account
 
 CONFIRM_SALT = "board.account.confirm-email"
 
@@ -177,35 +178,24 @@ def account_confirm(*, token: str) -> Account:
     return account
 
 
-# Teams and identities link accounts in chains (a team member's second account, that
-# account's own team...); a few rounds reach every chain seen in practice.
-MAX_QUOTA_HOPS = 4
-
-
 def quota_holder_ids(*, owner: Any) -> list[int]:
-    """The users whose submissions count against ``owner``'s daily quota, sorted: the
-    accounts sharing its verified identity and the members of its team, and theirs."""
-    ids = {owner.pk}
-    for _ in range(MAX_QUOTA_HOPS):
-        identities = Account.objects.filter(user_id__in=ids, confirmed_at__isnull=False).values(
-            "identity"
+    """The users whose submissions count against ``owner``'s own daily quota, sorted: the
+    accounts sharing its verified identity. (A team's quota is counted by the team.)"""
+    identities = Account.objects.filter(user_id=owner.pk, confirmed_at__isnull=False).values(
+        "identity"
+    )
+    found = set(
+        Account.objects.filter(identity__in=identities, confirmed_at__isnull=False).values_list(
+            "user_id", flat=True
         )
-        teams = TeamMembership.objects.filter(user_id__in=ids).values("team_id")
-        found = set(
-            Account.objects.filter(identity__in=identities, confirmed_at__isnull=False).values_list(
-                "user_id", flat=True
-            )
-        ) | set(TeamMembership.objects.filter(team_id__in=teams).values_list("user_id", flat=True))
-        if found <= ids:
-            break
-        ids |= found
-    return sorted(ids)
+    )
+    return sorted(found | {owner.pk})
 
 
 def lock_quota_holders(*, owner: Any) -> list[int]:
     """Lock the user rows of everyone sharing ``owner``'s quota, in id order (so that two
-    members submitting at once wait for each other and never deadlock). Call inside a
-    transaction; returns the ids."""
+    accounts submitting at once wait for each other and never deadlock). Call inside a
+    transaction; returns the ids. A team's row is locked after these (never before)."""
     ids = quota_holder_ids(owner=owner)
     list(get_user_model().objects.select_for_update().filter(pk__in=ids).order_by("pk"))
     return ids

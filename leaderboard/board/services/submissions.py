@@ -24,7 +24,16 @@ from leaderboard.board.errors import (
     UploadInvalid,
 )
 from leaderboard.board.labels import check_participant_text
-from leaderboard.board.models import AuditLog, Evaluation, Submission, Task, Track, new_upload_name
+from leaderboard.board.models import (
+    AuditLog,
+    Evaluation,
+    Submission,
+    Task,
+    Team,
+    TeamMembership,
+    Track,
+    new_upload_name,
+)
 from leaderboard.board.services.audit import audit_record
 from leaderboard.board.services.boards import board_refresh_later
 from leaderboard.board.services.evaluations import evaluation_create
@@ -50,6 +59,9 @@ class SubmissionMeta:
     training_data: str
     uses_ehr: bool
     uses_cxr: bool
+    # Only the platform's reference entries carry a label here: a participant's entry takes
+    # its team from the owner's membership (clients that still send a name are answered by
+    # check_team_name).
     team_name: str = ""
     description: str = ""
     paper_url: str = ""
@@ -136,47 +148,50 @@ def _day_start(now: datetime) -> datetime:
     return now.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
 
 
-def submission_quota_usage(
-    *, owner: Any, task: Task, now: datetime | None = None, holder_ids: list[int] | None = None
-) -> QuotaUsage:
-    """Today's (UTC) submissions for a task of an owner's verified identity and team (see
-    :func:`~leaderboard.board.services.identity.quota_holder_ids`): those that count against
-    the daily limit (everything but failed ones) and failed ones (the file was at fault),
-    apart."""
-    now = now or timezone.now()
+def _usage(entries: Any, *, now: datetime, limit: int, failed_limit: int) -> QuotaUsage:
     start = _day_start(now)
-    if holder_ids is None:
-        holder_ids = quota_holder_ids(owner=owner)
-    counts = Submission.objects.filter(
-        owner_id__in=holder_ids, task=task, created_at__gte=start
-    ).aggregate(
+    counts = entries.filter(created_at__gte=start).aggregate(
         used=Count("id", filter=~Q(status=S.FAILED)),
         failed=Count("id", filter=Q(status=S.FAILED, failure_kind=Submission.FailureKind.INPUT)),
     )
     return QuotaUsage(
         used=counts["used"],
-        limit=settings.SUBMISSIONS_PER_DAY,
+        limit=limit,
         failed=counts["failed"],
-        failed_limit=settings.FAILED_SUBMISSIONS_PER_DAY,
+        failed_limit=failed_limit,
         resets_at=start + timedelta(days=1),
     )
 
 
-def check_submission_quota(
-    *, owner: Any, task: Task, holder_ids: list[int] | None = None
+def submission_quota_usage(
+    *, owner: Any, task: Task, now: datetime | None = None, holder_ids: list[int] | None = None
 ) -> QuotaUsage:
-    """Refuse a submission over the daily limits. Call inside a transaction that holds the
-    row locks of everyone sharing the quota (see :func:`submission_create`), so two
-    concurrent requests cannot both take the last place."""
-    usage = submission_quota_usage(owner=owner, task=task, holder_ids=holder_ids)
-    if owner.is_staff:
-        return usage
-    reset = f"{usage.resets_at:%Y-%m-%d %H:%M} UTC"
-    whose = (
-        "You have"
-        if not holder_ids or len(holder_ids) == 1
-        else ("Your team and your other accounts have")
+    """Today's (UTC) submissions for a task of an owner's verified identity (see
+    :func:`~leaderboard.board.services.identity.quota_holder_ids`): those that count against
+    the daily limit (everything but failed ones) and failed ones (the file was at fault),
+    apart."""
+    if holder_ids is None:
+        holder_ids = quota_holder_ids(owner=owner)
+    return _usage(
+        Submission.objects.filter(owner_id__in=holder_ids, task=task),
+        now=now or timezone.now(),
+        limit=settings.SUBMISSIONS_PER_DAY,
+        failed_limit=settings.FAILED_SUBMISSIONS_PER_DAY,
     )
+
+
+def team_quota_usage(*, team: Team, task: Task, now: datetime | None = None) -> QuotaUsage:
+    """Today's (UTC) submissions for a task of a team: its entries, whoever made them."""
+    return _usage(
+        Submission.objects.filter(team=team, task=task),
+        now=now or timezone.now(),
+        limit=settings.TEAM_SUBMISSIONS_PER_DAY,
+        failed_limit=settings.TEAM_FAILED_SUBMISSIONS_PER_DAY,
+    )
+
+
+def _check_usage(usage: QuotaUsage, *, task: Task, whose: str, who: str) -> None:
+    reset = f"{usage.resets_at:%Y-%m-%d %H:%M} UTC"
     if usage.used >= usage.limit:
         raise QuotaExceeded(
             f"{whose} made {usage.used} submissions for {task.title} today, the daily limit "
@@ -184,13 +199,61 @@ def check_submission_quota(
         )
     if usage.failed >= usage.failed_limit:
         raise QuotaExceeded(
-            f"{usage.failed} submissions for {task.title} from you or your team failed today, "
-            "the daily limit "
-            f"of {usage.failed_limit} for failed files. Check your file with "
+            f"{usage.failed} submissions for {task.title} from {who} failed today, the daily "
+            f"limit of {usage.failed_limit} for failed files. Check your file with "
             f"`python -m scoring score --truth` on the validation split first; you can submit "
             f"again after {reset}."
         )
+
+
+def check_submission_quota(
+    *, owner: Any, task: Task, holder_ids: list[int] | None = None, team: Team | None = None
+) -> QuotaUsage:
+    """Refuse a submission over the daily limits: the owner's own (shared by the accounts of
+    its verified identity) and, for a team member, the team's. Call inside a transaction
+    that holds the row locks of everyone sharing the owner's quota and of the team (see
+    :func:`submission_create`), so two concurrent requests cannot both take the last place."""
+    usage = submission_quota_usage(owner=owner, task=task, holder_ids=holder_ids)
+    if owner.is_staff:
+        return usage
+    shared = bool(holder_ids) and len(holder_ids or ()) > 1
+    _check_usage(
+        usage,
+        task=task,
+        whose="You and your other accounts have" if shared else "You have",
+        who="you or your other accounts" if shared else "you",
+    )
+    if team is not None:
+        _check_usage(
+            team_quota_usage(team=team, task=task),
+            task=task,
+            whose=f"Your team {team.name} has (its daily limit, shared by its members)",
+            who=f"your team {team.name}",
+        )
     return usage
+
+
+ERR_TEAM_NAME = (
+    "An entry is shown under its owner's team, which is set on the Team page (or through "
+    "/api/teams/), not per entry: {why} Leave team_name out."
+)
+
+
+def check_team_name(*, owner: Any, team_name: str) -> None:
+    """Refuse a team name typed with an entry unless it is the owner's own team's (old
+    clients send one): entries take their team from the owner's membership."""
+    name = " ".join(team_name.split())
+    if not name:
+        return
+    check_participant_text({"team_name": name})
+    membership = TeamMembership.objects.filter(user=owner).select_related("team").first()
+    if membership is None:
+        why = f'you are in no team, so your entries are shown under your user name, not "{name}".'
+    elif membership.team.name.lower() != name.lower():
+        why = f'your team is "{membership.team.name}", not "{name}".'
+    else:
+        return
+    raise UploadInvalid(ERR_TEAM_NAME.format(why=why), field="team_name")
 
 
 def submission_create(
@@ -232,13 +295,7 @@ def submission_create(
     modalities = entry_modalities(task, meta)
     if not is_reference:
         # The platform's own reference entries may carry its labels; nobody else's may.
-        check_participant_text(
-            {
-                "method_name": meta.method_name,
-                "team_name": meta.team_name,
-                "description": meta.description,
-            }
-        )
+        check_participant_text({"method_name": meta.method_name, "description": meta.description})
         check_can_submit(owner=owner)
     if track.slug == Track.CONTAINER:
         if image is None and upload is not None:
@@ -259,8 +316,11 @@ def submission_create(
             # team) are locked: concurrent submissions against one quota are serialized, so
             # the count below cannot be read twice before either is written.
             holder_ids = lock_quota_holders(owner=owner)
+            # Then the owner's team (read now that the owner's row is locked: joining or
+            # leaving a team locks it too), so a team's members are serialized on its row.
+            team = None if is_reference else _lock_team_of(owner)
             if enforce_quota:
-                check_submission_quota(owner=owner, task=task, holder_ids=holder_ids)
+                check_submission_quota(owner=owner, task=task, holder_ids=holder_ids, team=team)
             duplicate = (
                 Submission.objects.filter(owner=owner, task=task, sha256=info.sha256)
                 .exclude(status=S.FAILED)
@@ -278,7 +338,12 @@ def submission_create(
                 task=task,
                 track=track,
                 method_name=meta.method_name,
-                team_name=meta.team_name,
+                team=team,
+                # The team's name as it was when the entry was made; the platform's own
+                # entries keep their label.
+                team_name=team.name
+                if team is not None
+                else (meta.team_name if is_reference else ""),
                 description=meta.description,
                 paper_url=meta.paper_url,
                 code_url=meta.code_url,
@@ -325,6 +390,14 @@ def submission_create(
         _discard(stored_name)
         raise
     return submission
+
+
+def _lock_team_of(owner: Any) -> Team | None:
+    """The owner's team, its row locked for the transaction; None for a user in no team."""
+    team_id = TeamMembership.objects.filter(user=owner).values_list("team_id", flat=True).first()
+    if team_id is None:
+        return None
+    return Team.objects.select_for_update().get(pk=team_id)
 
 
 def _discard(name: str) -> None:

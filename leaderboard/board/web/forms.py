@@ -50,7 +50,6 @@ class SubmissionForm(forms.Form):
         widget=forms.ClearableFileInput(attrs={"accept": ".tar,.tgz,.gz,.bz2,.xz"}),
     )
     method_name = forms.CharField(max_length=120, label="Method name")
-    team_name = forms.CharField(max_length=120, required=False, label="Team")
     description = forms.CharField(
         required=False, max_length=5000, widget=forms.Textarea(attrs={"rows": 3})
     )
@@ -136,7 +135,6 @@ class SubmissionForm(forms.Form):
         d = self.cleaned_data
         return SubmissionMeta(
             method_name=d["method_name"].strip(),
-            team_name=d.get("team_name", "").strip(),
             description=d.get("description", ""),
             paper_url=d.get("paper_url", ""),
             code_url=d.get("code_url", ""),

@@ -57,6 +57,7 @@ from leaderboard.board.selectors.submissions import (
     task_get,
     task_list,
 )
+from leaderboard.board.selectors.teams import team_membership_for
 from leaderboard.board.services.audit import audit_record
 from leaderboard.board.services.downloads import task_downloads
 from leaderboard.board.services.identity import account_for, is_verified, quota_holder_ids
@@ -64,6 +65,7 @@ from leaderboard.board.services.submissions import (
     submission_create,
     submission_publish,
     submission_quota_usage,
+    team_quota_usage,
     submission_unpublish,
 )
 from leaderboard.board.uploads import limit_text
@@ -450,8 +452,14 @@ def submit(request: HttpRequest) -> HttpResponse:
         form = SubmissionForm(initial=initial, suite=declaration)
         status = 200
     holder_ids = quota_holder_ids(owner=request.user)
+    membership = team_membership_for(user=request.user)
+    team = membership.team if membership else None
     usage = [
-        (t, submission_quota_usage(owner=request.user, task=t, holder_ids=holder_ids))
+        (
+            t,
+            submission_quota_usage(owner=request.user, task=t, holder_ids=holder_ids),
+            team_quota_usage(team=team, task=t) if team else None,
+        )
         for t in task_list(suite=suite)
     ]
     return render(
@@ -470,6 +478,7 @@ def submit(request: HttpRequest) -> HttpResponse:
             "account": account_for(request.user),
             "can_submit": request.user.is_staff or is_verified(request.user),
             "shares_quota": len(holder_ids) > 1,
+            "team": team,
         },
         status=status,
     )
