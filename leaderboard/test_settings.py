@@ -9,6 +9,7 @@ os.environ.setdefault("SECRET_KEY", "test-only-secret-key")
 os.environ.setdefault("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/leaderboard")
 os.environ.setdefault("CELERY_BROKER_URL", "redis://127.0.0.1:6379/11")
 os.environ.setdefault("CELERY_QUEUE", f"leaderboard-test-{os.getpid()}")
+os.environ.setdefault("CELERY_BASELINES_QUEUE", f"baselines-test-{os.getpid()}")
 os.environ.setdefault("VAR_DIR", tempfile.mkdtemp(prefix="leaderboard-test-"))
 os.environ.setdefault("LOG_LEVEL", "WARNING")
 # DEBUG is off, as in production, but the pages link static files by their plain names,

@@ -10,6 +10,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.conf import settings
+
+from leaderboard.board.services.baseline_jobs import baseline_job_run
 from leaderboard.board.services.boards import board_refresh
 from leaderboard.board.services.containers import container_runs_reap
 from leaderboard.board.services.evaluations import evaluation_run, evaluations_reap
@@ -41,3 +44,16 @@ def reap_task() -> dict[str, int]:
 @app.task(name="board.refresh", ignore_result=True)
 def board_refresh_task(task_id: int) -> dict[str, Any]:
     return board_refresh(task_id=task_id)
+
+
+@app.task(
+    name="board.baseline_job_run",
+    acks_late=True,
+    reject_on_worker_lost=True,
+    ignore_result=True,
+    soft_time_limit=settings.BASELINE_JOB_SOFT_TIME_LIMIT,
+    time_limit=settings.BASELINE_JOB_SOFT_TIME_LIMIT + 60,
+)
+def baseline_job_run_task(job_id: int) -> str | None:
+    job = baseline_job_run(job_id=job_id)
+    return None if job is None else job.status

@@ -177,15 +177,18 @@ def _meta(
     )
 
 
-def baselines_load(*, run_dir: str | Path, actor: Any = None) -> list[Submission]:
-    """Enter every prediction file of a run as a reference entry of the current benchmark
-    (queued for scoring). A file already entered is skipped; an earlier reference entry of
-    the same model and task is withdrawn from the board in favour of the new one."""
+def baselines_load(
+    *, run_dir: str | Path, actor: Any = None, only: set[tuple[str, str]] | None = None
+) -> list[Submission]:
+    """Enter every prediction file of a run (or those of ``only``'s tasks and models) as a
+    reference entry of the current benchmark (queued for scoring). A file already entered is
+    skipped; an earlier reference entry of the same model and task is withdrawn from the
+    board in favour of the new one."""
     run = Path(run_dir)
     if not run.is_dir():
         raise BenchmarkInvalid(f"{run} is not a directory")
     manifest = read_run_manifest(run)
-    files = baseline_files(run)
+    files = [f for f in baseline_files(run) if only is None or (f.task, f.model) in only]
     if not files:
         raise BenchmarkInvalid(f"{run} holds no prediction files (predictions/TASK/MODEL.csv)")
     # The run names the benchmark it was made on: the current one of that benchmark's suite

@@ -31,6 +31,7 @@ from leaderboard.board.models import (
     Track,
     modalities_label,
 )
+from leaderboard.board.selectors.baselines import baseline_progress
 from leaderboard.board.selectors.leaderboard import (
     MODALITY_FILTERS,
     Board,
@@ -65,8 +66,8 @@ from leaderboard.board.services.submissions import (
     submission_create,
     submission_publish,
     submission_quota_usage,
-    team_quota_usage,
     submission_unpublish,
+    team_quota_usage,
 )
 from leaderboard.board.uploads import limit_text
 from leaderboard.board.web.forms import SubmissionForm
@@ -93,6 +94,7 @@ def home(request: HttpRequest) -> HttpResponse:
             "benchmark": suites[0]["benchmark"] if suites else None,
             "suites": suites,
             "queue": queue_summary(),
+            "baselines": baseline_progress(),
             "limits": {
                 "per_day": settings.SUBMISSIONS_PER_DAY,
                 "failed_per_day": settings.FAILED_SUBMISSIONS_PER_DAY,

@@ -1,19 +1,28 @@
 """``manage.py demo``: the embedded default, from nothing to a running leaderboard.
 
 Migrates the database, generates the synthetic demo benchmark (``python -m benchmark_data
-synth --scale demo --seed 42``) if it is not there yet, registers it, enters the reference
-baselines when a baselines run is present, enters and scores a sample submission, then serves
-the site on 127.0.0.1:8000 with a scoring worker (kombu's filesystem transport: no server
-needed). ``--no-serve`` stops after the set-up.
+synth --scale demo --seed 42``) if it is not there yet, registers it, enters and scores a
+sample submission, then serves the site on 127.0.0.1:8000 with a scoring worker (kombu's
+filesystem transport: no server needed).
+
+The reference baselines: a baselines run already made (``--baselines``) is entered as it is.
+With ``--train-baselines`` they are trained by the platform's own worker instead, one job per
+model and task (``services/baseline_jobs.py``), on a worker of their own started beside the
+site: they appear on the board as each finishes, and the home page shows their progress.
+``--no-serve`` stops after the set-up (with ``--train-baselines``: once every job is done).
+``--only-static`` collects the static files and stops (``bin/demo`` runs it while the
+benchmark is generated).
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from django.conf import settings
@@ -21,10 +30,17 @@ from django.contrib.auth import get_user_model
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
+from django.db import transaction
 
 from leaderboard.board.errors import DuplicateSubmission, ServiceError
-from leaderboard.board.models import Submission, Track
+from leaderboard.board.models import BaselineJob, Submission, Track
+from leaderboard.board.selectors.baselines import baseline_jobs_pending, baseline_progress
 from leaderboard.board.selectors.submissions import task_get
+from leaderboard.board.services.baseline_jobs import (
+    baseline_jobs_dispatch,
+    baseline_jobs_plan,
+    baselines_stale,
+)
 from leaderboard.board.services.baselines import baselines_load
 from leaderboard.board.services.benchmarks import benchmark_open, benchmark_register
 from leaderboard.board.services.carry import containers_carry_over
@@ -38,11 +54,16 @@ DEMO_PASSWORD = "demo-password"
 DEMO_EMAIL = "demo@example.org"
 
 
-def worker_command(*, beat: bool = True, loglevel: str = "info") -> list[str]:
-    """The command line of a scoring worker (one process, so the two cores stay shared)."""
+def worker_command(
+    *, beat: bool = True, loglevel: str = "info", queue: str = "", concurrency: int = 1
+) -> list[str]:
+    """The command line of a scoring worker (one process, so the two cores stay shared), or
+    of a worker for ``queue`` alone."""
+    name = queue or "scorer"
     cmd = [sys.executable, "-m", "celery", "-A", "leaderboard.celery", "worker",
-           "--loglevel", loglevel, "--concurrency", "1", "--pool", "prefork",
-           "--hostname", f"scorer-{os.getpid()}@%h", "--without-gossip", "--without-mingle"]  # fmt: skip
+           "--loglevel", loglevel, "--concurrency", str(concurrency), "--pool", "prefork",
+           "--hostname", f"{name}-{os.getpid()}@%h", "--without-gossip", "--without-mingle",
+           "--queues", queue or settings.CELERY_TASK_DEFAULT_QUEUE]  # fmt: skip
     if beat:
         cmd += ["--beat", "--schedule", str(settings.CELERY_BEAT_SCHEDULE_FILENAME)]
     return cmd
@@ -76,14 +97,26 @@ class Command(BaseCommand):
         )  # fmt: skip
         parser.add_argument("--addr", default="127.0.0.1:8000")
         parser.add_argument("--no-serve", action="store_true", help="set up, then exit")
+        parser.add_argument(
+            "--train-baselines", action="store_true",
+            help="train the reference baselines in the background, one job per model and task",
+        )  # fmt: skip
+        parser.add_argument(
+            "--only-static", action="store_true", help="collect the static files, then exit"
+        )
 
     def handle(self, *args, **opts):
         out = Path(opts["out"])
         settings.VAR_DIR.mkdir(parents=True, exist_ok=True)
+        if opts["only_static"]:
+            if settings.COLLECTED_STATIC:
+                self._collect_static()
+            return
         call_command("migrate", interactive=False, verbosity=0)
         self.stdout.write("database ready")
         if settings.COLLECTED_STATIC:
             self._collect_static()
+        train = opts["train_baselines"]
 
         bench_dir = out / "benchmark"
         if not (bench_dir / "manifest.json").is_file():
@@ -107,8 +140,8 @@ class Command(BaseCommand):
             )
 
         run_dir = Path(opts["baselines"]) if opts["baselines"] else out / "baselines"
-        self._baselines(run_dir, bench_dir)
         self._sample_entry(benchmark)
+        runs = [(benchmark, run_dir, bench_dir, False)]
         for folder in map(Path, opts["suite"]):
             try:
                 other = benchmark_register(uri=str(folder / "benchmark"))
@@ -118,14 +151,21 @@ class Command(BaseCommand):
                 f"suite {other.suite.slug}: benchmark {other} registered ({other.manifest_hash[:12]})"
             )
             self._publish(other)
-            self._baselines(folder / "baselines", folder / "benchmark")
+            runs.append((other, folder / "baselines", folder / "benchmark", True))
+        for bench, run, where, suite_run in runs:
+            if train:
+                self._plan(bench, run, suite_run=suite_run)
+            else:
+                self._baselines(run, where)
         self.stdout.write(
             f"log in as {DEMO_USER} / {DEMO_PASSWORD} (or create an admin with "
             "`manage.py createsuperuser`)"
         )
         if opts["no_serve"]:
+            if train:
+                self._train_now()
             return
-        self._serve(opts["addr"])
+        self._serve(opts["addr"], train=train)
 
     def _collect_static(self) -> None:
         """Collect the static files (hashed names, gzip and brotli copies), only when one of
@@ -163,6 +203,49 @@ class Command(BaseCommand):
             refs = []
         for sub in refs:
             self._score_now(sub)
+
+    def _plan(self, benchmark, run_dir: Path, *, suite_run: bool) -> None:
+        """Plan the benchmark's reference baselines as jobs of the worker; a run directory
+        of an earlier benchmark is removed first (the demo's own folder)."""
+        if run_dir.is_dir() and baselines_stale(run_dir, benchmark):
+            self.stdout.write(f"  {run_dir} holds baselines of an earlier benchmark: removed")
+            shutil.rmtree(run_dir)
+        jobs = baseline_jobs_plan(benchmark=benchmark, run_dir=run_dir, suite_run=suite_run)
+        done = sum(j.status == BaselineJob.Status.DONE for j in jobs)
+        self.stdout.write(
+            f"  its reference baselines: {done} of {len(jobs)} jobs done"
+            + ("" if done == len(jobs) else ", the rest trained by the worker in the background")
+        )
+
+    def _train_now(self) -> None:
+        """--no-serve: run the baselines worker until every job is done, then stop it."""
+        if not baseline_jobs_pending():
+            return
+        with transaction.atomic():
+            baseline_jobs_dispatch()
+        worker = self._baselines_worker()
+        try:
+            seen = baseline_progress().done
+            while baseline_jobs_pending():
+                if worker.poll() is not None:
+                    raise CommandError(f"the baselines worker stopped (exit {worker.returncode})")
+                time.sleep(5)
+                now = baseline_progress()
+                if now.done != seen:
+                    seen = now.done
+                    self.stdout.write(f"  reference baselines: {now.done} of {now.total} done")
+        finally:
+            self._stop(worker)
+        for job in baseline_progress().failures:
+            self.stderr.write(f"  {job.label}: {job.message}")
+
+    def _baselines_worker(self) -> subprocess.Popen:
+        """The worker of the baselines queue: two processes (a job trains one model on one
+        core, then runs it through the gateway), at a lower priority than the site's."""
+        cmd = worker_command(beat=False, queue=settings.BASELINES_QUEUE, concurrency=2)
+        worker = subprocess.Popen(cmd, start_new_session=True, preexec_fn=lambda: os.nice(10))
+        self.stdout.write(f"baselines worker started (pid {worker.pid})")
+        return worker
 
     def _score_now(self, sub: Submission) -> None:
         pending = sub.evaluations.filter(status="queued").first()
@@ -233,9 +316,14 @@ class Command(BaseCommand):
             except subprocess.TimeoutExpired:
                 os.killpg(proc.pid, signal.SIGKILL)
 
-    def _serve(self, addr: str) -> None:
+    def _serve(self, addr: str, *, train: bool = False) -> None:
         worker = subprocess.Popen(worker_command(), start_new_session=True)
         self.stdout.write(f"scoring worker started (pid {worker.pid})")
+        trainer = None
+        if train and baseline_jobs_pending():
+            with transaction.atomic():
+                baseline_jobs_dispatch()
+            trainer = self._baselines_worker()
         # Stopped with SIGTERM as with Ctrl-C: the web server and the worker are stopped too.
         signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
         web = None
@@ -248,4 +336,6 @@ class Command(BaseCommand):
         finally:
             if web is not None:
                 self._stop(web)
+            if trainer is not None:
+                self._stop(trainer)
             self._stop(worker)
