@@ -59,6 +59,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--task", action="append", help="repeat to choose tasks (default: all)")
     p.add_argument("--model", action="append", help="repeat to choose models (default: all)")
     p.add_argument("--jobs", type=int, default=2, help="runs at a time")
+    p.add_argument(
+        "--threads", type=int, help="torch threads of each model (default: the cores / jobs)"
+    )
     p = sub.add_parser("cleanup", help="remove leftovers of runs older than --max-age")
     p.add_argument("--max-age", type=float, required=True, help="seconds")
     p = sub.add_parser("watchdog", help="remove runs' containers past their deadline, in a loop")
@@ -96,6 +99,7 @@ def main(argv: list[str] | None = None) -> int:
                 tasks=args.task,
                 models=args.model,
                 jobs=args.jobs,
+                threads=args.threads,
             )
             n = sum(len(m) for m in record["runs"].values())
             print(f"streamed {n} baseline models; predictions in {args.run}/stream/")

@@ -137,6 +137,7 @@ def stream_baselines(
     models: list[str] | None = None,
     scenarios: tuple[str, ...] = CONTAINER_SCENARIOS,
     jobs: int = 1,
+    threads: int | None = None,
     limits: Limits = DEFAULT_LIMITS,
     progress: Callable[[str], None] = print,
 ) -> dict[str, Any]:
@@ -164,7 +165,8 @@ def stream_baselines(
         for m in manifest["tasks"][t]
         if models is None or m in models
     ]
-    threads = 1 if jobs > 1 else max(1, (os.cpu_count() or 1))
+    if threads is None:  # the cores shared between the runs at a time
+        threads = 1 if jobs > 1 else max(1, (os.cpu_count() or 1))
     with tempfile.TemporaryDirectory(prefix="stream-", dir=run) as tmp:
         work = Path(tmp)
         pool = ThreadPoolExecutor(max_workers=max(1, jobs))

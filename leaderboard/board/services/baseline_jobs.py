@@ -248,7 +248,7 @@ def baseline_job_run(*, job_id: int) -> BaselineJob | None:
             if not _streamed(run, job.task, job.model):
                 _run_step([py, "-m", "leaderboard.containers", "stream-baselines", "--run",
                            str(run), "--benchmark", bench_dir, "--task", job.task, "--model",
-                           job.model, "--jobs", "1"], log_path, "the streaming gateway run")  # fmt: skip
+                           job.model, "--jobs", "1", "--threads", "1"], log_path, "the streaming gateway run")  # fmt: skip
             only = {(job.task, job.model)}
         created = baselines_load(run_dir=run, only=only)
         lines = _score(created)
