@@ -463,3 +463,24 @@ def test_a_teams_public_page_lists_its_published_entries_only(anon, owner, team)
     member_page.force_login(owner)
     assert "olga" in member_page.get("/teams/fusion-lab/").content.decode()
     assert Client().get("/teams/nobody/").status_code == 404
+
+
+def test_owners_change_the_description_and_withdraw_invitations(owner, team):
+    member = _join(team, "vic")
+    r = _api_for(member).patch("/api/teams/fusion-lab/", {"description": "x"}, format="json")
+    assert r.status_code == 403 and r.json()["code"] == "not_team_owner"
+    r = _api_for(owner).patch("/api/teams/fusion-lab/", {"description": "CXR too"}, format="json")
+    assert r.status_code == 200 and r.json()["description"] == "CXR too"
+    invitation = team_invite(actor=owner, team=team, invitee="wes@example.org")
+    url = f"/api/teams/fusion-lab/invitations/{invitation.pk}/"
+    assert _api_for(member).delete(url).status_code == 403
+    assert _api_for(owner).delete(url).status_code == 204
+    r = _api_for(owner).delete(url)
+    assert r.status_code == 404 and "no open invitation" in r.json()["detail"]
+
+
+@override_settings(TEAM_SUBMISSIONS_PER_DAY=7, TEAM_FAILED_SUBMISSIONS_PER_DAY=9)
+def test_the_limits_endpoint_states_the_teams_limits(anon):
+    body = anon.get("/api/limits/").json()
+    assert body["team_submissions_per_day_per_task"] == 7
+    assert body["team_failed_submissions_per_day_per_task"] == 9

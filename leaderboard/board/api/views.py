@@ -559,6 +559,11 @@ class LimitsView(APIView):
             {
                 "submissions_per_day_per_task": settings.SUBMISSIONS_PER_DAY,
                 "failed_submissions_per_day_per_task": settings.FAILED_SUBMISSIONS_PER_DAY,
+                # A team's entries together, on top of each member's own limits.
+                "team_submissions_per_day_per_task": settings.TEAM_SUBMISSIONS_PER_DAY,
+                "team_failed_submissions_per_day_per_task": (
+                    settings.TEAM_FAILED_SUBMISSIONS_PER_DAY
+                ),
                 "max_upload_bytes": settings.MAX_UPLOAD_BYTES,
                 "container": {
                     "max_image_bytes": settings.CONTAINER_MAX_UPLOAD_BYTES,
