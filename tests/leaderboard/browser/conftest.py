@@ -13,6 +13,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from leaderboard.board.models import Submission, Track
 from leaderboard.board.services.evaluations import evaluation_run
 from leaderboard.board.services.submissions import SubmissionMeta, submission_create
+from leaderboard.board.services.teams import team_create
 from tests.leaderboard.factories import EvaluationFactory, UserFactory
 
 CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
@@ -84,8 +85,13 @@ def scored_entry(benchmark, predictions: bytes, **meta) -> Submission:
     """Ada's prediction file on in-hospital mortality, scored (its report has plots), and a
     second entry, "Another model", on the same board."""
     task = benchmark.tasks.get(slug="in-hospital-mortality")
+    owner = UserFactory(username="ada")
+    # An entry takes its owner's team: a team name given here is Ada's team's.
+    team_name = meta.pop("team_name", "")
+    if team_name:
+        team_create(creator=owner, name=team_name)
     entry = submission_create(
-        owner=UserFactory(username="ada"),
+        owner=owner,
         task=task,
         track=Track.objects.get(slug=Track.PREDICTION_FILE),
         upload=SimpleUploadedFile("predictions.csv", predictions),
