@@ -62,8 +62,9 @@ def worker_command(
     name = queue or "scorer"
     cmd = [sys.executable, "-m", "celery", "-A", "leaderboard.celery", "worker",
            "--loglevel", loglevel, "--concurrency", str(concurrency), "--pool", "prefork",
-           "--hostname", f"{name}-{os.getpid()}@%h", "--without-gossip", "--without-mingle",
-           "--queues", queue or settings.CELERY_TASK_DEFAULT_QUEUE]  # fmt: skip
+           "--hostname", f"{name}-{os.getpid()}@%h", "--without-gossip", "--without-mingle"]  # fmt: skip
+    if queue:  # else the default queue of the worker's own settings
+        cmd += ["--queues", queue]
     if beat:
         cmd += ["--beat", "--schedule", str(settings.CELERY_BEAT_SCHEDULE_FILENAME)]
     return cmd
