@@ -137,7 +137,8 @@ def baseline_jobs_plan(
 
 
 def baseline_jobs_dispatch(*, benchmark: Benchmark | None = None) -> list[int]:
-    """Queue the waiting jobs whose needs are done, in the plan's order, up to
+    """Queue the waiting jobs whose needs are done, in the plans' order (a suite's single
+    job, under a minute, beside the first of MedMod's), up to
     ``BASELINE_JOBS_AT_ONCE`` queued or running at a time (so the plan's order is the order
     they run in, whatever order the broker delivers messages sent together); the messages go
     after the transaction commits. Mark failed every waiting job that builds on a failed
@@ -153,7 +154,7 @@ def baseline_jobs_dispatch(*, benchmark: Benchmark | None = None) -> list[int]:
         changed = False
         states = {(j.benchmark_id, j.key): j.status for j in scope.all()}
         busy = BaselineJob.objects.filter(status__in=(J.QUEUED, J.RUNNING)).count()
-        for job in scope.filter(status=J.WAITING).order_by("benchmark__created_at", "position"):
+        for job in scope.filter(status=J.WAITING).order_by("position", "benchmark__created_at"):
             need = {n: states.get((job.benchmark_id, n)) for n in job.needs}
             failed = [n for n, state in need.items() if state == J.FAILED]
             if failed:
