@@ -141,10 +141,21 @@ LOGIN_LOCKOUT_SECONDS = env.int("LOGIN_LOCKOUT_SECONDS", default=15 * 60)
 # E-mail: EMAIL_URL (smtp+tls://user:password@host:587, smtp+ssl://..., consolemail://) or
 # EMAIL_BACKEND; by default messages are printed on the console, enough for the demo.
 EMAIL_BACKEND = env.str("EMAIL_BACKEND", default="django.core.mail.backends.console.EmailBackend")
+# Where django.core.mail.backends.filebased.EmailBackend writes each message, as a file
+# (EMAIL_URL=filemail://... sets it too).
+EMAIL_FILE_PATH = env.str("EMAIL_FILE_PATH", default=str(VAR_DIR / "mail"))
 if env.str("EMAIL_URL", default=""):
     # EMAIL_BACKEND, EMAIL_HOST, EMAIL_PORT, EMAIL_HOST_USER, EMAIL_HOST_PASSWORD, EMAIL_USE_TLS...
     globals().update(env.email_url("EMAIL_URL"))
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="leaderboard@localhost")
+# The site's address as its users reach it, for the links of e-mails sent without a request
+# (the worker's notifications): https://leaderboard.example.org. By default the first of
+# ALLOWED_HOSTS over https in production, the demo's address otherwise.
+_first_host = next((h for h in ALLOWED_HOSTS if h and h != "*" and not h.startswith(".")), "")
+SITE_URL = env.str(
+    "SITE_URL",
+    default=f"https://{_first_host}" if IS_PRODUCTION and _first_host else "http://127.0.0.1:8000",
+).rstrip("/")
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"

@@ -14,6 +14,7 @@ from leaderboard.board.models import (
     AuditLog,
     Benchmark,
     Evaluation,
+    Notification,
     Submission,
     Task,
     Team,
@@ -275,3 +276,13 @@ class AccountAdmin(admin.ModelAdmin):
 
         n = queryset.filter(confirmed_at__isnull=True).update(confirmed_at=timezone.now())
         self.message_user(request, f"{n} address(es) confirmed.", messages.SUCCESS)
+
+
+@admin.register(Notification)
+class NotificationAdmin(ReadOnlyAdmin):
+    """The e-mails sent about entries (one per entry, run and kind), read-only."""
+
+    list_display = ["created_at", "kind", "user", "email", "submission", "status", "sent_at"]
+    list_filter = ["kind", "status"]
+    list_select_related = ["user", "submission__task"]
+    search_fields = ["user__username", "email", "submission__public_id"]

@@ -814,3 +814,78 @@ class Account(models.Model):
 def new_upload_name(task_slug: str, suffix: str, *, folder: str = "submissions") -> str:
     """Storage name of an uploaded file: unguessable, never the user's name."""
     return f"{folder}/{task_slug}/{uuid.uuid4().hex}{suffix}"
+
+
+class NotificationKind(models.TextChoices):
+    PUBLISHED = "published", "An entry is scored (and published)"
+    FAILED = "failed", "An entry fails"
+    RANK_CHANGED = "rank_changed", "A re-score changes an entry's rank"
+
+
+class NotificationSettings(models.Model):
+    """Which e-mails a user wants about their entries: one switch per kind, all on unless
+    turned off (no row: all on)."""
+
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="notification_settings"
+    )
+    published = models.BooleanField(default=True)
+    failed = models.BooleanField(default=True)
+    rank_changed = models.BooleanField(default=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name_plural = "notification settings"
+
+    def __str__(self) -> str:
+        on = [k for k in NotificationKind.values if getattr(self, k)]
+        return f"{self.user}: {', '.join(on) or 'none'}"
+
+
+class Notification(models.Model):
+    """An e-mail sent (or tried) about an event of an entry: the record that keeps an
+    event from being mailed twice (one per entry, run and kind) and the audit of what was
+    sent to whom."""
+
+    Kind = NotificationKind
+
+    class Status(models.TextChoices):
+        SENDING = "sending", "Sending"
+        SENT = "sent", "Sent"
+        FAILED = "failed", "The mail backend refused it"
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="notifications"
+    )
+    submission = models.ForeignKey(
+        Submission, on_delete=models.CASCADE, related_name="notifications"
+    )
+    evaluation = models.ForeignKey(
+        Evaluation, on_delete=models.CASCADE, related_name="notifications"
+    )
+    kind = models.CharField(max_length=16, choices=NotificationKind.choices)
+    email = models.EmailField(max_length=254)
+    subject = models.CharField(max_length=300)
+    details = models.JSONField(default=dict, blank=True)
+    status = models.CharField(max_length=8, choices=Status.choices, default=Status.SENDING)
+    error = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    sent_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["submission", "evaluation", "kind"], name="one_notification_per_event"
+            ),
+            models.CheckConstraint(
+                condition=Q(kind__in=NotificationKind.values), name="notification_kind_known"
+            ),
+            models.CheckConstraint(
+                condition=Q(status__in=["sending", "sent", "failed"]),
+                name="notification_status_known",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kind} of {self.submission_id} to {self.email} ({self.status})"

@@ -3,7 +3,7 @@ from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
 import leaderboard.board.entry_ids  # noqa: F401 (registers the "entry" converter)
-from leaderboard.board.api import compare, teams, views
+from leaderboard.board.api import compare, notifications, teams, views
 
 urlpatterns = [
     path("schema/", SpectacularAPIView.as_view(), name="api-schema"),
@@ -21,6 +21,11 @@ urlpatterns = [
     path("redoc/", RedirectView.as_view(pattern_name="api-docs", permanent=True)),
     path("auth/token/", views.TokenView.as_view(), name="api-token"),
     path("limits/", views.LimitsView.as_view(), name="api-limits"),
+    path(
+        "me/notifications/",
+        notifications.MyNotificationsView.as_view(),
+        name="api-my-notifications",
+    ),
     path("queue/", views.QueueView.as_view(), name="api-queue"),
     path("benchmarks/", views.BenchmarkListView.as_view(), name="api-benchmarks"),
     path(

@@ -483,6 +483,19 @@ def _build_ranked(state: BoardState) -> dict[str, Any]:
     return {"rows": rows, "decision_rows": decision, "awaiting": awaiting}
 
 
+def board_ranks(*, task: Task) -> dict[int, int]:
+    """The rank of every ranked entry of a task's board as the database holds it now
+    (submission pk -> rank; decision-only entries by their own ranking): the cached board
+    when it is the current one, else built here, never the previous board."""
+    state = board_state(task=task)
+    ranked = cache.get(state.key) or _build_ranked(state)
+    return {
+        r.submission_id: r.rank
+        for r in ranked["rows"] + ranked["decision_rows"]
+        if r.rank is not None
+    }
+
+
 def board_series(task_pk: int, params: str = "") -> str:
     """The name of a series of cached values of a task's board: the ranked board itself
     (no ``params``), or one rendering of it (``params``: see :func:`page_params` and

@@ -39,6 +39,11 @@ from leaderboard.board.services.containers import (
     container_work_dir,
     container_work_remove,
 )
+from leaderboard.board.services.notifications import (
+    notify_after_scoring,
+    notify_failed,
+    rank_before_rescore,
+)
 from leaderboard.containers import new_run_id
 from leaderboard.containers.inputs import container_scenarios
 
@@ -378,6 +383,8 @@ def evaluation_finish(
     """Record a successful run, unless the run is no longer this worker's."""
     now = timezone.now()
     summary = report["summary"]
+    # A re-score may move the entry on its board: its owner is told (after commit).
+    rank_before = rank_before_rescore(evaluation_id=evaluation_id)
     with transaction.atomic():
         evaluation = Evaluation.objects.select_for_update().filter(pk=evaluation_id).first()
         if (
@@ -406,7 +413,8 @@ def evaluation_finish(
         _record_container(evaluation, container)
         evaluation.save()
         submission = Submission.objects.select_for_update().get(pk=evaluation.submission_id)
-        if submission.status not in (S.SCORED, S.PUBLISHED):
+        first_result = submission.status not in (S.SCORED, S.PUBLISHED)
+        if first_result:
             publish = (
                 submission.visibility == Submission.Visibility.PUBLIC and settings.AUTO_PUBLISH
             )
@@ -420,6 +428,12 @@ def evaluation_finish(
             submission.save()
         if submission.status == S.PUBLISHED:
             board_refresh_later(task_id=submission.task_id)
+        notify_after_scoring(
+            evaluation=evaluation,
+            submission=submission,
+            first_result=first_result,
+            rank_before=rank_before,
+        )
     return evaluation
 
 
@@ -460,6 +474,7 @@ def evaluation_fail(
             submission.failure_reason = message
             submission.failed_at = now
             submission.save()
+            notify_failed(evaluation=evaluation, submission=submission)
     return evaluation
 
 

@@ -2,7 +2,7 @@ from django.contrib.auth import views as auth_views
 from django.urls import path, re_path
 
 import leaderboard.board.entry_ids  # noqa: F401 (registers the "entry" converter)
-from leaderboard.board.web import accounts, compare, teams, views
+from leaderboard.board.web import accounts, compare, notifications, teams, views
 
 urlpatterns = [
     path("", views.home, name="home"),
@@ -36,4 +36,10 @@ urlpatterns = [
     path("accounts/login/", accounts.LoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("accounts/token/", views.api_token, name="api-token-page"),
+    path("accounts/notifications/", notifications.notification_settings, name="notifications"),
+    path(
+        "accounts/notifications/unsubscribe/<str:token>/",
+        notifications.notification_unsubscribe_page,
+        name="notifications-unsubscribe",
+    ),
 ]

@@ -318,6 +318,8 @@ class Command(BaseCommand):
                 os.killpg(proc.pid, signal.SIGKILL)
 
     def _serve(self, addr: str, *, train: bool = False) -> None:
+        # The links of the worker's e-mails (printed on the console) lead to this address.
+        os.environ.setdefault("SITE_URL", f"http://{addr}")
         worker = subprocess.Popen(worker_command(), start_new_session=True)
         self.stdout.write(f"scoring worker started (pid {worker.pid})")
         trainer = None
