@@ -59,6 +59,7 @@ THRESHOLD_METRICS = ("precision", "recall", "specificity", "f1")
 PER_UNIT_METRICS = frozenset({"brier", "ece", "accuracy", "answer_rate"})
 
 SUPPRESSED = "suppressed: fewer than {n} units counted"
+NOTE_CORRELATION_HIDDEN = "not shown: a group it is computed from is too small to show its figure"
 
 
 def unit_effect(metric: str, counts: dict[str, Any]) -> float | None:
@@ -186,14 +187,17 @@ def _coarse_curve(curve: dict[str, Any], x_name: str, y_name: str) -> dict[str, 
     }
 
 
-def _reliability(rel: dict[str, Any]) -> dict[str, Any]:
+def _reliability(rel: dict[str, Any], *, per_bin_effect: bool = False) -> dict[str, Any]:
+    """Bins with at least ``MIN_BIN_UNITS`` units, rounded by their CI (``per_bin_effect``:
+    and no finer than one unit of the bin's count, as the per-group diagrams are)."""
     shown, small = [], []
     for b in [*rel.get("bins", []), *rel.get("small_bins", [])]:
         entry = {"lower": b.get("lower"), "upper": b.get("upper"), "count": b.get("count")}
         if (b.get("count") or 0) < MIN_BIN_UNITS or "observed_rate" not in b:
             small.append(entry)
             continue
-        value, ci = round_figure(b["observed_rate"], b.get("observed_ci"))
+        effect = 1.0 / b["count"] if per_bin_effect else None
+        value, ci = round_figure(b["observed_rate"], b.get("observed_ci"), effect=effect)
         entry.update(
             mean_predicted=_round(b.get("mean_predicted"), DEFAULT_DECIMALS),
             observed_rate=value,
@@ -270,36 +274,157 @@ def _scenario(sec: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _fairness(fair: dict[str, Any], counts: dict[str, Any]) -> dict[str, Any]:
+def _group_effect(units: Any, rate: float | None) -> float | None:
+    """The most one unit's label can move a group's primary metric, from its size and the
+    scenario's positive rate (the group's own count of positives is not used, so the
+    group's decimals say nothing of it)."""
+    if rate is None or not isinstance(units, int):
+        return None
+    smallest = units * min(rate, 1.0 - rate)
+    return 1.0 / smallest if smallest >= 1 else math.inf
+
+
+def _bounded(entry: Any, *, counted: Any, effect: float | None = None) -> dict[str, Any] | None:
+    """A per-group ``{value, ci}`` over ``counted`` units: None (suppressed) under
+    ``MIN_COUNTED_UNITS`` units or when one unit moves it by more than 0.1."""
+    if not isinstance(entry, dict) or not isinstance(counted, int):
+        return None
+    if counted < MIN_COUNTED_UNITS or entry.get("value") is None:
+        return None
+    value, ci = round_figure(
+        entry["value"], entry.get("ci"), effect=1.0 / counted if effect is None else effect
+    )
+    return None if value is None else {"value": value, "ci": ci}
+
+
+def _group_extras(ge: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    """A group's error rates and calibration as they may be published, and the names of
+    those suppressed. Each is bounded by the units it divides by: TPR by the group's
+    positives, FPR by its negatives, the selection rate and ECE by its units; reliability
+    bins by their own count. The group's label counts themselves are never published."""
+    lc = ge.get("label_counts") or {}
+    units = ge.get("n_units")
+    counted = {
+        "tpr": lc.get("positives"),
+        "fpr": lc.get("negatives"),
+        "selection_rate": units,
+        "ece": units,
+    }
+    out: dict[str, Any] = {}
+    hidden: list[str] = []
+    for key, n in counted.items():
+        if key not in ge:
+            continue
+        b = _bounded(ge[key], counted=n)
+        if b is None:
+            hidden.append(key)
+        else:
+            out[key] = b
+    if isinstance(ge.get("reliability"), dict):
+        out["reliability"] = _reliability(ge["reliability"], per_bin_effect=True)
+    return out, hidden
+
+
+def _fairness_entry(entry: dict[str, Any], rate: float | None) -> dict[str, Any]:
+    """One attribute (or intersection) of the fairness section, bounded."""
+    groups: dict[str, Any] = {}
+    hidden = int(entry.get("suppressed_groups") or 0)
+    for g, ge in (entry.get("groups") or {}).items():
+        value, ci = round_figure(
+            ge.get("value"), ge.get("ci"), effect=_group_effect(ge.get("n_units"), rate)
+        )
+        if value is None:
+            hidden += 1
+            continue
+        shown = {"value": value, "ci": ci, "n_units": ge.get("n_units")}
+        if "n_patients" in ge:
+            shown["n_patients"] = ge["n_patients"]
+        extras, suppressed = _group_extras(ge)
+        shown.update(extras)
+        if suppressed:
+            shown["suppressed_metrics"] = suppressed
+        groups[g] = shown
+    a: dict[str, Any] = {"groups": groups, "suppressed_groups": hidden}
+    for k in ("scenario", "attributes"):
+        if k in entry:
+            a[k] = entry[k]
+    if "demographic_parity_ratio" in entry:  # selection rates: predictions only
+        a["demographic_parity_ratio"] = disclose_figures(entry["demographic_parity_ratio"])
+    if hidden == 0:
+        for k in ("gap", "worst_group", "equalized_odds_ratio"):
+            if k in entry:
+                a[k] = disclose_figures(entry[k])
+    return a
+
+
+def _rate(counts: dict[str, Any]) -> float | None:
+    n, pos = counts.get("n"), counts.get("positives")
+    return pos / n if isinstance(n, int) and isinstance(pos, int) and n else None
+
+
+def _missing_images(sec: dict[str, Any], rate: float | None) -> dict[str, Any]:
+    """Each group's gap (bounded as a difference of two group figures: twice a group's
+    sensitivity) and missing share, and the correlation, to one decimal and only when every
+    group it uses has its gap shown."""
+    out = disclose_figures(
+        {k: v for k, v in sec.items() if k not in ("groups", "correlation", "overall")}
+    )
+    out["overall"] = disclose_figures(sec.get("overall"), max_decimals=MIN_DECIMALS)
+    groups = []
+    complete = True
+    for g in sec.get("groups") or []:
+        effect = _group_effect(g.get("n_units"), rate)
+        gap = g.get("gap") or {}
+        value, ci = round_figure(
+            gap.get("value"), gap.get("ci"), effect=None if effect is None else 2.0 * effect
+        )
+        if value is None:
+            complete = False
+            continue
+        groups.append(
+            {
+                "attribute": g.get("attribute"),
+                "group": g.get("group"),
+                "n_units": g.get("n_units"),
+                "gap": {"value": value, "ci": ci},
+                "missing_share": _round(g.get("missing_share"), DEFAULT_DECIMALS),
+            }
+        )
+    out["groups"] = groups
+    corr = sec.get("correlation")
+    if corr is not None and complete:
+        out["correlation"] = disclose_figures(corr, max_decimals=MIN_DECIMALS)
+    else:
+        out["correlation"] = None
+        if corr is not None:
+            out["note"] = NOTE_CORRELATION_HIDDEN
+    return out
+
+
+def _fairness(fair: dict[str, Any], scenarios: dict[str, Any], main: Any) -> dict[str, Any]:
     """Per-group figures whose group is large enough for their sensitivity; the gap, worst
     group and equalized odds ratio only when every group is shown."""
-    out = disclose_figures({k: v for k, v in fair.items() if k != "attributes"})
-    n, pos = counts.get("n"), counts.get("positives")
-    rate = pos / n if isinstance(n, int) and isinstance(pos, int) and n else None
-    attrs: dict[str, Any] = {}
-    for attr, entry in (fair.get("attributes") or {}).items():
-        groups: dict[str, Any] = {}
-        hidden = int(entry.get("suppressed_groups") or 0)
-        for g, ge in (entry.get("groups") or {}).items():
-            units = ge.get("n_units")
-            effect = None
-            if rate is not None and isinstance(units, int):
-                smallest = units * min(rate, 1.0 - rate)
-                effect = 1.0 / smallest if smallest >= 1 else math.inf
-            value, ci = round_figure(ge.get("value"), ge.get("ci"), effect=effect)
-            if value is None:
-                hidden += 1
-                continue
-            groups[g] = {**disclose_figures(ge), "value": value, "ci": ci}
-        a: dict[str, Any] = {"groups": groups, "suppressed_groups": hidden}
-        if "demographic_parity_ratio" in entry:  # selection rates: predictions only
-            a["demographic_parity_ratio"] = disclose_figures(entry["demographic_parity_ratio"])
-        if hidden == 0:
-            for k in ("gap", "worst_group", "equalized_odds_ratio"):
-                if k in entry:
-                    a[k] = disclose_figures(entry[k])
-        attrs[attr] = a
-    out["attributes"] = attrs
+    skip = ("attributes", "intersections", "missing_images")
+    out = disclose_figures({k: v for k, v in fair.items() if k not in skip})
+    main_rate = _rate(scenario_counts(scenarios.get(main) or {}))
+
+    def rate_of(entry: dict[str, Any]) -> float | None:
+        s = entry.get("scenario")
+        return main_rate if s is None else _rate(scenario_counts(scenarios.get(s) or {}))
+
+    out["attributes"] = {
+        attr: _fairness_entry(entry, rate_of(entry))
+        for attr, entry in (fair.get("attributes") or {}).items()
+    }
+    if "intersections" in fair:
+        out["intersections"] = {
+            key: _fairness_entry(entry, main_rate)
+            for key, entry in (fair.get("intersections") or {}).items()
+        }
+    if isinstance(fair.get("missing_images"), dict):
+        sec = fair["missing_images"]
+        natural_rate = _rate(scenario_counts(scenarios.get(sec.get("scenario")) or {}))
+        out["missing_images"] = _missing_images(sec, natural_rate)
     return out
 
 
@@ -363,8 +488,9 @@ def participant_report(report: dict[str, Any]) -> dict[str, Any]:
         view[k] = disclose_figures(v)
     scenarios = report.get("scenarios", {})
     view["scenarios"] = {s: _scenario(sec) for s, sec in scenarios.items()}
-    main_counts = scenario_counts(scenarios.get(report.get("main_scenario"), {}))
-    view["fairness"] = _fairness(report.get("fairness") or {}, main_counts)
+    view["fairness"] = _fairness(
+        report.get("fairness") or {}, scenarios, report.get("main_scenario")
+    )
     view["robustness"] = _robustness(report.get("robustness") or {}, report, scenarios)
     curves = report.get("curves") or {}
     coarse: dict[str, Any] = {}

@@ -164,6 +164,51 @@ def fairness_figure(fairness: dict[str, Any]) -> dict[str, Any] | None:
     return _to_json(fig)
 
 
+def group_reliability_figure(fairness: dict[str, Any]) -> dict[str, Any] | None:
+    """Reliability diagram of each group (observed rate per shown bin), one attribute at a
+    time: a menu above the plot picks the attribute (Plotly's own buttons, no page script).
+    Only groups with at least two shown bins are drawn."""
+    traces: list[Any] = []
+    owners: list[str] = []
+    for attr, entry in (fairness.get("attributes") or {}).items():
+        for g, ge in (entry.get("groups") or {}).items():
+            bins = [b for b in (ge.get("reliability") or {}).get("bins", [])
+                    if b.get("observed_rate") is not None]  # fmt: skip
+            if len(bins) < 2:
+                continue
+            traces.append(
+                go.Scatter(
+                    x=[b["mean_predicted"] for b in bins], y=[b["observed_rate"] for b in bins],
+                    mode="lines+markers", name=plain_text(g), visible=not owners or owners[0] == attr,
+                    text=[f"n={b['count']}" for b in bins],
+                )
+            )  # fmt: skip
+            owners.append(attr)
+    if not traces:
+        return None
+    attrs = list(dict.fromkeys(owners))
+    diagonal = go.Scatter(x=[0, 1], y=[0, 1], mode="lines", name="perfect calibration",
+                          line={"dash": "dot", "color": BASELINE})  # fmt: skip
+    fig = go.Figure([diagonal, *traces])
+    buttons = [
+        {"label": plain_text(a), "method": "restyle",
+         "args": [{"visible": [True, *(o == a for o in owners)]}]}
+        for a in attrs
+    ]  # fmt: skip
+    fig.update_layout(
+        title="Reliability by group",
+        xaxis={"title": "Mean predicted probability", "range": [0, 1]},
+        yaxis={"title": "Observed rate", "range": [0, 1]},
+        margin={"t": 70},
+        updatemenus=[
+            {"buttons": buttons, "x": 0, "xanchor": "left", "y": 1.12, "yanchor": "bottom"}
+        ]
+        if len(attrs) > 1
+        else [],
+    )
+    return _to_json(fig)
+
+
 def robustness_figure(rob: dict[str, Any]) -> dict[str, Any] | None:
     """Primary metric against the fraction of units with an input withheld, with 95% CIs:
     one line per withheld modality (MedMod: the chest X-ray)."""
@@ -211,6 +256,9 @@ def report_figures(report: dict[str, Any]) -> dict[str, Any]:
     fair = fairness_figure(report.get("fairness", {}))
     if fair:
         out["fairness"] = fair
+    by_group = group_reliability_figure(report.get("fairness", {}))
+    if by_group:
+        out["reliability_by_group"] = by_group
     rob = robustness_figure(report.get("robustness", {}))
     if rob:
         out["robustness"] = rob

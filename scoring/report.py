@@ -26,7 +26,9 @@ from scoring.truth import Truth
 from scoring.validation import DEFAULT_MAX_BYTES, Predictions, read_predictions
 from scoring.version import SCORER_VERSION
 
-REPORT_SCHEMA = 1
+# 2: fairness gained intersections, per-group error rates and calibration, the has-image
+# attribute and missing_images; reports of schema 1 lack them and still render.
+REPORT_SCHEMA = 2
 REPLICATE_DECIMALS = 7
 
 Progress = Callable[[str, float], None]
@@ -158,7 +160,14 @@ def build_report(
     main = "paired" if "paired" in scenarios else "natural"
     step("fairness", len(scored) / (len(scored) + 2))
     fairness = fairness_report(
-        truth, preds.form, base, plan=plan, rows=truth.scenario_units(main), threshold=threshold
+        truth,
+        preds.form,
+        base,
+        plan=plan,
+        rows=truth.scenario_units(main),
+        threshold=threshold,
+        scenario=main,
+        natural=(points["natural"], reps["natural"]) if "natural" in points else None,
     )
     robustness = suite_robustness(primary, points, reps, truth.suite)
     step("plots", (len(scored) + 1) / (len(scored) + 2))
@@ -210,10 +219,12 @@ def summarize(report: dict[str, Any]) -> dict[str, Any]:
     prim = report["primary_metric"]
     rob = report["robustness"]
     fair_attrs = report["fairness"].get("attributes", {})
+    # Attributes scored on another scenario (the has-image groups, on every unit) are left
+    # out of the row's gaps, which are all on the main scenario's units.
     gaps = {
         a: {"worst_group": v.get("worst_group"), "gap": v.get("gap")}
         for a, v in fair_attrs.items()
-        if "gap" in v
+        if "gap" in v and v.get("scenario", report["main_scenario"]) == report["main_scenario"]
     }
     worst_gap = max(
         (v["gap"]["value"] for v in gaps.values() if v["gap"] and v["gap"]["value"] is not None),
