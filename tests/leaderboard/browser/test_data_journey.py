@@ -45,7 +45,7 @@ def test_from_the_task_page_to_a_scored_entry(
 
     # Home page -> the task's page -> its "Get the data" section.
     page.goto(f"{base}/")
-    page.click("text=In-hospital mortality")
+    page.click("main >> text=In-hospital mortality")
     page.wait_for_url(f"{base}/tasks/{TASK}/")
     section = page.locator("section#data")
     section.scroll_into_view_if_needed()

@@ -1,7 +1,7 @@
 """The site as the demo and production serve it, in a real browser: gunicorn with DEBUG off
 and the static files collected (hashed names, gzip and brotli copies, far-future cache
 headers). A board page weighs kilobytes on a warm cache; no page overflows at 1,280 px or on a
-390 px phone; a missing page and a server error get the site's own pages, with no URL list
+390 px phone, and every link of the header is in view at both; a missing page and a server error get the site's own pages, with no URL list
 or traceback."""
 
 from __future__ import annotations
@@ -16,6 +16,8 @@ import pytest
 from scripts.bench_page_weight import cold_and_warm
 from tests.leaderboard import servers
 from tests.leaderboard.browser.conftest import log_in, scored_entry
+from tests.leaderboard.factories import UserFactory
+from tests.leaderboard.test_compare import _noisy, _scored
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
@@ -96,10 +98,23 @@ def test_static_files_are_served_compressed_and_long_cached_under_hashed_names(d
             assert "immutable" in response.headers["Cache-Control"]
 
 
+@pytest.fixture
+def rival(entry, benchmark, sample_ihm_csv):
+    """A second entry scored by the real scorer (a noisier copy of Ada's predictions), so
+    that the compare page has two entries with their replicates to pair."""
+    task = benchmark.tasks.get(slug="in-hospital-mortality")
+    return _scored(task, UserFactory(username="grace"), _noisy(sample_ihm_csv, scale=0.2, seed=3),
+                   "A noisier copy of the logistic regression")  # fmt: skip
+
+
+# (name, path, what to wait for); ENTRY, COMPARE and TEAM stand for the fixtures' pages.
+# The pages after "submit" are seen logged in as Ada, the owner of the entry's team.
 PAGES = [
     ("home", "/", None),
     ("board", BOARD, '.plot[data-figure="forest-figure"] svg.main-svg'),
     ("entry", "ENTRY", ".plot[data-figure] svg.main-svg"),
+    ("compare", "COMPARE", '.plot[data-figure="compare-roc"] svg.main-svg'),
+    ("team-public", "TEAM", None),
     ("metrics", "/metrics/", None),
     ("api-docs", "/api/docs/", ".swagger-ui .opblock"),
     ("login", "/accounts/login/", None),
@@ -107,6 +122,7 @@ PAGES = [
     ("404", "/no-such-page/", None),
     ("submit", "/submit/", None),
     ("my-submissions", "/me/submissions/", None),
+    ("team", "/me/team/", None),
     ("token", "/accounts/token/", None),
 ]
 
@@ -127,17 +143,74 @@ OVERFLOW = """() => {
   return out;
 }"""
 
+# What hides a link of the header: a navigation box that scrolls sideways (its content wider
+# than its visible width), and a shown link, button or menu button that lies outside the
+# viewport or outside the visible area of a box around it that clips (overflow not visible).
+# Links inside a closed menu are not shown; they are checked with the menu open.
+HEADER_CLIPPED = """() => {
+  const out = [];
+  const header = document.querySelector("header.top");
+  if (!header) return out;
+  const width = document.documentElement.clientWidth;
+  header.querySelectorAll("nav").forEach((nav) => {
+    // An open menu's panel hangs out of its nav on purpose (overflow visible: nothing scrolls).
+    const clips = getComputedStyle(nav).overflowX !== "visible";
+    if ((clips || !nav.querySelector("details[open]")) && nav.scrollWidth > nav.clientWidth)
+      out.push("nav scrolls " + nav.scrollWidth + " > " + nav.clientWidth);
+  });
+  header.querySelectorAll("a, button, summary").forEach((el) => {
+    if (!el.checkVisibility()) return;
+    const name = el.textContent.trim(), r = el.getBoundingClientRect();
+    if (r.width < 1 || r.height < 1) out.push("no size: " + name);
+    if (r.left < -0.5 || r.right > width + 0.5 || r.top < -0.5) out.push("off screen: " + name);
+    for (let box = el.parentElement; box && box !== document.body; box = box.parentElement) {
+      const style = getComputedStyle(box);
+      if (style.overflowX === "visible" && style.overflowY === "visible") continue;
+      const b = box.getBoundingClientRect();
+      if (r.left < b.left - 0.5 || r.right > b.right + 0.5 || r.top < b.top - 0.5 || r.bottom > b.bottom + 0.5)
+        out.push("clipped by " + box.tagName.toLowerCase() + "." + box.className + ": " + name);
+    }
+  });
+  return out;
+}"""
+
+
+def _header_problems(page, width: int, name: str, shoot) -> list[str]:
+    """The header's links on this page: all in view with the Tasks menu closed, and with it
+    open (its every board link in view; on the home page a screenshot of it open), and
+    Escape closes it again. At 1,280 px the header is one line."""
+    found = page.evaluate(HEADER_CLIPPED)
+    menu = page.locator("header details.menu")
+    menu.locator("summary").click()
+    links = menu.locator(".menu-panel a")
+    if links.count() == 0 or not links.first.is_visible():
+        found.append("the Tasks menu shows no board links when opened")
+    found += [f"menu open: {p}" for p in page.evaluate(HEADER_CLIPPED)]
+    if page.evaluate("document.documentElement.scrollWidth > innerWidth"):
+        found.append("the open menu makes the page scroll sideways")
+    if name == "home":
+        shoot(page, f"{width}-menu-open")
+    page.keyboard.press("Escape")
+    if menu.get_attribute("open") is not None:
+        found.append("Escape does not close the Tasks menu")
+    height = page.locator("header.top").bounding_box()["height"]
+    if width >= 1280 and height > 60:
+        found.append(f"the header takes more than one line at {width} px ({height:.0f} px)")
+    return found
+
 
 @pytest.mark.parametrize(
     ("width", "height", "phone"), [(1280, 900, False), (390, 844, True)], ids=["1280", "390"]
 )
 def test_no_page_overflows_at_1280_px_or_on_a_390_px_phone(
-    deployed, entry, chromium, shoot, width, height, phone
+    deployed, entry, rival, chromium, shoot, width, height, phone
 ):
     """At 1,280 px and at 390 x 844 (a phone held upright) every page fits its width: no
     sideways scroll, no table wider than its box at 1,280 (on a phone wide tables scroll
-    inside their own box), and no plot label cut by the plot's edge. Each page's screenshot
-    is saved (``{width}-{page}.png``)."""
+    inside their own box), and no plot label cut by the plot's edge. Every link of the
+    header is in view, none behind a sideways scroll, with the Tasks menu closed and open;
+    at 1,280 px the header is one line. Each page's screenshot is saved
+    (``{width}-{page}.png``)."""
     base, _, _ = deployed
     context = chromium.new_context(viewport={"width": width, "height": height}, is_mobile=phone,
                                    has_touch=phone, device_scale_factor=1)  # fmt: skip
@@ -145,13 +218,18 @@ def test_no_page_overflows_at_1280_px_or_on_a_390_px_phone(
     page.set_default_timeout(20_000)
     errors: list[str] = []
     page.on("pageerror", lambda exc: errors.append(str(exc)))
-    overflows = {}
+    paths = {
+        "ENTRY": entry.get_absolute_url(),
+        "COMPARE": f"{BOARD}compare/?entries={entry.public_id},{rival.public_id}",
+        "TEAM": entry.team.get_absolute_url(),
+    }
+    overflows, headers = {}, {}
     try:
         for name, path, drawn in PAGES:
             if name == "submit":
                 log_in(page, base, "ada")
-            path = entry.get_absolute_url() if path == "ENTRY" else path
-            page.goto(base + path)
+            response = page.goto(base + paths.get(path, path))
+            assert response is not None and response.status == (404 if name == "404" else 200), name
             if drawn:
                 page.locator(drawn).first.wait_for()
             page.wait_for_load_state("networkidle")
@@ -159,9 +237,14 @@ def test_no_page_overflows_at_1280_px_or_on_a_390_px_phone(
             found = page.evaluate(OVERFLOW)
             if found:
                 overflows[name] = found
+            if name != "api-docs":  # Swagger UI's page has no site header
+                found = _header_problems(page, width, name, shoot)
+                if found:
+                    headers[name] = found
     finally:
         context.close()
     assert not overflows, overflows
+    assert not headers, headers
     assert not errors, errors
 
 
