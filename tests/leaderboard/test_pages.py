@@ -47,6 +47,18 @@ def test_pages_render(client, benchmark):
     assert client.get("/submit/").status_code == 302  # log in first
 
 
+def test_the_home_page_states_the_personal_and_the_team_daily_limits(client, benchmark, settings):
+    """The rules on the home page give a person's limits and a team's own, as configured:
+    a team's limit is its own, not the person's shared among members."""
+    settings.SUBMISSIONS_PER_DAY, settings.FAILED_SUBMISSIONS_PER_DAY = 4, 9
+    settings.TEAM_SUBMISSIONS_PER_DAY, settings.TEAM_FAILED_SUBMISSIONS_PER_DAY = 12, 20
+    text = " ".join(client.get("/").content.decode().split())
+    assert "Rules: 4 submissions per task per day (UTC) per person" in text
+    assert "up to 9 a day" in text
+    assert "a team has a limit of its own, 12 submissions per task per day and 20 failed" in text
+    assert "members of one team, share them" not in text
+
+
 @pytest.mark.parametrize(
     "url", ["/tasks/in-hospital-mortality/", "/api/tasks/in-hospital-mortality/leaderboard/", "/"]
 )

@@ -98,6 +98,8 @@ def home(request: HttpRequest) -> HttpResponse:
             "limits": {
                 "per_day": settings.SUBMISSIONS_PER_DAY,
                 "failed_per_day": settings.FAILED_SUBMISSIONS_PER_DAY,
+                "team_per_day": settings.TEAM_SUBMISSIONS_PER_DAY,
+                "team_failed_per_day": settings.TEAM_FAILED_SUBMISSIONS_PER_DAY,
                 "max_upload": limit_text(settings.MAX_UPLOAD_BYTES),
                 "replicates": settings.SCORING_REPLICATES,
             },
