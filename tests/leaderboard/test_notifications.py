@@ -431,3 +431,23 @@ def test_the_worker_mails_the_publication_of_an_entry_it_scored(
     assert sub.status == "published"
     note = Notification.objects.get(submission=sub)
     assert note.status == "sent" and note.evaluation == Evaluation.objects.get(submission=sub)
+
+
+def test_the_api_docs_show_what_the_server_answers(user, api):
+    """docs/api.md's Notifications examples: each request's shown answer is the server's
+    (the fields shown, and the detail of the refusal up to its '...')."""
+    import json
+
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "api.md").read_text()
+    block = doc[doc.index("## Notifications") :].split("```bash\n", 1)[1].split("\n```", 1)[0]
+    requests = re.findall(r"(?:-d '(\{.*?\})')?\n# (\{.*\})", block.replace("\\\n", ""))
+    assert len(requests) == 3
+    url = reverse("api-my-notifications")
+    for body, shown in requests:
+        answer = api.patch(url, json.loads(body), format="json") if body else api.get(url)
+        shown = shown.replace("demo@example.org", user.account.email)
+        if shown.endswith(", ...}"):
+            expected = json.loads(shown[: -len(", ...}")] + "}")
+            assert {k: answer.json()[k] for k in expected} == expected
+        else:
+            assert answer.json() == json.loads(shown)
