@@ -463,7 +463,11 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--method-name", required=True)
     s.add_argument("--modalities", required=True, help="the inputs the model uses, e.g. ehr,cxr")
     s.add_argument("--training-data", required=True, help="which data trained the model")
-    s.add_argument("--team-name")
+    s.add_argument(
+        "--team-name",
+        help="a check, not a choice: an entry is always your team's (set on the site's Team "
+        "page); with this, the server refuses the entry (400) unless NAME is your team's name",
+    )
     s.add_argument("--description")
     s.add_argument("--paper-url")
     s.add_argument("--code-url")

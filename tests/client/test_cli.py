@@ -119,6 +119,10 @@ def test_a_new_user_from_login_to_the_board(demo_site, tmp_path, settings):
     (tmp_path / "empty.csv").write_bytes(b"")
     line = refused(medmod(tmp_path, "submit", "empty.csv", *meta), 1)
     assert "(invalid_file)" in line and "The submitted file is empty." in line
+    # --team-name is a check only: a user in no team who names one is refused, as the
+    # server says why.
+    line = refused(medmod(tmp_path, "submit", str(sample), *meta, "--team-name", "Other Lab"), 1)
+    assert "you are in no team" in line and '"Other Lab"' in line
     # A file over the site's limit is refused before it is sent.
     with (tmp_path / "huge.csv").open("wb") as fh:
         fh.truncate(65 * 1024 * 1024)
