@@ -345,6 +345,21 @@ def reliability(
         )
         sums = counts.T @ table
         observed_reps = safe_divide(sums[:, n_bins:], sums[:, :n_bins])
+    return reliability_from_sums(count, sum_p, sum_y, observed_reps, n_units=int(idx.size))
+
+
+def reliability_from_sums(
+    count: np.ndarray,
+    sum_p: np.ndarray,
+    sum_y: np.ndarray,
+    observed_reps: np.ndarray | None,
+    *,
+    n_units: int,
+) -> dict[str, Any]:
+    """The reliability diagram of :func:`reliability` from its per-bin unit counts, sums of
+    predicted probability and of labels, and the ``(B, n_bins)`` observed rate of each
+    replicate (None: no CI)."""
+    n_bins = len(count)
     bins: list[dict[str, Any]] = []
     small: list[dict[str, Any]] = []
     for i in range(n_bins):
@@ -363,11 +378,11 @@ def reliability(
         bins.append(entry)
     return {
         "n_bins": n_bins,
-        "n_units": int(idx.size),
+        "n_units": n_units,
         "min_bin_units": MIN_BIN_UNITS,
         "bins": bins,
         "small_bins": small,
     }
 
 
-__all__ = ["MIN_BIN_UNITS", "pr_band", "reliability", "roc_band"]
+__all__ = ["MIN_BIN_UNITS", "pr_band", "reliability", "reliability_from_sums", "roc_band"]

@@ -222,13 +222,15 @@ class _GroupScorer:
                 # scoring.disclosure drops them from everything that leaves the platform.
                 "replicates": _replicate_list(r),
             }
-            if extras and self.yhat is not None:
-                groups[name].update(
-                    group_error_rates(
-                        truth.y, self.yhat, self.pred, form=self.form, plan=self.plan, mask=mask
-                    )
-                )
             shown.append((name, mask, float(mv.point[self.primary]), r))
+        cells = None
+        if extras and self.yhat is not None and shown:
+            rates, cells = group_error_rates(
+                truth.y, self.yhat, self.pred, form=self.form, plan=self.plan,
+                masks=[s[1] for s in shown],
+            )  # fmt: skip
+            for (name, *_), extra in zip(shown, rates, strict=True):
+                groups[name].update(extra)
         entry: dict[str, Any] = {"groups": groups, "suppressed_groups": suppressed}
         if len(shown) >= 2:
             values = np.array([np.nan if v is None else v for v in
@@ -241,36 +243,7 @@ class _GroupScorer:
             entry["gap"] = _vc(
                 float(np.nanmax(values) - np.nanmin(values)), percentile_ci(gap_reps)
             )
-            if task.kind == "binary":
-                entry.update(
-                    _ratio_section(truth, self.form, self.pred, self.plan,
-                                   [s[1] for s in shown], self.threshold)
-                )  # fmt: skip
+            if cells is not None:
+                point, reps = _ratios_from_counts(cells[0]), _ratios_from_counts(cells[1:])
+                entry.update({k: _vc(float(point[k]), percentile_ci(reps[k])) for k in point})
         return entry, shown
-
-
-def _ratio_section(
-    truth: Truth,
-    form: str,
-    pred: np.ndarray,
-    plan: ReplicatePlan,
-    masks: list[np.ndarray],
-    threshold: float,
-) -> dict[str, Any]:
-    y = truth.y.astype(np.int64)
-    yhat = binary_predictions(form, pred, truth.y, threshold=threshold).astype(np.int64)
-    n_groups = len(masks)
-    n_clusters = plan.counts.shape[1]
-    cell = 2 * y + yhat  # 0 tn, 1 fp, 2 fn, 3 tp
-    # Per-patient counts of each (group, cell): the replicate counts are one matrix product.
-    per_cluster = np.zeros((n_clusters, n_groups * 4))
-    for gi, mask in enumerate(masks):
-        idx = plan.unit_cluster[mask] * (n_groups * 4) + gi * 4 + cell[mask]
-        per_cluster += np.bincount(idx, minlength=n_clusters * n_groups * 4).reshape(
-            n_clusters, n_groups * 4
-        )
-    point = per_cluster.sum(axis=0).reshape(n_groups, 4)
-    rep = (plan.counts @ per_cluster).reshape(-1, n_groups, 4)
-    pv = _ratios_from_counts(point)
-    rv = _ratios_from_counts(rep)
-    return {name: _vc(float(pv[name]), percentile_ci(rv[name])) for name in pv}

@@ -28,12 +28,13 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+import pandas as pd
+from scipy import sparse
 
 from scoring.bootstrap import ReplicatePlan, percentile_ci
-from scoring.curves import reliability
+from scoring.curves import reliability_from_sums
 from scoring.kernels import (
-    calibration_table,
-    cluster_sums,
+    calibration_bin,
     expected_calibration_error,
     replicate_sums,
     safe_divide,
@@ -59,9 +60,11 @@ def intersection_key(a: str, b: str) -> str:
 
 def intersection_labels(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Each unit's group in the intersection of two attributes (None where either is)."""
-    out = np.empty(len(a), dtype=object)
-    for i, (x, y) in enumerate(zip(a.tolist(), b.tolist(), strict=True)):
-        out[i] = None if x is None or y is None else f"{x}{INTERSECTION_JOIN}{y}"
+    ca, ua = pd.factorize(np.asarray(a, dtype=object), use_na_sentinel=True)
+    cb, ub = pd.factorize(np.asarray(b, dtype=object), use_na_sentinel=True)
+    names = np.array([f"{x}{INTERSECTION_JOIN}{y}" for x in ua for y in ub] or [""], dtype=object)
+    out = names[np.maximum(ca, 0) * max(len(ub), 1) + np.maximum(cb, 0)]
+    out[(ca < 0) | (cb < 0)] = None
     return out
 
 
@@ -85,36 +88,65 @@ def group_error_rates(
     *,
     form: str,
     plan: ReplicatePlan,
-    mask: np.ndarray,
-) -> dict[str, Any]:
-    """True and false positive rates, selection rate and (probabilities) ECE and reliability
-    of the units in ``mask``, each with its CI; ``label_counts`` (positives, negatives) is
-    kept for the disclosure budget and never published.
+    masks: list[np.ndarray],
+) -> tuple[list[dict[str, Any]], np.ndarray]:
+    """For each group (``masks``, disjoint): true and false positive rates, selection rate
+    and (probabilities) ECE and reliability, each with its CI; ``label_counts`` (positives,
+    negatives) is kept for the disclosure budget and never published. Also the confusion
+    cells ``(1 + B, G, 4)`` (tn, fp, fn, tp; point first), from which the fairness ratios
+    follow.
 
     ``yhat`` holds the hard predictions at the threshold
-    (:func:`scoring.fairness.binary_predictions`).
+    (:func:`scoring.fairness.binary_predictions`). One sparse per-patient table of every
+    group's confusion cells and calibration bins, times the replicate counts, gives all
+    groups and replicates at once.
     """
-    idx = np.flatnonzero(mask)
-    used, local = np.unique(plan.unit_cluster[idx], return_inverse=True)
-    local = local.reshape(-1)
-    counts = plan.counts_by_cluster[used]
-    yi = np.asarray(y[idx], dtype=np.int64)
-    tables = [cluster_sums(local, used.size, 2 * yi + yhat[idx], 4)]
-    if form == "probability":
-        tables.append(calibration_table(yi, pred[idx], local, used.size, ECE_BINS))
-    sums = replicate_sums(np.hstack(tables), counts)
-    tn, fp, fn, tp = (sums[:, i] for i in range(4))
-    pos = int(yi.sum())
-    out: dict[str, Any] = {
-        "tpr": _vc(safe_divide(tp, tp + fn)),
-        "fpr": _vc(safe_divide(fp, fp + tn)),
-        "selection_rate": _vc(safe_divide(fp + tp, tn + fp + fn + tp)),
-        "label_counts": {"positives": pos, "negatives": int(idx.size - pos)},
-    }
-    if form == "probability":
-        out["ece"] = _vc(expected_calibration_error(sums[:, 4:], ECE_BINS))
-        out["reliability"] = reliability(y, pred, rows=mask, n_bins=ECE_BINS, plan=plan)
-    return out
+    n_bins = ECE_BINS if form == "probability" else 0
+    width = 4 + 3 * n_bins  # cells tn fp fn tp, then per bin: count, sum y, sum p
+    rows_c, cols, data = [], [], []
+    for gi, mask in enumerate(masks):
+        idx = np.flatnonzero(mask)
+        cl = plan.unit_cluster[idx]
+        yi = np.asarray(y[idx], dtype=np.float64)
+        base = gi * width
+        rows_c.append(cl)
+        cols.append(base + 2 * yi.astype(np.int64) + yhat[idx])
+        data.append(np.ones(idx.size))
+        if n_bins:
+            p = np.asarray(pred[idx], dtype=np.float64)
+            b = base + 4 + calibration_bin(p, n_bins)
+            rows_c += [cl, cl, cl]
+            cols += [b, b + n_bins, b + 2 * n_bins]
+            data += [np.ones(idx.size), yi, p]
+    table = sparse.csr_matrix(
+        (np.concatenate(data), (np.concatenate(rows_c), np.concatenate(cols))),
+        shape=(plan.n_clusters, width * len(masks)),
+    )
+    point = np.asarray(table.sum(axis=0)).reshape(1, -1)
+    reps = np.asarray((table.T @ plan.counts_by_cluster).T)
+    sums = np.vstack([point, reps])
+    out = []
+    for gi, mask in enumerate(masks):
+        g = sums[:, gi * width : (gi + 1) * width]
+        tn, fp, fn, tp = (g[:, i] for i in range(4))
+        pos = int(round(point[0, gi * width + 2] + point[0, gi * width + 3]))
+        entry: dict[str, Any] = {
+            "tpr": _vc(safe_divide(tp, tp + fn)),
+            "fpr": _vc(safe_divide(fp, fp + tn)),
+            "selection_rate": _vc(safe_divide(fp + tp, tn + fp + fn + tp)),
+            "label_counts": {"positives": pos, "negatives": int(mask.sum()) - pos},
+        }
+        if n_bins:
+            cal = g[:, 4:]
+            entry["ece"] = _vc(expected_calibration_error(cal, n_bins))
+            count, sum_y, sum_p = cal[0, :n_bins], cal[0, n_bins : 2 * n_bins], cal[0, 2 * n_bins :]
+            observed = safe_divide(cal[1:, n_bins : 2 * n_bins], cal[1:, :n_bins])
+            entry["reliability"] = reliability_from_sums(
+                count, sum_p, sum_y, observed, n_units=int(mask.sum())
+            )
+        out.append(entry)
+    cells = np.stack([sums[:, gi * width : gi * width + 4] for gi in range(len(masks))], axis=1)
+    return out, cells
 
 
 def _weighted_shares(

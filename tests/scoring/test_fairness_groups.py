@@ -180,7 +180,7 @@ def test_group_cis_are_percentiles_of_the_weighted_replicates(scored):
     truth, p, plan, _ = scored
     mask = truth.paired & (truth.groups["gender"] == "F")
     yhat = (p >= THRESHOLD).astype(np.int64)
-    out = group_error_rates(truth.y, yhat, p, form="probability", plan=plan, mask=mask)
+    (out,), _ = group_error_rates(truth.y, yhat, p, form="probability", plan=plan, masks=[mask])
     w = plan.row_weights(mask)
     y, s, h = truth.y[mask], p[mask], yhat[mask]
     tpr = (w * (y * h)).sum(axis=1) / (w * y).sum(axis=1)
