@@ -244,6 +244,27 @@ FAIRNESS_SUMMARIES = (
 )
 
 
+# Per-group figures at the threshold and of calibration, in the order of their table.
+GROUP_RATE_KEYS = ("tpr", "fpr", "selection_rate", "ece")
+
+
+def _fairness_entry(entry: dict[str, Any] | None) -> dict[str, Any]:
+    """An attribute's (or intersection's) groups and the summaries under its table."""
+    entry = entry or {}
+    groups = entry.get("groups")
+    if groups is None:  # a flat section: the groups are the entries with a unit count
+        groups = {k: v for k, v in entry.items() if isinstance(v, dict) and "n_units" in v}
+    summaries = []
+    for key, label in FAIRNESS_SUMMARIES:
+        if entry.get(key) is None:
+            continue
+        v = entry[key]
+        summaries.append(
+            {"key": key, "label": label, "value": v, "is_estimate": isinstance(v, dict)}
+        )
+    return {"groups": groups, "summaries": summaries, "scenario": entry.get("scenario")}
+
+
 def _report_sections(report: dict[str, Any]) -> dict[str, Any]:
     """What the entry page shows of a report, in display order."""
     main = report.get("main_scenario", "paired")
@@ -279,21 +300,21 @@ def _report_sections(report: dict[str, Any]) -> dict[str, Any]:
             if m not in label_metrics:
                 label_metrics.append(m)
     fairness = report.get("fairness", {}) or {}
-    attributes = []
-    for attr, entry in (fairness.get("attributes") or {}).items():
-        entry = entry or {}
-        groups = entry.get("groups")
-        if groups is None:  # a flat section: the groups are the entries with a unit count
-            groups = {k: v for k, v in entry.items() if isinstance(v, dict) and "n_units" in v}
-        summaries = []
-        for key, label in FAIRNESS_SUMMARIES:
-            if entry.get(key) is None:
-                continue
-            v = entry[key]
-            summaries.append(
-                {"key": key, "label": label, "value": v, "is_estimate": isinstance(v, dict)}
-            )
-        attributes.append({"name": attr, "groups": groups, "summaries": summaries})
+    attributes = [
+        {"name": attr, **_fairness_entry(entry)}
+        for attr, entry in (fairness.get("attributes") or {}).items()
+    ]
+    intersections = [
+        {"name": key.replace(" x ", " × "), **_fairness_entry(entry)}
+        for key, entry in (fairness.get("intersections") or {}).items()
+    ]
+    # Per-group error rates and calibration (binary tasks, reports of schema 2 on).
+    rates = [
+        {"attribute": a["name"], "group": g, **v}
+        for a in attributes
+        for g, v in a["groups"].items()
+        if any(k in v for k in GROUP_RATE_KEYS) or v.get("suppressed_metrics")
+    ]
     return {
         "main": main,
         "primary": primary,
@@ -303,6 +324,9 @@ def _report_sections(report: dict[str, Any]) -> dict[str, Any]:
         "label_metrics": label_metrics,
         "fairness": fairness,
         "fairness_attributes": attributes,
+        "fairness_intersections": intersections,
+        "fairness_rates": rates,
+        "missing_images": fairness.get("missing_images"),
         "robustness": robustness,
         "several_modalities": len(robustness.get("modalities") or {}) > 1,
         "ablations": robustness.get("ablations") or [],
