@@ -451,3 +451,9 @@ def test_the_api_docs_show_what_the_server_answers(user, api):
             assert {k: answer.json()[k] for k in expected} == expected
         else:
             assert answer.json() == json.loads(shown)
+
+
+def test_the_header_links_the_settings_page_for_a_logged_in_user(user, client):
+    assert 'href="/accounts/notifications/"' not in client.get(reverse("home")).content.decode()
+    client.force_login(user)
+    assert 'href="/accounts/notifications/"' in client.get(reverse("home")).content.decode()

@@ -124,6 +124,7 @@ PAGES = [
     ("my-submissions", "/me/submissions/", None),
     ("team", "/me/team/", None),
     ("token", "/accounts/token/", None),
+    ("notifications", "/accounts/notifications/", None),
 ]
 
 # What overflows a page: the page itself, a table wider than its box at desktop width, and
