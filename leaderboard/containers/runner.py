@@ -13,6 +13,7 @@ import math
 import os
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -210,10 +211,6 @@ def keep_log_tail(
     result.log_truncated = tail.total > limits.log_tail_bytes
 
 
-class _NotStarted(Exception):
-    """The engine could not start the image's process (its fault, already recorded)."""
-
-
 def _image_fault(exc: docker.errors.APIError) -> bool:
     """Whether a failed start is the image's doing: the runtime could not exec its
     entrypoint (missing, not executable, wrong format) or set up its working directory."""
@@ -246,72 +243,109 @@ def _run_loaded(
         status=RunStatus.ENGINE_ERROR, task=task, scenario=scenario, run_id=run_id, message="",
         spec=spec,
     )  # fmt: skip
-    labels = run_labels(run_id, task, scenario, limits)
-    container_id: str | None = None
-    killed_for: RunStatus | None = None
-    final = None
-    output: OutputReport | None = None
     try:
         user = limits.run_user()
     except ValueError as exc:  # a misconfigured user: the platform's fault
         result.message = MSG_ENGINE.format(detail=exc)
         return result
+    labels = run_labels(run_id, task, scenario, limits)
+    ended: _Ended | None = None
     try:
         with OutputVolume(client, name=f"medmod-{run_id}-{scenario}", limits=limits, user=user,
                           labels=labels) as out:  # fmt: skip
-            try:
-                container_id = result.container_id = create_model_container(
-                    client, tag, info, limits, run_id=run_id, scenario=scenario, user=user,
-                    environment=_environment(info, task, scenario, limits), labels=labels,
-                    binds={str(input_dir): {"bind": "/input", "mode": "ro"}, **out.binds},
-                )  # fmt: skip
-                watch = start_and_watch(client, container_id, result, run_id=run_id)
-                if watch is None:
-                    raise _NotStarted
-                exited, waited = watch
-                deadline = time.monotonic() + limits.wall_time
-                while not exited.wait(limits.poll_interval):
-                    if time.monotonic() > deadline:
-                        killed_for = RunStatus.TIMED_OUT
-                    elif out.full():  # the kernel already refuses writes; stop it now
-                        killed_for = RunStatus.OUTPUT_TOO_LARGE
-                    if killed_for is not None:
-                        with contextlib.suppress(docker.errors.APIError):  # it may have stopped
-                            client.api.kill(container_id)
-                        exited.wait(_EXIT_GRACE)
-                        break
-                if "error" in waited:
-                    raise waited["error"]
-                final = client.api.inspect_container(container_id)["State"]
-                keep_log_tail(client, container_id, result, limits)
-                output = (
-                    OutputReport()
-                    if killed_for == RunStatus.TIMED_OUT
-                    else out.read_out(work_dir / f".predictions-{scenario}.part")
-                )
-            finally:
-                if container_id is not None:
-                    # On failure the container is left for cleanup_stale.
-                    with contextlib.suppress(
-                        docker.errors.APIError, requests.exceptions.RequestException
-                    ):
-                        remove_container(client, container_id)
-    except _NotStarted:
-        pass
-    except (docker.errors.APIError, requests.exceptions.RequestException) as exc:
+            ended = _run_in_volume(
+                client, tag, info, out, result, task=task, input_dir=input_dir,
+                work_dir=work_dir, limits=limits, user=user, labels=labels,
+            )  # fmt: skip
+    except (docker.errors.APIError, requests.exceptions.RequestException, OutputVolumeError) as exc:
         result.message = MSG_ENGINE.format(detail=exc)
-        final = None
-    except OutputVolumeError as exc:
-        result.message = MSG_ENGINE.format(detail=exc)
-        final = None
-    if final is not None and output is not None:
-        classify(result, final, killed_for, output, work_dir, limits)
-    elif output is not None and output.predictions is not None:
-        output.predictions.unlink(missing_ok=True)
+        ended = _Ended(None, ended.output if ended else None, None)
+    if ended is not None and ended.state is not None and ended.output is not None:
+        classify(result, ended.state, ended.killed_for, ended.output, work_dir, limits)
+    elif ended is not None and ended.output is not None and ended.output.predictions is not None:
+        ended.output.predictions.unlink(missing_ok=True)
     note_exec_failure(result)
     note_process_limit(result, limits)
     result.wall_time = time.monotonic() - started
     return result
+
+
+@dataclass(frozen=True)
+class _Ended:
+    """How a container ended: its final state, what it left in /output, and why the
+    platform stopped it (None: it exited by itself)."""
+
+    state: dict[str, Any] | None
+    output: OutputReport | None
+    killed_for: RunStatus | None
+
+
+def _run_in_volume(
+    client: docker.DockerClient,
+    tag: str,
+    info: ImageInfo,
+    out: OutputVolume,
+    result: RunResult,
+    *,
+    task: str,
+    input_dir: Path,
+    work_dir: Path,
+    limits: Limits,
+    user: str,
+    labels: dict[str, str],
+) -> _Ended | None:
+    """Create, start and watch the container with /input read-only and ``out`` as /output,
+    then read what it wrote. None when the image could not start (``result`` says why).
+    Engine errors are raised; the container is removed in any case (on an engine failure it
+    is left to ``cleanup_stale``)."""
+    scenario, run_id = result.scenario, result.run_id
+    container_id: str | None = None
+    try:
+        container_id = result.container_id = create_model_container(
+            client, tag, info, limits, run_id=run_id, scenario=scenario, user=user,
+            environment=_environment(info, task, scenario, limits), labels=labels,
+            binds={str(input_dir): {"bind": "/input", "mode": "ro"}, **out.binds},
+        )  # fmt: skip
+        watch = start_and_watch(client, container_id, result, run_id=run_id)
+        if watch is None:
+            return None
+        exited, waited = watch
+        killed_for = _wait_or_stop(client, container_id, exited, out, limits)
+        if "error" in waited:
+            raise waited["error"]
+        state = client.api.inspect_container(container_id)["State"]
+        keep_log_tail(client, container_id, result, limits)
+        if killed_for == RunStatus.TIMED_OUT:
+            return _Ended(state, OutputReport(), killed_for)
+        return _Ended(state, out.read_out(work_dir / f".predictions-{scenario}.part"), killed_for)
+    finally:
+        if container_id is not None:
+            with contextlib.suppress(docker.errors.APIError, requests.exceptions.RequestException):
+                remove_container(client, container_id)
+
+
+def _wait_or_stop(
+    client: docker.DockerClient,
+    container_id: str,
+    exited: threading.Event,
+    out: OutputVolume,
+    limits: Limits,
+) -> RunStatus | None:
+    """Wait for the container to exit; kill it at its wall-time deadline, or as soon as its
+    /output is full (the kernel already refuses its writes). Returns why it was killed."""
+    deadline = time.monotonic() + limits.wall_time
+    while not exited.wait(limits.poll_interval):
+        if time.monotonic() > deadline:
+            killed_for = RunStatus.TIMED_OUT
+        elif out.full():
+            killed_for = RunStatus.OUTPUT_TOO_LARGE
+        else:
+            continue
+        with contextlib.suppress(docker.errors.APIError):  # it may have stopped meanwhile
+            client.api.kill(container_id)
+        exited.wait(_EXIT_GRACE)
+        return killed_for
+    return None
 
 
 def _architecture(client: docker.DockerClient, limits: Limits) -> str | None:
