@@ -16,6 +16,26 @@ import pytest
 
 MOTO_START_TIMEOUT = 30.0
 
+# What a test needs beyond the database and Redis, from the fixtures it uses (directly or
+# through others); `bin/test --fast` leaves these out. Tests that start such processes
+# themselves carry the mark by hand.
+NEEDS = {
+    "browser": {"chromium", "page", "shoot"},
+    "docker": {"engine", "template_archive", "hostile", "small_image"},
+    "worker": {"celery_worker", "server"},
+}
+NEEDS_BY_FOLDER = {"browser": "leaderboard/browser/", "docker": "leaderboard/containers/"}
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        used = set(getattr(item, "fixturenames", ()))
+        path = item.path.as_posix()
+        for mark, fixtures in NEEDS.items():
+            folder = NEEDS_BY_FOLDER.get(mark)
+            if used & fixtures or (folder and f"/tests/{folder}" in path):
+                item.add_marker(getattr(pytest.mark, mark))
+
 
 def _free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:

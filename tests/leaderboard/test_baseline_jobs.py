@@ -169,6 +169,7 @@ def tiny_benchmark_dir(tmp_path_factory) -> Path:
     return root
 
 
+@pytest.mark.worker
 @pytest.mark.django_db(transaction=True)
 def test_the_worker_trains_streams_enters_and_scores_a_model(tiny_benchmark_dir, tmp_path):
     from leaderboard.board.services.benchmarks import benchmark_register

@@ -87,6 +87,7 @@ def test_the_web_service_runs_gunicorn_with_its_limits(compose):
     assert "REQUEST_BODY_TIMEOUT" in web["environment"]
 
 
+@pytest.mark.docker
 def test_docker_compose_accepts_the_file():
     """`docker-compose config` (Debian's docker-compose package, which bin/test installs)
     validates the file."""

@@ -17,7 +17,7 @@ import pytest
 
 from tests.leaderboard.conftest import wait_for
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.worker]
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -26,7 +26,7 @@ from tests.leaderboard import servers
 from tests.leaderboard.conftest import _drop_queue, wait_for
 from tests.leaderboard.factories import UserFactory
 
-pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow, pytest.mark.worker]
 
 FIELDS = {
     "task": "in-hospital-mortality",

@@ -18,7 +18,7 @@ from tests.leaderboard import servers
 from tests.leaderboard.conftest import _drop_queue, wait_for
 from tests.leaderboard.factories import EvaluationFactory, SubmissionFactory
 
-pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow, pytest.mark.worker]
 
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "25"))
 # Staff-only operations change many rows at once; they are fuzzed as a plain user (403).
