@@ -20,7 +20,12 @@ say about the hidden test labels:
   point curve on the 101-point grid (which pins the rank of every positive);
 * metrics at the threshold are shown only when every count they divide by holds at least
   :data:`MIN_COUNTED_UNITS` units, and reliability bins only with at least
-  :data:`MIN_BIN_UNITS` units: a small counted set makes the figure a label query;
+  :data:`MIN_BIN_UNITS` units: a small counted set makes the figure a label query. The
+  same holds per fairness group (TPR over the group's positives, FPR over its negatives,
+  selection rate and ECE over its units, each no finer than one of those units), and the
+  group's label counts, kept to decide this, are never published;
+* the correlation of the groups' gaps with their missing images only to one decimal, and
+  only when every group's gap it uses is shown;
 * plots are rebuilt from the bounded figures.
 
 Rounding hides no science: published CIs, paired tests and tiers are computed from the
