@@ -24,7 +24,10 @@ class CompareView(APIView):
     """Entries of one task side by side: every metric with its 95% CI per entry, and the
     paired bootstrap difference of the primary metric to a reference entry (CI, p-value,
     significance at 0.05) per scenario and per subgroup, from the replicates stored when
-    each entry was scored. Published entries, and your own; no per-replicate values."""
+    each entry was scored; per scenario also the p-values of a paired permutation test
+    (``p_permutation``) and, for an AUROC with one unit per patient, of DeLong's test
+    (``p_delong``). A difference under one rounding step carries no CI or p-value
+    (``withheld``). Published entries, and your own; no per-replicate values."""
 
     permission_classes = [permissions.AllowAny]
 

@@ -7,13 +7,20 @@ the stored reports come, per entry, every metric with its 95% CI, the primary me
 scenario and per subgroup, and the curves; and, per entry other than the reference, the
 paired difference of the primary metric to the reference with its CI and p-value, per
 scenario and per subgroup (:func:`scoring.compare.compare_to_reference`, which is the
-ranking's ``paired_difference``). Nothing is rescored.
+ranking's ``paired_difference``). Nothing is rescored. Beside the bootstrap p-value, per
+scenario, the p-values of a paired permutation test and, for an AUROC with one unit per
+patient, of DeLong's test, computed from the stored prediction files and the truth and
+cached (``selectors.significance``).
 
 What leaves here is bounded like the rest of the site (``scoring.disclosure``): each entry's
 figures as its participant report shows them, and each difference rounded by its CI and no
 finer than twice the most one unit's label can move the metric (a difference of two
 figures, as the robustness drops are); a difference one unit could move by more than 0.1 is
-suppressed. No per-replicate value is ever part of the result.
+suppressed. A difference that rounds to zero shows no CI and no p-value: two entries that
+differ in a few units' predictions differ by less than one rounding step, and their CI and
+p-values would otherwise tell those units' labels (each p-value rounded as the board's, to
+three decimals, only beside a difference of at least one step). No per-replicate value is
+ever part of the result.
 
 Who may compare what: published entries, and the viewer's own entries (staff: any), as on
 the entry pages; anything else answers the 404 of an entry that does not exist.
@@ -33,6 +40,7 @@ from django.http import Http404
 from benchmark_data.tasks import METRICS
 from leaderboard.board.errors import ServiceError
 from leaderboard.board.models import PUBLIC_ID_PATTERN, Evaluation, Submission, Task
+from leaderboard.board.selectors.significance import N_PERMUTATIONS, comparison_tests
 from leaderboard.board.selectors.submissions import (
     NO_SUCH_ENTRY,
     can_view_submission,
@@ -81,6 +89,18 @@ NOTE_NO_GROUP_REPLICATES = (
     "replicates. An organizer's re-score (manage.py rescore) adds them."
 )
 SUPPRESSED_DIFFERENCE = "suppressed: one unit's label could move it by more than 0.1"
+WITHHELD_DIFFERENCE = (
+    "under one rounding step: no CI or p-value is shown for it (they could tell the labels "
+    "of the few units where the entries differ)"
+)
+TESTS = {
+    "bootstrap": "paired bootstrap on the shared replicates: p, diff_ci, significant",
+    "permutation": (
+        f"paired permutation test, {N_PERMUTATIONS} random swaps of a patient's predictions "
+        "between the two entries (exact when there are fewer patterns): p_permutation"
+    ),
+    "delong": "DeLong's test of two AUROCs, one unit per patient only: p_delong",
+}
 
 
 class ComparisonRefused(ServiceError):
@@ -192,6 +212,7 @@ class Comparison:
             "reference": self.reference,
             "level": LEVEL,
             "significance": round(1 - LEVEL, 10),
+            "tests": TESTS,
             "entries": [e.as_dict() for e in self.entries],
             "notes": self.notes,
         }
@@ -254,19 +275,43 @@ def _current_runs(*, task: Task, subs: list[Submission]) -> dict[int, Evaluation
     return {ev.submission_id: ev for ev in runs}
 
 
-def _bounded(diff: dict[str, Any], effect: float | None) -> dict[str, Any]:
+def _p(value: Any) -> float | None:
+    return None if value is None else round(float(value), P_DECIMALS)
+
+
+def _bounded(
+    diff: dict[str, Any], effect: float | None, tests: dict[str, Any] | None = None
+) -> dict[str, Any]:
     """A paired difference as it may be published: rounded by its CI and no finer than
-    twice ``effect`` (the most one unit moves either figure); suppressed beyond that."""
+    twice ``effect`` (the most one unit moves either figure); suppressed beyond that. Its
+    CI and p-values only when it rounds to a non-zero value. ``tests``: the scenario's
+    permutation and DeLong results (``p_permutation``, ``p_delong`` then present)."""
     value, ci = round_figure(
         diff["diff"], diff["diff_ci"], effect=None if effect is None else 2.0 * effect
     )
     if value is None and diff["diff"] is not None:
         return {"suppressed": SUPPRESSED_DIFFERENCE}
-    p = diff["p"]
+    extra = {} if tests is None else {"p_permutation": None, "p_delong": None}
+    if value == 0:
+        # Whether it is 0.0 says nothing a unit's label decides (one unit moves it by at
+        # most half a step); its CI and p-values would.
+        return {
+            "diff": 0.0,
+            "diff_ci": [None, None],
+            "p": None,
+            **extra,
+            "significant": None,
+            "replicates_used": None,
+            "withheld": WITHHELD_DIFFERENCE,
+        }
+    if tests is not None:
+        extra["p_permutation"] = _p((tests.get("permutation") or {}).get("p"))
+        extra["p_delong"] = _p((tests.get("delong") or {}).get("p"))
     return {
         "diff": value,
         "diff_ci": ci,
-        "p": None if p is None else round(p, P_DECIMALS),
+        "p": _p(diff["p"]),
+        **extra,
         "significant": bool(diff["significant"]),
         "replicates_used": diff["replicates_used"],
     }
@@ -339,6 +384,9 @@ def entries_compare(*, task: Task, entry_ids: list[str], reference: str, viewer:
         values, reps = _series(reports[sub.public_id], primary)
         inputs.append(CompareInput(sub.public_id, values=values, replicates=reps))
     differences = compare_to_reference(inputs, reference=reference, level=LEVEL)
+    tests, test_notes = comparison_tests(
+        task=task, subs=subs, reference=reference, metric=primary, main=main
+    )
 
     # Bounds of the differences: from the reference's counts (the units are every entry's).
     ref_scenarios = ref_report.get("scenarios") or {}
@@ -389,9 +437,12 @@ def entries_compare(*, task: Task, entry_ids: list[str], reference: str, viewer:
         difference = None
         if sub.public_id != reference:
             found = differences[sub.public_id]
+            entry_tests = tests.get(sub.public_id, {})
             by_scenario = {
                 s: _bounded(
-                    found[("scenario", s)], unit_effect(primary, scenario_counts(ref_scenarios[s]))
+                    found[("scenario", s)],
+                    unit_effect(primary, scenario_counts(ref_scenarios[s])),
+                    entry_tests.get(s, {}),
                 )
                 for s in scenarios
                 if ("scenario", s) in found and s in ref_scenarios
@@ -429,7 +480,7 @@ def entries_compare(*, task: Task, entry_ids: list[str], reference: str, viewer:
                 difference=difference,
             )
         )
-    notes = [NOTE_OTHER_METRICS]
+    notes = [NOTE_OTHER_METRICS, *test_notes]
     if no_group_replicates:
         notes.append(NOTE_NO_GROUP_REPLICATES.format(entries=", ".join(no_group_replicates)))
     spec = METRICS.get(primary)

@@ -15,6 +15,7 @@ from leaderboard.board.selectors.compare import (
     compare_query_parse,
     entries_compare,
 )
+from leaderboard.board.selectors.significance import N_PERMUTATIONS
 from leaderboard.board.selectors.submissions import task_get
 
 
@@ -39,5 +40,6 @@ def task_compare(request: HttpRequest, slug: str, suite: str = DEFAULT_SUITE) ->
         others=[e for e in comparison.entries if e.entry_id != comparison.reference],
         replicates=settings.SCORING_REPLICATES,
         significance=round(1 - LEVEL, 2),
+        n_permutations=f"{N_PERMUTATIONS:,}",
     )
     return render(request, "board/compare.html", context)
