@@ -86,7 +86,9 @@ METRICS: dict[str, MetricSpec] = {
 }
 
 # The metrics the scoring engine computes for each label kind (probabilities, or hours and
-# buckets for length of stay) and for yes/no decisions of a binary task.
+# buckets for length of stay) and for yes/no decisions of a binary task: what a suite may
+# declare. They restate scoring's metric table (scoring.metrics.FAMILIES, which computes
+# them); tests/scoring/test_metrics.py keeps the two equal.
 KIND_METRICS: dict[str, tuple[str, ...]] = {
     "binary": (
         "auroc",

@@ -28,11 +28,12 @@ Conventions:
 from __future__ import annotations
 
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from benchmark_data.suite import METRICS
 from benchmark_data.tasks import Task
 from scoring.bootstrap import ReplicatePlan, select_rows
 from scoring.kernels import (
@@ -60,18 +61,6 @@ FORMS: dict[str, tuple[str, ...]] = {
     "multilabel": ("probability",),
     "los": ("hours", "buckets"),
 }
-FORM_METRICS: dict[tuple[str, str], tuple[str, ...]] = {
-    ("binary", "probability"): (
-        "auroc", "auprc", "brier", "ece", "accuracy", "f1", "precision", "recall", "specificity",
-    ),
-    ("binary", "decision"): ("accuracy", "precision", "recall", "specificity", "f1", "answer_rate"),
-    ("multilabel", "probability"): (
-        "macro_auroc", "macro_auprc", "micro_auroc", "macro_f1", "micro_f1",
-    ),
-    ("los", "hours"): ("kappa", "mad", "accuracy"),
-    ("los", "buckets"): ("kappa", "mad", "accuracy"),
-}  # fmt: skip
-
 ERR_FORM = "form {form!r} does not apply to task {task} ({kind}); forms: {forms}"
 ERR_METRIC = "metric(s) {names} not available for task {task} with form {form!r}; available: {ok}"
 ERR_SHAPE = "{what} has shape {shape}; expected {expected}"
@@ -237,15 +226,19 @@ def compute_metrics(
         for name in wanted:
             out.add(name, np.full(1 + scope.n_replicates, np.nan))
         return out
-    ys, ps = y[scope.idx], pred[scope.idx]
-    if task.kind == "binary" and form == "probability":
-        _binary_probability(out, scope, ys, ps, wanted, threshold, batch_size)
-    elif task.kind == "binary":
-        _binary_decision(out, scope, ys, ps, wanted)
-    elif task.kind == "multilabel":
-        _multilabel(out, task, scope, ys, ps, wanted, threshold, batch_size)
-    else:
-        _length_of_stay(out, task, scope, ys, ps, form, wanted)
+    ctx = _Inputs(task, form, scope, y[scope.idx], pred[scope.idx], threshold, batch_size, out)
+    if task.kind == "multilabel":
+        _label_prevalence(ctx)
+    values: dict[str, np.ndarray] = {}
+    for family in FAMILIES:
+        asked = tuple(m for m in family.metrics if m in wanted)
+        if family.applies_to(task.kind, form) and asked:
+            values.update(family.compute(ctx, asked))
+    for name in wanted:
+        out.add(name, values[name])
+        if name in ctx.per_label_values:
+            # Labels undefined in a replicate are left out of its mean: count those pairs.
+            out.degenerate[name] = int(np.isnan(ctx.per_label_values[name][:, 1:]).sum())
     return out
 
 
@@ -276,56 +269,83 @@ def _ranking(
     return np.hstack([auc, rep_auc]), np.hstack([avg, rep_avg])
 
 
-def _binary_probability(
-    out: MetricValues,
-    scope: _Scope,
-    y: np.ndarray,
-    p: np.ndarray,
-    wanted: tuple[str, ...],
-    threshold: float,
-    batch_size: int,
-) -> None:
-    values: dict[str, np.ndarray] = {}
-    if "auroc" in wanted or "auprc" in wanted:
-        auc, ap = _ranking(
-            scope, y, p, auroc="auroc" in wanted, ap="auprc" in wanted, batch_size=batch_size
-        )
-        values["auroc"], values["auprc"] = auc[0], ap[0]
-    cl, nc = scope.cluster, scope.n_clusters
-    yi = y.astype(np.int64)
-    if {"accuracy", "f1", "precision", "recall", "specificity"} & set(wanted):
-        cells = replicate_sums(cluster_sums(cl, nc, 2 * yi + (p >= threshold), 4), scope.counts)
-        values.update(confusion_scores(cells))
-    if "brier" in wanted:
-        sq = cluster_sums(cl, nc, np.zeros_like(yi), 1, weights=(p - yi) ** 2)
-        n = cluster_sums(cl, nc, np.zeros_like(yi), 1)
-        sums = replicate_sums(np.hstack([sq, n]), scope.counts)
-        values["brier"] = safe_divide(sums[:, 0], sums[:, 1])
-    if "ece" in wanted:
-        sums = replicate_sums(calibration_table(yi, p, cl, nc, ECE_BINS), scope.counts)
-        values["ece"] = expected_calibration_error(sums, ECE_BINS)
-    for name in wanted:
-        out.add(name, values[name])
+@dataclass
+class _Inputs:
+    """What a family of metrics is computed from: the selected units' truth and
+    predictions, their clusters and replicate counts, and the scoring settings. Multi-label
+    families also record per-label values in ``out`` and ``per_label_values``."""
+
+    task: Task
+    form: str
+    scope: _Scope
+    y: np.ndarray
+    p: np.ndarray
+    threshold: float
+    batch_size: int
+    out: MetricValues
+    per_label_values: dict[str, np.ndarray] = field(default_factory=dict)  # name -> (L, 1 + B)
 
 
-def _binary_decision(
-    out: MetricValues, scope: _Scope, y: np.ndarray, d: np.ndarray, wanted: tuple[str, ...]
-) -> None:
-    yi = y.astype(np.int64)
+Compute = Callable[[_Inputs, tuple[str, ...]], dict[str, np.ndarray]]
+
+
+@dataclass(frozen=True)
+class Family:
+    """Metrics computed together on a replicate plan (they share a kernel pass): the task
+    kind and prediction forms they apply to, their names, and the function that computes
+    the asked ones, each as ``(1 + B,)`` values (point value, then replicates)."""
+
+    kind: str
+    forms: tuple[str, ...]
+    metrics: tuple[str, ...]
+    compute: Compute
+
+    def applies_to(self, kind: str, form: str) -> bool:
+        return kind == self.kind and form in self.forms
+
+
+def _ranking_binary(ctx: _Inputs, names: tuple[str, ...]) -> dict[str, np.ndarray]:
+    auc, ap = _ranking(ctx.scope, ctx.y, ctx.p, auroc="auroc" in names, ap="auprc" in names,
+                       batch_size=ctx.batch_size)  # fmt: skip
+    return {"auroc": auc[0], "auprc": ap[0]}
+
+
+def _confusion_binary(ctx: _Inputs, names: tuple[str, ...]) -> dict[str, np.ndarray]:
+    sc = ctx.scope
+    codes = 2 * ctx.y.astype(np.int64) + (ctx.p >= ctx.threshold)
+    cells = replicate_sums(cluster_sums(sc.cluster, sc.n_clusters, codes, 4), sc.counts)
+    return confusion_scores(cells)
+
+
+def _brier(ctx: _Inputs, names: tuple[str, ...]) -> dict[str, np.ndarray]:
+    sc, yi = ctx.scope, ctx.y.astype(np.int64)
+    sq = cluster_sums(sc.cluster, sc.n_clusters, np.zeros_like(yi), 1, weights=(ctx.p - yi) ** 2)
+    n = cluster_sums(sc.cluster, sc.n_clusters, np.zeros_like(yi), 1)
+    sums = replicate_sums(np.hstack([sq, n]), sc.counts)
+    return {"brier": safe_divide(sums[:, 0], sums[:, 1])}
+
+
+def _ece(ctx: _Inputs, names: tuple[str, ...]) -> dict[str, np.ndarray]:
+    sc = ctx.scope
+    table = calibration_table(ctx.y.astype(np.int64), ctx.p, sc.cluster, sc.n_clusters, ECE_BINS)
+    return {"ece": expected_calibration_error(replicate_sums(table, sc.counts), ECE_BINS)}
+
+
+def _decisions(ctx: _Inputs, names: tuple[str, ...]) -> dict[str, np.ndarray]:
+    sc, yi, d = ctx.scope, ctx.y.astype(np.int64), ctx.p
     answered = ~np.isnan(d)
     # DECISION_REFUSAL_POLICY: a refusal is scored as the wrong answer.
     effective = np.where(answered, d, 1 - yi).astype(np.int64)
     table = np.hstack(
         [
-            cluster_sums(scope.cluster, scope.n_clusters, 2 * yi + effective, 4),
-            cluster_sums(scope.cluster, scope.n_clusters, answered.astype(np.int64), 2),
+            cluster_sums(sc.cluster, sc.n_clusters, 2 * yi + effective, 4),
+            cluster_sums(sc.cluster, sc.n_clusters, answered.astype(np.int64), 2),
         ]
     )
-    sums = replicate_sums(table, scope.counts)
+    sums = replicate_sums(table, sc.counts)
     values = confusion_scores(sums[:, :4])
     values["answer_rate"] = safe_divide(sums[:, 5], sums[:, 4] + sums[:, 5])
-    for name in wanted:
-        out.add(name, values[name])
+    return values
 
 
 def _nanmean_labels(v: np.ndarray) -> np.ndarray:
@@ -335,111 +355,145 @@ def _nanmean_labels(v: np.ndarray) -> np.ndarray:
         return np.nanmean(v, axis=0)
 
 
-def _multilabel(
-    out: MetricValues,
-    task: Task,
-    scope: _Scope,
-    y: np.ndarray,
-    p: np.ndarray,
-    wanted: tuple[str, ...],
-    threshold: float,
-    batch_size: int,
-) -> None:
-    n_labels = y.shape[1]
-    values: dict[str, np.ndarray] = {}
-    per_label_values: dict[str, np.ndarray] = {}  # macro metric -> (L, 1 + B)
-    want_auc, want_ap = "macro_auroc" in wanted, "macro_auprc" in wanted
-    prevalence = y.mean(axis=0)
-    for j, slug in enumerate(task.label_slugs):
-        out.per_label[slug] = {"prevalence": float(prevalence[j])}
-    if want_auc or want_ap:
-        per_auc, per_ap = _ranking(scope, y, p, auroc=want_auc, ap=want_ap, batch_size=batch_size)
-        for name, per, key in (("macro_auroc", per_auc, "auroc"), ("macro_auprc", per_ap, "auprc")):
-            if name not in wanted:
-                continue
-            values[name] = _nanmean_labels(per)
-            per_label_values[name] = per
-            for j, slug in enumerate(task.label_slugs):
-                out.per_label[slug][key] = float(per[j, 0])
-                out.per_label_replicates.setdefault(slug, {})[key] = per[j, 1:].copy()
-    if "micro_auroc" in wanted:
-        # Micro average: all (unit, label) pairs as one binary problem, each pair carrying
-        # its unit's weight (scikit-learn's average="micro").
-        micro, _ = _ranking(
-            scope,
-            y.reshape(-1),
-            p.reshape(-1),
-            auroc=True,
-            ap=False,
-            batch_size=batch_size,
-            cluster=np.repeat(scope.cluster, n_labels),
-        )
-        values["micro_auroc"] = micro[0]
-    if "macro_f1" in wanted or "micro_f1" in wanted:
-        yi = y.astype(np.int64)
-        codes = (np.arange(n_labels) * 4 + 2 * yi + (p >= threshold)).reshape(-1)
-        table = cluster_sums(
-            np.repeat(scope.cluster, n_labels), scope.n_clusters, codes, 4 * n_labels
-        )
-        cells = replicate_sums(table, scope.counts).reshape(-1, n_labels, 4)
-        per_f1 = confusion_scores(cells)["f1"].T
-        values["macro_f1"] = _nanmean_labels(per_f1)
-        per_label_values["macro_f1"] = per_f1
-        values["micro_f1"] = confusion_scores(cells.sum(axis=1))["f1"]
-    for name in wanted:
-        out.add(name, values[name])
-        if name in per_label_values:
-            # Labels undefined in a replicate are left out of its mean: count those pairs.
-            out.degenerate[name] = int(np.isnan(per_label_values[name][:, 1:]).sum())
+def _label_prevalence(ctx: _Inputs) -> None:
+    prevalence = ctx.y.mean(axis=0)
+    for j, slug in enumerate(ctx.task.label_slugs):
+        ctx.out.per_label.setdefault(slug, {})["prevalence"] = float(prevalence[j])
 
 
-def _length_of_stay(
-    out: MetricValues,
-    task: Task,
-    scope: _Scope,
-    y: np.ndarray,
-    pred: np.ndarray,
-    form: str,
-    wanted: tuple[str, ...],
-) -> None:
-    buckets = task.buckets
+def _ranking_macro(ctx: _Inputs, names: tuple[str, ...]) -> dict[str, np.ndarray]:
+    want_auc, want_ap = "macro_auroc" in names, "macro_auprc" in names
+    per_auc, per_ap = _ranking(ctx.scope, ctx.y, ctx.p, auroc=want_auc, ap=want_ap,
+                               batch_size=ctx.batch_size)  # fmt: skip
+    values = {}
+    for name, per, key in (("macro_auroc", per_auc, "auroc"), ("macro_auprc", per_ap, "auprc")):
+        if name not in names:
+            continue
+        values[name] = _nanmean_labels(per)
+        ctx.per_label_values[name] = per
+        for j, slug in enumerate(ctx.task.label_slugs):
+            ctx.out.per_label[slug][key] = float(per[j, 0])
+            ctx.out.per_label_replicates.setdefault(slug, {})[key] = per[j, 1:].copy()
+    return values
+
+
+def _ranking_micro(ctx: _Inputs, names: tuple[str, ...]) -> dict[str, np.ndarray]:
+    # Micro average: all (unit, label) pairs as one binary problem, each pair carrying its
+    # unit's weight (scikit-learn's average="micro").
+    micro, _ = _ranking(
+        ctx.scope, ctx.y.reshape(-1), ctx.p.reshape(-1), auroc=True, ap=False,
+        batch_size=ctx.batch_size, cluster=np.repeat(ctx.scope.cluster, ctx.y.shape[1]),
+    )  # fmt: skip
+    return {"micro_auroc": micro[0]}
+
+
+def _f1_labels(ctx: _Inputs, names: tuple[str, ...]) -> dict[str, np.ndarray]:
+    sc, n_labels = ctx.scope, ctx.y.shape[1]
+    yi = ctx.y.astype(np.int64)
+    codes = (np.arange(n_labels) * 4 + 2 * yi + (ctx.p >= ctx.threshold)).reshape(-1)
+    table = cluster_sums(np.repeat(sc.cluster, n_labels), sc.n_clusters, codes, 4 * n_labels)
+    cells = replicate_sums(table, sc.counts).reshape(-1, n_labels, 4)
+    per_f1 = confusion_scores(cells)["f1"].T
+    ctx.per_label_values["macro_f1"] = per_f1
+    return {
+        "macro_f1": _nanmean_labels(per_f1),
+        "micro_f1": confusion_scores(cells.sum(axis=1))["f1"],
+    }
+
+
+def _length_of_stay(ctx: _Inputs, names: tuple[str, ...]) -> dict[str, np.ndarray]:
+    buckets = ctx.task.buckets
     assert buckets is not None  # a length-of-stay task declares its buckets
+    sc, y = ctx.scope, ctx.y
     true_bucket = buckets.bucket(y)
-    if form == "hours":
-        pred_hours, pred_bucket = pred, buckets.bucket(pred)
+    if ctx.form == "hours":
+        pred_hours, pred_bucket = ctx.p, buckets.bucket(ctx.p)
     else:
-        pred_bucket = np.argmax(pred, axis=1)
+        pred_bucket = np.argmax(ctx.p, axis=1)
         pred_hours = buckets.hours(pred_bucket)
     k = len(buckets.mean_hours)
     table = np.hstack(
         [
-            cluster_sums(scope.cluster, scope.n_clusters, true_bucket * k + pred_bucket, k * k),
-            cluster_sums(
-                scope.cluster,
-                scope.n_clusters,
-                np.zeros(y.shape, dtype=np.int64),
-                1,
-                weights=np.abs(y - pred_hours),
-            ),
+            cluster_sums(sc.cluster, sc.n_clusters, true_bucket * k + pred_bucket, k * k),
+            cluster_sums(sc.cluster, sc.n_clusters, np.zeros(y.shape, dtype=np.int64), 1,
+                         weights=np.abs(y - pred_hours)),
         ]
-    )
-    sums = replicate_sums(table, scope.counts)
+    )  # fmt: skip
+    sums = replicate_sums(table, sc.counts)
     confusion = sums[:, : k * k].reshape(-1, k, k)
     total = confusion.sum(axis=(1, 2))
-    values = {
+    return {
         "kappa": linear_kappa(confusion),
         "accuracy": safe_divide(np.trace(confusion, axis1=1, axis2=2), total),
         "mad": safe_divide(sums[:, k * k], total),
     }
-    for name in wanted:
-        out.add(name, values[name])
+
+
+# The metric table: every metric the engine computes, by task kind and prediction form, and
+# the function that computes it. What a metric is called and which way is better is
+# benchmark_data's METRICS; which metrics a task may declare (KIND_METRICS,
+# DECISION_METRICS) and FORM_METRICS follow from this table (tests/scoring/test_metrics.py).
+FAMILIES: tuple[Family, ...] = (
+    Family("binary", ("probability",), ("auroc", "auprc"), _ranking_binary),
+    Family("binary", ("probability",), ("brier",), _brier),
+    Family("binary", ("probability",), ("ece",), _ece),
+    Family("binary", ("probability",),
+           ("accuracy", "f1", "precision", "recall", "specificity"), _confusion_binary),
+    Family("binary", ("decision",),
+           ("accuracy", "precision", "recall", "specificity", "f1", "answer_rate"), _decisions),
+    Family("multilabel", ("probability",), ("macro_auroc", "macro_auprc"), _ranking_macro),
+    Family("multilabel", ("probability",), ("micro_auroc",), _ranking_micro),
+    Family("multilabel", ("probability",), ("macro_f1", "micro_f1"), _f1_labels),
+    Family("los", ("hours", "buckets"), ("kappa", "mad", "accuracy"), _length_of_stay),
+)  # fmt: skip
+
+
+def _form_metrics() -> dict[tuple[str, str], tuple[str, ...]]:
+    out: dict[tuple[str, str], tuple[str, ...]] = {}
+    for kind, forms in FORMS.items():
+        for form in forms:
+            names = [m for f in FAMILIES if f.applies_to(kind, form) for m in f.metrics]
+            out[(kind, form)] = tuple(dict.fromkeys(names))
+    return out
+
+
+# (task kind, form) -> the metrics computed for it, in the table's order.
+FORM_METRICS: dict[tuple[str, str], tuple[str, ...]] = _form_metrics()
+
+
+@dataclass(frozen=True)
+class MetricRow:
+    """One row of :func:`metric_table`."""
+
+    name: str
+    title: str
+    greater_is_better: bool
+    kind: str
+    form: str
+    compute: Compute
+
+
+def metric_table() -> list[MetricRow]:
+    """Every metric, with its direction, the task kind and form it applies to, and the
+    function that computes it: one row per (metric, kind, form)."""
+    return [
+        MetricRow(m, METRICS[m].title, METRICS[m].greater_is_better, kind, form, f.compute)
+        for f in FAMILIES
+        for form in f.forms
+        for kind in (f.kind,)
+        for m in f.metrics
+    ]
 
 
 __all__ = [
     "DECISION_REFUSAL_POLICY",
     "ECE_BINS",
+    "FAMILIES",
     "FORMS",
     "FORM_METRICS",
+    "Family",
+    "MetricRow",
     "MetricValues",
     "compute_metrics",
+    "metric_table",
 ]

@@ -357,3 +357,65 @@ def test_wrong_form_metric_or_shape_is_refused_with_a_message():
     with pytest.raises(ValueError, match="shape"):
         compute_metrics(MORTALITY, "probability", y, p[:-1], plan=None)
     assert "{form" in ERR_FORM and "{names}" in ERR_METRIC
+
+
+# The metric table --------------------------------------------------------------------------
+def test_the_metric_table_is_the_one_place_a_metric_is_declared():
+    from benchmark_data.suite import DECISION_METRICS, KIND_METRICS, METRICS
+    from scoring.metrics import FAMILIES, FORM_METRICS, FORMS, metric_table
+
+    computed = {m for f in FAMILIES for m in f.metrics}
+    assert computed == set(METRICS)  # each metric has a direction and a title, and a function
+    # What a suite may declare is what the engine computes.
+    for kind in KIND_METRICS:
+        for form in FORMS[kind]:
+            if form != "decision":
+                assert set(FORM_METRICS[(kind, form)]) == set(KIND_METRICS[kind]), (kind, form)
+    assert set(FORM_METRICS[("binary", "decision")]) == set(DECISION_METRICS)
+    rows = {(r.name, r.kind, r.form): r for r in metric_table()}
+    assert rows[("mad", "los", "buckets")].greater_is_better is False
+    assert rows[("auroc", "binary", "probability")].title == "AUROC"
+    assert ("auroc", "binary", "decision") not in rows
+    # No metric is computed twice for one kind and form.
+    for kind, forms in FORMS.items():
+        for form in forms:
+            names = [m for f in FAMILIES if f.applies_to(kind, form) for m in f.metrics]
+            assert len(names) == len(set(names)), (kind, form)
+
+
+FORM_TASKS = {
+    ("binary", "probability"): "in-hospital-mortality",
+    ("binary", "decision"): "in-hospital-mortality",
+    ("multilabel", "probability"): "phenotyping",
+    ("los", "hours"): "length-of-stay",
+    ("los", "buckets"): "length-of-stay",
+}
+
+
+@pytest.mark.parametrize(("kind", "form"), list(FORM_TASKS))
+def test_every_registered_metric_is_computed_for_every_form_that_lists_it(kind, form):
+    from scoring.metrics import FORM_METRICS
+
+    task = TASKS[FORM_TASKS[(kind, form)]]
+    assert task.kind == kind
+    rng = np.random.default_rng(7)
+    n = 240
+    if kind == "multilabel":
+        y = rng.integers(0, 2, size=(n, task.n_labels))
+        pred = np.clip(y * 0.3 + rng.random((n, task.n_labels)) * 0.7, 0, 1)
+    elif kind == "los":
+        y = rng.gamma(2.0, 60.0, size=n)
+        pred = (y * rng.uniform(0.5, 1.5, size=n) if form == "hours"
+                else rng.dirichlet(np.ones(len(task.bucket_columns)), size=n))  # fmt: skip
+    else:
+        y = rng.integers(0, 2, size=n)
+        p = np.clip(y * 0.3 + rng.random(n) * 0.7, 0, 1)
+        pred = (p >= 0.5).astype(float) if form == "decision" else p
+    plan = make_plan(np.arange(n) // 2, n_replicates=30, seed=1)
+    wanted = FORM_METRICS[(kind, form)]
+    mv = compute_metrics(task, form, y, pred, plan=plan, metrics=wanted)
+    assert set(mv.point) == set(wanted)
+    for name in wanted:
+        assert np.isfinite(mv.point[name]), name
+        assert mv.replicates[name].shape == (30,), name
+        assert mv.degenerate[name] == 0, name
