@@ -6,8 +6,10 @@ of replicates), so every entry compared was scored on the same bootstrap replica
 the stored reports come, per entry, every metric with its 95% CI, the primary metric per
 scenario and per subgroup, and the curves; and, per entry other than the reference, the
 paired difference of the primary metric to the reference with its CI and p-value, per
-scenario and per subgroup (:func:`scoring.compare.compare_to_reference`, which is the
-ranking's ``paired_difference``). Nothing is rescored. Beside the bootstrap p-value, per
+scenario (:func:`scoring.compare.compare_to_reference`, which is the ranking's
+``paired_difference``). Per subgroup the entries' own figures stand side by side with no
+paired difference: a group holds few units, and a difference whose rounding step moves with
+the group's positives could tell the label of a unit where two entries differ. Nothing is rescored. Beside the bootstrap p-value, per
 scenario, the p-values of a paired permutation test and, for an AUROC with one unit per
 patient, of DeLong's test, computed from the stored prediction files and the truth and
 cached (``selectors.significance``).
@@ -28,7 +30,6 @@ the entry pages; anything else answers the 404 of an entry that does not exist.
 
 from __future__ import annotations
 
-import math
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -84,9 +85,10 @@ NOTE_OTHER_METRICS = (
     "scorer keeps per scenario and per group; the other metrics are shown with each entry's "
     "own 95% CI."
 )
-NOTE_NO_GROUP_REPLICATES = (
-    "No per-group differences for {entries}: scored before the scorer kept per-group "
-    "replicates. An organizer's re-score (manage.py rescore) adds them."
+NOTE_GROUPS_WITHHELD = (
+    "Per group, each entry's own figure and 95% CI are shown side by side, without a paired "
+    "difference: a group holds few units, and the difference of two entries that differ in "
+    "a few of its units could tell those units' labels."
 )
 SUPPRESSED_DIFFERENCE = "suppressed: one unit's label could move it by more than 0.1"
 WITHHELD_DIFFERENCE = (
@@ -317,19 +319,9 @@ def _bounded(
     }
 
 
-def _group_effect(units: Any, counts: dict[str, Any]) -> float | None:
-    """The most one unit's label moves a group's figure (as ``scoring.disclosure`` bounds
-    the groups of a report)."""
-    n, pos = counts.get("n"), counts.get("positives")
-    if not (isinstance(n, int) and isinstance(pos, int) and n and isinstance(units, int)):
-        return None
-    smallest = units * min(pos / n, 1.0 - pos / n)
-    return 1.0 / smallest if smallest >= 1 else math.inf
-
-
 def _series(report: dict[str, Any], primary: str) -> tuple[dict, dict]:
-    """Point values and replicates of the primary metric per scenario and per shown group:
-    keys ("scenario", name) and ("group", attribute, group)."""
+    """Point values and replicates of the primary metric per scenario: keys ("scenario",
+    name). Not per group: those differences are withheld (NOTE_GROUPS_WITHHELD)."""
     values: dict[tuple, Any] = {}
     reps: dict[tuple, Any] = {}
     for name, sec in (report.get("scenarios") or {}).items():
@@ -338,11 +330,6 @@ def _series(report: dict[str, Any], primary: str) -> tuple[dict, dict]:
                 "value"
             )
             reps[("scenario", name)] = sec["replicates"]
-    for attr, entry in ((report.get("fairness") or {}).get("attributes") or {}).items():
-        for g, ge in (entry.get("groups") or {}).items():
-            if ge.get("replicates"):
-                values[("group", attr, g)] = ge.get("value")
-                reps[("group", attr, g)] = ge["replicates"]
     return values, reps
 
 
@@ -390,27 +377,13 @@ def entries_compare(*, task: Task, entry_ids: list[str], reference: str, viewer:
 
     # Bounds of the differences: from the reference's counts (the units are every entry's).
     ref_scenarios = ref_report.get("scenarios") or {}
-    main_counts = scenario_counts(ref_scenarios.get(main, {}))
-    ref_groups = {
-        (attr, g): ge.get("n_units")
-        for attr, entry in ((ref_report.get("fairness") or {}).get("attributes") or {}).items()
-        for g, ge in (entry.get("groups") or {}).items()
-    }
 
     entries: list[ComparedEntry] = []
     metric_names: list[str] = [primary]
     scenario_names: list[str] = []
     group_names: dict[str, list[str]] = {}
-    no_group_replicates: list[str] = []
     views = {pid: participant_report(raw) if raw else {} for pid, raw in reports.items()}
-    ref_shown = {
-        (attr, g)
-        for attr, entry in (
-            (views[reference].get("fairness") or {}).get("attributes") or {}
-        ).items()
-        for g in entry.get("groups") or {}
-    }
-    for sub, inp in zip(subs, inputs, strict=True):
+    for sub in subs:
         view = views[sub.public_id]
         main_sec = (view.get("scenarios") or {}).get(main) or {}
         for m in main_sec.get("metrics") or {}:
@@ -432,8 +405,6 @@ def entries_compare(*, task: Task, entry_ids: list[str], reference: str, viewer:
             groups[attr] = shown
             names = group_names.setdefault(attr, [])
             names += [g for g in shown if g not in names]
-        if groups and not any(k[0] == "group" for k in inp.replicates):
-            no_group_replicates.append(sub.public_id)
         difference = None
         if sub.public_id != reference:
             found = differences[sub.public_id]
@@ -447,15 +418,9 @@ def entries_compare(*, task: Task, entry_ids: list[str], reference: str, viewer:
                 for s in scenarios
                 if ("scenario", s) in found and s in ref_scenarios
             }
+            # Per-group paired differences are withheld (NOTE_GROUPS_WITHHELD): each
+            # entry's own group figures, as its entry page shows them, stand side by side.
             by_group: dict[str, dict[str, Any]] = {}
-            for attr, shown in groups.items():
-                for g in shown:
-                    d = found.get(("group", attr, g))
-                    # Only groups both entries' reports show: suppressed ones stay so.
-                    if d is not None and (attr, g) in ref_shown:
-                        by_group.setdefault(attr, {})[g] = _bounded(
-                            d, _group_effect(ref_groups.get((attr, g)), main_counts)
-                        )
             difference = {
                 "primary": by_scenario.get(main),
                 "scenarios": by_scenario,
@@ -481,8 +446,8 @@ def entries_compare(*, task: Task, entry_ids: list[str], reference: str, viewer:
             )
         )
     notes = [NOTE_OTHER_METRICS, *test_notes]
-    if no_group_replicates:
-        notes.append(NOTE_NO_GROUP_REPLICATES.format(entries=", ".join(no_group_replicates)))
+    if group_names:
+        notes.append(NOTE_GROUPS_WITHHELD)
     spec = METRICS.get(primary)
     return Comparison(
         task=task,
