@@ -172,7 +172,8 @@ def test_the_board_still_ranks_on_the_full_precision_values(scored_private_entry
     from leaderboard.board.selectors.leaderboard import _row
 
     entry = {
-        "pk": sub.pk, "public_id": sub.public_id, "method_name": "LR", "team_name": "", "owner__username": "u",
+        "pk": sub.pk, "public_id": sub.public_id, "method_name": "LR", "team_name": "", "team__name": None,
+        "team__slug": None, "owner__username": "u",
         "is_reference": False, "streamed": False, "track__slug": "prediction-file",
         "track__title": "",
         "uses_ehr": True, "uses_cxr": False, "modalities": ["ehr"], "paper_url": "", "code_url": "",
