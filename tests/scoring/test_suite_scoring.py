@@ -54,7 +54,9 @@ def test_a_binary_task_of_a_new_suite_is_scored_by_its_declaration(tiny, tmp_pat
     # The robustness curve runs over the suite's withheld modality, notes.
     assert [c["scenario"] for c in report["robustness"]["curve"]] == ["paired", "notes_missing_50", "notes_missing_100"]  # fmt: skip
     assert report["robustness"]["audc"] is not None
-    assert set(report["fairness"]["attributes"]) == {"age_group", "sex"}
+    # The suite's attributes, and whether a unit has the optional modality (on all units).
+    assert set(report["fairness"]["attributes"]) == {"age_group", "sex", "has_notes"}
+    assert report["fairness"]["attributes"]["has_notes"]["scenario"] == "natural"
 
     # Yes/no answers with refusals rank apart, with the answer rate the suite asks for.
     decision = np.where(p >= 0.5, 1.0, 0.0)
