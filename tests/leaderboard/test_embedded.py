@@ -146,3 +146,41 @@ def _drive(base, server, worker, logs, sample_ihm_csv) -> None:
     finally:
         _stop(server)
         _stop(worker)
+
+
+def test_the_demo_trains_its_baselines_on_its_own_worker_and_reuses_them(tmp_path):
+    """`bin/demo --no-serve` (manage.py demo --train-baselines --no-serve): the jobs are
+    done by a worker process on the baselines queue and the command waits for them; the next
+    run finds them done and starts no worker."""
+    import sqlite3
+
+    from benchmark_data import synth
+
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("DJANGO", "DATABASE_URL", "SECRET_KEY", "CELERY", "AWS_", "DEBUG", "VAR_DIR", "MEDIA_ROOT"))}  # fmt: skip
+    env["VAR_DIR"] = str(tmp_path / "var")
+    out = tmp_path / "demo"
+    synth.generate(out / "benchmark", scale="tiny", seed=3)
+    cmd = [sys.executable, "manage.py", "demo", "--no-serve", "--out", str(out),
+           "--train-baselines", "--baseline-tasks", "in-hospital-mortality",
+           "--baseline-models", "ehr"]  # fmt: skip
+    first = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
+    assert (
+        "its reference baselines: 0 of 1 jobs done, the rest trained by the worker" in first.stdout
+    )
+    assert "baselines worker started" in first.stdout
+    assert "reference baselines: 1 of 1 done" in first.stdout
+    db = sqlite3.connect(tmp_path / "var" / "leaderboard.sqlite3")
+    ((status, message),) = db.execute("select status, message from board_baselinejob").fetchall()
+    assert status == "done" and message.startswith("in-hospital-mortality EHR only (LSTM): auroc")
+    ((streamed, state),) = db.execute(
+        "select streamed, status from board_submission where is_reference"
+    ).fetchall()
+    assert streamed and state == "published"
+    assert (out / "baselines" / "stream" / "in-hospital-mortality" / "ehr.csv").is_file()
+
+    again = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "its reference baselines: 1 of 1 jobs done" in again.stdout
+    assert "baselines worker started" not in again.stdout

@@ -41,6 +41,7 @@ from leaderboard.board.services.baseline_jobs import (
     baseline_jobs_plan,
     baselines_stale,
 )
+from leaderboard.board.services.baselines import MODELS as BASELINE_MODELS
 from leaderboard.board.services.baselines import baselines_load
 from leaderboard.board.services.benchmarks import benchmark_open, benchmark_register
 from leaderboard.board.services.carry import containers_carry_over
@@ -103,6 +104,15 @@ class Command(BaseCommand):
             help="train the reference baselines in the background, one job per model and task",
         )  # fmt: skip
         parser.add_argument(
+            "--baseline-tasks", default="", metavar="T1,T2",
+            help="with --train-baselines: MedMod's tasks to train (default: all)",
+        )  # fmt: skip
+        parser.add_argument(
+            "--baseline-models", default="", metavar="M1,M2",
+            help="with --train-baselines: MedMod's models to train, with those they build on "
+            "(default: all)",
+        )  # fmt: skip
+        parser.add_argument(
             "--only-static", action="store_true", help="collect the static files, then exit"
         )
 
@@ -155,7 +165,7 @@ class Command(BaseCommand):
             runs.append((other, folder / "baselines", folder / "benchmark", True))
         for bench, run, where, suite_run in runs:
             if train:
-                self._plan(bench, run, suite_run=suite_run)
+                self._plan(bench, run, suite_run=suite_run, **self._subset(opts))
             else:
                 self._baselines(run, where)
         self.stdout.write(
@@ -205,13 +215,36 @@ class Command(BaseCommand):
         for sub in refs:
             self._score_now(sub)
 
-    def _plan(self, benchmark, run_dir: Path, *, suite_run: bool) -> None:
+    @staticmethod
+    def _subset(opts: dict) -> dict[str, list[str] | None]:
+        def names(value: str) -> list[str] | None:
+            return [v.strip() for v in value.split(",") if v.strip()] or None
+
+        tasks, models = names(opts["baseline_tasks"]), names(opts["baseline_models"])
+        unknown = [m for m in models or [] if m not in BASELINE_MODELS]
+        if unknown:
+            raise CommandError(
+                f"unknown model(s) {', '.join(unknown)}; the models are {', '.join(BASELINE_MODELS)}"
+            )
+        return {"tasks": tasks, "models": models}
+
+    def _plan(
+        self,
+        benchmark,
+        run_dir: Path,
+        *,
+        suite_run: bool,
+        tasks: list[str] | None = None,
+        models: list[str] | None = None,
+    ) -> None:
         """Plan the benchmark's reference baselines as jobs of the worker; a run directory
         of an earlier benchmark is removed first (the demo's own folder)."""
         if run_dir.is_dir() and baselines_stale(run_dir, benchmark):
             self.stdout.write(f"  {run_dir} holds baselines of an earlier benchmark: removed")
             shutil.rmtree(run_dir)
-        jobs = baseline_jobs_plan(benchmark=benchmark, run_dir=run_dir, suite_run=suite_run)
+        jobs = baseline_jobs_plan(
+            benchmark=benchmark, run_dir=run_dir, suite_run=suite_run, tasks=tasks, models=models
+        )
         done = sum(j.status == BaselineJob.Status.DONE for j in jobs)
         self.stdout.write(
             f"  its reference baselines: {done} of {len(jobs)} jobs done"
