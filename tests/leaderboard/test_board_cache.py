@@ -6,9 +6,10 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
+from leaderboard.board.board_cache import leaderboard_rows
 from leaderboard.board.models import Submission
 from leaderboard.board.selectors import leaderboard as leaderboard_selectors
-from leaderboard.board.selectors.leaderboard import board_state, leaderboard_rows
+from leaderboard.board.selectors.leaderboard import board_state
 from leaderboard.board.services.submissions import submission_hide, submission_unpublish
 from tests.leaderboard.factories import EvaluationFactory, SubmissionFactory
 
@@ -130,9 +131,9 @@ def test_a_deploy_that_changes_the_rendering_code_changes_every_board(
 
 
 def test_the_page_shows_the_top_rows_and_links_to_all(client, monkeypatch):
-    from leaderboard.board.web import views
+    from leaderboard.board import renderings
 
-    monkeypatch.setattr(views, "BOARD_PAGE_ROWS", 2)
+    monkeypatch.setattr(renderings, "BOARD_PAGE_ROWS", 2)
     task = _board(4)
     page = client.get(f"/tasks/{task.slug}/").content.decode()
     # each entry's row and its detail row

@@ -13,15 +13,15 @@ from django.core.cache import cache
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from leaderboard.board.models import Submission
-from leaderboard.board.selectors.leaderboard import (
+from leaderboard.board.board_cache import (
     board_generation,
     board_key,
     board_key_remember,
-    board_state,
     json_params,
     page_params,
 )
+from leaderboard.board.models import Submission
+from leaderboard.board.selectors.leaderboard import board_state
 from leaderboard.board.services.boards import board_refresh
 from leaderboard.board.services.submissions import submission_hide
 from tests.leaderboard.conftest import wait_for

@@ -14,8 +14,8 @@ import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
 
+from leaderboard.board.board_cache import leaderboard_rows
 from leaderboard.board.models import Evaluation, Submission, Track
-from leaderboard.board.selectors.leaderboard import leaderboard_rows
 from leaderboard.board.services.evaluations import evaluation_run
 from leaderboard.board.services.submissions import SubmissionMeta, submission_create
 from scoring.compare import as_replicates
@@ -283,8 +283,8 @@ def test_the_schema_documents_the_endpoint(anon):
 
 
 def _truth_and_files(task, subs):
+    from leaderboard.board.selectors.benchmarks import task_truth
     from leaderboard.board.selectors.significance import _read
-    from leaderboard.board.services.benchmarks import task_truth
 
     truth = task_truth(task=task)
     return truth, {s.public_id: _read(s, truth) for s in subs}
@@ -342,8 +342,8 @@ def _one_unit_apart(ihm_task, sample_ihm_csv, monkeypatch):
     from rest_framework.test import APIClient
 
     from leaderboard.board.selectors import significance as sel
+    from leaderboard.board.selectors.benchmarks import task_truth
     from leaderboard.board.services import evaluations
-    from leaderboard.board.services.benchmarks import task_truth
     from scoring.significance import compare_predictions
 
     real = task_truth(task=ihm_task)

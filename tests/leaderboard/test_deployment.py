@@ -102,6 +102,7 @@ def test_docker_compose_accepts_the_file():
 
 
 @pytest.mark.slow
+@pytest.mark.docker
 def test_the_app_image_builds_with_no_registry_and_serves():
     """scripts/build-app-image.sh: the Dockerfile built on a debootstrapped Debian base from
     wheels made beforehand (no registry, no network in the build), then started: `check

@@ -18,7 +18,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 OUT = ROOT / "var" / "test-results" / "load-ci.json"
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.worker]
 
 
 def test_the_board_under_20_readers_with_500_entries_serves_every_request(demo_benchmark_dir):

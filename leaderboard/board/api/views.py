@@ -30,19 +30,12 @@ from leaderboard.board.api.serializers import (
     TaskSerializer,
     TokenSerializer,
 )
+from leaderboard.board.board_cache import board_key, leaderboard_rows
 from leaderboard.board.entry_ids import legacy_redirect
 from leaderboard.board.labels import spreadsheet_safe_rows
-from leaderboard.board.models import DEFAULT_SUITE, Benchmark, Task, Track
-from leaderboard.board.selectors.leaderboard import (
-    MODALITY_FILTERS,
-    BoardKey,
-    board_csv_rows,
-    board_key,
-    board_rendering,
-    board_state,
-    json_params,
-    leaderboard_rows,
-)
+from leaderboard.board.models import DEFAULT_SUITE, Benchmark, Track
+from leaderboard.board.renderings import BoardQueryInvalid, board_json, board_payload, board_query
+from leaderboard.board.selectors.leaderboard import MODALITY_FILTERS, board_csv_rows, board_state
 from leaderboard.board.selectors.submissions import (
     can_see_run_logs,
     evaluation_current_for_submission,
@@ -161,7 +154,10 @@ class LeaderboardView(APIView):
     )
     def get(self, request, slug: str, suite: str = DEFAULT_SUITE):
         task = task_get(slug=slug, suite=suite)
-        params = _board_params(request, task)
+        try:
+            params = board_query(request.query_params, task).filters()
+        except BoardQueryInvalid as exc:
+            raise exceptions.ValidationError({k: [v] for k, v in exc.errors.items()}) from None
         key = board_key(task=task)
         if getattr(request.accepted_renderer, "format", "") == "json":
             return HttpResponse(
@@ -174,73 +170,7 @@ class LeaderboardView(APIView):
             response = Response({"csv_header": header, "csv_rows": rows})
             response["Content-Disposition"] = f'attachment; filename="leaderboard-{task.slug}.csv"'
             return response
-        return Response(_board_payload(task, board))
-
-
-def board_json(
-    task: Task,
-    *,
-    key: BoardKey,
-    track: str = "",
-    modality: str = "",
-    sort: str = "rank",
-    order: str = "",
-    claimed: bool = False,
-) -> bytes:
-    """The board API's JSON for checked parameters. It is the same for every reader until
-    the board changes: rendered once per board key and parameters (the worker renders the
-    default one ahead of readers, ``services.boards.board_refresh``)."""
-    filters = {"track": track, "modality": modality, "sort": sort, "order": order}
-    return board_rendering(
-        task,
-        key=key,
-        params=json_params(**filters),
-        render=lambda board: JSONRenderer().render(_board_payload(task, board)),
-        claimed=claimed,
-        **filters,
-    )
-
-
-def _board_payload(task, board) -> dict:
-    return {
-        "task": task.slug,
-        "benchmark": {
-            "name": task.benchmark.name,
-            "version": task.benchmark.version,
-            "hash": task.benchmark.manifest_hash,
-        },
-        "scorer_version": board.scorer_version,
-        "primary_metric": board.primary_metric,
-        "greater_is_better": task.greater_is_better,
-        "metrics": board.metrics,
-        "filters": {"track": board.track, "modality": board.modality},
-        "sort": {"by": board.sort, "order": board.order},
-        "awaiting_rescore": board.awaiting_rescore,
-        "rows": [r.as_dict() for r in board.rows],
-        "decision_rows": [r.as_dict() for r in board.decision_rows],
-    }
-
-
-def _board_params(request, task) -> dict[str, str]:
-    """Check the leaderboard's query parameters; a bad one is a 400 naming it."""
-    track = request.query_params.get("track", "")
-    modality = request.query_params.get("modality", "").replace(" ", "+")
-    sort = request.query_params.get("sort", "rank") or "rank"
-    order = request.query_params.get("order", "")
-    errors = {}
-    if track and track not in (Track.PREDICTION_FILE, Track.CONTAINER):
-        errors["track"] = [f"unknown track {track!r}; use prediction-file or container"]
-    if modality not in MODALITY_FILTERS:
-        errors["modality"] = [f"unknown modality filter {modality!r}; use ehr, cxr or ehr+cxr"]
-    if sort not in ("rank", "primary", *task.spec.metrics):
-        errors["sort"] = [
-            f"cannot sort by {sort!r}; use rank or one of: {', '.join(task.spec.metrics)}"
-        ]
-    if order not in ("", "asc", "desc"):
-        errors["order"] = ["use asc or desc"]
-    if errors:
-        raise exceptions.ValidationError(errors)
-    return {"track": track, "modality": modality, "sort": sort, "order": order}
+        return Response(board_payload(task, board))
 
 
 class SubmissionListCreateView(APIView):

@@ -8,22 +8,16 @@ re-scoring; their older runs stay on their entry pages.
 
 Ranking is a pure function of the rows (grand-challenge's habit): :func:`rank_rows`.
 
-The ranked board is cached (Django's cache, shared by the web processes when it is Redis).
-Its key is a hash of everything the ranked rows depend on, read with one small query
-(:func:`board_state`): each published entry's id, current run, display fields and
-publication time, with the scorer version, the benchmark hash and the replicate count. A
-newly published, unpublished or hidden entry, a rescore or an edited entry changes the key,
-so the next request builds the new board; the per-replicate values are only read then.
-Filters and sorting are applied to the cached rows (cheap).
+The ranked board is cached (``board_cache``: Django's cache, shared by the web processes
+when it is Redis). Its key is a hash of everything the ranked rows depend on, read with one
+small query (:func:`board_state`): each published entry's id, current run, display fields
+and publication time, with the scorer version, the benchmark hash, the replicate count and
+the fingerprint of the rendering code. A newly published, unpublished or hidden entry, a
+rescore or an edited entry changes the key, so the next request builds the new board
+(:func:`build_ranked`); the per-replicate values are only read then. Filters and sorting
+are applied to the cached rows (:func:`row_matches`, :func:`sort_rows`).
 
-With a shared cache (Redis), readers do not run the key query on every request either:
-:func:`board_key` keeps each task's current key in the cache, stamped with the **board
-generation**, a token that every write to an entry or a run replaces
-(``services.boards.board_changed``, on commit). A key stamped with an older generation, or
-older than ``BOARD_KEY_SECONDS``, is read again. A reader that computed a key while a write
-committed stores it with the generation it read before the query, so it cannot outlive
-that write. The worker rebuilds the board and its default renderings right after a
-publication (``services.boards.board_refresh``), so readers find them ready.
+Reads only: the cache is ``board_cache``'s, the renderings ``renderings``'.
 """
 
 from __future__ import annotations
@@ -31,16 +25,12 @@ from __future__ import annotations
 import functools
 import hashlib
 import math
-import time
-import uuid
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from django.conf import settings
-from django.core.cache import cache
 from django.db.models import OuterRef, Subquery
 
 import scoring.plots as plots_module
@@ -282,10 +272,6 @@ STATE_FIELDS = (
     "visibility",
     "published_at",
 )
-BOARD_CACHE_SECONDS = 24 * 3600
-BUILD_LOCK_SECONDS = 60
-BUILD_WAIT_SECONDS = 10.0
-BUILD_CLAIM_SECONDS = 30
 
 
 @dataclass
@@ -343,8 +329,7 @@ _BOARD_DIR = Path(__file__).resolve().parents[1]
 RENDERING_SOURCES = (
     *sorted((_BOARD_DIR / "templates" / "board").glob("task_board*.html")),
     _BOARD_DIR / "templatetags" / "board_tags.py",
-    _BOARD_DIR / "api" / "views.py",
-    _BOARD_DIR / "web" / "views.py",
+    _BOARD_DIR / "renderings.py",
     Path(plots_module.__file__),
 )
 
@@ -357,55 +342,6 @@ def rendering_fingerprint() -> str:
         data = path.read_bytes()
         digest.update(len(data).to_bytes(8, "big") + data)
     return digest.hexdigest()[:16]
-
-
-BOARD_GENERATION_KEY = "board:v2:generation"
-
-
-def board_generation() -> str:
-    """The current board generation (a token replaced by every write to an entry or a
-    run); made when the cache has none."""
-    generation = cache.get(BOARD_GENERATION_KEY)
-    if generation is None:
-        cache.add(BOARD_GENERATION_KEY, uuid.uuid4().hex, None)
-        generation = cache.get(BOARD_GENERATION_KEY)
-    return str(generation)
-
-
-def _key_pointer(task_pk: int) -> str:
-    return f"board:v2:{task_pk}:current"
-
-
-@dataclass
-class BoardKey:
-    """The cache key of a task's board, and its state when it was read for this request."""
-
-    key: str
-    state: BoardState | None = None
-
-
-def board_key(*, task: Task) -> BoardKey:
-    """The key of the task's current board: from the cache when it was read since the last
-    write (``BOARD_KEY_SECONDS`` > 0, a shared cache), else by the key query."""
-    seconds = settings.BOARD_KEY_SECONDS
-    if seconds <= 0:
-        state = board_state(task=task)
-        return BoardKey(state.key, state)
-    pointer = _key_pointer(task.pk)
-    found: dict[str, Any] = cache.get_many([BOARD_GENERATION_KEY, pointer])
-    generation = found.get(BOARD_GENERATION_KEY) or board_generation()
-    stamped = found.get(pointer)
-    if stamped and stamped[0] == generation:
-        return BoardKey(stamped[1])
-    state = board_state(task=task)  # read after the generation: a write meanwhile replaces it
-    board_key_remember(task=task, generation=generation, key=state.key)
-    return BoardKey(state.key, state)
-
-
-def board_key_remember(*, task: Task, generation: str, key: str) -> None:
-    """Keep a task's board key, read under ``generation`` (read before the key query)."""
-    if settings.BOARD_KEY_SECONDS > 0:
-        cache.set(_key_pointer(task.pk), (generation, key), settings.BOARD_KEY_SECONDS)
 
 
 def _row(entry: dict[str, Any], ev: Evaluation) -> BoardRow:
@@ -444,7 +380,7 @@ def _row(entry: dict[str, Any], ev: Evaluation) -> BoardRow:
     )
 
 
-def _build_ranked(state: BoardState) -> dict[str, Any]:
+def build_ranked(state: BoardState) -> dict[str, Any]:
     """The full ranked board (all published entries, no filter, rank order); reads the
     current runs with their per-replicate values (one query)."""
     ids = [e["current_evaluation_id"] for e in state.entries if e["current_evaluation_id"]]
@@ -483,138 +419,7 @@ def _build_ranked(state: BoardState) -> dict[str, Any]:
     return {"rows": rows, "decision_rows": decision, "awaiting": awaiting}
 
 
-def board_ranks(*, task: Task) -> dict[int, int]:
-    """The rank of every ranked entry of a task's board as the database holds it now
-    (submission pk -> rank; decision-only entries by their own ranking): the cached board
-    when it is the current one, else built here, never the previous board."""
-    state = board_state(task=task)
-    ranked = cache.get(state.key) or _build_ranked(state)
-    return {
-        r.submission_id: r.rank
-        for r in ranked["rows"] + ranked["decision_rows"]
-        if r.rank is not None
-    }
-
-
-def board_series(task_pk: int, params: str = "") -> str:
-    """The name of a series of cached values of a task's board: the ranked board itself
-    (no ``params``), or one rendering of it (``params``: see :func:`page_params` and
-    :func:`json_params`)."""
-    return f"board:v2:{task_pk}" + (f":{params}" if params else "")
-
-
-def page_params(query: str = "", show_all: bool = False) -> str:
-    """The cache parameters of the board page for a canonical query string."""
-    return f"html:{query}:{int(show_all)}"
-
-
-def json_params(*, track: str = "", modality: str = "", sort: str = "rank", order: str = "") -> str:
-    """The cache parameters of the board API's JSON."""
-    return f"json:{modality}:{order}:{sort}:{track}"
-
-
-def _lock(series: str) -> str:
-    return f"{series}:building"
-
-
-def board_build_claim(*, task_pk: int) -> None:
-    """Claim the builds of a task's board and of its default page and JSON before a change
-    commits, for the worker that will rebuild them (``services.boards.board_refresh``):
-    until it has, readers get the previous board instead of building the new one. A claim
-    that is not released expires after ``BUILD_CLAIM_SECONDS``."""
-    for series in _claimed_series(task_pk):
-        cache.add(_lock(series), "claimed", BUILD_CLAIM_SECONDS)
-
-
-def board_build_release(*, task_pk: int) -> None:
-    cache.delete_many([_lock(series) for series in _claimed_series(task_pk)])
-
-
-def _claimed_series(task_pk: int) -> list[str]:
-    return [
-        board_series(task_pk),
-        board_series(task_pk, page_params()),
-        board_series(task_pk, json_params()),
-    ]
-
-
-def cached_once(
-    key: str, *, series: str, build: Callable[[], tuple[Any, bool]], claimed: bool = False
-) -> tuple[Any, bool]:
-    """The cached value under ``key``, built at most once at a time per ``series``.
-
-    ``series`` names the successive values of one thing (the ranked board of a task, its
-    HTML or JSON for some parameters); its latest value is remembered. On a miss, the
-    request that takes the series' build lock builds the value and caches it; requests
-    arriving meanwhile get the series' previous value (a board at most one build old)
-    rather than each building it again, and wait for the build only when there is none.
-    ``claimed``: the caller holds the lock already (:func:`board_build_claim`) and builds.
-    ``build`` returns (value, fresh); a value built from a stale input is returned but not
-    cached under ``key``. Returns (value, fresh).
-    """
-    value = cache.get(key)
-    if value is not None:
-        return value, True
-    latest, lock = f"{series}:latest", _lock(series)
-    if not claimed and not cache.add(lock, key, BUILD_LOCK_SECONDS):
-        previous = cache.get(latest)
-        value = cache.get(previous) if previous else None
-        if value is not None:
-            return value, False
-        deadline = time.monotonic() + BUILD_WAIT_SECONDS
-        while time.monotonic() < deadline:
-            time.sleep(0.05)
-            value = cache.get(key)
-            if value is not None:
-                return value, True
-        return build()
-    try:
-        value, fresh = build()
-        if fresh:
-            cache.set_many({key: value, latest: key}, BOARD_CACHE_SECONDS)
-    finally:
-        cache.delete(lock)
-    return value, fresh
-
-
-def ranked_board(state: BoardState, *, claimed: bool = False) -> tuple[dict[str, Any], bool]:
-    """The ranked board of ``state`` (from the cache, built once per key), and whether it
-    is the board of ``state`` (False: the previous board, served while another request
-    builds this one)."""
-    return cached_once(
-        state.key,
-        series=board_series(state.task.pk),
-        build=lambda: (_build_ranked(state), True),
-        claimed=claimed,
-    )
-
-
-def board_rendering(
-    task: Task,
-    *,
-    key: BoardKey,
-    params: str,
-    render: Callable[[Board], Any],
-    claimed: bool = False,
-    **filters: str,
-) -> Any:
-    """A rendering of the task's board (``render`` of :func:`leaderboard_rows` for
-    ``filters``), built once per board key and ``params`` (see :func:`page_params`,
-    :func:`json_params`); ``claimed`` as for :func:`cached_once`."""
-
-    def build() -> tuple[Any, bool]:
-        state = key.state or board_state(task=task)
-        board = leaderboard_rows(task=task, state=state, **filters)
-        # Built from a newer board than the key says: served, not cached under the key.
-        return render(board), board.fresh and state.key == key.key
-
-    value, _ = cached_once(
-        f"{key.key}:{params}", series=board_series(task.pk, params), build=build, claimed=claimed
-    )
-    return value
-
-
-def _matches(row: BoardRow, *, track: str, modality: str) -> bool:
+def row_matches(row: BoardRow, *, track: str, modality: str) -> bool:
     if track and row.track != track:
         return False
     if modality == "ehr+cxr":
@@ -626,7 +431,7 @@ def _matches(row: BoardRow, *, track: str, modality: str) -> bool:
     return True
 
 
-def _sort(rows: list[BoardRow], *, sort: str, order: str) -> list[BoardRow]:
+def sort_rows(rows: list[BoardRow], *, sort: str, order: str) -> list[BoardRow]:
     if sort in ("", "rank"):
         return list(reversed(rows)) if order == "desc" else rows
     greater = METRICS[sort].greater_is_better if sort in METRICS else True
@@ -639,47 +444,6 @@ def _sort(rows: list[BoardRow], *, sort: str, order: str) -> list[BoardRow]:
         return (0, -v if descending else v)
 
     return sorted(rows, key=key)
-
-
-def leaderboard_rows(
-    *,
-    task: Task,
-    track: str = "",
-    modality: str = "",
-    sort: str = "rank",
-    order: str = "",
-    state: BoardState | None = None,
-) -> Board:
-    """The board of a task: ranked rows (all published entries are ranked together; the
-    filters only choose which rows are shown), decision-only entries apart.
-
-    One query when the ranked board is cached (the key query, :func:`board_state`; pass
-    ``state`` when it has been read already), two when it is built, whatever the number of
-    entries.
-    """
-    state = state or board_state(task=task)
-    ranked, fresh = ranked_board(state)
-    rows = _sort(
-        [r for r in ranked["rows"] if _matches(r, track=track, modality=modality)],
-        sort=sort,
-        order=order,
-    )
-    decision = [r for r in ranked["decision_rows"] if _matches(r, track=track, modality=modality)]
-    return Board(
-        task=task,
-        scorer_version=state.scorer_version,
-        primary_metric=task.primary_metric,
-        metrics=list(task.spec.metrics),
-        rows=rows,
-        decision_rows=decision,
-        awaiting_rescore=ranked["awaiting"],
-        sort=sort or "rank",
-        order=order,
-        track=track,
-        modality=modality,
-        key=state.key,
-        fresh=fresh,
-    )
 
 
 def board_forest_figure(board: Board) -> dict[str, Any] | None:

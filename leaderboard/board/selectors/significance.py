@@ -5,7 +5,7 @@ entries' predictions, unit by unit, and the labels. A report cannot hold what th
 without holding per-unit figures, and the reference of a comparison is any entry, so they
 are computed when a comparison first asks for them: from the stored prediction files
 (``Submission.file``, read and aligned by ``scoring.validation`` as the scorer reads them)
-and the task's truth (``services.benchmarks.task_truth``, as the scoring run gets it). The
+and the task's truth (``selectors.benchmarks.task_truth``, as the scoring run gets it). The
 full-precision results are cached per (entry file, reference file, scorer version,
 benchmark, metric, permutations), so a reload, or the same pair in another comparison, is
 instant. Nothing here leaves the platform as is: ``selectors.compare`` rounds and gates
@@ -27,8 +27,8 @@ from django.core.files.storage import default_storage
 
 from leaderboard.board.errors import ServiceError
 from leaderboard.board.models import Submission, Task
+from leaderboard.board.selectors.benchmarks import task_truth
 from leaderboard.board.selectors.submissions import current_scorer_version
-from leaderboard.board.services.benchmarks import task_truth
 from scoring.errors import ScoringInputError
 from scoring.significance import compare_predictions, permutation_seed
 from scoring.validation import Predictions, read_predictions

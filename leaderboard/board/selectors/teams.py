@@ -9,7 +9,7 @@ from django.http import Http404
 from django.utils import timezone
 
 from leaderboard.board.models import Submission, Team, TeamInvitation, TeamMembership
-from leaderboard.board.services.identity import account_for
+from leaderboard.board.selectors.identity import account_for
 
 
 def team_membership_for(*, user: Any) -> TeamMembership | None:

@@ -2,7 +2,7 @@
 
 Every write to an entry or a run replaces the board generation once its transaction
 commits (:func:`board_changed`, called by the model signals), so readers stop trusting the
-board keys they kept (``selectors.leaderboard.board_key``). A change that moves a board (a
+board keys they kept (``board_cache.board_key``). A change that moves a board (a
 run that published an entry, a publication, a withdrawal, a hidden entry) also asks the
 worker to rebuild that task's board and its default page and API renderings
 (:func:`board_refresh_later`), so the readers that follow find them in the cache instead
@@ -21,17 +21,18 @@ from django.conf import settings
 from django.core.cache import cache
 from django.db import transaction
 
-from leaderboard.board.models import Task
-from leaderboard.board.selectors.leaderboard import (
+from leaderboard.board.board_cache import (
     BOARD_GENERATION_KEY,
     BoardKey,
     board_build_claim,
     board_build_release,
     board_generation,
     board_key_remember,
-    board_state,
     ranked_board,
 )
+from leaderboard.board.models import Task
+from leaderboard.board.renderings import board_json, board_page_fragment
+from leaderboard.board.selectors.leaderboard import board_state
 
 log = logging.getLogger(__name__)
 
@@ -75,9 +76,6 @@ def board_refresh_later(*, task_id: int) -> None:
 def board_refresh(*, task_id: int) -> dict[str, Any]:
     """Build the ranked board of a task and render its default page content and API JSON
     into the cache; what is there already is kept. Returns the key and what it took."""
-    from leaderboard.board.api.views import board_json
-    from leaderboard.board.web.views import board_page_fragment
-
     t0 = time.perf_counter()
     task = Task.objects.select_related("benchmark").get(pk=task_id)
     generation = board_generation()  # before the key query, as readers do

@@ -23,7 +23,7 @@ from django.core.files.uploadedfile import UploadedFile
 
 from leaderboard.board.errors import UploadInvalid
 from leaderboard.board.models import Submission
-from leaderboard.board.services.benchmarks import benchmark_open
+from leaderboard.board.selectors.benchmarks import benchmark_open
 from leaderboard.containers import (
     DEFAULT_LIMITS,
     EngineError,

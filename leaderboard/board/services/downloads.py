@@ -25,7 +25,7 @@ from django.urls import reverse
 
 from benchmark_data.release import CHECKSUMS, INDEX, build_release, read_index
 from leaderboard.board.models import DEFAULT_SUITE, Benchmark, Task
-from leaderboard.board.services.benchmarks import benchmark_open
+from leaderboard.board.selectors.benchmarks import benchmark_open
 
 PREFIX = "public-data"
 # The index is read from storage once per process per this many seconds (a release that is

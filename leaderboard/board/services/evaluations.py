@@ -27,8 +27,8 @@ from django.utils import timezone
 
 from leaderboard.board.errors import BenchmarkInvalid
 from leaderboard.board.models import AuditLog, Evaluation, Submission, Task, Track
+from leaderboard.board.selectors.benchmarks import task_truth
 from leaderboard.board.services.audit import audit_record
-from leaderboard.board.services.benchmarks import task_truth
 from leaderboard.board.services.boards import board_refresh_later
 from leaderboard.board.services.containers import (
     WRONG_PREDICTIONS,

@@ -21,6 +21,7 @@ from django.utils import timezone
 
 from leaderboard.board.errors import NotAllowed, ServiceError
 from leaderboard.board.models import Account
+from leaderboard.board.selectors.identity import account_for
 
 CONFIRM_SALT = "board.account.confirm-email"
 
@@ -102,15 +103,6 @@ def account_ensure_confirmed(*, user: Any, email: str) -> Account:
         account.confirmed_at = timezone.now()
         account.save(update_fields=["confirmed_at"])
     return account
-
-
-def account_for(user: Any) -> Account | None:
-    if not getattr(user, "is_authenticated", False):
-        return None
-    try:
-        return user.account
-    except Account.DoesNotExist:
-        return None
 
 
 def is_verified(user: Any) -> bool:

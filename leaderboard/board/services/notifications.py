@@ -27,6 +27,7 @@ from django.db import IntegrityError, transaction
 from django.urls import reverse
 from django.utils import timezone
 
+from leaderboard.board.board_cache import board_ranks
 from leaderboard.board.errors import ServiceError
 from leaderboard.board.models import (
     Account,
@@ -36,7 +37,6 @@ from leaderboard.board.models import (
     NotificationSettings,
     Submission,
 )
-from leaderboard.board.selectors.leaderboard import board_ranks
 from leaderboard.board.templatetags.board_tags import metric_short
 from scoring.disclosure import disclose_summary
 

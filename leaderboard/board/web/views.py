@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
 from typing import Any
-from urllib.parse import urlencode
 
 from django.conf import settings
 from django.contrib import messages
@@ -20,6 +18,7 @@ from django.views.decorators.http import require_POST
 from rest_framework.authtoken.models import Token
 
 from benchmark_data.tasks import METRICS, SCENARIOS
+from leaderboard.board.board_cache import board_key
 from leaderboard.board.entry_ids import legacy_redirect
 from leaderboard.board.errors import ServiceError
 from leaderboard.board.models import (
@@ -27,20 +26,10 @@ from leaderboard.board.models import (
     AuditLog,
     Evaluation,
     Submission,
-    Task,
     Track,
-    modalities_label,
 )
+from leaderboard.board.renderings import BoardQueryInvalid, board_page_fragment, board_query
 from leaderboard.board.selectors.baselines import baseline_progress
-from leaderboard.board.selectors.leaderboard import (
-    MODALITY_FILTERS,
-    Board,
-    BoardKey,
-    board_forest_figure,
-    board_key,
-    board_rendering,
-    page_params,
-)
 from leaderboard.board.selectors.submissions import (
     benchmark_current,
     can_see_run_logs,
@@ -107,120 +96,17 @@ def home(request: HttpRequest) -> HttpResponse:
     )
 
 
-BOARD_PAGE_ROWS = 100  # rows of the board page by default; ?all=1 shows every entry
-
-
-def curve_modality(suite: Any) -> str:
-    """What the robustness curve withholds (the suite's first withheld modality)."""
-    m = suite.withheld_modality
-    return m.title.lower() if m is not None else "no input"
-
-
-def robustness_columns(suite: Any) -> list[dict[str, str]]:
-    """The board's robustness columns for a suite: each withheld modality's change at its
-    last level (MedMod: Δ no CXR), then each ablation's primary metric."""
-    cols = []
-    for m in suite.modalities:
-        if m.withheld_levels:
-            cols.append({
-                "kind": "drop", "key": m.scenarios[-1], "title": f"Δ no {modalities_label([m.slug])}",
-                "help": f"Change of the primary metric with the {m.title.lower()} withheld from every paired unit",
-            })  # fmt: skip
-    required = {m.slug for m in suite.modalities if m.required}
-    for a in suite.ablations:
-        shown = [s for s in a.modalities if s == "ehr" or s not in required] or list(a.modalities)
-        cols.append({"kind": "ablation", "key": a.slug, "title": f"{modalities_label(shown)} only",
-                     "help": f"Primary metric with these inputs only: {a.title}"})  # fmt: skip
-    return cols
-
-
-def board_page_fragment(
-    task: Task,
-    *,
-    key: BoardKey,
-    track: str = "",
-    modality: str = "",
-    sort: str = "rank",
-    order: str = "",
-    show_all: bool = False,
-    claimed: bool = False,
-) -> dict[str, Any]:
-    """The board page's content for checked parameters: {"html", "has_forest"}.
-
-    It holds nothing user-specific (the navigation and login are in the base template), so
-    it is rendered once per board key, filters, sort and page size, and the worker renders
-    the default one ahead of readers (``services.boards.board_refresh``).
-    """
-    query = urlencode(
-        [(k, v) for k, v in (("track", track), ("modality", modality), ("order", order)) if v]
-        + ([("sort", sort)] if sort != "rank" else [])
-    )
-
-    def render(board: Board) -> dict[str, Any]:
-        shown = board.rows if show_all else board.rows[:BOARD_PAGE_ROWS]
-        forest = board_forest_figure(replace(board, rows=shown))
-        html = render_to_string(
-            "board/task_board_content.html",
-            {
-                "task": task,
-                "board": board,
-                "shown_rows": shown,
-                "more_rows": len(board.rows) > len(shown),
-                "show_all": show_all,
-                "forest": forest,
-                "secondary": [m for m in board.metrics if m != board.primary_metric],
-                "robustness_columns": robustness_columns(task.benchmark.suite_declaration),
-                "audc_modality": curve_modality(task.benchmark.suite_declaration),
-                "tracks": Track.objects.all(),
-                "modalities": MODALITY_FILTERS,
-                "metric_names": board.metrics,
-                "query": query,
-            },
-        )
-        return {"html": html, "has_forest": bool(forest)}
-
-    return board_rendering(
-        task,
-        key=key,
-        params=page_params(query, show_all),
-        render=render,
-        claimed=claimed,
-        track=track,
-        modality=modality,
-        sort=sort,
-        order=order,
-    )
-
-
 def task_board(request: HttpRequest, slug: str, suite: str = DEFAULT_SUITE) -> HttpResponse:
     task = task_get(slug=slug, suite=suite)
-    track = request.GET.get("track", "")
-    modality = request.GET.get("modality", "").replace(" ", "+")
-    sort = request.GET.get("sort", "rank") or "rank"
-    order = request.GET.get("order", "")
-    problems = []
-    if track and track not in (Track.PREDICTION_FILE, Track.CONTAINER):
-        problems.append(f"unknown track {track!r}")
-    if modality not in MODALITY_FILTERS:
-        problems.append(f"unknown modality filter {modality!r}")
-    if sort not in ("rank", "primary", *task.spec.metrics):
-        problems.append(f"cannot sort by {sort!r}")
-    if order not in ("", "asc", "desc"):
-        problems.append(f"unknown order {order!r}")
-    if problems:
+    try:
+        query = board_query(request.GET, task)
+    except BoardQueryInvalid as exc:
         return HttpResponseBadRequest(
-            "Bad leaderboard parameters: " + "; ".join(problems) + ".",
-            content_type="text/plain; charset=utf-8",
+            f"Bad leaderboard parameters: {exc}.", content_type="text/plain; charset=utf-8"
         )
     show_all = request.GET.get("all", "") in ("1", "true", "yes")
     fragment = board_page_fragment(
-        task,
-        key=board_key(task=task),
-        track=track,
-        modality=modality,
-        sort=sort,
-        order=order,
-        show_all=show_all,
+        task, key=board_key(task=task), show_all=show_all, **query.filters()
     )
     return render(
         request,

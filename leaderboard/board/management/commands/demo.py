@@ -35,6 +35,7 @@ from django.db import transaction
 from leaderboard.board.errors import DuplicateSubmission, ServiceError
 from leaderboard.board.models import BaselineJob, Submission, Track
 from leaderboard.board.selectors.baselines import baseline_jobs_pending, baseline_progress
+from leaderboard.board.selectors.benchmarks import benchmark_open
 from leaderboard.board.selectors.submissions import task_get
 from leaderboard.board.services.baseline_jobs import (
     baseline_jobs_dispatch,
@@ -43,7 +44,7 @@ from leaderboard.board.services.baseline_jobs import (
 )
 from leaderboard.board.services.baselines import MODELS as BASELINE_MODELS
 from leaderboard.board.services.baselines import baselines_load
-from leaderboard.board.services.benchmarks import benchmark_open, benchmark_register
+from leaderboard.board.services.benchmarks import benchmark_register
 from leaderboard.board.services.carry import containers_carry_over
 from leaderboard.board.services.downloads import benchmark_publish_downloads
 from leaderboard.board.services.evaluations import evaluation_run
