@@ -146,20 +146,33 @@ def test_the_home_page_shows_the_progress_and_hides_logs_from_the_public(
 
 
 @pytest.mark.django_db
-def test_a_job_whose_needs_are_missing_from_the_run_fails_with_the_reason(benchmark, tmp_path):
+def test_a_job_whose_needs_are_missing_from_the_run_fails_with_the_reason(
+    benchmark, tiny_benchmark_dir, tmp_path, settings
+):
     """The worker's steps are real processes: training a fusion model whose unimodal models
-    the run does not hold fails, and the job says why, with the end of its log."""
+    the run does not hold fails, and the job says why, with the end of its log. The slot it
+    frees goes to the next job, whichever benchmark's it is."""
+    from leaderboard.board.services.benchmarks import benchmark_register
+
+    settings.BASELINE_JOBS_AT_ONCE = 1
     baseline_jobs_plan(benchmark=benchmark, run_dir=tmp_path / "run", tasks=[IHM], models=["late"])
     rows = BaselineJob.objects.filter(benchmark=benchmark)
     rows.exclude(model="late").update(status=J.DONE)  # marked done, but never trained
     late = rows.get(model="late")
     rows.filter(pk=late.pk).update(status=J.QUEUED)
+    other = benchmark_register(uri=str(tiny_benchmark_dir), verify=False)
+    (waiting,) = baseline_jobs_plan(
+        benchmark=other, run_dir=tmp_path / "other", tasks=[IHM], models=["ehr"]
+    )
+    assert baseline_jobs_dispatch() == []  # the one slot is taken
     job = baseline_job_run(job_id=late.pk)
     assert job is not None and job.status == J.FAILED
     assert job.message.startswith("training failed (exit 2); the end of ")
     assert f"{IHM}/late builds on {IHM}/ehr, {IHM}/cxr" in job.message
     assert baseline_job_run(job_id=late.pk) is None  # a second delivery does nothing
     assert not Submission.objects.exists()
+    waiting.refresh_from_db()
+    assert waiting.status == J.QUEUED
 
 
 @pytest.fixture(scope="module")

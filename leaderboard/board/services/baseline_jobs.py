@@ -267,7 +267,7 @@ def baseline_job_run(*, job_id: int) -> BaselineJob | None:
             message="; ".join(lines) or "already on the board",
             submissions=entered or job.submissions,
         )
-    baseline_jobs_dispatch(benchmark=job.benchmark)
+    baseline_jobs_dispatch()  # the slot it frees may go to a job of another benchmark
     job.refresh_from_db()
     return job
 
