@@ -15,6 +15,8 @@ from benchmark_data.synth.cohort import make_cohort
 from benchmark_data.synth.cxr import FINDING_SLUGS, image_findings, schedule_images
 from benchmark_data.synth.notes import NOTE_COLUMNS, make_notes, radiology_report
 
+pytestmark = pytest.mark.slow  # generates benchmarks or trains models
+
 CUTOFF = 48 * 60  # a mortality unit: intime + 48 h, in minutes
 
 

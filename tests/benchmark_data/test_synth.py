@@ -32,6 +32,8 @@ from benchmark_data.tasks import CXR_MISSING_LEVELS, RACE_GROUPS, SPLITS, TASK_S
 from benchmark_data.variables import VARIABLE_NAMES
 from tests.benchmark_data.leak_free import check_leak_free
 
+pytestmark = pytest.mark.slow  # generates benchmarks or trains models
+
 OTHER_COLUMNS = {
     "in-hospital-mortality": ["subject_id", "cxr_dicom_id"],
     "phenotyping": ["subject_id", "cxr_dicom_id"],

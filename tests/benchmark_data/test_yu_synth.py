@@ -14,7 +14,7 @@ from benchmark_data import layout
 from benchmark_data.benchmark import Benchmark
 from benchmark_data.synth.yu import HORIZON_MIN, generate_yu
 
-pytestmark = pytest.mark.filterwarnings("ignore::RuntimeWarning")
+pytestmark = [pytest.mark.filterwarnings("ignore::RuntimeWarning"), pytest.mark.slow]
 
 
 @pytest.fixture(scope="module")

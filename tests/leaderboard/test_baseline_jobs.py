@@ -146,6 +146,7 @@ def test_the_home_page_shows_the_progress_and_hides_logs_from_the_public(
 
 
 @pytest.mark.django_db
+@pytest.mark.slow
 def test_a_job_whose_needs_are_missing_from_the_run_fails_with_the_reason(
     benchmark, tiny_benchmark_dir, tmp_path, settings
 ):

@@ -18,6 +18,7 @@ def _call(*args) -> str:
     return out.getvalue()
 
 
+@pytest.mark.slow
 def test_load_benchmark_registers_and_verifies(demo_benchmark_dir):
     text = _call("load_benchmark", str(demo_benchmark_dir))
     assert "registered medmod-synthetic demo-seed42" in text and "current" in text

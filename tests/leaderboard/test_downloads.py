@@ -66,6 +66,7 @@ def test_every_file_downloads_with_the_sha256_it_is_listed_with(anon, published)
     )
 
 
+@pytest.mark.slow
 def test_nothing_credentialed_is_served(anon, published, demo_benchmark_dir, tmp_path):
     """The served archive is exactly the public export (the leak-free layout of the test
     split), no member is a credentialed file or holds a test label, and the test unit lists

@@ -226,6 +226,7 @@ def _web_login(client: Client, username: str, password: str):
 
 
 @override_settings(LOGIN_MAX_FAILURES=5, LOGIN_LOCKOUT_SECONDS=2)
+@pytest.mark.slow
 def test_thirty_wrong_passwords_lock_the_web_login_even_for_the_right_one():
     user = UserFactory(username="victim")
     client = Client()
@@ -243,6 +244,7 @@ def test_thirty_wrong_passwords_lock_the_web_login_even_for_the_right_one():
 
 
 @override_settings(LOGIN_MAX_FAILURES=5, LOGIN_LOCKOUT_SECONDS=2)
+@pytest.mark.slow
 def test_the_token_endpoint_locks_out_the_same_way(anon):
     """(Past 20 requests a minute the endpoint's rate throttle answers 429 as well; 15
     attempts stay under it, so the lockout is what refuses them.)"""

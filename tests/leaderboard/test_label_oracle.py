@@ -41,6 +41,7 @@ def attack_results(demo_benchmark_dir):
     )
 
 
+@pytest.mark.slow
 def test_a_days_quota_of_attacks_recovers_labels_no_better_than_chance(attack_results):
     """Every attack's accuracy on the labels it claims has a 95% CI covering chance."""
     for name, res in attack_results.items():

@@ -252,6 +252,7 @@ def test_the_reaper_resends_a_queued_run_whose_message_never_left(
     assert sub.status == "queued"
 
 
+@pytest.mark.slow
 def test_a_benchmark_with_another_benchmarks_name_and_version_is_refused(tmp_path):
     """Two benchmarks of one name and version but other data (say, a benchmark regenerated
     by a newer generator under its old version) are never confused: the second is refused

@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[2]
 
 PROBE = (
@@ -58,6 +60,7 @@ def test_production_needs_postgresql_a_broker_and_s3(tmp_path):
     assert "postgresql" in ok.stdout and "S3Storage" in ok.stdout and "False" in ok.stdout
 
 
+@pytest.mark.slow
 def test_the_web_and_worker_code_never_load_torch(tmp_path):
     code = (
         "import os, sys; os.environ['DJANGO_SETTINGS_MODULE'] = 'leaderboard.settings'; "

@@ -186,6 +186,7 @@ def _multilabel(seed, n_labels):
 
 
 @pytest.mark.parametrize("seed", [0, 1])
+@pytest.mark.slow
 def test_multilabel_replicates_equal_sklearn_and_count_degenerate_labels(seed):
     """Macro AUROC/AUPRC are the mean over the labels defined in each replicate; micro AUROC,
     macro and micro F1 equal scikit-learn; per-label values match; labels left out of a

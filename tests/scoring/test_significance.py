@@ -165,6 +165,7 @@ def test_the_exact_test_is_the_hand_enumeration_and_monte_carlo_agrees(metric, r
     assert 0 < p_hand < 1  # a case where the count matters
 
 
+@pytest.mark.slow
 def test_units_of_a_patient_are_swapped_together():
     """The same units tested with their patients and as if each were its own patient give
     other p-values, and the grouped one is the hand enumeration over patients."""

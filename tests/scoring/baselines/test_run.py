@@ -20,6 +20,8 @@ from scoring.baselines.run import RunConfig, train_model, train_run
 
 from .fixtures import make_tiny_benchmark
 
+pytestmark = pytest.mark.slow  # generates benchmarks or trains models
+
 CONFIG = RunConfig(seed=5, epochs=2, patience=1, ehr_hidden=8, epoch_steps=600, threads=1)
 
 

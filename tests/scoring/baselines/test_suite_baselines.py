@@ -22,7 +22,10 @@ from scoring.baselines.suites import (
 )
 
 YU_MODELS = ("ehr", "cxr", "notes_tfidf", "notes_cnn", "modular", "late", "early", "medfuse_notes")
-pytestmark = pytest.mark.filterwarnings("ignore::RuntimeWarning", "ignore::UserWarning")
+pytestmark = [
+    pytest.mark.filterwarnings("ignore::RuntimeWarning", "ignore::UserWarning"),
+    pytest.mark.slow,
+]
 
 
 @pytest.fixture(scope="module")
