@@ -24,6 +24,7 @@ import threading
 from pathlib import Path
 
 from benchmark_data import Benchmark, BenchmarkError
+from benchmark_data.tasks import DEFAULT_SCENARIO
 from leaderboard.containers.archive import ImageArchiveError, inspect_image_archive
 from leaderboard.containers.baselines import StreamFailed, stream_baselines
 from leaderboard.containers.engine import EngineError, cleanup_stale, watch_deadlines
@@ -40,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("prepare-inputs", help="build the /input tree of a task and scenario")
     p.add_argument("benchmark", help="benchmark directory (the public export is enough)")
     p.add_argument("--task", required=True)
-    p.add_argument("--scenario", default="paired")
+    p.add_argument("--scenario", default=DEFAULT_SCENARIO)
     p.add_argument("--out", required=True)
     p = sub.add_parser("run", help="run an image archive in every scenario of a task")
     p.add_argument("archive")

@@ -38,7 +38,7 @@ import pandas as pd
 from benchmark_data import layout
 from benchmark_data.benchmark import Benchmark, csv_bytes, gzip_bytes
 from benchmark_data.suite import Suite
-from benchmark_data.tasks import Task, get_task
+from benchmark_data.tasks import DEFAULT_SCENARIO, Task, get_task
 
 INPUT_FORMAT = "medmod-container-input"
 INPUT_FORMAT_VERSION = 1
@@ -73,7 +73,7 @@ def is_image_scenario(bench: Benchmark, scenario: str) -> bool:
 def paired_only(bench: Benchmark, scenario: str) -> bool:
     """Whether a scenario asks the paired units only (every scenario but ``paired`` and
     ``natural``: those that withhold a modality or keep a subset)."""
-    return scenario not in ("paired", "natural")
+    return scenario not in (DEFAULT_SCENARIO, "natural")
 
 
 def _paired_units(units: pd.DataFrame) -> pd.Series:

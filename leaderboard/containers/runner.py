@@ -23,7 +23,7 @@ import requests
 from docker.types import LogConfig, Ulimit
 
 from benchmark_data.benchmark import Benchmark
-from benchmark_data.tasks import Task
+from benchmark_data.tasks import DEFAULT_SCENARIO, Task
 from leaderboard.containers.archive import (
     ImageArchiveError,
     ImageInfo,
@@ -71,7 +71,7 @@ _EXIT_GRACE = 30.0  # seconds to wait for a killed container to be reported as s
 # Scenarios a container is run in. `natural` has the same inputs as `paired` (every test
 # unit, every image the data has), so the scorer takes both from the paired run.
 CONTAINER_SCENARIOS: tuple[str, ...] = (
-    "paired",
+    DEFAULT_SCENARIO,
     "cxr_missing_25",
     "cxr_missing_50",
     "cxr_missing_75",

@@ -38,7 +38,7 @@ from django.conf import settings
 from django.db.models import OuterRef, Subquery
 from django.http import Http404
 
-from benchmark_data.tasks import METRICS
+from benchmark_data.tasks import DEFAULT_SCENARIO, METRICS
 from leaderboard.board.errors import ServiceError
 from leaderboard.board.models import PUBLIC_ID_PATTERN, Evaluation, Submission, Task
 from leaderboard.board.selectors.significance import N_PERMUTATIONS, comparison_tests
@@ -363,7 +363,7 @@ def entries_compare(*, task: Task, entry_ids: list[str], reference: str, viewer:
     reports = {s.public_id: runs[s.pk].report or {} for s in subs}
     ref_report = reports[reference]
     primary = str(ref_report.get("primary_metric") or task.primary_metric)
-    main = str(ref_report.get("main_scenario") or "paired")
+    main = str(ref_report.get("main_scenario") or DEFAULT_SCENARIO)
     suite = task.benchmark.suite_declaration
 
     inputs = []

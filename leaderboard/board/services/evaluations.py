@@ -25,6 +25,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from benchmark_data.tasks import DEFAULT_SCENARIO
 from leaderboard.board.errors import BenchmarkInvalid
 from leaderboard.board.models import AuditLog, Evaluation, Submission, Task, Track
 from leaderboard.board.selectors.benchmarks import task_truth
@@ -368,7 +369,9 @@ def evaluation_retry(
 
 
 def _main_replicates(report: dict[str, Any]) -> list[float | None]:
-    main = report.get("main_scenario") or report.get("summary", {}).get("scenario") or "paired"
+    main = (
+        report.get("main_scenario") or report.get("summary", {}).get("scenario") or DEFAULT_SCENARIO
+    )
     return list(report["scenarios"][main]["replicates"])
 
 

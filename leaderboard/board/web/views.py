@@ -17,7 +17,7 @@ from django.utils.safestring import mark_safe
 from django.views.decorators.http import require_POST
 from rest_framework.authtoken.models import Token
 
-from benchmark_data.tasks import METRICS, SCENARIOS
+from benchmark_data.tasks import DEFAULT_SCENARIO, METRICS, SCENARIOS
 from leaderboard.board.board_cache import board_key
 from leaderboard.board.entry_ids import legacy_redirect
 from leaderboard.board.errors import ServiceError
@@ -153,7 +153,7 @@ def _fairness_entry(entry: dict[str, Any] | None) -> dict[str, Any]:
 
 def _report_sections(report: dict[str, Any]) -> dict[str, Any]:
     """What the entry page shows of a report, in display order."""
-    main = report.get("main_scenario", "paired")
+    main = report.get("main_scenario", DEFAULT_SCENARIO)
     scenarios = report.get("scenarios", {})
     primary = report.get("primary_metric", "")
     robustness = report.get("robustness", {}) or {}
