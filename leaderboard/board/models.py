@@ -328,6 +328,9 @@ class Submission(models.Model):
     # The platform ran the model through the streaming gateway itself (its reference
     # baselines, python -m leaderboard.containers stream-baselines): verified and causal.
     streamed = models.BooleanField(default=False)
+    # A container entry that asks for a GPU: its runs go to the GPU runs' queue, and the
+    # engine gives its container one GPU (docs/containers.md).
+    needs_gpu = models.BooleanField("needs a GPU", default=False)
 
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     queued_at = models.DateTimeField(null=True, blank=True)
@@ -889,3 +892,24 @@ class Notification(models.Model):
 
     def __str__(self) -> str:
         return f"{self.kind} of {self.submission_id} to {self.email} ({self.status})"
+
+
+class WorkerHost(models.Model):
+    """A worker host as it last announced itself: the queues it serves, its capacity, and
+    whether it is drained (it takes no new runs; the mark outlives its restarts)."""
+
+    name = models.CharField(max_length=200, unique=True, help_text="the Celery node name")
+    queues = models.JSONField(default=list, blank=True, help_text="kinds of work it serves")
+    concurrency = models.PositiveIntegerField(default=1)
+    gpus = models.PositiveIntegerField(default=0)
+    started_at = models.DateTimeField(null=True, blank=True)
+    last_seen = models.DateTimeField(null=True, blank=True, db_index=True)
+    drained = models.BooleanField(default=False)
+    drained_at = models.DateTimeField(null=True, blank=True)
+    drain_note = models.CharField(max_length=300, blank=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({', '.join(self.queues) or 'no queues'})"
