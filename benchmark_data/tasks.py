@@ -59,6 +59,7 @@ RACE_GROUPS: tuple[str, ...] = MEDMOD.fairness_attribute("race").groups
 CXR_MISSING_LEVELS: tuple[int, ...] = MEDMOD.modality("cxr").withheld_levels
 SCENARIOS: tuple[str, ...] = MEDMOD.scenarios
 DEFAULT_SCENARIO = "paired"
+NATURAL_SCENARIO = "natural"
 
 
 def get_task(slug: str) -> Task:
@@ -100,6 +101,7 @@ __all__ = [
     "LOS_BUCKET_MEAN_HOURS",
     "MEDMOD",
     "METRICS",
+    "NATURAL_SCENARIO",
     "PHENOTYPE_NAMES",
     "RACE_GROUPS",
     "SCENARIOS",
