@@ -17,8 +17,8 @@ significantly different from the tier's head.
 from __future__ import annotations
 
 from collections.abc import Hashable, Sequence
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, NamedTuple
 
 import numpy as np
 from scipy.stats import rankdata
@@ -41,8 +41,9 @@ class RankInput:
     is_baseline: bool = False
 
 
-@dataclass
-class RankedEntry:
+class RankedEntry(NamedTuple):
+    """Where an entry stands: its order, its tier's rank and its paired comparisons."""
+
     entry_id: Hashable
     position: int  # 1-based order by point value
     rank: int  # shared by a tier: the position of the tier's head
@@ -51,7 +52,6 @@ class RankedEntry:
     vs_leader: dict[str, Any] | None = None
     vs_baseline: dict[str, Any] | None = None
     is_baseline: bool = False
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def paired_difference(a: np.ndarray, b: np.ndarray, *, level: float = 0.95) -> dict[str, Any]:
@@ -89,11 +89,92 @@ def _holm(pvalues: list[float | None]) -> list[float | None]:
     return out
 
 
-def _compare(
-    entry: RankInput, ref: RankInput, reps: dict[Hashable, np.ndarray], *, level: float
-) -> dict[str, Any]:
-    res = paired_difference(reps[entry.entry_id], reps[ref.entry_id], level=level)
-    return {"entry_id": ref.entry_id, "diff": float(entry.value - ref.value), **res}
+def primary_direction(task: str | Task | None, greater_is_better: bool | None) -> bool:
+    """Whether a larger value of the ranked metric is better: given, or the task's primary
+    metric's direction."""
+    if greater_is_better is not None:
+        return greater_is_better
+    if task is None:
+        raise TypeError("rank_entries needs task= or greater_is_better=")
+    t = get_task(task) if isinstance(task, str) else task
+    return METRICS[t.primary_metric].greater_is_better
+
+
+def order_entries(entries: Sequence[RankInput], *, greater_is_better: bool) -> list[RankInput]:
+    """The entries best first by point value (a NaN value last, ties by id); refuses entries
+    scored on different numbers of replicates."""
+    lengths = sorted({len(e.replicates) for e in entries})
+    if len(lengths) > 1:
+        raise ValueError(ERR_REPLICATE_LENGTHS.format(lengths=", ".join(map(str, lengths))))
+    sign = 1.0 if greater_is_better else -1.0
+
+    def key(e: RankInput) -> tuple[float, str]:
+        v = e.value if np.isfinite(e.value) else -np.inf * sign
+        return (-sign * v, str(e.entry_id))
+
+    return sorted(entries, key=key)
+
+
+def rank_intervals(
+    replicates: Sequence[np.ndarray], *, greater_is_better: bool, level: float = 0.95
+) -> list[tuple[int, int]]:
+    """The ``level`` interval of each entry's rank across the replicates (1 = best; tied
+    entries share the better rank). Replicates where any entry is NaN are left out; with
+    none left, each entry's interval is its own position."""
+    sign = 1.0 if greater_is_better else -1.0
+    mat = np.vstack(replicates) * sign  # (entries, B), larger = better
+    usable = np.all(np.isfinite(mat), axis=0)
+    if not usable.any():
+        return [(i, i) for i in range(1, len(replicates) + 1)]
+    alpha = (1 - level) / 2
+    # rank = 1 + number of entries strictly better in that replicate (ties share).
+    ranks = rankdata(-mat[:, usable], axis=0, method="min")
+    lo = np.floor(np.quantile(ranks, alpha, axis=1, method="lower")).astype(int)
+    hi = np.ceil(np.quantile(ranks, 1 - alpha, axis=1, method="higher")).astype(int)
+    return [(int(a), int(b)) for a, b in zip(lo, hi, strict=True)]
+
+
+def tiers(replicates: Sequence[np.ndarray], *, level: float = 0.95) -> list[tuple[int, int]]:
+    """``(rank, tier)`` of each entry, in order (best first): an entry joins the current
+    tier when the CI of its paired difference to the tier's head covers 0, otherwise it
+    heads a new tier; ``rank`` is the head's position."""
+    out: list[tuple[int, int]] = []
+    head, tier = 0, 1
+    for i, reps in enumerate(replicates):
+        if i > 0:
+            lo, hi = paired_difference(reps, replicates[head], level=level)["diff_ci"]
+            if lo is None or not lo <= 0 <= hi:
+                head, tier = i, tier + 1
+        out.append((head + 1, tier))
+    return out
+
+
+def comparisons(
+    ordered: Sequence[RankInput],
+    replicates: Sequence[np.ndarray],
+    ref: int,
+    *,
+    level: float = 0.95,
+) -> list[dict[str, Any] | None]:
+    """Each entry's paired comparison with the entry at index ``ref`` (None for that one)."""
+    return [
+        None
+        if i == ref
+        else {
+            "entry_id": ordered[ref].entry_id,
+            "diff": float(e.value - ordered[ref].value),
+            **paired_difference(replicates[i], replicates[ref], level=level),
+        }
+        for i, e in enumerate(ordered)
+    ]
+
+
+def with_holm(compared: list[dict[str, Any] | None]) -> list[dict[str, Any] | None]:
+    """The comparisons with their Holm-adjusted p-value (``p_holm``) over the family."""
+    adjusted = _holm([c["p"] if c else None for c in compared])
+    return [
+        None if c is None else {**c, "p_holm": p} for c, p in zip(compared, adjusted, strict=True)
+    ]
 
 
 def rank_entries(
@@ -120,71 +201,32 @@ def rank_entries(
     difference to the tier's head covers 0; otherwise it heads a new tier. ``rank`` is the
     head's position, so tied entries share a rank.
     """
-    if greater_is_better is None:
-        if task is None:
-            raise TypeError("rank_entries needs task= or greater_is_better=")
-        t = get_task(task) if isinstance(task, str) else task
-        greater_is_better = METRICS[t.primary_metric].greater_is_better
+    greater = primary_direction(task, greater_is_better)
     if not entries:
         return []
-    lengths = sorted({len(e.replicates) for e in entries})
-    if len(lengths) > 1:
-        raise ValueError(ERR_REPLICATE_LENGTHS.format(lengths=", ".join(map(str, lengths))))
-    sign = 1.0 if greater_is_better else -1.0
-
-    def key(e: RankInput) -> tuple[float, str]:
-        v = e.value if np.isfinite(e.value) else -np.inf * sign
-        return (-sign * v, str(e.entry_id))
-
-    ordered = sorted(entries, key=key)
-    reps = {e.entry_id: np.asarray(e.replicates, dtype=float) for e in ordered}
-
-    # Rank within each replicate (1 = best); replicates where any entry is NaN are left out.
-    mat = np.vstack([reps[e.entry_id] for e in ordered]) * sign  # (entries, B), larger = better
-    usable = np.all(np.isfinite(mat), axis=0)
-    alpha = (1 - level) / 2
-    if usable.any():
-        m = mat[:, usable]
-        # rank = 1 + number of entries strictly better in that replicate (ties share).
-        ranks = rankdata(-m, axis=0, method="min")
-        lo = np.floor(np.quantile(ranks, alpha, axis=1, method="lower")).astype(int)
-        hi = np.ceil(np.quantile(ranks, 1 - alpha, axis=1, method="higher")).astype(int)
-    else:
-        lo = hi = np.arange(1, len(ordered) + 1)
-
-    leader = ordered[0]
-    baselines = [e for e in ordered if e.is_baseline]
-    best_baseline = baselines[0] if baselines else None
-
-    out: list[RankedEntry] = []
-    head = leader
-    tier = 1
-    for pos, e in enumerate(ordered, start=1):
-        if pos > 1:
-            vs_head = paired_difference(reps[e.entry_id], reps[head.entry_id], level=level)
-            ci = vs_head["diff_ci"]
-            tied = ci[0] is not None and ci[0] <= 0 <= ci[1]
-            if not tied:
-                head, tier = e, tier + 1
-        head_pos = next(i for i, x in enumerate(ordered, start=1) if x is head)
-        out.append(
-            RankedEntry(
-                entry_id=e.entry_id,
-                position=pos,
-                rank=head_pos,
-                tier=tier,
-                rank_interval=(int(lo[pos - 1]), int(hi[pos - 1])),
-                vs_leader=None if e is leader else _compare(e, leader, reps, level=level),
-                vs_baseline=(
-                    None
-                    if best_baseline is None or e is best_baseline
-                    else _compare(e, best_baseline, reps, level=level)
-                ),
-                is_baseline=e.is_baseline,
-            )
+    ordered = order_entries(entries, greater_is_better=greater)
+    reps = [np.asarray(e.replicates, dtype=float) for e in ordered]
+    intervals = rank_intervals(reps, greater_is_better=greater, level=level)
+    places = tiers(reps, level=level)
+    vs_leader = with_holm(comparisons(ordered, reps, 0, level=level))
+    baseline = next((i for i, e in enumerate(ordered) if e.is_baseline), None)
+    vs_baseline = (
+        [None] * len(ordered)
+        if baseline is None
+        else comparisons(ordered, reps, baseline, level=level)
+    )
+    return [
+        RankedEntry(
+            entry_id=e.entry_id,
+            position=pos,
+            rank=rank,
+            tier=tier,
+            rank_interval=interval,
+            vs_leader=leader,
+            vs_baseline=base,
+            is_baseline=e.is_baseline,
         )
-    adjusted = _holm([r.vs_leader["p"] if r.vs_leader else None for r in out])
-    for r, p in zip(out, adjusted, strict=True):
-        if r.vs_leader is not None:
-            r.vs_leader["p_holm"] = p
-    return out
+        for pos, (e, (rank, tier), interval, leader, base) in enumerate(
+            zip(ordered, places, intervals, vs_leader, vs_baseline, strict=True), start=1
+        )
+    ]

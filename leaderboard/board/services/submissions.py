@@ -42,7 +42,11 @@ from leaderboard.board.services.identity import (
     lock_quota_holders,
     quota_holder_ids,
 )
-from leaderboard.board.services.uploads import check_image_upload, check_prediction_upload
+from leaderboard.board.services.uploads import (
+    UploadInfo,
+    check_image_upload,
+    check_prediction_upload,
+)
 from leaderboard.containers.inputs import one_prediction_time
 
 log = logging.getLogger(__name__)
@@ -277,6 +281,51 @@ def submission_create(
     ``streamed``: the platform made the file itself through the streaming gateway (its
     reference baselines only). ``note`` goes on the first evaluation, for the history.
     """
+    check_entry_allowed(task=task, track=track, meta=meta, is_reference=is_reference,
+                        streamed=streamed)  # fmt: skip
+    modalities = entry_modalities(task, meta)
+    if not is_reference:
+        # The platform's own reference entries may carry its labels; nobody else's may.
+        check_participant_text({"method_name": meta.method_name, "description": meta.description})
+        check_can_submit(owner=owner)
+    checked = _checked_upload(track=track, upload=upload, image=image)
+    stored_name = ""
+    try:
+        with transaction.atomic():
+            team = _lock_quota(owner=owner, task=task, is_reference=is_reference,
+                               enforce_quota=enforce_quota)  # fmt: skip
+            _check_not_entered(owner=owner, task=task, checked=checked)
+            submission = _new_submission(
+                owner=owner, task=task, track=track, meta=meta, modalities=modalities, team=team,
+                is_reference=is_reference, streamed=streamed, info=checked.info,
+            )  # fmt: skip
+            stored_name = _store(submission, checked=checked, task=task)
+            submission.save()
+            evaluation_create(submission=submission, trigger=trigger, triggered_by=owner, note=note)
+            audit_record(
+                actor=owner,
+                action=AuditLog.Action.SUBMISSION_CREATE,
+                submission=submission,
+                sha256=checked.info.sha256,
+                size=checked.info.size,
+            )
+    except IntegrityError as exc:
+        _discard(stored_name)
+        raise DuplicateSubmission(
+            f"This {checked.what} was submitted twice at the same time; it is recorded once.",
+            field=checked.what,
+        ) from exc
+    except BaseException:
+        _discard(stored_name)
+        raise
+    return submission
+
+
+def check_entry_allowed(
+    *, task: Task, track: Track, meta: SubmissionMeta, is_reference: bool, streamed: bool
+) -> None:
+    """Refuse an entry the task, the track or its visibility does not take (before the
+    upload is read)."""
     if streamed and not is_reference:
         raise NotAllowed("Only the platform's reference entries are streamed by the platform.")
     if not track.is_open:
@@ -286,110 +335,128 @@ def submission_create(
             f"{task.title} of benchmark {task.benchmark} is closed: submit to the current benchmark.",
             field="task",
         )
-    if track.slug == Track.CONTAINER and not is_reference:
+    container = track.slug == Track.CONTAINER
+    if container and not is_reference:
         check_gateway_streams(task)
-    if task.gateway_only and track.slug != Track.CONTAINER and not is_reference:
+    if task.gateway_only and not container and not is_reference:
         raise TaskClosed(ERR_GATEWAY_ONLY.format(task=task.title), field="track")
     if meta.visibility not in (V.PUBLIC, V.PRIVATE):
         raise NotAllowed("An entry can be public or private.", field="visibility")
-    modalities = entry_modalities(task, meta)
-    if not is_reference:
-        # The platform's own reference entries may carry its labels; nobody else's may.
-        check_participant_text({"method_name": meta.method_name, "description": meta.description})
-        check_can_submit(owner=owner)
-    if track.slug == Track.CONTAINER:
-        if image is None and upload is not None:
-            raise UploadInvalid(
-                "A container entry is a model image: send the output of `docker save` in the "
-                "image field, not a prediction file.",
-                field="image",
-            )
-        info = check_image_upload(upload=image)
-        upload, folder, what = image, "images", "image"
-    else:
+
+
+@dataclass(frozen=True)
+class CheckedUpload:
+    """An upload that passed its checks: the file, what it is and where it is stored."""
+
+    file: UploadedFile
+    info: UploadInfo
+    folder: str  # under the file store
+    what: str  # "file" or "image": the form field, and the word in messages
+
+
+def _checked_upload(
+    *, track: Track, upload: UploadedFile | None, image: UploadedFile | None
+) -> CheckedUpload:
+    """The prediction file, or on the container track the model image, hashed and checked."""
+    if track.slug != Track.CONTAINER:
         info = check_prediction_upload(upload=upload)
-        folder, what = "submissions", "file"
-    stored_name = ""
-    try:
-        with transaction.atomic():
-            # The rows of everyone sharing the quota (the owner, its other accounts, its
-            # team) are locked: concurrent submissions against one quota are serialized, so
-            # the count below cannot be read twice before either is written.
-            holder_ids = lock_quota_holders(owner=owner)
-            # Then the owner's team (read now that the owner's row is locked: joining or
-            # leaving a team locks it too), so a team's members are serialized on its row.
-            team = None if is_reference else _lock_team_of(owner)
-            if enforce_quota:
-                check_submission_quota(owner=owner, task=task, holder_ids=holder_ids, team=team)
-            duplicate = (
-                Submission.objects.filter(owner=owner, task=task, sha256=info.sha256)
-                .exclude(status=S.FAILED)
-                .first()
-            )
-            if duplicate is not None:
-                raise DuplicateSubmission(
-                    f"This {what} was already submitted as entry {duplicate.public_id} "
-                    f"({duplicate.method_name}); a {what} is scored once. Use re-scoring "
-                    "instead.",
-                    field=what,
-                )
-            submission = Submission(
-                owner=owner,
-                task=task,
-                track=track,
-                method_name=meta.method_name,
-                team=team,
-                # The team's name as it was when the entry was made; the platform's own
-                # entries keep their label.
-                team_name=team.name
-                if team is not None
-                else (meta.team_name if is_reference else ""),
-                description=meta.description,
-                paper_url=meta.paper_url,
-                code_url=meta.code_url,
-                modalities=modalities,
-                uses_ehr="ehr" in modalities,
-                uses_cxr="cxr" in modalities,
-                training_data=meta.training_data,
-                threshold=meta.threshold,
-                visibility=meta.visibility,
-                is_reference=is_reference,
-                streamed=streamed,
-                sha256=info.sha256,
-                size=info.size,
-                original_filename=info.original_name,
-            )
-            try:
-                upload.seek(0)
-                stored_name = submission.file.storage.save(
-                    new_upload_name(task.slug, info.suffix, folder=folder), upload
-                )
-            except Exception as exc:
-                log.exception("could not store an upload")
-                raise StorageUnavailable(
-                    "The file store cannot be reached right now; nothing was recorded. "
-                    "Please try again in a few minutes."
-                ) from exc
-            submission.file.name = stored_name
-            submission.save()
-            evaluation_create(submission=submission, trigger=trigger, triggered_by=owner, note=note)
-            audit_record(
-                actor=owner,
-                action=AuditLog.Action.SUBMISSION_CREATE,
-                submission=submission,
-                sha256=info.sha256,
-                size=info.size,
-            )
-    except IntegrityError as exc:
-        _discard(stored_name)
+        assert upload is not None  # check_prediction_upload refuses a missing file
+        return CheckedUpload(file=upload, info=info, folder="submissions", what="file")
+    if image is None and upload is not None:
+        raise UploadInvalid(
+            "A container entry is a model image: send the output of `docker save` in the "
+            "image field, not a prediction file.",
+            field="image",
+        )
+    info = check_image_upload(upload=image)
+    assert image is not None  # check_image_upload refuses a missing image
+    return CheckedUpload(file=image, info=info, folder="images", what="image")
+
+
+def _lock_quota(*, owner: Any, task: Task, is_reference: bool, enforce_quota: bool) -> Team | None:
+    """Lock the rows of everyone sharing the owner's quota, then the owner's team, and check
+    the daily limits; the owner's team (None for a reference entry or a user in no team).
+
+    Concurrent submissions against one quota are serialized on those locks, so the count
+    cannot be read twice before either is written. The team is read once the owner's row
+    is locked: joining or leaving a team locks it too."""
+    holder_ids = lock_quota_holders(owner=owner)
+    team = None if is_reference else _lock_team_of(owner)
+    if enforce_quota:
+        check_submission_quota(owner=owner, task=task, holder_ids=holder_ids, team=team)
+    return team
+
+
+def _check_not_entered(*, owner: Any, task: Task, checked: CheckedUpload) -> None:
+    """Refuse a file the owner has already entered for the task (and that did not fail)."""
+    duplicate = (
+        Submission.objects.filter(owner=owner, task=task, sha256=checked.info.sha256)
+        .exclude(status=S.FAILED)
+        .first()
+    )
+    if duplicate is not None:
+        what = checked.what
         raise DuplicateSubmission(
-            f"This {what} was submitted twice at the same time; it is recorded once.",
+            f"This {what} was already submitted as entry {duplicate.public_id} "
+            f"({duplicate.method_name}); a {what} is scored once. Use re-scoring instead.",
             field=what,
+        )
+
+
+def _new_submission(
+    *,
+    owner: Any,
+    task: Task,
+    track: Track,
+    meta: SubmissionMeta,
+    modalities: list[str],
+    team: Team | None,
+    is_reference: bool,
+    streamed: bool,
+    info: UploadInfo,
+) -> Submission:
+    """The entry's row, not saved yet."""
+    return Submission(
+        owner=owner,
+        task=task,
+        track=track,
+        method_name=meta.method_name,
+        team=team,
+        # The team's name as it was when the entry was made; the platform's own entries
+        # keep their label.
+        team_name=team.name if team is not None else (meta.team_name if is_reference else ""),
+        description=meta.description,
+        paper_url=meta.paper_url,
+        code_url=meta.code_url,
+        modalities=modalities,
+        uses_ehr="ehr" in modalities,
+        uses_cxr="cxr" in modalities,
+        training_data=meta.training_data,
+        threshold=meta.threshold,
+        visibility=meta.visibility,
+        is_reference=is_reference,
+        streamed=streamed,
+        sha256=info.sha256,
+        size=info.size,
+        original_filename=info.original_name,
+    )
+
+
+def _store(submission: Submission, *, checked: CheckedUpload, task: Task) -> str:
+    """Write the upload to the file store under a new name and point the entry at it."""
+    try:
+        checked.file.seek(0)
+        stored_name = submission.file.storage.save(
+            new_upload_name(task.slug, checked.info.suffix, folder=checked.folder), checked.file
+        )
+    except Exception as exc:
+        log.exception("could not store an upload")
+        raise StorageUnavailable(
+            "The file store cannot be reached right now; nothing was recorded. "
+            "Please try again in a few minutes."
         ) from exc
-    except BaseException:
-        _discard(stored_name)
-        raise
-    return submission
+    submission.file.name = stored_name
+    return stored_name
 
 
 def _lock_team_of(owner: Any) -> Team | None:
