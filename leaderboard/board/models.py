@@ -913,3 +913,53 @@ class WorkerHost(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} ({', '.join(self.queues) or 'no queues'})"
+
+
+class RescoreRunStatus(models.TextChoices):
+    RUNNING = "running", "Running"
+    FINISHED = "finished", "Finished"
+
+
+class RescoreRun(models.Model):
+    """One re-score of many entries from their stored predictions (a scorer upgrade, say):
+    the runs it queued, what it skipped and why, the ranks before, and once every run has
+    finished the entries whose rank changed (per task: entry, old rank, new rank)."""
+
+    Status = RescoreRunStatus
+
+    scope = models.CharField(max_length=200)
+    note = models.CharField(max_length=300, blank=True)
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    status = models.CharField(
+        max_length=16, choices=RescoreRunStatus.choices, default=RescoreRunStatus.RUNNING
+    )
+    scorer_version = models.CharField(max_length=40, blank=True)
+    evaluations = models.ManyToManyField(Evaluation, related_name="rescore_runs", blank=True)
+    total = models.PositiveIntegerField(default=0)
+    done = models.PositiveIntegerField(default=0)
+    failed = models.PositiveIntegerField(default=0)
+    # [{"entry": public id, "reason": why}] for the entries left out.
+    skipped = models.JSONField(default=list, blank=True)
+    # {task pk: {entry public id: rank}} on the boards as they stood before.
+    ranks_before = models.JSONField(default=dict, blank=True)
+    # [{"task", "entry", "method", "old_rank", "new_rank", "rescored"}] once finished.
+    rank_changes = models.JSONField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(status__in=RescoreRunStatus.values), name="rescore_run_status_known"
+            ),
+            models.CheckConstraint(
+                condition=Q(done__lte=models.F("total")) & Q(failed__lte=models.F("total")),
+                name="rescore_run_counts_within_total",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"re-score {self.pk} ({self.scope}, {self.status})"
