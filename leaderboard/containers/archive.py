@@ -17,7 +17,7 @@ import platform
 import posixpath
 import tarfile
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -171,6 +171,26 @@ def inspect_image_archive(
     ``architecture`` is the one the engine runs (default: this machine's).
     """
     p = Path(path)
+    size = _archive_size(p, limits)
+    compression = _compression(p)
+    scan = _MemberScan(size=size, compression=compression, limits=limits)
+    try:
+        with tarfile.open(p, "r:*") as tf:
+            for m in iter(tf.next, None):
+                scan.add(tf, m)
+            info = _check_manifest(tf, scan.members, scan.retained, limits, architecture)
+            _check_layer_files(tf, scan.members, info["layer_names"], limits)
+    except tarfile.ReadError as exc:
+        if not scan.members:
+            raise ImageArchiveError(ERR_NOT_TAR) from None
+        raise ImageArchiveError(ERR_DAMAGED.format(detail=exc)) from None
+    except (EOFError, OSError, tarfile.TarError) as exc:
+        raise ImageArchiveError(ERR_DAMAGED.format(detail=exc)) from None
+    return ImageInfo(path=p, archive_bytes=size, compression=compression, **info)
+
+
+def _archive_size(p: Path, limits: Limits) -> int:
+    """The archive's size in bytes; refuses a missing, empty or oversized file."""
     if not p.is_file():
         raise ImageArchiveError(ERR_MISSING.format(path=p.name))
     size = p.stat().st_size
@@ -182,66 +202,70 @@ def inspect_image_archive(
                 size=format_bytes(size), limit=format_bytes(limits.archive_bytes)
             )
         )
-    compression = _compression(p)
-    members: dict[str, tarfile.TarInfo] = {}
-    retained: dict[str, bytes] = {}
-    retained_total = 0
-    total = 0
-    try:
-        with tarfile.open(p, "r:*") as tf:
-            while True:
-                m = tf.next()
-                if m is None:
-                    break
-                if len(members) >= limits.max_archive_members:
-                    raise ImageArchiveError(
-                        ERR_TOO_MANY_MEMBERS.format(limit=limits.max_archive_members)
-                    )
-                name = _member_name(m.name)
-                if name is None or not (m.isfile() or m.isdir() or m.issym()):
-                    raise ImageArchiveError(ERR_UNSAFE_MEMBER.format(name=m.name))
-                if name in members:
-                    raise ImageArchiveError(ERR_DUPLICATE_MEMBER.format(name=name))
-                members[name] = m
-                if not m.isfile():
-                    continue
-                total += m.size
-                if total > limits.layers_bytes:
-                    raise ImageArchiveError(
-                        ERR_LAYERS_TOO_LARGE.format(limit=format_bytes(limits.layers_bytes))
-                    )
-                if compression is None and m.offset_data + m.size > size:
-                    raise ImageArchiveError(ERR_DAMAGED.format(detail=f"{name} is cut short"))
-                if (
-                    m.size <= _RETAIN_MEMBER_BYTES
-                    and retained_total + m.size <= _RETAIN_TOTAL_BYTES
-                    and not name.endswith(".tar")
-                ):
-                    fh = tf.extractfile(m)
-                    data = fh.read() if fh is not None else b""
-                    if len(data) != m.size:
-                        raise ImageArchiveError(ERR_DAMAGED.format(detail=f"{name} is cut short"))
-                    retained[name] = data
-                    retained_total += m.size
-                elif compression is not None:
-                    # Read through compressed data now so a truncated stream fails here.
-                    fh = tf.extractfile(m)
-                    while fh is not None and fh.read(_CHUNK):
-                        pass
-            info = _check_manifest(tf, members, retained, limits, architecture)
-            _check_layer_files(tf, members, info["layer_names"], limits)
-    except tarfile.ReadError as exc:
-        if not members:
-            raise ImageArchiveError(ERR_NOT_TAR) from None
-        raise ImageArchiveError(ERR_DAMAGED.format(detail=exc)) from None
-    except (EOFError, OSError, tarfile.TarError) as exc:
-        raise ImageArchiveError(ERR_DAMAGED.format(detail=exc)) from None
-    return ImageInfo(
-        path=p,
-        archive_bytes=size,
-        compression=compression,
-        **info,
-    )
+    return size
+
+
+@dataclass
+class _MemberScan:
+    """One pass over the archive's members in order: each is checked (count, name, type,
+    no second copy, the running total of the file sizes) and the small ones are kept for
+    the manifest and config checks."""
+
+    size: int  # of the archive file
+    compression: str | None
+    limits: Limits
+    members: dict[str, tarfile.TarInfo] = field(default_factory=dict)
+    retained: dict[str, bytes] = field(default_factory=dict)
+    retained_total: int = 0
+    total: int = 0  # bytes of the files so far
+
+    def add(self, tf: tarfile.TarFile, m: tarfile.TarInfo) -> None:
+        name = self._admit(m)
+        if not m.isfile():
+            return
+        self.total += m.size
+        if self.total > self.limits.layers_bytes:
+            raise ImageArchiveError(
+                ERR_LAYERS_TOO_LARGE.format(limit=format_bytes(self.limits.layers_bytes))
+            )
+        if self.compression is None and m.offset_data + m.size > self.size:
+            raise ImageArchiveError(ERR_DAMAGED.format(detail=f"{name} is cut short"))
+        if self._keeps(name, m):
+            self._keep(tf, name, m)
+        elif self.compression is not None:
+            # Read through compressed data now so a truncated stream fails here.
+            fh = tf.extractfile(m)
+            while fh is not None and fh.read(_CHUNK):
+                pass
+
+    def _admit(self, m: tarfile.TarInfo) -> str:
+        """The member's normalized name, once it is known to be safe and new."""
+        if len(self.members) >= self.limits.max_archive_members:
+            raise ImageArchiveError(
+                ERR_TOO_MANY_MEMBERS.format(limit=self.limits.max_archive_members)
+            )
+        name = _member_name(m.name)
+        if name is None or not (m.isfile() or m.isdir() or m.issym()):
+            raise ImageArchiveError(ERR_UNSAFE_MEMBER.format(name=m.name))
+        if name in self.members:
+            raise ImageArchiveError(ERR_DUPLICATE_MEMBER.format(name=name))
+        self.members[name] = m
+        return name
+
+    def _keeps(self, name: str, m: tarfile.TarInfo) -> bool:
+        return (
+            m.size <= _RETAIN_MEMBER_BYTES
+            and self.retained_total + m.size <= _RETAIN_TOTAL_BYTES
+            and not name.endswith(".tar")
+        )
+
+    def _keep(self, tf: tarfile.TarFile, name: str, m: tarfile.TarInfo) -> None:
+        fh = tf.extractfile(m)
+        data = fh.read() if fh is not None else b""
+        if len(data) != m.size:
+            raise ImageArchiveError(ERR_DAMAGED.format(detail=f"{name} is cut short"))
+        self.retained[name] = data
+        self.retained_total += m.size
 
 
 def _resolve(name: str, members: dict[str, tarfile.TarInfo]) -> str | None:
