@@ -1,7 +1,10 @@
 """The Celery app. Workers start with ``celery -A leaderboard.celery worker``.
 
-Configuration comes from Django settings (``CELERY_*``). With the embedded default the broker
-is kombu's filesystem transport: its folders are made here, before the first message.
+Configuration comes from Django settings (``CELERY_*``), queues by kind of work and their
+routing included; a deployment starts a host with ``bin/worker`` (its queues and capacity).
+Each worker records itself as a worker host (``leaderboard.board.worker_host``). With the
+embedded default the broker is kombu's filesystem transport: its folders are made here,
+before the first message.
 """
 
 from __future__ import annotations
@@ -10,7 +13,7 @@ import os
 from pathlib import Path
 
 from celery import Celery
-from celery.signals import celeryd_init
+from celery.signals import celeryd_after_setup, celeryd_init, worker_ready
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "leaderboard.settings")
 
@@ -37,3 +40,18 @@ def _on_configure(sender: Celery, **_: object) -> None:
 @celeryd_init.connect
 def _on_worker_init(**_: object) -> None:
     ensure_broker_folders()
+
+
+@celeryd_after_setup.connect
+def _on_worker_setup(sender: str, instance: object, **_: object) -> None:
+    # Queues and capacity recorded; a drained host consumes nothing (board.worker_host).
+    from leaderboard.board.worker_host import on_worker_setup
+
+    on_worker_setup(instance)
+
+
+@worker_ready.connect
+def _on_worker_ready(sender: object, **_: object) -> None:
+    from leaderboard.board.worker_host import on_worker_ready
+
+    on_worker_ready(sender)

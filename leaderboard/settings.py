@@ -19,6 +19,7 @@ from pathlib import Path
 
 import environ
 from django.core.exceptions import ImproperlyConfigured
+from kombu import Exchange, Queue
 from whitenoise.compress import Compressor
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -305,7 +306,43 @@ CELERY_TASK_DEFAULT_QUEUE = env.str("CELERY_QUEUE", default="leaderboard")
 # The reference baselines train on a queue of their own (manage.py demo starts a worker for
 # it), so that a participant's entry never waits behind an hour of training.
 BASELINES_QUEUE = env.str("CELERY_BASELINES_QUEUE", default="baselines")
-CELERY_TASK_ROUTES = {"board.baseline_job_run": {"queue": BASELINES_QUEUE}}
+# Queues by kind of work (docs/operations.md, "Adding a worker host"): scoring of prediction
+# files (the default queue), board refreshes, and container runs on CPU and on GPU hosts.
+# A host serves the kinds it is started with (bin/worker --queues scoring,cpu-runs).
+SCORING_QUEUE = CELERY_TASK_DEFAULT_QUEUE
+REFRESH_QUEUE = env.str("CELERY_REFRESH_QUEUE", default=f"{CELERY_TASK_DEFAULT_QUEUE}.refresh")
+CPU_RUNS_QUEUE = env.str("CELERY_CPU_RUNS_QUEUE", default=f"{CELERY_TASK_DEFAULT_QUEUE}.cpu-runs")
+GPU_RUNS_QUEUE = env.str("CELERY_GPU_RUNS_QUEUE", default=f"{CELERY_TASK_DEFAULT_QUEUE}.gpu-runs")
+WORK_QUEUES = {
+    "scoring": SCORING_QUEUE,
+    "refresh": REFRESH_QUEUE,
+    "cpu-runs": CPU_RUNS_QUEUE,
+    "gpu-runs": GPU_RUNS_QUEUE,
+    "baselines": BASELINES_QUEUE,
+}
+# A worker started without --queues serves these: everything but GPU runs (a GPU host says
+# so: bin/worker --gpus N) and the baselines' training.
+CELERY_TASK_QUEUES = [
+    Queue(name, Exchange(name, type="direct"), routing_key=name)
+    for name in (SCORING_QUEUE, REFRESH_QUEUE, CPU_RUNS_QUEUE)
+]
+# A scoring run goes to the scoring queue, or for a container entry to the CPU or GPU runs'
+# queue (leaderboard.board.routing); the other tasks by name.
+CELERY_TASK_ROUTES = (
+    "leaderboard.board.routing.route_task",
+    {
+        "board.baseline_job_run": {"queue": BASELINES_QUEUE},
+        "board.refresh": {"queue": REFRESH_QUEUE},
+    },
+)
+# A host that has not announced itself for this long counts as gone (a GPU run then says it
+# waits for a GPU worker). Workers announce themselves every WORKER_HEARTBEAT seconds.
+WORKER_HEARTBEAT = env.int("WORKER_HEARTBEAT", default=30)
+WORKER_HOST_STALE = timedelta(seconds=env.int("WORKER_HOST_STALE", default=4 * WORKER_HEARTBEAT))
+# The GPUs of this host (bin/worker --gpus sets it), and the backend of container runs
+# (leaderboard.containers.executor: "docker", the host's Docker engine).
+WORKER_GPUS = env.int("WORKER_GPUS", default=0)
+CONTAINER_EXECUTOR = env.str("CONTAINER_EXECUTOR", default="docker")
 # One job trains a model and runs it through the gateway in every scenario: minutes.
 BASELINE_JOB_SOFT_TIME_LIMIT = env.int("BASELINE_JOB_SOFT_TIME_LIMIT", default=3 * 3600)
 # Jobs queued or running at a time: the processes of the workers on the baselines queue.
@@ -316,6 +353,8 @@ CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_TASK_SOFT_TIME_LIMIT = SCORING_SOFT_TIME_LIMIT
 CELERY_TASK_TIME_LIMIT = SCORING_TIME_LIMIT
 CELERY_TASK_PUBLISH_RETRY_POLICY = {"max_retries": 2, "interval_start": 0, "interval_step": 1}
+# Long jobs: a worker process reserves one message at a time, acknowledged when the job is
+# done (acks_late above), so a busy or drained host holds no runs another could take.
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_BEAT_SCHEDULE = {

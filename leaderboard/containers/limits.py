@@ -73,6 +73,10 @@ class Limits:
     io_device: str | None = None
     io_bps: int = 0
     io_iops: int = 0
+    # GPUs the model's container is given (0: none), as the engine's device requests; with
+    # ``gpu_devices`` the engine's device ids of the ones given (else any ``gpus`` of them).
+    gpus: int = 0
+    gpu_devices: tuple[str, ...] = ()
     # Seconds past a run's wall time after which its container counts as overdue: the
     # engine-side reaper and the deadline watchdog then remove it, worker or no worker.
     deadline_grace: float = 60.0
@@ -115,6 +119,7 @@ class Limits:
             "streaming: time to connect and answer the hello": f"{self.ready_time:g} s",
             "streaming: answer size per step": format_bytes(self.answer_bytes),
             "network": "none",
+            **({"GPUs": self.gpus} if self.gpus else {}),
         }
 
 

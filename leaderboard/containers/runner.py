@@ -20,7 +20,7 @@ from typing import Any
 import docker
 import docker.errors
 import requests
-from docker.types import LogConfig, Ulimit
+from docker.types import DeviceRequest, LogConfig, Ulimit
 
 from benchmark_data.benchmark import Benchmark
 from benchmark_data.tasks import DEFAULT_SCENARIO, Task
@@ -104,7 +104,7 @@ def _environment(info: ImageInfo, task: str, scenario: str, limits: Limits) -> d
 
 def _host_config(
     client: docker.DockerClient,
-    info: ImageInfo,
+    info: ImageInfo | None,
     input_dir: Path | None,
     output_dir: Path | None,
     limits: Limits,
@@ -115,7 +115,7 @@ def _host_config(
     (a streamed run mounts only the gateway's socket directory)."""
     scratch = f"rw,nosuid,nodev,size={limits.tmp_bytes},mode=1777"
     tmpfs = {"/tmp": scratch}
-    for volume in info.volumes:  # declared VOLUMEs get scratch space, never a disk volume
+    for volume in info.volumes if info else ():  # declared VOLUMEs: scratch, never a disk
         if volume.rstrip("/") not in ("/input", "/output", "/tmp", "/gateway"):
             tmpfs[volume] = scratch
     largest_file = max(limits.output_bytes, limits.tmp_bytes, limits.shm_bytes) + 1
@@ -148,8 +148,19 @@ def _host_config(
         ),
         privileged=False,
         auto_remove=False,
+        device_requests=gpu_requests(limits),
         **host_options(client, limits),  # init, cpuset, I/O limits, runtime
     )
+
+
+def gpu_requests(limits: Limits) -> list[DeviceRequest] | None:
+    """The engine's device requests for the run's GPUs (HostConfig.DeviceRequests): the
+    devices ``gpu_devices`` names, else any ``gpus`` of them; None without GPUs."""
+    if limits.gpus <= 0:
+        return None
+    if limits.gpu_devices:
+        return [DeviceRequest(device_ids=list(limits.gpu_devices), capabilities=[["gpu"]])]
+    return [DeviceRequest(count=limits.gpus, capabilities=[["gpu"]])]
 
 
 def _read_log_tail(client: docker.DockerClient, container_id: str, size: int) -> LogTail:
@@ -177,7 +188,7 @@ def run_labels(run_id: str, task: str, scenario: str, limits: Limits) -> dict[st
 def create_model_container(
     client: docker.DockerClient,
     tag: str,
-    info: ImageInfo,
+    info: ImageInfo | None,
     limits: Limits,
     *,
     run_id: str,
@@ -186,11 +197,14 @@ def create_model_container(
     environment: dict[str, str],
     labels: dict[str, str],
     binds: dict[str, dict[str, str]],
+    command: list[str] | None = None,
 ) -> str:
     """Create (not start) the model's container of a run's scenario, contained as
-    :func:`_host_config` says with ``binds`` as its only mounts; returns its id."""
+    :func:`_host_config` says with ``binds`` as its only mounts; returns its id. ``command``
+    replaces the image's CMD (the platform's own probes; a submission runs its own)."""
     container = client.api.create_container(
         image=tag,
+        command=command,
         name=f"medmod-{run_id}-{scenario}",
         user=user,
         environment=environment,
