@@ -9,6 +9,20 @@ Nothing in ``scoring`` or ``benchmark_data`` imports this package; importing it 
 torch (the submodules do).
 """
 
-MODEL_NAMES: tuple[str, ...] = ("ehr", "cxr", "late", "early", "joint", "medfuse", "daft", "mmtm")
+from scoring.baselines.strategies import STRATEGIES
 
-__all__ = ["MODEL_NAMES"]
+MEDMOD_MODELS: tuple[str, ...] = (
+    "ehr",
+    "cxr",
+    "late",
+    "early",
+    "joint",
+    "medfuse",
+    "daft",
+    "mmtm",
+)
+# CareBench's strategies that MedMod does not have (scoring.baselines.strategies).
+STRATEGY_MODELS: tuple[str, ...] = tuple(STRATEGIES)
+MODEL_NAMES: tuple[str, ...] = MEDMOD_MODELS + STRATEGY_MODELS
+
+__all__ = ["MEDMOD_MODELS", "MODEL_NAMES", "STRATEGY_MODELS"]

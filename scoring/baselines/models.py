@@ -44,7 +44,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from scoring.baselines import MODEL_NAMES
+from scoring.baselines import MODEL_NAMES, STRATEGY_MODELS
 from scoring.baselines.batch import Batch
 from scoring.baselines.encoders import EHREncoder, ResNet, build_cxr_encoder, pool
 
@@ -54,7 +54,7 @@ UNIMODAL: tuple[str, ...] = ("ehr", "cxr")
 # Models built on the trained unimodal models: late fusion combines them, early fusion
 # freezes their encoders, and these start from their encoders (as MedFuse does) and are
 # fine-tuned end to end.
-STARTS_FROM_UNIMODAL: tuple[str, ...] = ("joint", "medfuse", "daft", "mmtm")
+STARTS_FROM_UNIMODAL: tuple[str, ...] = ("joint", "medfuse", "daft", "mmtm", *STRATEGY_MODELS)
 
 
 def _readout(states: torch.Tensor, batch: Batch) -> torch.Tensor:
@@ -68,8 +68,22 @@ def _lookup(table: torch.Tensor, idx: torch.Tensor, missing: torch.Tensor) -> to
     return full[torch.where(idx >= 0, idx, table.shape[0])]
 
 
+def task_loss(kind: str, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """The task's loss: 10-class cross-entropy for length of stay, binary cross-entropy
+    (per label) otherwise."""
+    if kind == "los":
+        return nn.functional.cross_entropy(logits, y.long())
+    return nn.functional.binary_cross_entropy_with_logits(logits, y.float().view_as(logits))
+
+
 class Baseline(nn.Module):
-    """Common parts: task kind, output size, probability link and image encoding."""
+    """Common parts: task kind, output size, probability link and image encoding.
+
+    Training calls :meth:`training_loss` on each batch, then, after the backward pass and
+    before the gradient is clipped and applied, :meth:`adjust_gradients`. A strategy with
+    auxiliary objectives overrides the first; one that modulates how fast each modality
+    learns overrides the second. Prediction only ever calls ``forward``.
+    """
 
     trainable = True
     uses_images = True
@@ -83,6 +97,14 @@ class Baseline(nn.Module):
     def probabilities(self, batch: Batch) -> torch.Tensor:
         logits = self(batch)
         return torch.softmax(logits, dim=1) if self.kind == "los" else torch.sigmoid(logits)
+
+    def training_loss(self, batch: Batch) -> torch.Tensor:
+        """The loss one training step minimises: the task loss of ``forward``."""
+        assert batch.y is not None
+        return task_loss(self.kind, self(batch), batch.y)
+
+    def adjust_gradients(self, epoch: int) -> None:
+        """Called after the backward pass of each step of ``epoch`` (1-based); no-op here."""
 
     @staticmethod
     def _ehr(encoder: EHREncoder, batch: Batch) -> torch.Tensor:
@@ -322,8 +344,8 @@ def build_model(
     """Construct a baseline by name.
 
     ``unimodal`` holds the trained ``ehr`` and ``cxr`` models: late fusion wraps them; early
-    fusion copies and freezes their encoders; joint, medfuse, daft and mmtm start from
-    their encoders. Without it (e.g. before loading a checkpoint) every part starts fresh.
+    fusion copies and freezes their encoders; joint, medfuse, daft, mmtm and CareBench's
+    strategies (:mod:`scoring.baselines.strategies`) start from their encoders. Without it (e.g. before loading a checkpoint) every part starts fresh.
     """
     common: dict[str, Any] = {"kind": kind, "out_dim": out_dim}
     two = {**common, "ehr_hidden": ehr_hidden, "dropout": dropout, "cxr_encoder": cxr_encoder}
@@ -349,6 +371,10 @@ def build_model(
         model = DAFT(**two)
     elif name == "mmtm":
         model = MMTM(**two)
+    elif name in STRATEGY_MODELS:
+        from scoring.baselines.strategies import build_strategy
+
+        model = build_strategy(name, **two)
     else:
         raise ValueError(f"unknown model {name!r}; the models are {', '.join(MODEL_NAMES)}")
     if unimodal is not None:

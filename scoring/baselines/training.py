@@ -30,7 +30,7 @@ from torch import nn
 
 from scoring.baselines.batching import batch_order, iter_batches, make_batch
 from scoring.baselines.data import ImageCache, SplitEHR, TaskData
-from scoring.baselines.models import Baseline, ConcatFusion
+from scoring.baselines.models import Baseline, ConcatFusion, task_loss
 
 GRAD_CLIP = 5.0
 CACHED_BATCH = 64
@@ -78,16 +78,6 @@ def validation_metric(kind: str, y: np.ndarray, p: np.ndarray) -> float:
         roc_auc_score(y[:, j], p[:, j]) for j in range(y.shape[1]) if len(np.unique(y[:, j])) == 2
     ]
     return float(np.mean(aucs)) if aucs else math.nan
-
-
-def loss_function(kind: str) -> nn.Module:
-    return nn.CrossEntropyLoss() if kind == "los" else nn.BCEWithLogitsLoss()
-
-
-def _targets(kind: str, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    if kind == "los":
-        return y.long()
-    return y.float().view_as(logits)
 
 
 @torch.no_grad()
@@ -239,12 +229,12 @@ def _step(
     model: Baseline,
     optimizer: torch.optim.Optimizer,
     params: list[nn.Parameter],
-    logits: torch.Tensor,
-    y: torch.Tensor,
+    loss: torch.Tensor,
+    epoch: int,
 ) -> float:
-    loss = loss_function(model.kind)(logits, _targets(model.kind, logits, y))
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
+    model.adjust_gradients(epoch)
     nn.utils.clip_grad_norm_(params, GRAD_CLIP)
     optimizer.step()
     return float(loss.item())
@@ -301,7 +291,8 @@ def fit(
         for seqs in order:
             batch = make_batch(train, seqs, ehr_train, images, augment=augment, keep=keep)
             assert batch.y is not None
-            total += _step(model, optimizer, params, model(batch), batch.y) * batch.n_readouts
+            loss = model.training_loss(batch)
+            total += _step(model, optimizer, params, loss, epoch) * batch.n_readouts
             seen += batch.n_readouts
             if deadline is not None and time.perf_counter() > deadline:
                 return total, seen, True
@@ -357,7 +348,8 @@ def _fit_cached(
         perm = torch.from_numpy(rng.permutation(len(y_tr)))
         for idx in perm.split(CACHED_BATCH):
             logits = model.fuse(e_tr[idx], p_tr[idx], h_tr[idx])
-            total += _step(model, optimizer, params, logits, y_tr[idx]) * len(idx)
+            loss = task_loss(model.kind, logits, y_tr[idx])
+            total += _step(model, optimizer, params, loss, epoch) * len(idx)
             seen += len(idx)
             if deadline is not None and time.perf_counter() > deadline:
                 return total, seen, True

@@ -25,6 +25,7 @@ from leaderboard.board.services.baseline_jobs import (
     baseline_jobs_dispatch,
     baseline_jobs_plan,
 )
+from leaderboard.board.services.baselines import MODELS
 from tests.leaderboard.conftest import ensure_tracks
 from tests.leaderboard.servers import Process, app_env
 
@@ -42,16 +43,20 @@ def _states(benchmark) -> dict[str, str]:
 def test_the_plan_is_one_job_per_model_and_task_in_the_order_they_can_run(benchmark, tmp_path):
     jobs = baseline_jobs_plan(benchmark=benchmark, run_dir=tmp_path / "run")
     keys = [j.key for j in jobs]
-    assert len(keys) == 40 and len(set(keys)) == 40
+    # MedMod's eight models and three of CareBench's strategies, for each of the five tasks.
+    assert len(keys) == 55 and len(set(keys)) == 55
     # The radiology CXR model starts every other CXR encoder; mortality (the sample entry's
     # board) comes next, whole.
-    assert keys[:9] == ["radiology/cxr"] + [f"{IHM}/{m}" for m in
-                        ("ehr", "cxr", "late", "early", "joint", "medfuse", "daft", "mmtm")]  # fmt: skip
+    assert keys[:12] == ["radiology/cxr"] + [f"{IHM}/{m}" for m in
+                         ("ehr", "cxr", "late", "early", "joint", "medfuse", "daft", "mmtm",
+                          "drfuse", "healnet", "utde")]  # fmt: skip
     by_key = {j.key: j for j in jobs}
     assert by_key["radiology/cxr"].needs == []
     assert by_key["phenotyping/cxr"].needs == ["radiology/cxr"]
     assert by_key["phenotyping/mmtm"].needs == ["phenotyping/ehr", "phenotyping/cxr"]
     assert by_key[f"{IHM}/daft"].label == "DAFT on In-hospital mortality"
+    assert by_key[f"{IHM}/healnet"].needs == [f"{IHM}/ehr", f"{IHM}/cxr"]
+    assert by_key[f"{IHM}/healnet"].label == "HEALNet on In-hospital mortality"
     assert all(j.status == J.WAITING for j in jobs)
 
     # Two at a time, in the plan's order, and only those whose needs are done.
@@ -61,6 +66,9 @@ def test_the_plan_is_one_job_per_model_and_task_in_the_order_they_can_run(benchm
     BaselineJob.objects.filter(pk__in=queued).update(status=J.DONE)
     nxt = [BaselineJob.objects.get(pk=pk).key for pk in baseline_jobs_dispatch()]
     assert nxt == [f"{IHM}/cxr", "phenotyping/ehr"]  # IHM's fusion models wait for its CXR
+    # The full set of eighteen models is one word away.
+    every = baseline_jobs_plan(benchmark=benchmark, run_dir=tmp_path / "run", models=["all"])
+    assert len(every) == 90 and {j.model for j in every} == set(MODELS)
 
 
 @pytest.mark.django_db
@@ -88,12 +96,12 @@ def test_a_stopped_plan_resumes_and_done_jobs_are_kept(benchmark, tmp_path):
     rows.filter(task=IHM, model="ehr").update(status=J.RUNNING)  # its worker was stopped
     rows.filter(task=IHM, model="cxr").update(status=J.FAILED, message="out of memory")
     again = baseline_jobs_plan(benchmark=benchmark, run_dir=run)
-    assert len(again) == 40
+    assert len(again) == 55
     states = _states(benchmark)
     assert states["radiology/cxr"] == J.DONE
     assert states[f"{IHM}/ehr"] == J.WAITING and states[f"{IHM}/cxr"] == J.WAITING
     assert BaselineJob.objects.get(benchmark=benchmark, task=IHM, model="cxr").message == ""
-    assert baseline_jobs_pending() == 39
+    assert baseline_jobs_pending() == 54
 
 
 @pytest.mark.django_db
@@ -129,12 +137,12 @@ def test_the_home_page_shows_the_progress_and_hides_logs_from_the_public(
         status=J.FAILED, message="training failed (exit 1); the end of /srv/run/logs/x.log"
     )
     progress = baseline_progress()
-    assert (progress.total, progress.done, progress.failed) == (40, 8, 1) and progress.active
+    assert (progress.total, progress.done, progress.failed) == (55, 11, 1) and progress.active
 
     page = client.get("/").content.decode()
-    assert "Reference baselines: 8 of 40 on the boards</strong>, 1 failed" in page
+    assert "Reference baselines: 11 of 55 on the boards</strong>, 1 failed" in page
     assert "Training now: EHR only (LSTM) on In-hospital mortality" in page
-    assert 'progress max="40" value="8"' in page
+    assert 'progress max="55" value="11"' in page
     assert "CXR only (CNN) on In-hospital mortality" in page
     assert "/srv/run" not in page  # a log's paths are for organizers only
 

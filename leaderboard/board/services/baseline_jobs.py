@@ -34,7 +34,12 @@ from django.utils import timezone
 from benchmark_data.tasks import TASKS
 from leaderboard.board.errors import BenchmarkInvalid, ServiceError
 from leaderboard.board.models import BaselineJob, Benchmark, Evaluation, Submission
-from leaderboard.board.services.baselines import MODELS, baselines_load, read_run_manifest
+from leaderboard.board.services.baselines import (
+    DEFAULT_MODELS,
+    MODELS,
+    baselines_load,
+    read_run_manifest,
+)
 from leaderboard.board.services.evaluations import evaluation_run
 from leaderboard.containers.baselines import read_stream_manifest, stream_path
 
@@ -62,15 +67,14 @@ def _needs(task: str, model: str) -> list[str]:
 def _medmod_plan(
     benchmark: Benchmark, tasks: list[str] | None = None, models: list[str] | None = None
 ) -> list[tuple[str, str]]:
-    """The jobs of MedMod's models (or those asked, with what they build on), in the order
-    they are queued when ready."""
+    """The jobs of the default reference models (``DEFAULT_MODELS``; ``["all"]``: every one;
+    or those asked), with what they build on, in the order they are queued when ready."""
     slugs = [t.slug for t in benchmark.tasks.all() if t.slug in TASKS]
     order = sorted(slugs, key=lambda t: (t != "in-hospital-mortality", list(TASKS).index(t)))
     plan = [FIRST] if "radiology" in slugs else []
     plan += [(t, m) for t in order for m in MODELS if (t, m) != FIRST]
-    if tasks is None and models is None:
-        return plan
-    want = {(t, m) for t, m in plan if t in (tasks or slugs) and m in (models or list(MODELS))}
+    chosen = set(MODELS if models == ["all"] else (models or DEFAULT_MODELS))
+    want = {(t, m) for t, m in plan if t in (tasks or slugs) and m in chosen}
     todo = list(want)
     while todo:
         task, model = todo.pop()

@@ -63,7 +63,41 @@ MODELS: dict[str, tuple[str, bool, bool, str]] = {
     "medfuse": ("MedFuse", True, True, "LSTM fusion of the EHR and CXR embeddings (MedFuse)."),
     "daft": ("DAFT", True, True, "Dynamic affine feature-map transform (DAFT)."),
     "mmtm": ("MMTM", True, True, "Multimodal transfer module (MMTM)."),
+    # CareBench's strategies built for missing modalities.
+    "drfuse": ("DrFuse", True, True, "Shared and modality-specific parts, disentangled (DrFuse)."),
+    "shaspec": (
+        "ShaSpec",
+        True,
+        True,
+        "Shared and specific features; missing ones from shared (ShaSpec).",
+    ),
+    "m3care": ("M3Care", True, True, "Missing image imputed from similar patients' (M3Care)."),
+    "smil": ("SMIL", True, True, "Missing image reconstructed from learned priors (SMIL)."),
+    "umse": (
+        "UMSE",
+        True,
+        True,
+        "Unified embeddings with modality tokens and skip-bottleneck (UMSE).",
+    ),
+    "healnet": (
+        "HEALNet",
+        True,
+        True,
+        "Hybrid early fusion through a shared latent array (HEALNet).",
+    ),
+    "flexmoe": ("Flex-MoE", True, True, "Experts routed by the modalities present (Flex-MoE)."),
+    # CareBench's strategies for complete modalities.
+    "utde": ("UTDE", True, True, "Gated fusion of the two modalities' embeddings (UTDE)."),
+    "aug": ("AUG", True, True, "Unimodal heads guide the weaker modality's learning (AUG)."),
+    "inforeg": ("InfoReg", True, True, "The faster modality's learning slowed early on (InfoReg)."),
 }
+
+# What the demo trains unless told otherwise: MedMod's eight models and three of CareBench's
+# strategies (the full set: ``--baseline-models all``).
+DEFAULT_MODELS: tuple[str, ...] = (
+    "ehr", "cxr", "late", "early", "joint", "medfuse", "daft", "mmtm",
+    "drfuse", "healnet", "utde",
+)  # fmt: skip
 
 
 @dataclass(frozen=True)

@@ -110,8 +110,8 @@ class Command(BaseCommand):
         )  # fmt: skip
         parser.add_argument(
             "--baseline-models", default="", metavar="M1,M2",
-            help="with --train-baselines: MedMod's models to train, with those they build on "
-            "(default: all)",
+            help="with --train-baselines: the reference models to train, with those they build "
+            "on, or 'all' (default: MedMod's eight and three of CareBench's strategies)",
         )  # fmt: skip
         parser.add_argument(
             "--only-static", action="store_true", help="collect the static files, then exit"
@@ -222,7 +222,7 @@ class Command(BaseCommand):
             return [v.strip() for v in value.split(",") if v.strip()] or None
 
         tasks, models = names(opts["baseline_tasks"]), names(opts["baseline_models"])
-        unknown = [m for m in models or [] if m not in BASELINE_MODELS]
+        unknown = [m for m in models or [] if m not in BASELINE_MODELS and m != "all"]
         if unknown:
             raise CommandError(
                 f"unknown model(s) {', '.join(unknown)}; the models are {', '.join(BASELINE_MODELS)}"
