@@ -30,12 +30,10 @@ from leaderboard.containers import (
     ImageArchiveError,
     Limits,
     RunStatus,
-    cleanup_stale,
     combine_predictions,
     inspect_image_archive,
-    run_all_scenarios,
 )
-from leaderboard.containers.engine import remove_overdue
+from leaderboard.containers.executor import Executor, executor_for
 from leaderboard.containers.inputs import container_scenarios, cut_at_prediction_time
 from leaderboard.containers.limits import MiB
 from leaderboard.containers.output import keep_units, remove_tree
@@ -62,9 +60,20 @@ WRONG_PREDICTIONS = (
 MSG_COMBINE = "the scenarios' prediction files do not have the same columns ({detail})"
 
 
-def container_limits() -> Limits:
-    """The runner's limits, from settings (CONTAINER_*)."""
+def container_executor() -> Executor:
+    """The backend of container runs (``CONTAINER_EXECUTOR``), with this host's GPUs
+    (``WORKER_GPUS``): the only place the services learn which backend runs models."""
+    return executor_for(
+        settings.CONTAINER_EXECUTOR,
+        gpus=settings.WORKER_GPUS,
+        lock_dir=Path(settings.CONTAINER_WORK_DIR) / ".gpu-slots",
+    )
+
+
+def container_limits(*, gpus: int = 0) -> Limits:
+    """The runner's limits, from settings (CONTAINER_*), and the GPUs of a run."""
     return DEFAULT_LIMITS.with_(
+        gpus=gpus,
         archive_bytes=settings.CONTAINER_MAX_UPLOAD_BYTES,
         cpus=float(settings.CONTAINER_CPUS),
         memory_bytes=int(settings.CONTAINER_MEMORY_MB) * MiB,
@@ -165,13 +174,13 @@ def container_predictions(
     bench = benchmark_open(benchmark=submission.task.benchmark)
     # A suite whose public test files end at its one prediction time is run on those files;
     # any other through the streaming gateway.
-    run = run_all_scenarios(
+    run = container_executor().run_submission(
         archive,
         benchmark=bench,
         task=submission.task.slug,
         work_dir=work_dir,
         scenarios=container_scenarios(bench),
-        limits=container_limits(),
+        limits=container_limits(gpus=1 if submission.needs_gpu else 0),
         run_id=run_id,
         mode="batch" if cut_at_prediction_time(bench) else "stream",
     )
@@ -222,18 +231,14 @@ def container_runs_reap(*, run_ids: Collection[str] = (), sweep: bool = True) ->
     leftovers of any run older than ``CONTAINER_LEASE``. An engine that cannot be reached
     (e.g. the reaper runs on a host without one) is logged, not raised."""
     removed = {"containers": 0, "images": 0, "overdue": 0}
-    reports = []
     try:
-        if run_ids:
-            reports.append(cleanup_stale(0, run_ids=list(run_ids)))
-        if sweep:
-            reports.append(cleanup_stale(settings.CONTAINER_LEASE))
-        else:
-            reports.append(remove_overdue())
+        report = container_executor().reap(
+            run_ids=list(run_ids), max_age=settings.CONTAINER_LEASE if sweep else None
+        )
     except (EngineError, OSError) as exc:
         log.warning("container reaper: the engine cannot be reached: %s", exc)
-    for report in reports:
-        removed["containers"] += len(report.containers)
-        removed["images"] += len(report.images)
-        removed["overdue"] += len(report.overdue)
+        return removed
+    removed["containers"] += len(report.containers)
+    removed["images"] += len(report.images)
+    removed["overdue"] += len(report.overdue)
     return removed
