@@ -20,6 +20,7 @@ from benchmark_data.suite import BUILTIN_SUITES, Suite, builtin_suite, load_suit
 from benchmark_data.tasks import TASKS
 from scoring.errors import ScoringInputError
 from scoring.report import report_json, score_predictions
+from scoring.report_types import ScoreReport
 from scoring.truth import TruthError, truth_from_benchmark, truth_from_csv, units_for_validation
 from scoring.validation import read_predictions
 
@@ -102,7 +103,7 @@ class _Bar:
             self.bar.close()
 
 
-def _summary_line(report: dict[str, Any]) -> str:
+def _summary_line(report: ScoreReport) -> str:
     s = report["summary"]
     ci = s["ci"]
     ci_text = f"[{ci[0]:.4f}, {ci[1]:.4f}]" if ci[0] is not None else "[n/a]"

@@ -43,10 +43,18 @@ rounded to the same decimals, so the rounded CI still holds the rounded estimate
 from __future__ import annotations
 
 import math
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, cast
 
+from benchmark_data.tasks import DEFAULT_SCENARIO
 from scoring import plots
 from scoring.report import summarize
+from scoring.report_types import Robustness, ScenarioSection, ScoreReport
+
+# A report as it may leave the platform: the sections of a ScoreReport with every figure
+# bounded, no seed and no replicates, coarse curves, and a ``disclosure`` note. Its
+# ``summary`` is there only when the main scenario's primary metric may be shown.
+ReportView = dict[str, Any]
 
 MAX_DECIMALS = 3
 MIN_DECIMALS = 1
@@ -449,13 +457,11 @@ def disclose_summary(summary: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _robustness(
-    rob: dict[str, Any], report: dict[str, Any], scenarios: dict[str, Any]
-) -> dict[str, Any]:
+def _robustness(rob: Robustness, scenarios: Mapping[str, ScenarioSection]) -> dict[str, Any]:
     """Scenario values, drops and AUDC rounded with the primary metric's sensitivity on
     the paired units (a drop, a difference of two figures, with twice of it)."""
-    prim = str(rob.get("metric") or report.get("primary_metric"))
-    effect = unit_effect(prim, scenario_counts(scenarios.get("paired", {})))
+    paired = scenarios.get(DEFAULT_SCENARIO)
+    effect = unit_effect(rob["metric"], scenario_counts(dict(paired) if paired else {}))
     out = disclose_figures({k: v for k, v in rob.items() if k not in ("curve", "drops", "audc")})
 
     def bounded(entry: Any, scale: float = 1.0) -> Any:
@@ -466,23 +472,24 @@ def _robustness(
         )
         return {**disclose_figures(entry), "value": value, "ci": ci}
 
-    out["curve"] = [bounded(c) for c in rob.get("curve", [])]
-    out["drops"] = {s: bounded(d, 2.0) for s, d in (rob.get("drops") or {}).items()}
-    out["audc"] = bounded(rob.get("audc"))
+    out["curve"] = [bounded(c) for c in rob["curve"]]
+    out["drops"] = {s: bounded(d, 2.0) for s, d in rob["drops"].items()}
+    out["audc"] = bounded(rob["audc"])
     return out
 
 
-def participant_report(report: dict[str, Any]) -> dict[str, Any]:
+def participant_report(report: ScoreReport) -> ReportView:
     """The report as a participant (the entry's owner included) or the public sees it.
 
     Parameters
     ----------
-    report : dict
-        A stored report (full precision, with replicates and seed).
+    report : ScoreReport
+        A report of the current version (full precision, with replicates and seed): a
+        stored one goes through :func:`scoring.report_reader.read_report` first.
 
     Returns
     -------
-    dict
+    ReportView
         The same sections with bounded figures, coarse curves, no seed and no per-replicate
         values; ``summary`` and ``plots`` rebuilt from them; ``disclosure`` says how.
     """
@@ -491,26 +498,23 @@ def participant_report(report: dict[str, Any]) -> dict[str, Any]:
         if k in WITHHELD_KEYS or k in ("scenarios", "curves", "plots", "summary"):
             continue
         view[k] = disclose_figures(v)
-    scenarios = report.get("scenarios", {})
-    view["scenarios"] = {s: _scenario(sec) for s, sec in scenarios.items()}
-    view["fairness"] = _fairness(
-        report.get("fairness") or {}, scenarios, report.get("main_scenario")
-    )
-    view["robustness"] = _robustness(report.get("robustness") or {}, report, scenarios)
-    curves = report.get("curves") or {}
+    scenarios = report["scenarios"]
+    main = report["main_scenario"]
+    view["scenarios"] = {s: _scenario(dict(sec)) for s, sec in scenarios.items()}
+    view["fairness"] = _fairness(dict(report["fairness"]), dict(scenarios), main)
+    view["robustness"] = _robustness(report["robustness"], scenarios)
+    curves = report["curves"]
     coarse: dict[str, Any] = {}
     if "roc" in curves:
-        coarse["roc"] = _coarse_curve(curves["roc"], "fpr", "tpr")
+        coarse["roc"] = _coarse_curve(dict(curves["roc"]), "fpr", "tpr")
     if "pr" in curves:
-        coarse["pr"] = _coarse_curve(curves["pr"], "recall", "precision")
+        coarse["pr"] = _coarse_curve(dict(curves["pr"]), "recall", "precision")
     if "reliability" in curves:
-        coarse["reliability"] = _reliability(curves["reliability"])
+        coarse["reliability"] = _reliability(dict(curves["reliability"]))
     view["curves"] = {k: v for k, v in coarse.items() if v}
-    main = report.get("main_scenario")
-    if main in view["scenarios"] and report.get("primary_metric") in view["scenarios"][main].get(
-        "metrics", {}
-    ):
-        view["summary"] = summarize(view)
+    if report["primary_metric"] in view["scenarios"][main]["metrics"]:
+        # The view holds the report's sections, bounded: its summary is built the same way.
+        view["summary"] = summarize(cast(ScoreReport, view))
     # Error bars are differences of rounded figures: their float tails are rounded away.
     view["plots"] = disclose_figures(plots.report_figures(view), decimals=MAX_DECIMALS)
     view["disclosure"] = {
@@ -528,6 +532,7 @@ __all__ = [
     "MAX_DECIMALS",
     "MIN_BIN_UNITS",
     "MIN_COUNTED_UNITS",
+    "ReportView",
     "decimals_for",
     "disclose_figures",
     "participant_report",

@@ -4,6 +4,8 @@ A report holds everything needed to publish and compare an entry without rescori
 inputs' hashes, the seed and replicate count, per scenario the point estimates and 95% CIs
 of every metric, per-label results, fairness, robustness, plots built from aggregates, and
 the per-replicate values of the primary metric. It never holds a per-unit label or score.
+Its types, and its version (the ``schema`` key), are in :mod:`scoring.report_types`; a
+stored report is read back, whatever its version, with :func:`scoring.report_reader.read_report`.
 """
 
 from __future__ import annotations
@@ -11,24 +13,30 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Callable
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, cast
 
 import numpy as np
 
-from benchmark_data.tasks import METRICS
+from benchmark_data.tasks import DEFAULT_SCENARIO, METRICS, NATURAL_SCENARIO
 from scoring import plots
 from scoring.bootstrap import ReplicatePlan, make_plan, percentile_ci, replicate_seed
 from scoring.curves import pr_band, reliability, roc_band
 from scoring.fairness import fairness_report
 from scoring.metrics import DECISION_REFUSAL_POLICY, compute_metrics
+from scoring.report_types import (
+    REPORT_SCHEMA,
+    Curves,
+    Estimate,
+    GapSummary,
+    ScenarioSection,
+    ScoreReport,
+    Summary,
+)
 from scoring.robustness import suite_robustness
 from scoring.truth import Truth
 from scoring.validation import DEFAULT_MAX_BYTES, Predictions, read_predictions
 from scoring.version import SCORER_VERSION
 
-# 2: fairness gained intersections, per-group error rates and calibration, the has-image
-# attribute and missing_images; reports of schema 1 lack them and still render.
-REPORT_SCHEMA = 2
 REPLICATE_DECIMALS = 7
 
 Progress = Callable[[str, float], None]
@@ -41,7 +49,7 @@ def _f(x: Any) -> float | None:
     return x if np.isfinite(x) else None
 
 
-def _vc(value: float, reps: np.ndarray) -> dict[str, Any]:
+def _vc(value: float, reps: np.ndarray) -> Estimate:
     lo, hi = percentile_ci(reps)
     return {"value": _f(value), "ci": [_f(lo), _f(hi)]}
 
@@ -57,17 +65,18 @@ def _scenario_report(
     rows: np.ndarray,
     plan: ReplicatePlan,
     threshold: float,
-) -> tuple[dict[str, Any], np.ndarray, float]:
+) -> tuple[ScenarioSection, np.ndarray, float]:
     task = truth.task
     mv = compute_metrics(
         task, preds.form, truth.y, values, plan=plan, rows=rows, threshold=threshold
     )
     primary = task.primary_metric if preds.form != "decision" else "accuracy"
-    sec: dict[str, Any] = {
+    sec: ScenarioSection = {
         "n_units": int(rows.sum()),
         "n_patients": int(np.unique(truth.clusters[rows]).size),
         "metrics": {m: _vc(mv.point[m], mv.replicates[m]) for m in mv.point},
         "degenerate_replicates": {m: int(n) for m, n in mv.degenerate.items() if n},
+        "replicates": _replicate_list(mv.replicates[primary]),
     }
     if task.kind == "binary":
         sec["prevalence"] = _f(np.mean(truth.y[rows]))
@@ -92,18 +101,17 @@ def _scenario_report(
             }
             for slug, vals in mv.per_label.items()
         }
-    sec["replicates"] = _replicate_list(mv.replicates[primary])
     return sec, mv.replicates[primary], float(mv.point[primary])
 
 
 def _curves(
     truth: Truth, preds: Predictions, values: np.ndarray, rows: np.ndarray, plan: ReplicatePlan
-) -> dict[str, Any]:
+) -> Curves:
     """Aggregate curves for the plots: binary probability entries only (ROC, PR with bands,
     reliability); multi-label entries get micro-averaged ROC and PR bands."""
     task = truth.task
     if preds.form != "probability":
-        return {}
+        return Curves()
     if task.kind == "binary":
         y, p, r, pl = truth.y, values, rows, plan
     elif task.kind == "multilabel":
@@ -118,10 +126,11 @@ def _curves(
             unit_cluster=np.repeat(plan.unit_cluster, n_labels),
         )
     else:
-        return {}
-    out = {"roc": roc_band(y, p, plan=pl, rows=r), "pr": pr_band(y, p, plan=pl, rows=r)}
+        return Curves()
+    out = Curves(roc=cast(Any, roc_band(y, p, plan=pl, rows=r)),
+                 pr=cast(Any, pr_band(y, p, plan=pl, rows=r)))  # fmt: skip
     if task.kind == "binary":
-        out["reliability"] = reliability(y, p, rows=r, plan=pl)
+        out["reliability"] = cast(Any, reliability(y, p, rows=r, plan=pl))
     return out
 
 
@@ -133,8 +142,8 @@ def build_report(
     seed: int | None = None,
     threshold: float | None = None,
     progress: Progress | None = None,
-) -> dict[str, Any]:
-    """Score validated predictions against a truth; returns the JSON-able report.
+) -> ScoreReport:
+    """Score validated predictions against a truth; returns the report (plain JSON).
     ``threshold``: the task's declared threshold (MedMod: 0.5) unless given."""
     task = truth.task
     threshold = task.threshold if threshold is None else threshold
@@ -142,22 +151,23 @@ def build_report(
     rseed = replicate_seed(benchmark_hash=truth.source_hash, task=task.slug, seed=seed)
     plan = make_plan(truth.clusters, n_replicates=replicates, seed=rseed)
     primary = task.primary_metric if preds.form != "decision" else "accuracy"
-    base = preds.values["paired"]
+    base = preds.values[DEFAULT_SCENARIO]
+    whole = (DEFAULT_SCENARIO, NATURAL_SCENARIO)  # scored on the file's own rows
 
     scenario_names = [s for s in truth.suite.scenarios if s in truth.scenarios]
-    scored = [s for s in scenario_names if s in ("paired", "natural") or s in preds.values]
-    scenarios: dict[str, Any] = {}
+    scored = [s for s in scenario_names if s in whole or s in preds.values]
+    scenarios: dict[str, ScenarioSection] = {}
     points: dict[str, float] = {}
     reps: dict[str, np.ndarray] = {}
     for i, s in enumerate(scored):
         step(f"scoring scenario {s}", i / (len(scored) + 2))
-        values = base if s in ("paired", "natural") else preds.values[s]
+        values = base if s in whole else preds.values[s]
         rows = truth.scenario_units(s)
         sec, r, point = _scenario_report(truth, preds, values, rows, plan, threshold)
         scenarios[s] = sec
         points[s], reps[s] = point, r
 
-    main = "paired" if "paired" in scenarios else "natural"
+    main = DEFAULT_SCENARIO if DEFAULT_SCENARIO in scenarios else NATURAL_SCENARIO
     step("fairness", len(scored) / (len(scored) + 2))
     fairness = fairness_report(
         truth,
@@ -167,12 +177,18 @@ def build_report(
         rows=truth.scenario_units(main),
         threshold=threshold,
         scenario=main,
-        natural=(points["natural"], reps["natural"]) if "natural" in points else None,
+        natural=(
+            (points[NATURAL_SCENARIO], reps[NATURAL_SCENARIO])
+            if NATURAL_SCENARIO in points
+            else None
+        ),
     )
     robustness = suite_robustness(primary, points, reps, truth.suite)
     step("plots", (len(scored) + 1) / (len(scored) + 2))
     curves = _curves(truth, preds, base, truth.scenario_units(main), plan)
 
+    # The sections built elsewhere (fairness, robustness: plain dicts) are typed here; the
+    # round trip through read_report in the tests checks them against the types.
     report: dict[str, Any] = {
         "schema": REPORT_SCHEMA,
         "task": task.slug,
@@ -206,69 +222,68 @@ def build_report(
         report["decision_policy"] = DECISION_REFUSAL_POLICY
     if preds.warnings:
         report["predictions"]["warnings"] = list(preds.warnings)
-    report["summary"] = summarize(report)
-    report["plots"] = plots.report_figures(report)
+    typed = cast(ScoreReport, report)
+    typed["summary"] = summarize(typed)
+    typed["plots"] = plots.report_figures(report)
     step("done", 1.0)
     # Round-trip through JSON so the returned object is exactly what gets stored.
-    return json.loads(report_json(report))
+    return cast(ScoreReport, json.loads(report_json(typed)))
 
 
-def summarize(report: dict[str, Any]) -> dict[str, Any]:
+def summarize(report: ScoreReport) -> Summary:
     """The few numbers a leaderboard row shows."""
-    main = report["scenarios"][report["main_scenario"]]
+    main_name = report["main_scenario"]
+    main = report["scenarios"][main_name]
     prim = report["primary_metric"]
     rob = report["robustness"]
-    fair_attrs = report["fairness"].get("attributes", {})
     # Attributes scored on another scenario (the has-image groups, on every unit) are left
     # out of the row's gaps, which are all on the main scenario's units.
-    gaps = {
-        a: {"worst_group": v.get("worst_group"), "gap": v.get("gap")}
-        for a, v in fair_attrs.items()
-        if "gap" in v and v.get("scenario", report["main_scenario"]) == report["main_scenario"]
+    gaps: dict[str, GapSummary] = {
+        a: {"worst_group": v.get("worst_group"), "gap": v["gap"]}
+        for a, v in report["fairness"]["attributes"].items()
+        if "gap" in v and v.get("scenario", main_name) == main_name
     }
     worst_gap = max(
-        (v["gap"]["value"] for v in gaps.values() if v["gap"] and v["gap"]["value"] is not None),
+        (g["value"] for v in gaps.values() if (g := v["gap"]) and g["value"] is not None),
         default=None,
     )
+    natural = report["scenarios"].get(NATURAL_SCENARIO)
+    prevalence = main.get("prevalence")
     return {
         "primary_metric": prim,
         "value": main["metrics"][prim]["value"],
         "ci": main["metrics"][prim]["ci"],
-        "scenario": report["main_scenario"],
+        "scenario": main_name,
         "metrics": main["metrics"],
-        "natural": report["scenarios"].get("natural", {}).get("metrics", {}).get(prim),
+        "natural": natural["metrics"].get(prim) if natural is not None else None,
         "robustness": {
-            "audc": rob.get("audc"),
-            "drop_cxr_missing_100": rob.get("drops", {}).get("cxr_missing_100"),
-            "scenarios_scored": rob.get("scenarios_scored", []),
+            "audc": rob["audc"],
+            "drop_cxr_missing_100": rob["drops"].get("cxr_missing_100"),
+            "scenarios_scored": rob["scenarios_scored"],
             # Each withheld modality's drop at its last level, and each ablation's value.
             "drops": {
                 s: d
                 for curve in (rob.get("modalities") or {"": rob}).values()
-                for s, d in (curve.get("drops") or {}).items()
+                for s, d in curve["drops"].items()
                 if s.endswith("_100")
             },
             "ablations": {
                 a["scenario"]: {"value": a["value"], "ci": a["ci"]}
                 for a in rob.get("ablations", [])
-                if a["scenario"] != "paired"
+                if a["scenario"] != DEFAULT_SCENARIO
             },
         },
         "fairness": {"max_gap": worst_gap, "attributes": gaps},
         # What bounds the row's published precision (scoring.disclosure.unit_effect).
         "counts": {
-            "n": main.get("n_units"),
-            "positives": (
-                round(main["prevalence"] * main["n_units"])
-                if main.get("prevalence") is not None
-                else None
-            ),
+            "n": main["n_units"],
+            "positives": (round(prevalence * main["n_units"]) if prevalence is not None else None),
             "predicted_positive": main.get("n_predicted_positive"),
         },
     }
 
 
-def report_json(report: dict[str, Any]) -> str:
+def report_json(report: ScoreReport | dict[str, Any]) -> str:
     """Canonical JSON text of a report (sorted keys): the same inputs give the same bytes."""
     return json.dumps(report, sort_keys=True, separators=(",", ":"), allow_nan=False)
 
@@ -282,7 +297,7 @@ def score_predictions(
     threshold: float | None = None,
     max_bytes: int = DEFAULT_MAX_BYTES,
     progress: Progress | None = None,
-) -> dict[str, Any]:
+) -> ScoreReport:
     """Validate a prediction file and score it (at the task's declared threshold unless
     ``threshold`` is given).
 
