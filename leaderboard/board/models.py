@@ -331,6 +331,12 @@ class Submission(models.Model):
     # A container entry that asks for a GPU: its runs go to the GPU runs' queue, and the
     # engine gives its container one GPU (docs/containers.md).
     needs_gpu = models.BooleanField("needs a GPU", default=False)
+    # A reference model trained with this share of the training and validation stays'
+    # chest X-rays withheld (the training-missingness sweep, docs/baselines.md): a variant
+    # of a reference entry, shown on the robustness view's curve and never ranked.
+    train_missing_rate = models.FloatField(
+        "share of training stays without their image", null=True, blank=True
+    )
 
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     queued_at = models.DateTimeField(null=True, blank=True)
@@ -374,6 +380,11 @@ class Submission(models.Model):
                 name="threshold_in_unit_interval",
             ),
             models.CheckConstraint(condition=Q(size__gte=0), name="size_not_negative"),
+            models.CheckConstraint(
+                condition=Q(train_missing_rate__isnull=True)
+                | Q(is_reference=True, train_missing_rate__gt=0, train_missing_rate__lt=1),
+                name="train_missing_rate_of_reference",
+            ),
             models.CheckConstraint(
                 condition=Q(public_id__regex=f"^{PUBLIC_ID_PATTERN}$"), name="public_id_form"
             ),
