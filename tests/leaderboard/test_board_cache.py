@@ -53,10 +53,10 @@ def test_filters_and_sort_apply_to_the_cached_board():
     full = leaderboard_rows(task=task)
     ehr_only = leaderboard_rows(task=task, modality="ehr")
     assert ehr_only.key == full.key
-    assert ehr_only.rows and all(not r.uses_cxr for r in ehr_only.rows)
+    assert ehr_only.rows and all("cxr" not in r.modalities for r in ehr_only.rows)
     # ranks are those of the whole board, not of the filtered rows
     assert {r.submission_id: r.rank for r in ehr_only.rows} == {
-        r.submission_id: r.rank for r in full.rows if not r.uses_cxr
+        r.submission_id: r.rank for r in full.rows if "cxr" not in r.modalities
     }
     worst_first = leaderboard_rows(task=task, order="desc")
     assert [r.submission_id for r in worst_first.rows] == [

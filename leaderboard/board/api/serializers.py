@@ -11,7 +11,8 @@ from rest_framework import serializers
 from benchmark_data.tasks import METRICS
 from leaderboard.board.models import DEFAULT_SUITE, Benchmark, Evaluation, Submission, Task, Track
 from leaderboard.board.selectors.submissions import benchmark_current, task_list
-from leaderboard.board.services.submissions import SubmissionMeta
+from leaderboard.board.selectors.worker_hosts import WAITING_FOR_GPU, gpu_worker_available
+from leaderboard.board.services.submissions import SubmissionMeta, submission_meta
 from scoring.disclosure import MIN_DECIMALS, round_figure, unit_effect
 
 
@@ -238,6 +239,11 @@ class SubmissionCreateSerializer(serializers.Serializer):
         choices=[Submission.Visibility.PUBLIC.value, Submission.Visibility.PRIVATE.value],
         default=Submission.Visibility.PUBLIC.value,
     )
+    needs_gpu = serializers.BooleanField(
+        default=False,
+        help_text="Container track: the model needs a GPU. Its runs wait for a worker host "
+        "with one (the entry's status says so while none is taking runs).",
+    )
 
     def validate_modalities(self, value: list[str]) -> list[str]:
         if len(set(value)) != len(value):
@@ -270,22 +276,15 @@ class SubmissionCreateSerializer(serializers.Serializer):
                 raise serializers.ValidationError(
                     {"image": ["an image is for the container track: add track=container."]}
                 )
+            if attrs.get("needs_gpu"):
+                raise serializers.ValidationError({"needs_gpu": [
+                    "a GPU is for a model the platform runs (track=container); a prediction "
+                    "file needs none: leave needs_gpu out."
+                ]})  # fmt: skip
         return attrs
 
     def meta(self) -> SubmissionMeta:
-        d = self.validated_data
-        return SubmissionMeta(
-            method_name=d["method_name"].strip(),
-            description=d.get("description", ""),
-            paper_url=d.get("paper_url", ""),
-            code_url=d.get("code_url", ""),
-            uses_ehr="ehr" in d["modalities"],
-            uses_cxr="cxr" in d["modalities"],
-            modalities=tuple(d["modalities"]),
-            training_data=d["training_data"].strip(),
-            threshold=d.get("threshold"),
-            visibility=d.get("visibility", Submission.Visibility.PUBLIC),
-        )
+        return submission_meta(self.validated_data, modalities=self.validated_data["modalities"])
 
 
 class HideSerializer(serializers.Serializer):
@@ -364,6 +363,7 @@ class SubmissionSerializer(serializers.ModelSerializer):
     team = serializers.CharField(source="team_label", read_only=True)
     modalities = serializers.ListField(child=serializers.CharField(), read_only=True)
     queue_position = serializers.SerializerMethodField()
+    waiting_for = serializers.SerializerMethodField()
     pending_evaluation = serializers.SerializerMethodField()
     latest = serializers.SerializerMethodField()
     url = serializers.SerializerMethodField()
@@ -376,7 +376,8 @@ class SubmissionSerializer(serializers.ModelSerializer):
             "description",
             "paper_url", "code_url", "modalities", "training_data", "threshold", "visibility",
             "is_reference", "original_filename", "sha256", "size", "status", "failure_kind",
-            "failure_code", "failure_reason", "queue_position", "pending_evaluation",
+            "failure_code", "failure_reason", "queue_position", "needs_gpu", "waiting_for",
+            "pending_evaluation",
             "latest", "created_at", "queued_at", "started_at", "scored_at", "published_at",
             "failed_at", "url",
         ]  # fmt: skip
@@ -389,6 +390,17 @@ class SubmissionSerializer(serializers.ModelSerializer):
     def get_queue_position(self, obj: Submission) -> int | None:
         pending = getattr(obj, "pending_evaluation_id", None)
         return self.context.get("queue_positions", {}).get(pending)
+
+    @extend_schema_field(OpenApiTypes.STR)
+    def get_waiting_for(self, obj: Submission) -> str:
+        """What the entry waits for beyond its turn in the queue: "waiting for a GPU worker"
+        while it needs a GPU and no GPU host takes runs; "" otherwise."""
+        if not obj.needs_gpu or obj.status not in (Submission.Status.SUBMITTED,
+                                                   Submission.Status.QUEUED):  # fmt: skip
+            return ""
+        if "gpu_worker_available" not in self.context:  # one look per response
+            self.context["gpu_worker_available"] = gpu_worker_available()
+        return "" if self.context["gpu_worker_available"] else WAITING_FOR_GPU
 
     @extend_schema_field(OpenApiTypes.OBJECT)
     def get_pending_evaluation(self, obj: Submission) -> dict[str, Any] | None:

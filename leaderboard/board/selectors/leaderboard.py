@@ -68,8 +68,8 @@ class BoardRow:
     is_reference: bool
     track: str
     track_title: str
-    uses_ehr: bool
-    uses_cxr: bool
+    # The suite's modality slugs the entry uses, as its submission holds them.
+    modalities: list[str]
     paper_url: str
     code_url: str
     evaluation_id: int
@@ -84,8 +84,6 @@ class BoardRow:
     replicates: list[float | None] = field(repr=False, default_factory=list)
     streamed: bool = False  # the platform streamed it through the gateway (reference)
     team_slug: str = ""  # the address of the entry's team's page, when it has a team
-    # The suite's modality slugs the entry uses (empty: those uses_ehr and uses_cxr say).
-    inputs: list[str] = field(default_factory=list)
     # The primary figure as published (scoring.disclosure); value/ci above stay at full
     # precision for the ranking, the paired tests and the tiers.
     shown_value: float | None = None
@@ -114,12 +112,6 @@ class BoardRow:
         reference baseline the platform streamed. A prediction file's
         author held the inputs; nothing vouches for what the predictions were made from."""
         return self.verification == VERIFIED
-
-    @property
-    def modalities(self) -> list[str]:
-        if self.inputs:
-            return list(self.inputs)
-        return [m for m, used in (("ehr", self.uses_ehr), ("cxr", self.uses_cxr)) if used]
 
     @property
     def modalities_label(self) -> str:
@@ -264,8 +256,6 @@ STATE_FIELDS = (
     "streamed",
     "track__slug",
     "track__title",
-    "uses_ehr",
-    "uses_cxr",
     "modalities",
     "paper_url",
     "code_url",
@@ -318,7 +308,7 @@ def board_state(*, task: Task) -> BoardState:
     )
     for e in entries:
         digest.update(repr(tuple(e[f] for f in STATE_FIELDS)).encode())
-    key = f"board:v2:{task.pk}:{digest.hexdigest()[:32]}"
+    key = f"board:v3:{task.pk}:{digest.hexdigest()[:32]}"
     return BoardState(task=task, scorer_version=version, entries=entries, key=key)
 
 
@@ -360,9 +350,7 @@ def _row(entry: dict[str, Any], ev: Evaluation) -> BoardRow:
         streamed=entry["streamed"],
         track=entry["track__slug"],
         track_title=entry["track__title"],
-        uses_ehr=entry["uses_ehr"],
-        uses_cxr=entry["uses_cxr"],
-        inputs=list(entry["modalities"] or []),
+        modalities=list(entry["modalities"]),
         paper_url=entry["paper_url"],
         code_url=entry["code_url"],
         evaluation_id=ev.pk,
@@ -422,12 +410,10 @@ def build_ranked(state: BoardState) -> dict[str, Any]:
 def row_matches(row: BoardRow, *, track: str, modality: str) -> bool:
     if track and row.track != track:
         return False
-    if modality == "ehr+cxr":
-        return row.uses_ehr and row.uses_cxr
-    if modality == "ehr":
-        return row.uses_ehr and not row.uses_cxr
-    if modality == "cxr":
-        return row.uses_cxr and not row.uses_ehr
+    if modality and modality in MODALITY_FILTERS:
+        # MedMod's filters: exactly these of its two inputs.
+        used = {m for m in row.modalities if m in ("ehr", "cxr")}
+        return used == set(modality.split("+"))
     return True
 
 

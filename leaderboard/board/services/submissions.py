@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -74,11 +75,32 @@ class SubmissionMeta:
     visibility: str = V.PUBLIC
     # The suite's modality slugs the entry uses; empty: those uses_ehr and uses_cxr say.
     modalities: tuple[str, ...] = ()
+    # A container entry that needs a GPU (its runs wait for a GPU host).
+    needs_gpu: bool = False
 
     def modality_slugs(self) -> list[str]:
         if self.modalities:
             return list(self.modalities)
         return [m for m, used in (("ehr", self.uses_ehr), ("cxr", self.uses_cxr)) if used]
+
+
+def submission_meta(data: Mapping[str, Any], *, modalities: Iterable[str]) -> SubmissionMeta:
+    """What the submission form or the API's serializer says about an entry (their cleaned
+    data), with the suite's modality slugs the entry uses."""
+    used = tuple(modalities)
+    return SubmissionMeta(
+        method_name=data["method_name"].strip(),
+        description=data.get("description", ""),
+        paper_url=data.get("paper_url", ""),
+        code_url=data.get("code_url", ""),
+        uses_ehr="ehr" in used,
+        uses_cxr="cxr" in used,
+        modalities=used,
+        training_data=data["training_data"].strip(),
+        threshold=data.get("threshold"),
+        visibility=data.get("visibility", V.PUBLIC),
+        needs_gpu=bool(data.get("needs_gpu")),
+    )
 
 
 # What the streaming gateway reveals to a container (leaderboard/containers/gateway): the ICU
@@ -434,6 +456,7 @@ def _new_submission(
         training_data=meta.training_data,
         threshold=meta.threshold,
         visibility=meta.visibility,
+        needs_gpu=meta.needs_gpu,
         is_reference=is_reference,
         streamed=streamed,
         sha256=info.sha256,

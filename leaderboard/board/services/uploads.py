@@ -36,49 +36,50 @@ def upload_suffix(name: str) -> str:
     return ""
 
 
+def _upload_name(upload: UploadedFile) -> str:
+    """The file name the client gave, without folders, cut to 255 characters."""
+    return (upload.name or "").rsplit("/", 1)[-1][:255]
+
+
+def _hash_upload(upload: UploadedFile, *, limit: int, field: str) -> tuple[str, int]:
+    """The upload's sha256 and size, read in chunks; refuses it as soon as it passes
+    ``limit`` bytes (before reading when the client stated a larger size)."""
+    image = field == "image"
+    if upload.size is not None and upload.size > limit:
+        raise UploadInvalid(
+            too_large_message(limit=limit, size=upload.size, image=image), field=field
+        )
+    digest = hashlib.sha256()
+    size = 0
+    upload.seek(0)
+    for chunk in upload.chunks():
+        size += len(chunk)
+        if size > limit:
+            raise UploadInvalid(too_large_message(limit=limit, image=image), field=field)
+        digest.update(chunk)
+    upload.seek(0)
+    return digest.hexdigest(), size
+
+
 def check_prediction_upload(*, upload: UploadedFile | None) -> UploadInfo:
     """Hash the upload in chunks and refuse an empty, oversized or non-CSV file."""
     if upload is None:
         raise UploadInvalid("No file was uploaded: attach the prediction CSV.", field="file")
-    name = (upload.name or "").rsplit("/", 1)[-1][:255]
+    name = _upload_name(upload)
     suffix = upload_suffix(name)
     if not suffix:
         raise UploadInvalid(
             f"{name!r} is not a CSV file: upload a .csv or .csv.gz prediction file.", field="file"
         )
-    limit = settings.MAX_UPLOAD_BYTES
-    if upload.size is not None and upload.size > limit:
-        raise UploadInvalid(too_large_message(limit=limit, size=upload.size), field="file")
-    digest = hashlib.sha256()
-    size = 0
-    upload.seek(0)
-    for chunk in upload.chunks():
-        size += len(chunk)
-        if size > limit:
-            raise UploadInvalid(too_large_message(limit=limit), field="file")
-        digest.update(chunk)
-    upload.seek(0)
+    sha256, size = _hash_upload(upload, limit=settings.MAX_UPLOAD_BYTES, field="file")
     if size == 0:
         raise UploadInvalid(
             "The file is empty: a prediction file is a CSV file with a header row.", field="file"
         )
-    return UploadInfo(sha256=digest.hexdigest(), size=size, suffix=suffix, original_name=name)
+    return UploadInfo(sha256=sha256, size=size, suffix=suffix, original_name=name)
 
 
 IMAGE_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tar.xz")
-
-
-def _hash_upload(upload: UploadedFile, *, limit: int, image: bool) -> tuple[str, int]:
-    digest = hashlib.sha256()
-    size = 0
-    upload.seek(0)
-    for chunk in upload.chunks():
-        size += len(chunk)
-        if size > limit:
-            raise UploadInvalid(too_large_message(limit=limit, image=image), field="image")
-        digest.update(chunk)
-    upload.seek(0)
-    return digest.hexdigest(), size
 
 
 def check_image_upload(*, upload: UploadedFile | None) -> UploadInfo:
@@ -93,13 +94,8 @@ def check_image_upload(*, upload: UploadedFile | None) -> UploadInfo:
             "No image was uploaded: attach the output of `docker save` in the image field.",
             field="image",
         )
-    name = (upload.name or "").rsplit("/", 1)[-1][:255]
-    limit = settings.CONTAINER_MAX_UPLOAD_BYTES
-    if upload.size is not None and upload.size > limit:
-        raise UploadInvalid(
-            too_large_message(limit=limit, size=upload.size, image=True), field="image"
-        )
-    sha256, size = _hash_upload(upload, limit=limit, image=True)
+    name = _upload_name(upload)
+    sha256, size = _hash_upload(upload, limit=settings.CONTAINER_MAX_UPLOAD_BYTES, field="image")
     if size == 0:
         raise UploadInvalid(
             "The image archive is empty: upload the output of `docker save -o my-model.tar "

@@ -21,7 +21,7 @@ from leaderboard.board.services.logins import (
     login_failed,
     login_succeeded,
 )
-from leaderboard.board.services.submissions import SubmissionMeta
+from leaderboard.board.services.submissions import SubmissionMeta, submission_meta
 
 # Short labels of the modality boxes (the suite's title otherwise).
 MODALITY_LABELS = {"ehr": "ICU time series (EHR)", "cxr": "Chest X-rays (CXR)"}
@@ -48,6 +48,11 @@ class SubmissionForm(forms.Form):
         "(gzip, bzip2 or xz compression accepted). The platform runs it with no network once "
         "per missing-modality scenario and scores what it writes to /output/predictions.csv.",
         widget=forms.ClearableFileInput(attrs={"accept": ".tar,.tgz,.gz,.bz2,.xz"}),
+    )
+    needs_gpu = forms.BooleanField(
+        required=False,
+        label="The model needs a GPU",
+        help_text="Container track: its runs wait for a worker host with a GPU.",
     )
     method_name = forms.CharField(max_length=120, label="Method name")
     description = forms.CharField(
@@ -129,21 +134,13 @@ class SubmissionForm(forms.Form):
             if not data.get("file") and "file" not in self.errors:
                 self.add_error("file", "This field is required.")
             data["image"] = None
+            data["needs_gpu"] = False  # a prediction file is not run
         return data
 
     def meta(self) -> SubmissionMeta:
         d = self.cleaned_data
-        return SubmissionMeta(
-            method_name=d["method_name"].strip(),
-            description=d.get("description", ""),
-            paper_url=d.get("paper_url", ""),
-            code_url=d.get("code_url", ""),
-            uses_ehr=bool(d.get("uses_ehr")),
-            uses_cxr=bool(d.get("uses_cxr")),
-            modalities=tuple(m.slug for m in self.suite.modalities if d.get(f"uses_{m.slug}")),
-            training_data=d["training_data"].strip(),
-            threshold=d.get("threshold"),
-            visibility=d["visibility"],
+        return submission_meta(
+            d, modalities=[m.slug for m in self.suite.modalities if d.get(f"uses_{m.slug}")]
         )
 
 
