@@ -25,6 +25,8 @@ from leaderboard.board.models import (
     Track,
 )
 from leaderboard.board.services.identity import account_create
+from scoring.report import summarize
+from scoring.report_types import REPORT_SCHEMA
 from scoring.version import SCORER_VERSION
 
 
@@ -141,6 +143,46 @@ def fake_scores(value: float, *, seed: int, replicates: int = 1000) -> dict:
     }
 
 
+def fake_report(
+    value: float,
+    *,
+    seed: int,
+    replicates: int = 1000,
+    scorer_version: str = SCORER_VERSION,
+    benchmark_hash: str = "",
+    summary: dict | None = None,
+) -> dict:
+    """A whole score report of the current version, centred on ``value`` (the scenario
+    ``paired`` only, no fairness groups, no curves): what the reader takes for a report."""
+    scores = fake_scores(value, seed=seed, replicates=replicates)
+    metrics = scores["summary"]["metrics"]
+    levels = [f"cxr_missing_{p}" for p in MEDMOD.modality("cxr").withheld_levels]
+    report = {
+        "schema": REPORT_SCHEMA, "task": "in-hospital-mortality",
+        "scorer_version": scorer_version, "seed": seed, "replicates": replicates,
+        "resampling": "patients (subject_id)", "ci": "percentile, 95%",
+        "benchmark": {"name": "synthetic", "version": "1", "hash": benchmark_hash},
+        "predictions": {"sha256": "0" * 64, "size": 1000, "rows": 400, "form": "probability",
+                        "scenarios": ["paired"]},
+        "threshold": 0.5, "primary_metric": "auroc", "greater_is_better": True,
+        "main_scenario": "paired",
+        "scenarios": {"paired": {
+            "n_units": 400, "n_patients": 400, "metrics": metrics, "degenerate_replicates": {},
+            "replicates": scores["replicate_values"], "prevalence": 0.2,
+            "n_predicted_positive": 100,
+        }},
+        "fairness": {"metric": "auroc", "threshold": 0.5, "scenario": "paired",
+                     "min_group_size": {"units": 50, "patients": 50, "per_class": 10},
+                     "attributes": {}, "intersections": {}},
+        "robustness": {"metric": "auroc", "scenarios_scored": ["paired"],
+                       "scenarios_missing": levels, "drops": {}, "curve": [], "audc": None,
+                       "modality": "cxr", "modality_title": "Chest X-ray"},
+        "curves": {}, "plots": {},
+    }  # fmt: skip
+    report["summary"] = summary if summary is not None else summarize(report)
+    return report
+
+
 class EvaluationFactory(factory.django.DjangoModelFactory):
     """A finished, successful run under the current scorer version."""
 
@@ -186,9 +228,5 @@ class EvaluationFactory(factory.django.DjangoModelFactory):
 
     @factory.lazy_attribute
     def report(self):
-        return {
-            "task": "in-hospital-mortality",
-            "summary": self.summary,
-            "scenarios": {},
-            "plots": {},
-        }
+        return fake_report(self.value, seed=self.seed, scorer_version=self.scorer_version,
+                           benchmark_hash=self.benchmark_hash or "")  # fmt: skip

@@ -28,13 +28,13 @@ from leaderboard.board.services.notifications import (
     notification_settings_update,
 )
 from leaderboard.board.services.submissions import SubmissionMeta, submission_create
-from scoring.version import SCORER_VERSION
 from tests.leaderboard.conftest import wait_for
 from tests.leaderboard.factories import (
     EvaluationFactory,
     SubmissionFactory,
     TaskFactory,
     UserFactory,
+    fake_report,
     fake_scores,
 )
 
@@ -71,17 +71,8 @@ def _enter(owner, task, visibility="public"):
 
 def _report(task, value: float, seed: int = 1) -> dict:
     scores = fake_scores(value, seed=seed)
-    return {
-        "scorer_version": SCORER_VERSION,
-        "benchmark": {"hash": task.benchmark.manifest_hash},
-        "seed": 7,
-        "replicates": 1000,
-        "threshold": 0.5,
-        "predictions": {"form": "probability"},
-        "main_scenario": "paired",
-        "scenarios": {"paired": {"replicates": scores["replicate_values"]}},
-        "summary": scores["summary"],
-    }
+    return fake_report(value, seed=seed, benchmark_hash=task.benchmark.manifest_hash,
+                       summary=scores["summary"])  # fmt: skip
 
 
 def _finish(run, report, capture):

@@ -23,7 +23,7 @@ from leaderboard.board.services.submissions import (
     submission_hide,
     submission_publish,
 )
-from tests.leaderboard.factories import EvaluationFactory, SubmissionFactory
+from tests.leaderboard.factories import EvaluationFactory, SubmissionFactory, fake_report
 
 pytestmark = pytest.mark.django_db
 
@@ -116,12 +116,9 @@ def test_a_run_is_claimed_once_and_a_stale_worker_cannot_write_its_result(user, 
     assert evaluation_claim(evaluation_id=ev.pk, worker="w2") is None  # a duplicate message
     sub.refresh_from_db()
     assert sub.status == "running"
-    report = {
-        "scorer_version": "9.9.9", "benchmark": {"hash": ihm_task.benchmark.manifest_hash},
-        "seed": 1, "replicates": 10, "threshold": 0.5, "predictions": {"form": "probability"},
-        "main_scenario": "paired", "scenarios": {"paired": {"replicates": [0.5] * 10}},
-        "summary": {"primary_metric": "auroc", "value": 0.5, "ci": [0.4, 0.6]},
-    }  # fmt: skip
+    report = fake_report(0.5, seed=1, replicates=10, scorer_version="9.9.9",
+                         benchmark_hash=ihm_task.benchmark.manifest_hash)  # fmt: skip
+    report["scenarios"]["paired"]["replicates"] = [0.5] * 10
     import uuid
 
     assert (
@@ -165,8 +162,7 @@ def test_a_private_entry_is_scored_but_not_published(user, ihm_task):
     )
     sub = submission_create(owner=user, task=ihm_task, track=track, upload=_upload(), meta=meta)
     ev = evaluation_claim(evaluation_id=sub.evaluations.get().pk)
-    report = {"scorer_version": "1", "benchmark": {"hash": "h"}, "main_scenario": "paired",
-              "scenarios": {"paired": {"replicates": []}}, "summary": {"value": 0.7, "ci": [0.6, 0.8]}}  # fmt: skip
+    report = fake_report(0.7, seed=1, replicates=10, scorer_version="1", benchmark_hash="h")
     evaluation_finish(evaluation_id=ev.pk, run_token=ev.run_token, report=report, duration=1)
     sub.refresh_from_db()
     assert sub.status == "scored"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import logging
 
 from django.conf import settings
 from django.http import Http404, HttpResponse, QueryDict
@@ -70,6 +71,17 @@ from leaderboard.board.services.submissions import (
     submission_unpublish,
 )
 from scoring.disclosure import participant_report
+from scoring.report_reader import ReportFormatError, read_report
+
+log = logging.getLogger(__name__)
+
+
+class ReportUnreadable(exceptions.APIException):
+    """A stored report this version of the platform cannot read (written by a newer scorer,
+    or damaged): the reader's message says which key or version."""
+
+    status_code = status.HTTP_503_SERVICE_UNAVAILABLE
+    default_code = "report_unreadable"
 
 
 class CSVRenderer(BaseRenderer):
@@ -331,12 +343,20 @@ class SubmissionReportView(APIView):
             evaluation = evaluation_current_for_submission(submission=sub)
         if evaluation is None or evaluation.report is None:
             raise Http404("this entry has no score report yet")
+        try:
+            report = read_report(evaluation.report)
+        except ReportFormatError as exc:
+            log.error("run %s: its stored report cannot be read: %s", evaluation.pk, exc.message)
+            raise ReportUnreadable(
+                f"the score report of run {evaluation.pk} cannot be shown ({exc.message}); "
+                "ask the organizers to re-score the entry"
+            ) from None
         return Response(
             {
                 "entry_id": sub.public_id,
                 "evaluation_id": evaluation.pk,
                 "created_at": evaluation.created_at,
-                "report": participant_report(evaluation.report),
+                "report": participant_report(report),
             }
         )
 

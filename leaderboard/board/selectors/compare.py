@@ -38,7 +38,7 @@ from django.conf import settings
 from django.db.models import OuterRef, Subquery
 from django.http import Http404
 
-from benchmark_data.tasks import DEFAULT_SCENARIO, METRICS
+from benchmark_data.tasks import METRICS, NATURAL_SCENARIO
 from leaderboard.board.errors import ServiceError
 from leaderboard.board.models import PUBLIC_ID_PATTERN, Evaluation, Submission, Task
 from leaderboard.board.selectors.significance import N_PERMUTATIONS, comparison_tests
@@ -50,6 +50,8 @@ from leaderboard.board.selectors.submissions import (
 from scoring.compare import CompareInput, compare_to_reference
 from scoring.disclosure import participant_report, round_figure, scenario_counts, unit_effect
 from scoring.plots import overlay_figure
+from scoring.report_reader import ReportFormatError, read_report
+from scoring.report_types import ScoreReport
 
 MIN_ENTRIES = 2
 MAX_ENTRIES = 5
@@ -75,6 +77,10 @@ ERR_NOT_SCORED = (
     "entry {entry} has no result under the current scorer ({version}) on {benchmark} with "
     "{replicates} replicates yet (it is being scored, or awaits re-scoring), so it shares no "
     "replicates with the others. Compare it once its current result is in."
+)
+ERR_UNREADABLE = (
+    "entry {entry}: its current score report cannot be read ({reason}); compare the other "
+    "entries without it, or ask the organizers to re-score it."
 )
 ERR_MIXED_FORMS = (
     "entries {decision} answer yes/no (decision-only) and are ranked apart from probability "
@@ -319,18 +325,29 @@ def _bounded(
     }
 
 
-def _series(report: dict[str, Any], primary: str) -> tuple[dict, dict]:
+def _series(report: ScoreReport, primary: str) -> tuple[dict, dict]:
     """Point values and replicates of the primary metric per scenario: keys ("scenario",
     name). Not per group: those differences are withheld (NOTE_GROUPS_WITHHELD)."""
     values: dict[tuple, Any] = {}
     reps: dict[tuple, Any] = {}
-    for name, sec in (report.get("scenarios") or {}).items():
-        if sec.get("replicates"):
-            values[("scenario", name)] = ((sec.get("metrics") or {}).get(primary) or {}).get(
-                "value"
-            )
+    for name, sec in report["scenarios"].items():
+        if sec["replicates"]:
+            figure = sec["metrics"].get(primary)
+            values[("scenario", name)] = figure["value"] if figure else None
             reps[("scenario", name)] = sec["replicates"]
     return values, reps
+
+
+def _report(sub: Submission, run: Evaluation) -> ScoreReport:
+    """The entry's current report, read through the one reader (any stored version)."""
+    try:
+        return read_report(run.report)
+    except ReportFormatError as exc:
+        raise ComparisonRefused(
+            ERR_UNREADABLE.format(entry=sub.public_id, reason=exc.message),
+            field="entries",
+            code="report_unreadable",
+        ) from None
 
 
 def _ordered(names: list[str], order: tuple[str, ...]) -> list[str]:
@@ -360,10 +377,10 @@ def entries_compare(*, task: Task, entry_ids: list[str], reference: str, viewer:
         raise ComparisonRefused(
             ERR_MIXED_FORMS.format(decision=", ".join(decision)), field="entries"
         )
-    reports = {s.public_id: runs[s.pk].report or {} for s in subs}
+    reports = {s.public_id: _report(s, runs[s.pk]) for s in subs}
     ref_report = reports[reference]
-    primary = str(ref_report.get("primary_metric") or task.primary_metric)
-    main = str(ref_report.get("main_scenario") or DEFAULT_SCENARIO)
+    primary = ref_report["primary_metric"]
+    main = ref_report["main_scenario"]
     suite = task.benchmark.suite_declaration
 
     inputs = []
@@ -376,31 +393,32 @@ def entries_compare(*, task: Task, entry_ids: list[str], reference: str, viewer:
     )
 
     # Bounds of the differences: from the reference's counts (the units are every entry's).
-    ref_scenarios = ref_report.get("scenarios") or {}
+    ref_scenarios = ref_report["scenarios"]
 
     entries: list[ComparedEntry] = []
     metric_names: list[str] = [primary]
     scenario_names: list[str] = []
     group_names: dict[str, list[str]] = {}
-    views = {pid: participant_report(raw) if raw else {} for pid, raw in reports.items()}
+    views = {pid: participant_report(report) for pid, report in reports.items()}
     for sub in subs:
         view = views[sub.public_id]
-        main_sec = (view.get("scenarios") or {}).get(main) or {}
-        for m in main_sec.get("metrics") or {}:
+        # The reference's main scenario: on one benchmark, every entry's.
+        main_sec = view["scenarios"].get(main) or {"metrics": {}}
+        for m in main_sec["metrics"]:
             if m not in metric_names:
                 metric_names.append(m)
         scenarios = {}
-        for s, sec in (view.get("scenarios") or {}).items():
-            fig = (sec.get("metrics") or {}).get(primary)
+        for s, sec in view["scenarios"].items():
+            fig = sec["metrics"].get(primary)
             if fig is not None:
-                scenarios[s] = {**fig, "n_units": sec.get("n_units")}
+                scenarios[s] = {**fig, "n_units": sec["n_units"]}
                 if s not in scenario_names:
                     scenario_names.append(s)
         groups: dict[str, dict[str, Any]] = {}
-        for attr, entry in ((view.get("fairness") or {}).get("attributes") or {}).items():
+        for attr, entry in view["fairness"]["attributes"].items():
             shown = {
-                g: {"value": ge.get("value"), "ci": ge.get("ci"), "n_units": ge.get("n_units")}
-                for g, ge in (entry.get("groups") or {}).items()
+                g: {"value": ge["value"], "ci": ge["ci"], "n_units": ge["n_units"]}
+                for g, ge in entry["groups"].items()
             }
             groups[attr] = shown
             names = group_names.setdefault(attr, [])
@@ -435,13 +453,13 @@ def entries_compare(*, task: Task, entry_ids: list[str], reference: str, viewer:
                 published=sub.status == Submission.Status.PUBLISHED,
                 modalities=sub.modalities_label,
                 evaluation_id=runs[sub.pk].pk,
-                metrics=main_sec.get("metrics") or {},
+                metrics=main_sec["metrics"],
                 suppressed_metrics=list(
                     (main_sec.get("suppressed_metrics") or {}).get("metrics") or []
                 ),
                 scenarios=scenarios,
                 groups=groups,
-                curves=view.get("curves") or {},
+                curves=view["curves"],
                 difference=difference,
             )
         )
@@ -458,7 +476,7 @@ def entries_compare(*, task: Task, entry_ids: list[str], reference: str, viewer:
         reference=reference,
         entries=entries,
         metrics=metric_names,
-        scenarios=_ordered(scenario_names, (*suite.scenarios, "natural")),
+        scenarios=_ordered(scenario_names, (*suite.scenarios, NATURAL_SCENARIO)),
         groups=[(attr, names) for attr, names in group_names.items()],
         notes=notes,
         figures=_figures(entries),

@@ -25,7 +25,6 @@ from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from benchmark_data.tasks import DEFAULT_SCENARIO
 from leaderboard.board.errors import BenchmarkInvalid
 from leaderboard.board.models import AuditLog, Evaluation, Submission, Task, Track
 from leaderboard.board.selectors.benchmarks import task_truth
@@ -46,6 +45,7 @@ from leaderboard.board.services.notifications import (
     rank_before_rescore,
 )
 from leaderboard.containers import new_run_id
+from scoring.report_types import ScoreReport
 from leaderboard.containers.inputs import container_scenarios
 
 log = logging.getLogger(__name__)
@@ -167,122 +167,152 @@ def evaluation_run(*, evaluation_id: int, worker: str = "") -> Evaluation | None
     """Claim a queued run, score the submission's file and record the outcome.
 
     Returns the finished run, or None when there was nothing to do (a duplicate message).
-    """
-    from scoring.errors import ScoringInputError
-    from scoring.report import score_predictions
+@dataclass
+class _Run:
+    """A claimed run on its way through :func:`evaluation_run`'s steps."""
 
+    evaluation_id: int
+    token: uuid.UUID
+    submission: Submission
+    started: float = field(default_factory=time.perf_counter)
+    source: Any = None  # the prediction file (a path or an open file)
+    container: ContainerOutcome | None = None
+    work_dir: Any = None
+    max_bytes: int = 0
+
+    def elapsed(self) -> float:
+        return time.perf_counter() - self.started
+
+
+class _Stopped(Exception):
+    """A step ended the run early (a retry or a failure already recorded): ``result``."""
+
+    def __init__(self, result: Evaluation | None) -> None:
+        super().__init__()
+        self.result = result
+
+
+    """
     evaluation = evaluation_claim(evaluation_id=evaluation_id, worker=worker)
     if evaluation is None:
         log.info("scoring run %s: nothing to do (finished, taken or gone)", evaluation_id)
         return None
-    token = evaluation.run_token
-    submission = evaluation.submission
-    t0 = time.perf_counter()
-    source = None
-    container: ContainerOutcome | None = None
-    work_dir = None
-    max_bytes = settings.MAX_UPLOAD_BYTES
+    run = _Run(evaluation_id, evaluation.run_token, evaluation.submission,
+               max_bytes=settings.MAX_UPLOAD_BYTES)  # fmt: skip
     try:
-        truth = task_truth(task=submission.task)
-        if submission.is_container:
-            run_id = new_run_id()
-            Evaluation.objects.filter(pk=evaluation_id, run_token=token).update(
-                container_run_id=run_id
-            )
-            work_dir = container_work_dir(evaluation_id=evaluation_id, run_id=run_id)
-            container = container_predictions(
-                submission=submission, work_dir=work_dir, run_id=run_id, keys=truth.keys
-            )
-            if container.engine_error:
-                return evaluation_retry(
-                    evaluation_id=evaluation_id, run_token=token, container=container
-                )
-            if not container.ok:
-                return evaluation_fail(
-                    evaluation_id=evaluation_id,
-                    run_token=token,
-                    kind=Submission.FailureKind.INPUT,
-                    code=container.failure_code,
-                    message=container.failure_message,
-                    duration=time.perf_counter() - t0,
-                    container=container,
-                )
-            source = container.predictions
-            scenarios = container_scenarios(submission.task.benchmark.suite_declaration)
-            max_bytes = container_limits().output_bytes * len(scenarios)
-        else:
-            source = _open_submission_file(submission)
-        report = score_predictions(
-            source,
-            truth=truth,
-            replicates=settings.SCORING_REPLICATES,
-            threshold=submission.threshold,  # None: the task's declared threshold
-            max_bytes=max_bytes,
-        )
-    except ScoringInputError as exc:
+        truth = task_truth(task=run.submission.task)
+        _run_load_inputs(run, truth)
+        report = _run_score(run, truth)
+    except _Stopped as stopped:
+        return stopped.result
+    except Exception as exc:
+        return _run_failed(run, exc)
+    finally:
+        _run_release(run)
+    return evaluation_finish(evaluation_id=evaluation_id, run_token=run.token, report=report,
+                             duration=run.elapsed(), container=run.container)  # fmt: skip
+
+
+def _run_load_inputs(run: _Run, truth: Any) -> None:
+    """The prediction file: the upload, or what the entry's container wrote."""
+    if run.submission.is_container:
+        _run_container(run, truth)
+    else:
+        run.source = _open_submission_file(run.submission)
+
+
+def _run_container(run: _Run, truth: Any) -> None:
+    """Run the entry's image once per scenario; an engine error puts the run back in the
+    queue, a model that fails fails the run (both raise :class:`_Stopped`)."""
+    run_id = new_run_id()
+    Evaluation.objects.filter(pk=run.evaluation_id, run_token=run.token).update(
+        container_run_id=run_id
+    )
+    run.work_dir = container_work_dir(evaluation_id=run.evaluation_id, run_id=run_id)
+    run.container = container = container_predictions(
+        submission=run.submission, work_dir=run.work_dir, run_id=run_id, keys=truth.keys
+    )
+    if container.engine_error:
+        raise _Stopped(evaluation_retry(evaluation_id=run.evaluation_id, run_token=run.token,
+                                        container=container))  # fmt: skip
+    if not container.ok:
+        raise _Stopped(evaluation_fail(
+            evaluation_id=run.evaluation_id, run_token=run.token,
+            kind=Submission.FailureKind.INPUT, code=container.failure_code,
+            message=container.failure_message, duration=run.elapsed(), container=container,
+        ))  # fmt: skip
+    run.source = container.predictions
+    scenarios = container_scenarios(run.submission.task.benchmark.suite_declaration)
+    run.max_bytes = container_limits().output_bytes * len(scenarios)
+
+
+def _run_score(run: _Run, truth: Any) -> ScoreReport:
+    """Validate and score the prediction file (at the entry's threshold, or the task's)."""
+    from scoring.report import score_predictions
+
+    return score_predictions(
+        run.source,
+        truth=truth,
+        replicates=settings.SCORING_REPLICATES,
+        threshold=run.submission.threshold,  # None: the task's declared threshold
+        max_bytes=run.max_bytes,
+    )
+
+
+def _run_failed(run: _Run, exc: Exception) -> Evaluation | None:
+    """Record why a run could not finish: the entry's file (the participant can act on
+    it), or the platform (time limit, unreadable benchmark, anything unexpected)."""
+    from scoring.errors import ScoringInputError
+
+    if isinstance(exc, ScoringInputError):
+        container = run.container
         return evaluation_fail(
-            evaluation_id=evaluation_id,
-            run_token=token,
+            evaluation_id=run.evaluation_id, run_token=run.token,
             kind=Submission.FailureKind.INPUT,
             code=f"container_wrong_output_{exc.code}"[:64] if container else exc.code,
             message=WRONG_PREDICTIONS.format(detail=exc.message) if container else exc.message,
-            duration=time.perf_counter() - t0,
-            container=container,
+            duration=run.elapsed(), container=container,
+        )  # fmt: skip
+    if isinstance(exc, SoftTimeLimitExceeded):
+        return _run_timed_out(run)
+    if isinstance(exc, BenchmarkInvalid):
+        log.error("scoring run %s: benchmark unusable: %s", run.evaluation_id, exc.message)
+        code, what = "benchmark_unavailable", "the test data could not be read"
+    else:
+        log.exception("scoring run %s failed", run.evaluation_id, exc_info=exc)
+        code, what = "internal_error", "an unexpected error in the scorer"
+    return _system_failure(evaluation_id=run.evaluation_id, run_token=run.token,
+                           submission_id=run.submission.pk, code=code, what=what,
+                           duration=run.elapsed())  # fmt: skip
+
+
+def _run_timed_out(run: _Run) -> Evaluation | None:
+    """The Celery soft time limit: stop the run's containers and fail it as ours."""
+    if run.submission.is_container:
+        container_runs_reap(
+            run_ids=[r for r in [_container_run_id(run.evaluation_id)] if r], sweep=False
         )
-    except SoftTimeLimitExceeded:
-        if evaluation.submission.is_container:
-            container_runs_reap(
-                run_ids=[r for r in [_container_run_id(evaluation_id)] if r], sweep=False
-            )
-        limit = (
-            settings.CONTAINER_SOFT_TIME_LIMIT
-            if submission.is_container
-            else settings.SCORING_SOFT_TIME_LIMIT
-        )
-        return _system_failure(
-            evaluation_id=evaluation_id,
-            run_token=token,
-            submission_id=submission.pk,
-            code="time_limit",
-            what=f"scoring took longer than its {limit} s limit",
-            duration=time.perf_counter() - t0,
-        )
-    except BenchmarkInvalid as exc:
-        log.error("scoring run %s: benchmark unusable: %s", evaluation_id, exc.message)
-        return _system_failure(
-            evaluation_id=evaluation_id,
-            run_token=token,
-            submission_id=submission.pk,
-            code="benchmark_unavailable",
-            what="the test data could not be read",
-            duration=time.perf_counter() - t0,
-        )
-    except Exception:
-        log.exception("scoring run %s failed", evaluation_id)
-        return _system_failure(
-            evaluation_id=evaluation_id,
-            run_token=token,
-            submission_id=submission.pk,
-            code="internal_error",
-            what="an unexpected error in the scorer",
-            duration=time.perf_counter() - t0,
-        )
-    finally:
-        if source is not None and hasattr(source, "close"):
-            source.close()
-        if work_dir is not None:
-            container_work_remove(work_dir)
-    return evaluation_finish(
-        evaluation_id=evaluation_id,
-        run_token=token,
-        report=report,
-        duration=time.perf_counter() - t0,
-        container=container,
+    limit = (
+        settings.CONTAINER_SOFT_TIME_LIMIT
+        if run.submission.is_container
+        else settings.SCORING_SOFT_TIME_LIMIT
     )
 
 
 def _system_failure(
     *,
+    return _system_failure(evaluation_id=run.evaluation_id, run_token=run.token,
+                           submission_id=run.submission.pk, code="time_limit",
+                           what=f"scoring took longer than its {limit} s limit",
+                           duration=run.elapsed())  # fmt: skip
+
+
+def _run_release(run: _Run) -> None:
+    """Close the prediction file and remove the container's work directory."""
+    if run.source is not None and hasattr(run.source, "close"):
+        run.source.close()
+    if run.work_dir is not None:
+        container_work_remove(run.work_dir)
     evaluation_id: int,
     run_token: uuid.UUID | None,
     submission_id: int,
@@ -368,18 +398,15 @@ def evaluation_retry(
     return Evaluation.objects.get(pk=evaluation_id)
 
 
-def _main_replicates(report: dict[str, Any]) -> list[float | None]:
-    main = (
-        report.get("main_scenario") or report.get("summary", {}).get("scenario") or DEFAULT_SCENARIO
-    )
-    return list(report["scenarios"][main]["replicates"])
+def _main_replicates(report: ScoreReport) -> list[float | None]:
+    return list(report["scenarios"][report["main_scenario"]]["replicates"])
 
 
 def evaluation_finish(
     *,
     evaluation_id: int,
     run_token: uuid.UUID,
-    report: dict[str, Any],
+    report: ScoreReport,
     duration: float,
     container: ContainerOutcome | None = None,
 ) -> Evaluation | None:
@@ -397,19 +424,18 @@ def evaluation_finish(
         ):
             log.warning("scoring run %s: result discarded, the run was taken over", evaluation_id)
             return None
-        ci = summary.get("ci") or [None, None]
         evaluation.status = E.SUCCEEDED
         evaluation.report = report
         evaluation.summary = summary
-        evaluation.scorer_version = str(report["scorer_version"])
-        evaluation.benchmark_hash = str(report["benchmark"]["hash"] or evaluation.benchmark_hash)
-        evaluation.seed = report.get("seed")
-        evaluation.replicates = report.get("replicates")
-        evaluation.threshold = report.get("threshold")
-        evaluation.form = str(report.get("predictions", {}).get("form", ""))
-        evaluation.primary_metric = str(summary.get("primary_metric", ""))
-        evaluation.primary_value = summary.get("value")
-        evaluation.primary_ci_low, evaluation.primary_ci_high = ci[0], ci[1]
+        evaluation.scorer_version = report["scorer_version"]
+        evaluation.benchmark_hash = report["benchmark"]["hash"] or evaluation.benchmark_hash
+        evaluation.seed = report["seed"]
+        evaluation.replicates = report["replicates"]
+        evaluation.threshold = report["threshold"]
+        evaluation.form = report["predictions"]["form"]
+        evaluation.primary_metric = summary["primary_metric"]
+        evaluation.primary_value = summary["value"]
+        evaluation.primary_ci_low, evaluation.primary_ci_high = summary["ci"]
         evaluation.replicate_values = _main_replicates(report)
         evaluation.finished_at = now
         evaluation.duration_seconds = duration

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from django.conf import settings
@@ -13,11 +14,12 @@ from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest, JsonR
 from django.shortcuts import redirect, render
 from django.template.loader import render_to_string
 from django.urls import reverse
+from django.utils.html import format_html
 from django.utils.safestring import mark_safe
 from django.views.decorators.http import require_POST
 from rest_framework.authtoken.models import Token
 
-from benchmark_data.tasks import DEFAULT_SCENARIO, METRICS, SCENARIOS
+from benchmark_data.tasks import METRICS, NATURAL_SCENARIO
 from leaderboard.board.board_cache import board_key
 from leaderboard.board.entry_ids import legacy_redirect
 from leaderboard.board.errors import ServiceError
@@ -60,7 +62,10 @@ from leaderboard.board.services.submissions import (
 )
 from leaderboard.board.uploads import limit_text
 from leaderboard.board.web.forms import SubmissionForm
-from scoring.disclosure import participant_report
+from scoring.disclosure import ReportView, participant_report
+from scoring.report_reader import ReportFormatError, read_report
+
+log = logging.getLogger(__name__)
 
 
 def home(request: HttpRequest) -> HttpResponse:
@@ -134,67 +139,57 @@ FAIRNESS_SUMMARIES = (
 GROUP_RATE_KEYS = ("tpr", "fpr", "selection_rate", "ece")
 
 
-def _fairness_entry(entry: dict[str, Any] | None) -> dict[str, Any]:
+def _fairness_entry(entry: dict[str, Any]) -> dict[str, Any]:
     """An attribute's (or intersection's) groups and the summaries under its table."""
-    entry = entry or {}
-    groups = entry.get("groups")
-    if groups is None:  # a flat section: the groups are the entries with a unit count
-        groups = {k: v for k, v in entry.items() if isinstance(v, dict) and "n_units" in v}
-    summaries = []
-    for key, label in FAIRNESS_SUMMARIES:
-        if entry.get(key) is None:
-            continue
-        v = entry[key]
-        summaries.append(
-            {"key": key, "label": label, "value": v, "is_estimate": isinstance(v, dict)}
-        )
-    return {"groups": groups, "summaries": summaries, "scenario": entry.get("scenario")}
+    summaries = [
+        {
+            "key": key,
+            "label": label,
+            "value": entry[key],
+            "is_estimate": isinstance(entry[key], dict),
+        }  # fmt: skip
+        for key, label in FAIRNESS_SUMMARIES
+        if entry.get(key) is not None
+    ]
+    return {"groups": entry["groups"], "summaries": summaries, "scenario": entry.get("scenario")}
 
 
-def _report_sections(report: dict[str, Any]) -> dict[str, Any]:
-    """What the entry page shows of a report, in display order."""
-    main = report.get("main_scenario", DEFAULT_SCENARIO)
-    scenarios = report.get("scenarios", {})
-    primary = report.get("primary_metric", "")
-    robustness = report.get("robustness", {}) or {}
+def _report_sections(view: ReportView) -> dict[str, Any]:
+    """What the entry page shows of a report (its participant view), in display order."""
+    main = view["main_scenario"]
+    scenarios = view["scenarios"]
+    primary = view["primary_metric"]
+    robustness = view["robustness"]
     # The suite's scenario order (the report's scenario dict is stored with sorted keys).
-    order = [*(robustness.get("scenarios_scored") or SCENARIOS), "natural"]
+    order = [*robustness["scenarios_scored"], NATURAL_SCENARIO]
     order += sorted(set(scenarios) - set(order))
-    drops = dict(robustness.get("drops") or {})
+    drops = dict(robustness["drops"])
     for curve in (robustness.get("modalities") or {}).values():
-        drops.update(curve.get("drops") or {})
-    rows = []
-    for name in dict.fromkeys(order):
-        sec = scenarios.get(name)
-        if sec is None:
-            continue
-        rows.append(
-            {
-                "name": name,
-                "metric": (sec.get("metrics") or {}).get(primary),
-                "n_units": sec.get("n_units"),
-                "n_patients": sec.get("n_patients"),
-                "degenerate": (sec.get("degenerate_replicates") or {}).get(primary),
-                "drop": drops.get(name),
-            }
-        )
-    main_sec = scenarios.get(main, {})
+        drops.update(curve["drops"])
+    rows = [
+        {
+            "name": name,
+            "metric": sec["metrics"].get(primary),
+            "n_units": sec["n_units"],
+            "n_patients": sec["n_patients"],
+            "degenerate": sec["degenerate_replicates"].get(primary),
+            "drop": drops.get(name),
+        }
+        for name in dict.fromkeys(order)
+        if (sec := scenarios.get(name)) is not None
+    ]
+    main_sec = scenarios[main]
     per_label = main_sec.get("per_label") or {}
-    label_metrics: list[str] = []
-    for vals in per_label.values():
-        for m in vals:
-            if m not in label_metrics:
-                label_metrics.append(m)
-    fairness = report.get("fairness", {}) or {}
+    label_metrics = list(dict.fromkeys(m for vals in per_label.values() for m in vals))
+    fairness = view["fairness"]
     attributes = [
-        {"name": attr, **_fairness_entry(entry)}
-        for attr, entry in (fairness.get("attributes") or {}).items()
+        {"name": attr, **_fairness_entry(entry)} for attr, entry in fairness["attributes"].items()
     ]
     intersections = [
         {"name": key.replace(" x ", " × "), **_fairness_entry(entry)}
-        for key, entry in (fairness.get("intersections") or {}).items()
+        for key, entry in fairness["intersections"].items()
     ]
-    # Per-group error rates and calibration (binary tasks, reports of schema 2 on).
+    # Per-group error rates and calibration (binary tasks, reports of version 2 on).
     rates = [
         {"attribute": a["name"], "group": g, **v}
         for a in attributes
@@ -204,7 +199,7 @@ def _report_sections(report: dict[str, Any]) -> dict[str, Any]:
     return {
         "main": main,
         "primary": primary,
-        "metrics": main_sec.get("metrics") or {},
+        "metrics": main_sec["metrics"],
         "scenarios": rows,
         "per_label": per_label,
         "label_metrics": label_metrics,
@@ -216,7 +211,7 @@ def _report_sections(report: dict[str, Any]) -> dict[str, Any]:
         "robustness": robustness,
         "several_modalities": len(robustness.get("modalities") or {}) > 1,
         "ablations": robustness.get("ablations") or [],
-        "plots": report.get("plots") or {},
+        "plots": view["plots"],
     }
 
 
@@ -252,6 +247,10 @@ def _entry_page(
 
 
 ENTRY_REPORT_SECONDS = 7 * 24 * 3600
+REPORT_UNREADABLE = (
+    '<p class="notice" id="report-unreadable">The score report of this run cannot be shown '
+    "({message}); ask the organizers to re-score the entry, which writes a new one.</p>"
+)
 
 
 def entry_report_html(evaluation: Evaluation) -> dict[str, Any] | None:
@@ -266,10 +265,14 @@ def entry_report_html(evaluation: Evaluation) -> dict[str, Any] | None:
     cached = cache.get(key) if succeeded else None
     if cached is not None:
         return cached
-    report = participant_report(evaluation.report) if evaluation.report else None
-    if not report:
+    if not evaluation.report:
         return None
-    sections = _report_sections(report)
+    try:
+        report = read_report(evaluation.report)
+    except ReportFormatError as exc:
+        log.error("run %s: its stored report cannot be read: %s", evaluation.pk, exc.message)
+        return {"html": format_html(REPORT_UNREADABLE, message=exc.message), "has_plots": False}
+    sections = _report_sections(participant_report(report))
     cached = {
         "html": render_to_string("board/entry_report.html", {"sections": sections}),
         "has_plots": bool(sections["plots"]),
