@@ -45,8 +45,8 @@ from leaderboard.board.services.notifications import (
     rank_before_rescore,
 )
 from leaderboard.containers import new_run_id
-from scoring.report_types import ScoreReport
 from leaderboard.containers.inputs import container_scenarios
+from scoring.report_types import ScoreReport
 
 log = logging.getLogger(__name__)
 
@@ -163,10 +163,6 @@ def _open_submission_file(submission: Submission):
         return default_storage.open(name, "rb")
 
 
-def evaluation_run(*, evaluation_id: int, worker: str = "") -> Evaluation | None:
-    """Claim a queued run, score the submission's file and record the outcome.
-
-    Returns the finished run, or None when there was nothing to do (a duplicate message).
 @dataclass
 class _Run:
     """A claimed run on its way through :func:`evaluation_run`'s steps."""
@@ -192,6 +188,10 @@ class _Stopped(Exception):
         self.result = result
 
 
+def evaluation_run(*, evaluation_id: int, worker: str = "") -> Evaluation | None:
+    """Claim a queued run, score the submission's file and record the outcome.
+
+    Returns the finished run, or None when there was nothing to do (a duplicate message).
     """
     evaluation = evaluation_claim(evaluation_id=evaluation_id, worker=worker)
     if evaluation is None:
@@ -297,10 +297,6 @@ def _run_timed_out(run: _Run) -> Evaluation | None:
         if run.submission.is_container
         else settings.SCORING_SOFT_TIME_LIMIT
     )
-
-
-def _system_failure(
-    *,
     return _system_failure(evaluation_id=run.evaluation_id, run_token=run.token,
                            submission_id=run.submission.pk, code="time_limit",
                            what=f"scoring took longer than its {limit} s limit",
@@ -313,6 +309,10 @@ def _run_release(run: _Run) -> None:
         run.source.close()
     if run.work_dir is not None:
         container_work_remove(run.work_dir)
+
+
+def _system_failure(
+    *,
     evaluation_id: int,
     run_token: uuid.UUID | None,
     submission_id: int,
