@@ -38,7 +38,7 @@ import pandas as pd
 from benchmark_data import layout
 from benchmark_data.benchmark import Benchmark, csv_bytes, gzip_bytes
 from benchmark_data.suite import Suite
-from benchmark_data.tasks import DEFAULT_SCENARIO, Task, get_task
+from benchmark_data.tasks import DEFAULT_SCENARIO, NATURAL_SCENARIO, Task, get_task
 
 INPUT_FORMAT = "medmod-container-input"
 INPUT_FORMAT_VERSION = 1
@@ -73,7 +73,7 @@ def is_image_scenario(bench: Benchmark, scenario: str) -> bool:
 def paired_only(bench: Benchmark, scenario: str) -> bool:
     """Whether a scenario asks the paired units only (every scenario but ``paired`` and
     ``natural``: those that withhold a modality or keep a subset)."""
-    return scenario not in (DEFAULT_SCENARIO, "natural")
+    return scenario not in (DEFAULT_SCENARIO, NATURAL_SCENARIO)
 
 
 def _paired_units(units: pd.DataFrame) -> pd.Series:
@@ -128,7 +128,7 @@ def container_scenarios(source: Benchmark | Suite) -> tuple[str, ...]:
     """The scenarios a container is run in: every scenario of the (benchmark's) suite but
     ``natural``, whose inputs are ``paired``'s (the scorer takes both from the paired run)."""
     suite = source.suite if isinstance(source, Benchmark) else source
-    return tuple(s for s in suite.scenarios if s != "natural")
+    return tuple(s for s in suite.scenarios if s != NATURAL_SCENARIO)
 
 
 ERR_PAST_PREDICTION = (
