@@ -87,7 +87,12 @@ MODELS: dict[str, tuple[str, bool, bool, str]] = {
     ),
     "flexmoe": ("Flex-MoE", True, True, "Experts routed by the modalities present (Flex-MoE)."),
     # CareBench's strategies for complete modalities.
-    "utde": ("UTDE", True, True, "Gated fusion of the two modalities' embeddings (UTDE)."),
+    "utde": (
+        "UTDE",
+        True,
+        True,
+        "Gated time embeddings of the EHR, interleaved attention with the image (UTDE).",
+    ),
     "aug": ("AUG", True, True, "Unimodal heads guide the weaker modality's learning (AUG)."),
     "inforeg": ("InfoReg", True, True, "The faster modality's learning slowed early on (InfoReg)."),
 }

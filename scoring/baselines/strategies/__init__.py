@@ -21,7 +21,11 @@ if TYPE_CHECKING:
     from scoring.baselines.models import Baseline
 
 # Missing-modality strategies first, then those designed for complete modalities.
-STRATEGIES: dict[str, str] = {}
+STRATEGIES: dict[str, str] = {
+    "healnet": "scoring.baselines.strategies.healnet:HEALNet",
+    # Complete-modality strategies.
+    "utde": "scoring.baselines.strategies.utde:UTDE",
+}
 
 # Of those, the ones built for missing modalities (the rest assume both are present and are
 # given the learned "no image" input when one is not).
