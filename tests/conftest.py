@@ -25,11 +25,27 @@ NEEDS = {
     "worker": {"celery_worker", "server"},
 }
 NEEDS_BY_FOLDER = {"browser": "leaderboard/browser/", "docker": "leaderboard/containers/"}
+# Fixtures that run the Celery tasks a test sends: a real worker process, unless the run
+# calls tasks eagerly (--eager-tasks, as `bin/test --fast` does; tests/leaderboard/conftest.py).
+TASK_RUNNERS = {"task_runner"}
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--eager-tasks",
+        action="store_true",
+        help="call Celery tasks in the test's own process when they are sent, instead of "
+        "starting a worker process, in the tests that only need their tasks run "
+        "(the task_runner fixture)",
+    )
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    eager = config.getoption("eager_tasks")
     for item in items:
         used = set(getattr(item, "fixturenames", ()))
+        if used & TASK_RUNNERS and not eager:
+            item.add_marker(pytest.mark.worker)
         path = item.path.as_posix()
         for mark, fixtures in NEEDS.items():
             folder = NEEDS_BY_FOLDER.get(mark)

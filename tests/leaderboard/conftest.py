@@ -8,7 +8,9 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "leaderboard.test_settings")
 
@@ -183,6 +185,33 @@ def celery_worker(transactional_db, django_db_setup):
             os.killpg(proc.pid, 9)
             proc.wait()
     log.close()
+
+
+@contextlib.contextmanager
+def eager_tasks() -> Iterator[None]:
+    """Celery tasks run in this process, at the moment they are sent, their exceptions
+    raised to the sender (Celery's task_always_eager); the settings come back after."""
+    from leaderboard.celery import app
+
+    saved = app.conf.task_always_eager, app.conf.task_eager_propagates
+    app.conf.task_always_eager = app.conf.task_eager_propagates = True
+    try:
+        yield
+    finally:
+        app.conf.task_always_eager, app.conf.task_eager_propagates = saved
+
+
+@pytest.fixture
+def task_runner(request: pytest.FixtureRequest, transactional_db: None) -> Iterator[Any]:
+    """Runs the tasks the test sends: the real worker process of :func:`celery_worker` in
+    the full suite; with --eager-tasks (the fast tier), the tasks themselves, called in the
+    test's process as they are sent (yields None then). For tests that need their tasks run,
+    not a worker's process, its logs or its separate settings."""
+    if request.config.getoption("eager_tasks"):
+        with eager_tasks():
+            yield None
+    else:
+        yield request.getfixturevalue("celery_worker")
 
 
 def wait_for(predicate, *, timeout: float = 60.0, interval: float = 0.2, what: str = "condition"):

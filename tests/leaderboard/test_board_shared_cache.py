@@ -153,7 +153,7 @@ def test_an_entry_page_renders_its_report_once(shared_cache, client):
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.slow
 def test_the_worker_rebuilds_the_board_when_a_run_publishes_an_entry(
-    shared_cache, celery_worker, api, benchmark, sample_ihm_csv
+    shared_cache, task_runner, api, benchmark, sample_ihm_csv
 ):
     from django.core.files.uploadedfile import SimpleUploadedFile
 

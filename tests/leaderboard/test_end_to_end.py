@@ -22,7 +22,7 @@ from leaderboard.board.services.evaluations import evaluations_reap
 from tests.leaderboard.conftest import wait_for
 from tests.leaderboard.factories import SubmissionFactory
 
-pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
+pytestmark = pytest.mark.django_db(transaction=True)
 
 RESULTS = Path(__file__).resolve().parents[2] / "var" / "test-results"
 
@@ -77,6 +77,7 @@ def assert_no_per_unit_data(text: str, *, stay_ids: list[str], labels: list[int]
     assert len(labels) not in lengths, "an array as long as the test set is served"
 
 
+@pytest.mark.slow
 def test_upload_to_published_with_a_running_worker(
     celery_worker, api, user, staff_api, benchmark, sample_ihm_csv, demo_benchmark_dir
 ):
@@ -140,7 +141,7 @@ def test_upload_to_published_with_a_running_worker(
 
 
 def test_a_bad_file_fails_with_a_reason_the_user_can_act_on(
-    celery_worker, api, benchmark, sample_ihm_csv
+    task_runner, api, benchmark, sample_ihm_csv
 ):
     lines = sample_ihm_csv.decode().splitlines()
     short = ("\n".join(lines[:-3]) + "\n").encode()  # three test units left out
@@ -156,7 +157,7 @@ def test_a_bad_file_fails_with_a_reason_the_user_can_act_on(
 
 
 def test_a_run_whose_worker_died_is_requeued_by_the_reaper_and_scored(
-    celery_worker, benchmark, sample_ihm_csv
+    task_runner, benchmark, sample_ihm_csv
 ):
     task = benchmark.tasks.get(slug="in-hospital-mortality")
     sub = SubmissionFactory(

@@ -13,11 +13,18 @@ from tests.tiny_suite import build_tiny_suite_benchmark
 pytestmark = pytest.mark.django_db
 
 
+@pytest.fixture(scope="module")
+def tiny_suite_dir(tmp_path_factory):
+    """A benchmark of the tiny suite on disk, written once for the module."""
+    out = tmp_path_factory.mktemp("suites") / "tiny"
+    build_tiny_suite_benchmark(out)
+    return out
+
+
 @pytest.fixture
-def two_suites(benchmark, tmp_path):
+def two_suites(benchmark, tiny_suite_dir):
     """The demo MedMod benchmark and a benchmark of the tiny suite, both registered."""
-    build_tiny_suite_benchmark(tmp_path / "tiny")
-    tiny = benchmark_register(uri=str(tmp_path / "tiny"), verify=False)
+    tiny = benchmark_register(uri=str(tiny_suite_dir), verify=False)
     return benchmark, tiny
 
 
