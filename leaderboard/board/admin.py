@@ -7,6 +7,7 @@ from django.contrib import admin, messages
 from django.db import models
 from django.db.models import QuerySet
 from django.http import HttpRequest
+from django.utils.html import format_html, format_html_join
 
 from leaderboard.board.errors import ServiceError
 from leaderboard.board.models import (
@@ -15,6 +16,7 @@ from leaderboard.board.models import (
     Benchmark,
     Evaluation,
     Notification,
+    RescoreRun,
     Submission,
     Task,
     Team,
@@ -23,7 +25,7 @@ from leaderboard.board.models import (
     Track,
 )
 from leaderboard.board.services.benchmarks import benchmark_make_current
-from leaderboard.board.services.evaluations import submissions_rescore
+from leaderboard.board.services.rescoring import rescore_progress, submissions_rescore
 from leaderboard.board.services.submissions import submission_hide, submission_publish
 
 
@@ -158,7 +160,8 @@ class SubmissionAdmin(admin.ModelAdmin):
         self.message_user(
             request,
             f"{len(result.queued)} re-scoring run(s) queued; {len(result.skipped)} skipped "
-            "(a run already in flight, or not yet stored).",
+            "(a run already in flight, not yet stored, or no kept predictions). Progress: "
+            f"Re-scores, number {result.rescore_run}.",
         )
 
     @admin.action(description="Publish the selected submissions")
@@ -286,3 +289,58 @@ class NotificationAdmin(ReadOnlyAdmin):
     list_filter = ["kind", "status"]
     list_select_related = ["user", "submission__task"]
     search_fields = ["user__username", "email", "submission__public_id"]
+
+
+@admin.register(RescoreRun)
+class RescoreRunAdmin(ReadOnlyAdmin):
+    """Re-scores: progress while they run, then the entries whose rank changed."""
+
+    list_display = [
+        "id", "scope", "status", "requested_by", "scorer_version", "progress", "created_at",
+        "finished_at",
+    ]  # fmt: skip
+    list_filter = ["status", "scorer_version"]
+    list_select_related = ["requested_by"]
+    exclude = ["evaluations", "ranks_before", "rank_changes", "skipped"]
+    readonly_fields = [
+        "scope", "note", "requested_by", "status", "scorer_version", "progress",
+        "created_at", "finished_at", "skipped_entries", "rank_change_table",
+    ]  # fmt: skip
+
+    @admin.display(description="progress (done / failed / total)")
+    def progress(self, obj: RescoreRun) -> str:
+        p = rescore_progress(run=obj)
+        rest = (
+            f", {p['running']} running, {p['waiting']} waiting" if obj.status == "running" else ""
+        )
+        return f"{p['done']} / {p['failed']} / {p['total']}{rest}"
+
+    @admin.display(description="skipped")
+    def skipped_entries(self, obj: RescoreRun) -> str:
+        return (
+            format_html_join(
+                "", "<div>{}: {}</div>", ((s["entry"], s["reason"]) for s in obj.skipped)
+            )
+            or "none"
+        )
+
+    @admin.display(description="entries whose rank changed")
+    def rank_change_table(self, obj: RescoreRun) -> str:
+        if obj.rank_changes is None:
+            return "known when every run has finished"
+        if not obj.rank_changes:
+            return "no rank changed"
+        rows = format_html_join(
+            "",
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            (
+                (c["task"], f"{c['entry']} {c['method']}", c["old_rank"] or "-",
+                 c["new_rank"] or "-", "yes" if c["rescored"] else "no")
+                for c in obj.rank_changes
+            ),
+        )  # fmt: skip
+        return format_html(
+            "<table><tr><th>task</th><th>entry</th><th>old rank</th><th>new rank</th>"
+            "<th>re-scored</th></tr>{}</table>",
+            rows,
+        )

@@ -16,17 +16,28 @@ from leaderboard.board.services.baseline_jobs import baseline_job_run
 from leaderboard.board.services.boards import board_refresh
 from leaderboard.board.services.containers import container_runs_reap
 from leaderboard.board.services.evaluations import evaluation_run, evaluations_reap
+from leaderboard.board.services.fair_queue import scoring_after_run
+from leaderboard.board.services.rescoring import rescore_entry, rescore_runs_settle
 from leaderboard.celery import app
 
 
 @app.task(name="board.evaluation_run", bind=True, acks_late=True, reject_on_worker_lost=True)
 def evaluation_run_task(self, evaluation_id: int) -> None:
     evaluation_run(evaluation_id=evaluation_id, worker=self.request.hostname or "")
+    scoring_after_run(evaluation_id=evaluation_id)
+
+
+@app.task(name="board.rescore_entry", bind=True, acks_late=True, reject_on_worker_lost=True)
+def rescore_entry_task(self, evaluation_id: int) -> None:
+    """One entry of a re-score, from its stored predictions (services.rescoring)."""
+    rescore_entry(evaluation_id=evaluation_id, worker=self.request.hostname or "")
+    scoring_after_run(evaluation_id=evaluation_id)
 
 
 @app.task(name="board.reap", acks_late=True, ignore_result=True)
 def reap_task() -> dict[str, int]:
     result = evaluations_reap()
+    rescore_runs_settle()  # a re-score whose last run the reaper gave up on
     # On a worker, next to the engine: containers of the runs taken back, any run's
     # container past its deadline, and any run's leftovers older than CONTAINER_LEASE (a
     # worker that died mid-run).

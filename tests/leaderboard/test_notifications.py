@@ -20,13 +20,13 @@ from leaderboard.board.services.evaluations import (
     evaluation_fail,
     evaluation_finish,
     evaluation_run,
-    submission_rescore,
 )
 from leaderboard.board.services.notifications import (
     REFERENCE_USERNAME,
     notification_send,
     notification_settings_update,
 )
+from leaderboard.board.services.rescoring import submission_rescore
 from leaderboard.board.services.submissions import SubmissionMeta, submission_create
 from tests.leaderboard.conftest import wait_for
 from tests.leaderboard.factories import (

@@ -14,9 +14,8 @@ from leaderboard.board.services.evaluations import (
     evaluation_fail,
     evaluation_finish,
     evaluations_reap,
-    submission_rescore,
-    task_rescore,
 )
+from leaderboard.board.services.rescoring import submission_rescore, task_rescore
 from leaderboard.board.services.submissions import (
     SubmissionMeta,
     submission_create,

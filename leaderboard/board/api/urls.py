@@ -3,7 +3,7 @@ from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
 import leaderboard.board.entry_ids  # noqa: F401 (registers the "entry" converter)
-from leaderboard.board.api import compare, notifications, teams, views
+from leaderboard.board.api import compare, notifications, queues, teams, views
 
 urlpatterns = [
     path("schema/", SpectacularAPIView.as_view(), name="api-schema"),
@@ -26,7 +26,9 @@ urlpatterns = [
         notifications.MyNotificationsView.as_view(),
         name="api-my-notifications",
     ),
-    path("queue/", views.QueueView.as_view(), name="api-queue"),
+    path("queue/", queues.QueueView.as_view(), name="api-queue"),
+    path("rescores/", queues.RescoreRunListView.as_view(), name="api-rescores"),
+    path("rescores/<int:pk>/", queues.RescoreRunDetailView.as_view(), name="api-rescore-run"),
     path("benchmarks/", views.BenchmarkListView.as_view(), name="api-benchmarks"),
     path(
         "benchmarks/<str:manifest_hash>/files/",

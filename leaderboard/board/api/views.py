@@ -10,8 +10,8 @@ from django.conf import settings
 from django.http import Http404, HttpResponse, QueryDict
 from django.urls import reverse
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
-from rest_framework import exceptions, permissions, serializers, status
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import exceptions, permissions, status
 from rest_framework.authtoken.models import Token
 from rest_framework.authtoken.serializers import AuthTokenSerializer
 from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
@@ -56,13 +56,13 @@ from leaderboard.board.services.downloads import (
     download_url,
     task_downloads,
 )
-from leaderboard.board.services.evaluations import all_rescore, submission_rescore, task_rescore
 from leaderboard.board.services.logins import (
     check_login_allowed,
     client_address,
     login_failed,
     login_succeeded,
 )
+from leaderboard.board.services.rescoring import all_rescore, submission_rescore, task_rescore
 from leaderboard.board.services.submissions import (
     check_team_name,
     submission_create,
@@ -457,20 +457,6 @@ class RescoreAllView(APIView):
     def post(self, request):
         result = all_rescore(actor=request.user)
         return Response(result.as_dict(), status=status.HTTP_202_ACCEPTED)
-
-
-class QueueView(APIView):
-    """How many scoring runs are waiting and running."""
-
-    permission_classes = [permissions.AllowAny]
-
-    @extend_schema(
-        responses=inline_serializer(
-            "Queue", {"queued": serializers.IntegerField(), "running": serializers.IntegerField()}
-        )
-    )
-    def get(self, request):
-        return Response(queue_summary())
 
 
 class TokenView(APIView):

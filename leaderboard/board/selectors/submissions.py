@@ -150,18 +150,10 @@ def submission_list_for_owner(
 
 
 def evaluation_queue_positions(*, evaluation_ids: Iterable[int | None]) -> dict[int, int]:
-    """1-based place in the scoring queue of each queued run (runs are taken oldest first)."""
-    wanted = {i for i in evaluation_ids if i}
-    if not wanted:
-        return {}
-    queued = Evaluation.objects.filter(status=E.QUEUED).order_by("created_at", "id")
-    out: dict[int, int] = {}
-    for position, pk in enumerate(queued.values_list("id", flat=True).iterator(), start=1):
-        if pk in wanted:
-            out[pk] = position
-            if len(out) == len(wanted):
-                break
-    return out
+    """1-based place of each queued run in its task's queue (``selectors.queues``)."""
+    from leaderboard.board.selectors.queues import evaluation_queue_positions as positions
+
+    return positions(evaluation_ids=evaluation_ids)
 
 
 def queue_summary() -> dict[str, int]:

@@ -16,7 +16,8 @@ from django.db import transaction
 
 from leaderboard.board.models import AuditLog, Benchmark, Evaluation, Submission, Task, Track
 from leaderboard.board.services.audit import audit_record
-from leaderboard.board.services.evaluations import RescoreResult, evaluation_create
+from leaderboard.board.services.evaluations import evaluation_create
+from leaderboard.board.services.rescoring import RescoreResult
 
 S = Submission.Status
 CARRY_NOTE = (

@@ -8,6 +8,7 @@ same scoring path as an uploaded file (``services.evaluations``).
 
 from __future__ import annotations
 
+import gzip
 import logging
 import shutil
 import tempfile
@@ -18,6 +19,7 @@ from typing import Any
 
 import pandas as pd
 from django.conf import settings
+from django.core.files import File
 from django.core.files.storage import default_storage
 from django.core.files.uploadedfile import UploadedFile
 
@@ -41,6 +43,8 @@ from leaderboard.containers.output import keep_units, remove_tree
 log = logging.getLogger(__name__)
 
 COPY_CHUNK = 8 * MiB
+# The combined predictions of container runs, kept for re-scores (see container_predictions_keep).
+PREDICTIONS_DIR = "container-predictions"
 
 # What a submitter reads when the image's run fails, per runner state (``failure_code`` is
 # ``container_<state>``). ``{detail}`` is the runner's message, which names the scenario.
@@ -206,8 +210,34 @@ def container_predictions(
             detail=MSG_COMBINE.format(detail=exc)
         )
         return outcome
+    container_predictions_keep(path=dest, run_id=run_id)
     outcome.predictions = dest
     return outcome
+
+
+def container_predictions_name(run_id: str) -> str:
+    """Where a run's combined predictions are kept (gzip CSV) for later re-scores."""
+    return f"{PREDICTIONS_DIR}/{run_id}.csv.gz"
+
+
+def container_predictions_keep(*, path: Path, run_id: str) -> str | None:
+    """Keep a run's combined predictions in the file store, so that a re-score (a scorer
+    upgrade) scores them again instead of running the image again. A store that fails is
+    logged: the run goes on, and a later re-score skips the entry, saying why."""
+    name = container_predictions_name(run_id)
+    packed = path.with_name(path.name + ".gz")
+    try:
+        with path.open("rb") as src, gzip.open(packed, "wb", compresslevel=6) as out:
+            shutil.copyfileobj(src, out, COPY_CHUNK)
+        if default_storage.exists(name):
+            default_storage.delete(name)
+        with packed.open("rb") as fh:
+            return default_storage.save(name, File(fh))
+    except OSError:
+        log.exception("container run %s: could not keep its predictions", run_id)
+        return None
+    finally:
+        packed.unlink(missing_ok=True)
 
 
 def container_work_remove(work_dir: Path) -> list[str]:

@@ -1,4 +1,4 @@
-"""Scoring runs: queueing, claiming, running, finishing, re-scoring and reaping.
+"""Scoring runs: queueing, claiming, running, finishing and reaping (re-scores: ``rescoring``).
 
 A run is an :class:`Evaluation` row. Its life: ``queued`` (created, message sent) ->
 ``running`` (claimed by a worker, with a fresh ``run_token``) -> ``succeeded`` or ``failed``.
@@ -13,7 +13,6 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -26,7 +25,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from leaderboard.board.errors import BenchmarkInvalid
-from leaderboard.board.models import AuditLog, Evaluation, Submission, Task, Track
+from leaderboard.board.models import AuditLog, Evaluation, Submission, Track
 from leaderboard.board.selectors.benchmarks import task_truth
 from leaderboard.board.services.audit import audit_record
 from leaderboard.board.services.boards import board_refresh_later
@@ -109,16 +108,21 @@ def _time_limits(evaluation_id: int) -> dict[str, int]:
 def evaluation_enqueue(*, evaluation_id: int, countdown: float | None = None) -> bool:
     """Send the scoring message of a queued run. A broker that cannot be reached leaves the
     run queued: the reaper sends it again later. Returns whether the message went out."""
-    from leaderboard.board.tasks import evaluation_run_task
+    from leaderboard.board.services.fair_queue import fair_queue_admit
+    from leaderboard.board.services.rescoring import rescore_from_stored
+    from leaderboard.board.tasks import evaluation_run_task, rescore_entry_task
 
     now = timezone.now()
-    updated = Evaluation.objects.filter(pk=evaluation_id, status=E.QUEUED).update(enqueued_at=now)
-    if not updated:
+    # Back-pressure: a run waits in its task's queue while the task has its share in flight.
+    if not fair_queue_admit(evaluation_id=evaluation_id, now=now):
         return False
     try:
-        evaluation_run_task.apply_async(
-            args=[evaluation_id], retry=True, countdown=countdown, **_time_limits(evaluation_id)
-        )
+        if rescore_from_stored(evaluation_id=evaluation_id):  # never runs a container again
+            rescore_entry_task.apply_async(args=[evaluation_id], retry=True, countdown=countdown)
+        else:
+            evaluation_run_task.apply_async(
+                args=[evaluation_id], retry=True, countdown=countdown, **_time_limits(evaluation_id)
+            )
     except Exception:  # the broker is down: nothing is lost, the reaper resends
         log.exception("could not send scoring run %s to the broker", evaluation_id)
         Evaluation.objects.filter(pk=evaluation_id, status=E.QUEUED).update(enqueued_at=None)
@@ -505,83 +509,6 @@ def evaluation_fail(
             submission.save()
             notify_failed(evaluation=evaluation, submission=submission)
     return evaluation
-
-
-# Re-scoring ---------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class RescoreResult:
-    queued: list[int]
-    skipped: list[int]
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "queued": len(self.queued),
-            "skipped": len(self.skipped),
-            "evaluations": self.queued,
-        }
-
-
-def _rescorable_bulk() -> Any:
-    """Entries a bulk re-score covers: scored ones, and those that failed on our side."""
-    return Submission.objects.filter(
-        Q(status__in=[S.SCORED, S.PUBLISHED])
-        | Q(status=S.FAILED, failure_kind=Submission.FailureKind.SYSTEM)
-    )
-
-
-def submissions_rescore(
-    *, actor: Any, submissions: Iterable[Submission], scope: str, note: str = ""
-) -> RescoreResult:
-    """Queue a new run for each submission (skipping those with a run in flight), and log
-    who asked. Earlier runs stay as they were."""
-    queued: list[int] = []
-    skipped: list[int] = []
-    with transaction.atomic():
-        for submission in submissions:
-            if submission.status in (S.SUBMITTED,):
-                skipped.append(submission.pk)
-                continue
-            evaluation = evaluation_create(
-                submission=submission,
-                trigger=Evaluation.Trigger.RESCORE,
-                triggered_by=actor,
-                note=note,
-            )
-            if evaluation is None:
-                skipped.append(submission.pk)
-                continue
-            queued.append(evaluation.pk)
-            audit_record(
-                actor=actor,
-                action=AuditLog.Action.RESCORE,
-                submission=submission,
-                evaluation=evaluation,
-                scope=scope,
-            )
-    return RescoreResult(queued=queued, skipped=skipped)
-
-
-def submission_rescore(*, actor: Any, submission: Submission, note: str = "") -> RescoreResult:
-    return submissions_rescore(
-        actor=actor, submissions=[submission], scope=f"submission {submission.pk}", note=note
-    )
-
-
-def task_rescore(*, actor: Any, task: Task, note: str = "") -> RescoreResult:
-    subs = _rescorable_bulk().filter(task=task).select_related("task__benchmark").order_by("pk")
-    return submissions_rescore(
-        actor=actor, submissions=list(subs), scope=f"task {task.slug}", note=note
-    )
-
-
-def all_rescore(*, actor: Any, note: str = "") -> RescoreResult:
-    subs = (
-        _rescorable_bulk()
-        .filter(task__benchmark__is_current=True)
-        .select_related("task__benchmark")
-        .order_by("pk")
-    )
-    return submissions_rescore(actor=actor, submissions=list(subs), scope="all", note=note)
 
 
 # Reaping ------------------------------------------------------------------------------------

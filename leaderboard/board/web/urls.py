@@ -2,7 +2,7 @@ from django.contrib.auth import views as auth_views
 from django.urls import path, re_path
 
 import leaderboard.board.entry_ids  # noqa: F401 (registers the "entry" converter)
-from leaderboard.board.web import accounts, compare, notifications, teams, views
+from leaderboard.board.web import accounts, compare, notifications, queues, teams, views
 
 urlpatterns = [
     path("", views.home, name="home"),
@@ -28,6 +28,7 @@ urlpatterns = [
     re_path(r"^entries/(?P<pk>[0-9]{1,18})/(?P<rest>.*)$", views.entry_legacy),
     path("submit/", views.submit, name="submit"),
     path("me/submissions/", views.my_submissions, name="my-submissions"),
+    path("queue/", queues.queue_page, name="queue"),
     path("me/team/", teams.team_page, name="team"),
     path("teams/<slug:slug>/", teams.team_public, name="team-public"),
     path("accounts/signup/", accounts.signup, name="signup"),

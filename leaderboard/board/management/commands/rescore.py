@@ -1,7 +1,10 @@
 """``manage.py rescore --task SLUG | --submission ID | --all | --carry-containers``: queue
 new scoring runs.
 
-Each re-score adds a run; earlier runs stay. ``--note`` says why (shown in each entry's
+Each re-score adds a run; earlier runs stay. A re-score scores the stored predictions (a
+container entry's kept output, never a new run of its image), one Celery job per entry, and
+is followed as a re-score record (its progress and, once done, the entries whose rank
+changed). ``--note`` says why (shown in each entry's
 history). ``--carry-containers`` moves the container entries of earlier benchmarks to the
 current one and re-runs them through the streaming gateway. With ``--now`` the runs are
 scored in this process instead of by a worker.
@@ -15,10 +18,13 @@ from django.core.management.base import BaseCommand, CommandError
 from leaderboard.board.models import Benchmark, Submission
 from leaderboard.board.selectors.submissions import task_get
 from leaderboard.board.services.carry import containers_carry_over
-from leaderboard.board.services.evaluations import (
+from leaderboard.board.services.evaluations import evaluation_run
+from leaderboard.board.services.rescoring import (
     RescoreResult,
     all_rescore,
-    evaluation_run,
+    rescore_entry,
+    rescore_from_stored,
+    rescore_runs_settle,
     submission_rescore,
     task_rescore,
 )
@@ -77,8 +83,17 @@ class Command(BaseCommand):
         else:
             result = all_rescore(actor=actor, note=opts["note"])
         self.stdout.write(f"{len(result.queued)} run(s) queued, {len(result.skipped)} skipped")
+        if result.rescore_run is not None:
+            self.stdout.write(
+                f"re-score {result.rescore_run}: progress and rank changes in the admin "
+                f"(Re-scores) and at /api/rescores/{result.rescore_run}/"
+            )
         if opts["now"]:
             for evaluation_id in result.queued:
-                ev = evaluation_run(evaluation_id=evaluation_id, worker="manage.py rescore")
+                if rescore_from_stored(evaluation_id=evaluation_id):
+                    ev = rescore_entry(evaluation_id=evaluation_id, worker="manage.py rescore")
+                else:
+                    ev = evaluation_run(evaluation_id=evaluation_id, worker="manage.py rescore")
                 if ev is not None:
                     self.stdout.write(f"  run {evaluation_id}: {ev.status}")
+            rescore_runs_settle()
