@@ -22,6 +22,7 @@ if TYPE_CHECKING:
 
 # Missing-modality strategies first, then those designed for complete modalities.
 STRATEGIES: dict[str, str] = {
+    "drfuse": "scoring.baselines.strategies.drfuse:DrFuse",
     "healnet": "scoring.baselines.strategies.healnet:HEALNet",
     # Complete-modality strategies.
     "utde": "scoring.baselines.strategies.utde:UTDE",
