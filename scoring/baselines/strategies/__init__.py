@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 # Missing-modality strategies first, then those designed for complete modalities.
 STRATEGIES: dict[str, str] = {
     "drfuse": "scoring.baselines.strategies.drfuse:DrFuse",
+    "shaspec": "scoring.baselines.strategies.shaspec:ShaSpec",
     "healnet": "scoring.baselines.strategies.healnet:HEALNet",
     # Complete-modality strategies.
     "utde": "scoring.baselines.strategies.utde:UTDE",

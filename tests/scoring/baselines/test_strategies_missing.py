@@ -227,7 +227,9 @@ def test_prediction_needs_no_labels_and_the_task_loss_is_the_first_term(name):
 
 # -- real training on the tiny benchmark ------------------------------------------------
 
-CONFIG = RunConfig(seed=11, epochs=4, patience=4, ehr_hidden=8, epoch_steps=600, threads=1)
+# Small batches and every training stay in each epoch: enough steps for the loss to fall.
+CONFIG = RunConfig(seed=11, epochs=6, patience=6, ehr_hidden=8, epoch_steps=None, batch_size=4,
+                   stay_batch_size=4, threads=1)  # fmt: skip
 TASK = "in-hospital-mortality"
 
 
