@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 STRATEGIES: dict[str, str] = {
     "drfuse": "scoring.baselines.strategies.drfuse:DrFuse",
     "shaspec": "scoring.baselines.strategies.shaspec:ShaSpec",
+    "m3care": "scoring.baselines.strategies.m3care:M3Care",
     "healnet": "scoring.baselines.strategies.healnet:HEALNet",
     # Complete-modality strategies.
     "utde": "scoring.baselines.strategies.utde:UTDE",
