@@ -25,6 +25,7 @@ STRATEGIES: dict[str, str] = {
     "drfuse": "scoring.baselines.strategies.drfuse:DrFuse",
     "shaspec": "scoring.baselines.strategies.shaspec:ShaSpec",
     "m3care": "scoring.baselines.strategies.m3care:M3Care",
+    "smil": "scoring.baselines.strategies.smil:SMIL",
     "healnet": "scoring.baselines.strategies.healnet:HEALNet",
     # Complete-modality strategies.
     "utde": "scoring.baselines.strategies.utde:UTDE",
