@@ -26,6 +26,7 @@ STRATEGIES: dict[str, str] = {
     "shaspec": "scoring.baselines.strategies.shaspec:ShaSpec",
     "m3care": "scoring.baselines.strategies.m3care:M3Care",
     "smil": "scoring.baselines.strategies.smil:SMIL",
+    "umse": "scoring.baselines.strategies.umse:UMSE",
     "healnet": "scoring.baselines.strategies.healnet:HEALNet",
     # Complete-modality strategies.
     "utde": "scoring.baselines.strategies.utde:UTDE",
