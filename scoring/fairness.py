@@ -22,6 +22,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from benchmark_data.tasks import METRICS
 from scoring.bootstrap import ReplicatePlan, percentile_ci
@@ -32,6 +33,7 @@ from scoring.fairness_groups import (
     intersection_labels,
     missing_image_correlation,
 )
+from scoring.kernels import float32_weights, grouped_auroc, grouped_rank_layout, score_ranks
 from scoring.metrics import compute_metrics
 from scoring.truth import Truth
 
@@ -98,6 +100,7 @@ def fairness_report(
     scenario: str = "paired",
     natural: tuple[float, np.ndarray] | None = None,
     intersections: Sequence[tuple[str, str]] = DEFAULT_INTERSECTIONS,
+    per_group: bool = False,
 ) -> dict[str, Any]:
     """Fairness section of a report for the units selected by ``rows`` (the ``scenario``).
 
@@ -105,6 +108,12 @@ def fairness_report(
     with ``natural`` (the primary metric's point and replicates on every unit) and some
     units without an image, the ``has_<modality>`` attribute and the correlation of the
     groups' gaps with their share of missing images, both on every unit.
+
+    An AUROC is computed for all groups of an attribute at once from the entry's scores
+    sorted once (:func:`scoring.kernels.grouped_auroc`); ``per_group`` computes it group by
+    group with :func:`scoring.metrics.compute_metrics` instead (the same figures, slower:
+    kept to check and time the grouped kernel against). Other metrics are computed group by
+    group.
     """
     task = truth.task
     # Decision-only entries have no ranking metric: their groups are compared on accuracy.
@@ -120,7 +129,7 @@ def fairness_report(
         },
         "attributes": {},
     }
-    score = _GroupScorer(truth, form, pred, plan, threshold, primary)
+    score = _GroupScorer(truth, form, pred, plan, threshold, primary, per_group=per_group)
     for attr in truth.suite.fairness_attributes:
         labels = truth.groups.get(attr)
         if labels is None:
@@ -173,6 +182,8 @@ class _GroupScorer:
         plan: ReplicatePlan,
         threshold: float,
         primary: str,
+        *,
+        per_group: bool = False,
     ) -> None:
         self.truth, self.form, self.pred, self.plan = truth, form, pred, plan
         self.threshold, self.primary = threshold, primary
@@ -182,47 +193,119 @@ class _GroupScorer:
             if truth.task.kind == "binary"
             else None
         )
+        # Binary AUROC: every attribute's groups from one sort of the scores.
+        self.grouped = (
+            not per_group
+            and truth.task.kind == "binary"
+            and form == "probability"
+            and primary == "auroc"
+        )
+        self._ranks: np.ndarray | None = None
+        self._weights: np.ndarray | None = None
 
-    def _small(self, mask: np.ndarray, n_units: int, n_clusters: int) -> bool:
+    @property
+    def ranks(self) -> np.ndarray:
+        """The scores' dense ranks: the one sort every attribute's AUROC uses."""
+        if self._ranks is None:
+            self._ranks = score_ranks(self.pred)
+        return self._ranks
+
+    @property
+    def weights(self) -> np.ndarray:
+        """The replicate counts per cluster, in float32 where that is exact."""
+        if self._weights is None:
+            counts = self.plan.counts_by_cluster
+            w32 = float32_weights(counts, self.plan.n_units)
+            self._weights = counts if w32 is None else w32
+        return self._weights
+
+    def _groups(self, labels: np.ndarray, rows: np.ndarray) -> tuple[list[str], np.ndarray]:
+        """The group names of ``labels`` on ``rows`` (sorted) and each unit's index among
+        them (-1: not on ``rows``, no label, or a label that is not its name's text)."""
+        # Element-wise ``is not None`` (a NaN label is a label, as before); numpy's stubs
+        # do not take None as an operand.
+        has_label = np.not_equal(labels, None)  # type: ignore[call-overload]
+        present = np.flatnonzero(rows & has_label)
+        codes, uniques = pd.factorize(labels[present], use_na_sentinel=False)
+        names = sorted({str(g) for g in uniques})
+        index = {name: i for i, name in enumerate(names)}
+        # A unit is in the group whose name equals its label (a label that is not text,
+        # such as a number, equals no name: its group is empty and so suppressed).
+        of_unique = np.array(
+            [index[str(g)] if g == str(g) else -1 for g in uniques] or [-1], dtype=np.int64
+        )
+        unit_group = np.full(labels.shape[0], -1, dtype=np.int64)
+        unit_group[present] = of_unique[codes]
+        return names, unit_group
+
+    def _small(self, n_units: int, n_clusters: int, pos: np.ndarray) -> bool:
         if n_units < MIN_GROUP_UNITS or n_clusters < MIN_GROUP_CLUSTERS:
             return True
         if self.truth.task.kind == "los":
             return False
-        pos = self.truth.y[mask].sum(axis=0)
         return bool(np.min(pos) < MIN_GROUP_CLASS or np.min(n_units - pos) < MIN_GROUP_CLASS)
+
+    def _primary(self, shown_group: np.ndarray, masks: list[np.ndarray]) -> np.ndarray:
+        """``(S, 1 + B)`` primary metric of the shown groups: point, then replicates."""
+        if self.grouped:
+            layout = grouped_rank_layout(
+                self.truth.y, self.ranks, self.plan.unit_cluster, self.plan.n_clusters,
+                shown_group, len(masks),
+            )  # fmt: skip
+            ones = np.ones((self.plan.n_clusters, 1))
+            return np.hstack([grouped_auroc(layout, ones), grouped_auroc(layout, self.weights)])
+        out = np.empty((len(masks), 1 + self.plan.n_replicates))
+        for i, mask in enumerate(masks):
+            mv = compute_metrics(
+                self.truth.task, self.form, self.truth.y, self.pred, plan=self.plan, rows=mask,
+                metrics=[self.primary],
+            )  # fmt: skip
+            out[i, 0] = mv.point[self.primary]
+            out[i, 1:] = mv.replicates[self.primary]
+        return out
 
     def attribute(
         self, labels: np.ndarray, rows: np.ndarray, *, extras: bool = True
     ) -> tuple[dict[str, Any], list[tuple[str, np.ndarray, float, np.ndarray]]]:
         """An attribute's entry over ``rows`` and its shown groups as (name, mask, point,
         replicates); ``extras``: the per-group error rates and calibration (binary)."""
-        truth, task = self.truth, self.truth.task
-        present = rows & np.array([g is not None for g in labels])
-        names = sorted({str(g) for g in labels[present]})
+        truth = self.truth
+        names, unit_group = self._groups(labels, rows)
+        member = unit_group >= 0
+        g = unit_group[member]
+        n_groups = len(names)
+        n_units = np.bincount(g, minlength=n_groups)
+        pairs = np.unique(g * self.plan.n_clusters + self.plan.unit_cluster[member])
+        n_clusters = np.bincount(pairs // self.plan.n_clusters, minlength=n_groups)
+        y_member = truth.y[member]
+        positives = np.zeros((n_groups, *y_member.shape[1:]))
+        if truth.task.kind == "binary":
+            positives = np.bincount(g, weights=y_member, minlength=n_groups)
+        elif truth.task.kind != "los":
+            np.add.at(positives, g, y_member)
+        keep = [
+            i for i in range(n_groups)
+            if not self._small(int(n_units[i]), int(n_clusters[i]), positives[i])
+        ]  # fmt: skip
+        suppressed = n_groups - len(keep)
+        shown_of = np.full(n_groups + 1, -1, dtype=np.int64)  # the last: not in a group
+        shown_of[keep] = np.arange(len(keep))
+        shown_group = shown_of[unit_group]
+        masks = [shown_group == i for i in range(len(keep))]
+        values = self._primary(shown_group, masks) if keep else np.empty((0, 1))
         groups: dict[str, Any] = {}
         shown: list[tuple[str, np.ndarray, float, np.ndarray]] = []
-        suppressed = 0
-        for name in names:
-            mask = present & (labels == name)
-            n_units = int(mask.sum())
-            n_clusters = int(np.unique(truth.clusters[mask]).size)
-            if self._small(mask, n_units, n_clusters):
-                suppressed += 1
-                continue
-            mv = compute_metrics(
-                task, self.form, truth.y, self.pred, plan=self.plan, rows=mask,
-                metrics=[self.primary],
-            )  # fmt: skip
-            r = mv.replicates[self.primary]
+        for i, gi in enumerate(keep):
+            name, r = names[gi], values[i, 1:]
             groups[name] = {
-                **_vc(mv.point[self.primary], percentile_ci(r)),
-                "n_units": n_units,
-                "n_patients": n_clusters,
+                **_vc(values[i, 0], percentile_ci(r)),
+                "n_units": int(n_units[gi]),
+                "n_patients": int(n_clusters[gi]),
                 # Kept server-side for paired comparisons between entries (scoring.compare);
                 # scoring.disclosure drops them from everything that leaves the platform.
                 "replicates": _replicate_list(r),
             }
-            shown.append((name, mask, float(mv.point[self.primary]), r))
+            shown.append((name, masks[i], float(values[i, 0]), r))
         cells = None
         if extras and self.yhat is not None and shown:
             rates, cells = group_error_rates(
@@ -233,15 +316,15 @@ class _GroupScorer:
                 groups[name].update(extra)
         entry: dict[str, Any] = {"groups": groups, "suppressed_groups": suppressed}
         if len(shown) >= 2:
-            values = np.array([np.nan if v is None else v for v in
-                               (groups[g]["value"] for g, *_ in shown)])  # fmt: skip
-            worst_i = int(np.nanargmin(values) if self.greater else np.nanargmax(values))
+            points = np.array([np.nan if v is None else v for v in
+                               (groups[name]["value"] for name, *_ in shown)])  # fmt: skip
+            worst_i = int(np.nanargmin(points) if self.greater else np.nanargmax(points))
             entry["worst_group"] = shown[worst_i][0]
             rep = np.vstack([s[3] for s in shown])
             with np.errstate(invalid="ignore"):
                 gap_reps = np.nanmax(rep, axis=0) - np.nanmin(rep, axis=0)
             entry["gap"] = _vc(
-                float(np.nanmax(values) - np.nanmin(values)), percentile_ci(gap_reps)
+                float(np.nanmax(points) - np.nanmin(points)), percentile_ci(gap_reps)
             )
             if cells is not None:
                 point, reps = _ratios_from_counts(cells[0]), _ratios_from_counts(cells[1:])

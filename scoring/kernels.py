@@ -328,7 +328,166 @@ def ranking_scores(
     return out_auc, out_ap
 
 
+def score_ranks(score: np.ndarray) -> np.ndarray:
+    """Dense rank of each score (0 for the lowest; tied scores share a rank): the one sort
+    of an entry's scores that :func:`grouped_auroc` reuses for every grouping of its units.
+
+    >>> score_ranks(np.array([0.3, 0.1, 0.3, 0.7])).tolist()
+    [1, 0, 1, 2]
+    """
+    _, inverse = np.unique(np.asarray(score, dtype=np.float64), return_inverse=True)
+    return inverse.reshape(-1).astype(np.int64)
+
+
+@dataclass(frozen=True)
+class GroupedRankLayout:
+    """The :class:`RankLayout` of every group of a partition of the units, stacked.
+
+    The ``L`` rows are the groups' positive score levels, group after group (the highest
+    group code first), each group's levels from its highest score down, so that a group's
+    rows are its own :class:`RankLayout`'s rows. ``table`` stacks, over the clusters:
+
+    * ``L`` rows of the positives at each level;
+    * ``L`` rows of the negatives of each step, a tied negative counting one half at its
+      level and the other half at the group's next level down, so that the cumulative sum
+      down a group's rows is ``fp - tied / 2`` (negatives above each level, ties halved);
+    * ``G`` rows of each group's negatives.
+
+    One sparse product with the weights gives all of them for every group and weighting.
+    """
+
+    n_groups: int
+    starts: np.ndarray  # (G,) first row of each group's levels
+    n_levels: np.ndarray  # (G,) levels of each group (0: no positive)
+    table: sparse.csr_array  # (2 L + G, n_clusters)
+
+    @property
+    def total_levels(self) -> int:
+        return int(self.n_levels.sum())
+
+
+def grouped_rank_layout(
+    y: np.ndarray,
+    ranks: np.ndarray,
+    cluster: np.ndarray,
+    n_clusters: int,
+    codes: np.ndarray,
+    n_groups: int,
+) -> GroupedRankLayout:
+    """The stacked layout of the groups ``codes`` (``0 .. n_groups - 1``; -1: a unit in no
+    group) from the units' score ``ranks`` (:func:`score_ranks`): no sort of the scores,
+    one sort of the positives' (group, rank) keys."""
+    codes = np.asarray(codes, dtype=np.int64)
+    ranks = np.asarray(ranks, dtype=np.int64)
+    yb = np.asarray(y).astype(bool)
+    cl = np.asarray(cluster, dtype=np.int64)
+    width = int(ranks.max()) + 1 if ranks.size else 1
+    member = codes >= 0
+    pos, neg = member & yb, member & ~yb
+    pkey = codes[pos] * width + ranks[pos]
+    levels = np.unique(pkey)  # ascending: group, then score
+    total = int(levels.size)
+    first = np.searchsorted(levels, np.arange(n_groups, dtype=np.int64) * width)
+    count = np.searchsorted(levels, np.arange(1, n_groups + 1, dtype=np.int64) * width) - first
+    # Rows run down from the top level of the highest group: ascending index k is row
+    # total - 1 - k, and a group's rows start at total - first - count.
+    starts = total - first - count
+    pos_row = total - 1 - np.searchsorted(levels, pkey)
+    ng = codes[neg]
+    nkey = ng * width + ranks[neg]
+    at = np.searchsorted(levels, nkey, side="left")
+    below = at - first[ng]  # the group's levels strictly below each negative
+    tied = np.zeros(nkey.shape, dtype=bool)
+    inside = below < count[ng]
+    tied[inside] = levels[at[inside]] == nkey[inside]
+    step = count[ng] - below - tied  # as in rank_layout, within the group
+    keep = step < count[ng]
+    neg_row = starts[ng] + step
+    ncl = cl[neg]
+    # A tied negative: one half at its level, the other half from the next level down on
+    # (none when its level is the group's last).
+    half_on = tied & (step + 1 < count[ng])
+    rows = np.concatenate(
+        [pos_row, total + neg_row[keep], total + neg_row[half_on] + 1, 2 * total + ng]
+    )
+    cols = np.concatenate([cl[pos], ncl[keep], ncl[half_on], ncl])
+    data = np.concatenate(
+        [
+            np.ones(pos_row.size),
+            np.where(tied[keep], 0.5, 1.0),
+            np.full(int(half_on.sum()), 0.5),
+            np.ones(ng.size),
+        ]
+    )
+    table = sparse.coo_array((data, (rows, cols)), shape=(2 * total + n_groups, n_clusters))
+    return GroupedRankLayout(n_groups, starts, count, table.tocsr())
+
+
+# Whole numbers and halves below 2**23 are exact in float32, and so is every sum of them
+# that stays below it.
+FLOAT32_EXACT = 2**23
+
+
+def float32_weights(counts_by_cluster: np.ndarray, n_units: int) -> np.ndarray | None:
+    """Replicate counts (whole numbers, as a :class:`~scoring.bootstrap.ReplicatePlan`
+    draws them) in float32 when :func:`grouped_auroc`'s sums over up to ``2 * n_units``
+    units stay exact in float32 with them (the largest count times ``2 * n_units`` below
+    2**23); else None."""
+    w = np.asarray(counts_by_cluster)
+    if w.size == 0 or 2.0 * n_units * float(np.max(w)) >= FLOAT32_EXACT:
+        return None
+    return w.astype(np.float32)
+
+
+def grouped_auroc(
+    layout: GroupedRankLayout, weights_by_cluster: np.ndarray, *, batch_size: int = 400
+) -> np.ndarray:
+    """AUROC of each group for each column of ``weights_by_cluster``: ``(G, m)``.
+
+    Each group's value is :func:`auroc_from_levels` of its own layout with the same
+    weights, bit for bit: every sum is an exact integer (or half) whatever order it is
+    summed in, and the last step is the same division. Float32 weights (from
+    :func:`float32_weights`, which checks that every sum stays exact) run the sparse
+    product in float32; the products and their sums are float64. A group without a
+    positive, or without a negative in a weighting, is NaN there.
+    """
+    g_count = layout.n_groups
+    total = layout.total_levels
+    m = weights_by_cluster.shape[1]
+    out = np.full((g_count, m), np.nan)
+    has = np.flatnonzero(layout.n_levels > 0)
+    if has.size == 0:
+        return out
+    starts = layout.starts[has]
+    order = np.argsort(starts)
+    seg = starts[order]  # each group's first row, in row order
+    groups = has[order]
+    before = np.maximum(seg - 1, 0)  # the running total just above each group's rows
+    weights = weights_by_cluster
+    table = layout.table
+    if weights.dtype == np.float32:
+        table = table.astype(np.float32)
+    else:
+        weights = weights.astype(np.float64, copy=False)
+    step = max(1, min(int(batch_size), MAX_BATCH_CELLS // max(total, 1)))
+    for lo in range(0, m, step):
+        hi = min(lo + step, m)
+        sums = table @ np.ascontiguousarray(weights[:, lo:hi])
+        pos = sums[:total].astype(np.float64)
+        below = sums[total : 2 * total].astype(np.float64)
+        np.add.accumulate(below, axis=0, out=below)
+        p_total = np.add.reduceat(pos, seg, axis=0)
+        # A group's cumulative sum is the running one less the one above its rows.
+        above = np.where((seg > 0)[:, None], below[before], 0.0)
+        num = np.add.reduceat(pos * below, seg, axis=0) - above * p_total
+        n_total = sums[2 * total :][groups].astype(np.float64)
+        pn = p_total * n_total
+        out[groups, lo:hi] = safe_divide(pn - num, pn)
+    return out
+
+
 __all__ = [
+    "GroupedRankLayout",
     "LevelCounts",
     "RankLayout",
     "auroc_from_levels",
@@ -338,10 +497,14 @@ __all__ = [
     "cluster_sums",
     "confusion_scores",
     "expected_calibration_error",
+    "float32_weights",
+    "grouped_auroc",
+    "grouped_rank_layout",
     "level_counts",
     "linear_kappa",
     "rank_layout",
     "ranking_scores",
     "replicate_sums",
     "safe_divide",
+    "score_ranks",
 ]

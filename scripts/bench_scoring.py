@@ -9,11 +9,16 @@ with the labels and within patients), then measures side by side in one run:
 * scikit-learn's ``roc_auc_score`` + ``average_precision_score`` called once per replicate
   with the same weights as ``sample_weight`` (a few replicates are timed and the time is
   extrapolated to the full count), and the largest difference between the two;
-* the peak memory of our bootstrap (tracemalloc, in a separate untimed run).
+* the peak memory of our bootstrap (tracemalloc, in a separate untimed run);
+* the cost of fairness: the whole scoring of the file (validation and report) with the
+  fairness section, without it, and with the per-group scoring it replaced (one
+  ``compute_metrics`` call per group), with every patient's images and with 40% of the
+  patients without an image, each as ratios measured in the same run.
 
 Usage::
 
     python scripts/bench_scoring.py [--replicates 1000] [--sklearn-replicates 20] [--seed 0]
+    python scripts/bench_scoring.py --only fairness [--fairness-repeats 3]
 
 Each measurement is a function returning a row of results, so further comparisons (a full
 report, fairlearn's ``MetricFrame(n_boot=...)``) can be added to ``BENCHMARKS``.
@@ -65,6 +70,7 @@ class Context:
     batch_size: int
     repeats: int
     results: dict[str, Any]
+    fairness_repeats: int = 2
 
 
 def make_decompensation_like(
@@ -213,6 +219,53 @@ def bench_full_report(ctx: Context) -> dict[str, Any]:
     return out
 
 
+def _without_images(truth: Any, share: float, seed: int = 5) -> Any:
+    """The truth with ``share`` of its patients (seeded) without an image."""
+    import dataclasses
+
+    rng = np.random.default_rng(seed)
+    _, patient = np.unique(truth.clusters, return_inverse=True)
+    missing = rng.random(int(patient.max()) + 1) < share
+    return dataclasses.replace(truth, paired=~missing[patient])
+
+
+FAIRNESS_VARIANTS = ("without fairness", "fairness", "fairness, per group")
+
+
+def bench_fairness(ctx: Context) -> dict[str, Any]:
+    """Scoring a file (validation and the whole report) with and without the fairness
+    section, and with the per-group scoring it replaced, on the same data with every
+    patient's images and with 40% of the patients without one. The variants alternate,
+    ``fairness_repeats`` times each; the best CPU time of each is kept (CPU rather than
+    wall time: on a shared machine the ratios then hold)."""
+    import functools
+
+    import scoring.report as report_module
+    from scoring.fairness import fairness_report
+
+    truth, csv, _ = _truth_and_file(ctx)
+    sections = {
+        "without fairness": lambda *a, **k: {"attributes": {}, "intersections": {}},
+        "fairness": fairness_report,
+        "fairness, per group": functools.partial(fairness_report, per_group=True),
+    }
+    out: dict[str, Any] = {}
+    for share in (0.0, 0.4):
+        t = _without_images(truth, share) if share else truth
+        best = dict.fromkeys(FAIRNESS_VARIANTS, float("inf"))
+        try:
+            for _ in range(ctx.fairness_repeats):
+                for name in FAIRNESS_VARIANTS:
+                    report_module.fairness_report = sections[name]  # type: ignore[assignment]
+                    t0 = time.process_time()
+                    report_module.score_predictions(csv, truth=t, replicates=ctx.replicates)
+                    best[name] = min(best[name], time.process_time() - t0)
+        finally:
+            report_module.fairness_report = fairness_report
+        out[f"fairness_{share:.0%}"] = best
+    return {"fairness": out}
+
+
 def bench_fairlearn(ctx: Context) -> dict[str, Any]:
     """fairlearn's MetricFrame(n_boot=k) for AUROC by one attribute, extrapolated to the
     full replicate count; compared with our per-group AUROC CIs for the same attribute."""
@@ -255,6 +308,7 @@ BENCHMARKS: list[Callable[[Context], dict[str, Any]]] = [
     bench_memory,
     bench_full_report,
     bench_fairlearn,
+    bench_fairness,
 ]
 
 
@@ -269,6 +323,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch-size", type=int, default=50)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--fairness-repeats", type=int, default=2)
+    parser.add_argument(
+        "--only", choices=[b.__name__.removeprefix("bench_") for b in BENCHMARKS],
+        action="append", help="run only these measurements (repeatable)",
+    )  # fmt: skip
     args = parser.parse_args(argv)
 
     t0 = time.perf_counter()
@@ -278,8 +337,9 @@ def main(argv: list[str] | None = None) -> int:
     plan = make_plan(data.clusters, n_replicates=args.replicates, seed=args.seed)
     t_plan = time.perf_counter() - t0
     ctx = Context(
-        data, plan, args.replicates, args.sklearn_replicates, args.batch_size, args.repeats, {}
-    )
+        data, plan, args.replicates, args.sklearn_replicates, args.batch_size, args.repeats, {},
+        args.fairness_repeats,
+    )  # fmt: skip
     print(
         f"data: {data.y.size:,} rows, {plan.n_clusters:,} patients, "
         f"{data.y.mean():.2%} positives, {np.unique(data.p).size:,} distinct scores "
@@ -288,8 +348,35 @@ def main(argv: list[str] | None = None) -> int:
     print(f"replicate plan: {args.replicates} replicates drawn in {t_plan:.2f} s")
     res: dict[str, Any] = {}
     for bench in BENCHMARKS:
-        res.update(bench(ctx))
+        if not args.only or bench.__name__.removeprefix("bench_") in args.only:
+            res.update(bench(ctx))
+    _print_results(res, args, plan)
+    return 0
 
+
+def _print_fairness(res: dict[str, Any], args: argparse.Namespace) -> None:
+    for key, best in res["fairness"].items():
+        base = best["without fairness"]
+        share = key.removeprefix("fairness_")
+        print(
+            f"scoring (validation + report), {share} of patients without an image, CPU s "
+            f"(best of {args.fairness_repeats}): without fairness {base:.2f}, with fairness "
+            f"{best['fairness']:.2f} (+{best['fairness'] / base - 1:.0%}), with the per-group "
+            f"fairness {best['fairness, per group']:.2f} "
+            f"(+{best['fairness, per group'] / base - 1:.0%}); fairness itself "
+            f"{best['fairness, per group'] - base:.2f} s per group, "
+            f"{best['fairness'] - base:.2f} s grouped: "
+            f"{(best['fairness, per group'] - base) / max(best['fairness'] - base, 1e-9):.1f}x"
+        )
+
+
+def _print_results(res: dict[str, Any], args: argparse.Namespace, plan: ReplicatePlan) -> None:
+    if "fairness" in res:
+        _print_fairness(res, args)
+    needed = ("ours_seconds", "sklearn_seconds", "ours_peak_bytes", "full_report_seconds",
+              "fairlearn_seconds")  # fmt: skip
+    if not all(k in res for k in needed):
+        return
     print(
         f"ours, AUROC + AUPRC, {args.replicates} replicates: {res['ours_seconds']:.2f} s "
         f"(best of {args.repeats}: {', '.join(f'{t:.2f}' for t in res['ours_all_runs'])})"
@@ -322,7 +409,6 @@ def main(argv: list[str] | None = None) -> int:
         f"{res['fairlearn_seconds'] / res['ours_group_seconds']:.0f}x; versus our whole "
         f"report: {res['fairlearn_seconds'] / res['full_report_seconds']:.0f}x"
     )
-    return 0
 
 
 if __name__ == "__main__":
