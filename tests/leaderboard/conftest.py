@@ -92,8 +92,8 @@ def staff(db):
     return UserFactory(is_staff=True, username="organizer")
 
 
-@pytest.fixture
-def api(user):
+def token_client(user):
+    """An API client that sends the user's token."""
     from rest_framework.authtoken.models import Token
     from rest_framework.test import APIClient
 
@@ -104,14 +104,13 @@ def api(user):
 
 
 @pytest.fixture
-def staff_api(staff):
-    from rest_framework.authtoken.models import Token
-    from rest_framework.test import APIClient
+def api(user):
+    return token_client(user)
 
-    client = APIClient()
-    token, _ = Token.objects.get_or_create(user=staff)
-    client.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
-    return client
+
+@pytest.fixture
+def staff_api(staff):
+    return token_client(staff)
 
 
 @pytest.fixture
@@ -177,14 +176,20 @@ def celery_worker(transactional_db, django_db_setup):
         raise RuntimeError(f"the Celery worker did not start:\n{log_path.read_text()[-3000:]}")
     proc.log_path = log_path  # type: ignore[attr-defined]
     yield proc
+    stop_group(proc, timeout=30)
+    log.close()
+
+
+def stop_group(proc: subprocess.Popen, *, timeout: float) -> None:
+    """Stop a process started in a session of its own, and everything it started: SIGTERM,
+    then SIGKILL after ``timeout`` seconds."""
     if proc.poll() is None:
         os.killpg(proc.pid, 15)
         try:
-            proc.wait(timeout=30)
+            proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, 9)
             proc.wait()
-    log.close()
 
 
 @contextlib.contextmanager

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.leaderboard.conftest import wait_for
+from tests.leaderboard.conftest import stop_group, wait_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.worker]
 
@@ -57,13 +57,7 @@ def _request(url: str, *, data: bytes | None = None, headers: dict | None = None
 
 
 def _stop(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        os.killpg(proc.pid, 15)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, 9)
-            proc.wait()
+    stop_group(proc, timeout=20)
 
 
 def test_the_embedded_default_needs_no_server(tmp_path, demo_benchmark_dir, sample_ihm_csv):
