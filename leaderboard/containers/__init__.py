@@ -13,6 +13,14 @@ from leaderboard.containers.engine import (
     get_client,
     new_run_id,
 )
+from leaderboard.containers.executor import (
+    Capabilities,
+    DockerExecutor,
+    Executor,
+    GpuUnavailable,
+    RunSpec,
+    executor_for,
+)
 from leaderboard.containers.inputs import output_columns, prepare_inputs, withheld_stays
 from leaderboard.containers.limits import DEFAULT_LIMITS, LABEL_RUN, Limits
 from leaderboard.containers.output import combine_predictions
@@ -23,16 +31,22 @@ __all__ = [
     "CONTAINER_SCENARIOS",
     "DEFAULT_LIMITS",
     "LABEL_RUN",
+    "Capabilities",
     "CleanupReport",
+    "DockerExecutor",
     "EngineError",
+    "Executor",
+    "GpuUnavailable",
     "ImageArchiveError",
     "ImageInfo",
     "Limits",
     "RunResult",
+    "RunSpec",
     "RunStatus",
     "SubmissionRun",
     "cleanup_stale",
     "combine_predictions",
+    "executor_for",
     "get_client",
     "inspect_image_archive",
     "new_run_id",
