@@ -5,6 +5,8 @@
     python -m scoring.baselines train --benchmark DIR --task TASK|all --models all|m1,m2 \\
         --out DIR [--seed N] [--epochs N] [--max-minutes M]
     python -m scoring.baselines train-model --benchmark DIR --run DIR --task TASK --model MODEL
+    python -m scoring.baselines sweep --benchmark DIR --out DIR --models m1,m2 \\
+        [--rates 0.1,0.3,0.5,0.7,0.9] [--tasks TASK,...] [--threads N]
     python -m scoring.baselines predict --benchmark DIR --run DIR
     python -m scoring.baselines scores --run DIR [--benchmark DIR] [--replicates N]
     python -m scoring.baselines serve --run DIR --task TASK --model MODEL
@@ -143,6 +145,31 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--model", required=True, choices=MODEL_NAMES)
     p.add_argument("--seed", type=int, default=d.seed, help="seed of a new run")
 
+    p = sub.add_parser(
+        "sweep",
+        help="training-time missingness: one run per share of training images withheld",
+        description="Train the models once per rate into OUT/rate-R.RR, each run withholding "
+        "the chest X-rays of that share of the training and validation stays that have one "
+        "(nested seeded draws; the test split keeps every image), and write OUT/sweep.json. "
+        "Rates already trained in OUT are kept; OUT made with other settings is refused.",
+    )
+    p.add_argument("--benchmark", required=True)
+    p.add_argument("--out", required=True, help="sweep directory")
+    p.add_argument(
+        "--models", required=True, help=f"a comma list of {', '.join(MODEL_NAMES)} (or all)"
+    )
+    p.add_argument("--rates", default="0.1,0.3,0.5,0.7,0.9", help="comma list of shares in (0, 1)")
+    p.add_argument(
+        "--tasks", default="in-hospital-mortality", help="comma list of task slugs, or all"
+    )
+    p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--epochs", type=int, default=d.epochs, help="maximum epochs per model")
+    p.add_argument(
+        "--max-minutes", type=float, default=None, help="training time limit per model and task"
+    )
+    p.add_argument("--threads", type=int, default=d.threads, help="torch CPU threads")
+    p.add_argument("--jobs", type=int, default=1, help="train a rate's tasks in N processes")
+
     p = sub.add_parser("predict", help="re-write a run's prediction files from its checkpoints")
     p.add_argument("--benchmark", required=True)
     p.add_argument("--run", required=True)
@@ -219,6 +246,8 @@ def main(argv: list[str] | None = None) -> int:
             print(validation_table(manifest))
             print()
             print(timing_table(manifest))
+        elif args.command == "sweep":
+            _sweep(args)
         elif args.command == "train-model":
             entry = runs.train_model(
                 args.benchmark,
@@ -243,6 +272,34 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     return 0
+
+
+def _sweep(args: argparse.Namespace) -> None:
+    from scoring.baselines.models import MODEL_NAMES
+    from scoring.baselines.run import RunConfig
+    from scoring.baselines.sweep import parse_rates, train_sweep
+
+    rates = parse_rates(args.rates)
+    models = _list(args.models, MODEL_NAMES, "model")
+    tasks = _list(args.tasks, TASK_SLUGS, "task")
+    if _suite_of(args.benchmark) != "medmod":
+        raise ValueError("the training-missingness sweep trains MedMod's reference models only")
+    config = RunConfig(
+        seed=args.seed, epochs=args.epochs, max_minutes=args.max_minutes, threads=args.threads
+    )
+    index = train_sweep(
+        args.benchmark,
+        out=args.out,
+        tasks=tasks,
+        models=models,
+        rates=rates,
+        config=config,
+        workers=args.jobs,
+        progress=sys.stderr.isatty(),
+    )
+    for run in index["runs"]:
+        print(f"rate {run['rate']:.2f}: {run['dir']} ({run['status']}, {run['seconds']:.0f} s)")
+    print(f"wrote {Path(args.out) / 'sweep.json'}")
 
 
 def _suite_of(benchmark: str) -> str:

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import io
 import math
+import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 
@@ -198,6 +199,48 @@ class ImageCache:
             [self.index[str(d)] if isinstance(d, str) and d else -1 for d in dicom_ids.tolist()],
             dtype=np.int64,
         )
+
+
+ERR_MISSING_RATE = (
+    "the share of training stays without their chest X-ray must be at least 0 and below 1, "
+    "not {rate!r}"
+)
+
+
+def check_missing_rate(rate: float) -> float:
+    """``rate`` as a float in [0, 1), or a ValueError saying what is wrong."""
+    try:
+        value = float(rate)
+    except (TypeError, ValueError):
+        raise ValueError(ERR_MISSING_RATE.format(rate=rate)) from None
+    if not 0.0 <= value < 1.0:  # NaN fails this too
+        raise ValueError(ERR_MISSING_RATE.format(rate=rate))
+    return value
+
+
+def withheld_stays(stays: Iterable[int], rate: float, *, seed: int, split: str) -> np.ndarray:
+    """The stays of ``split`` that lose their chest X-rays in a run with training-time
+    missingness ``rate`` (CareBench's ``--cxr_dropout_rate``), sorted.
+
+    ``stays`` are the split's stays that have an image; exactly ``floor(n * rate)`` of
+    them are drawn. The draw is a seeded permutation of the sorted stays, from the run seed
+    and the split alone, cut at the rate: the stays withheld at one rate are also withheld
+    at every higher rate (nested draws, so the points of a sweep differ only by the images
+    added), and every model and task of a run loses the same stays.
+
+    >>> withheld_stays([5, 3, 9, 1], 0.5, seed=42, split="train").tolist() in (
+    ...     [1, 3], [1, 5], [1, 9], [3, 5], [3, 9], [5, 9])
+    True
+    """
+    rate = check_missing_rate(rate)
+    pool = np.unique(np.fromiter((int(s) for s in stays), dtype=np.int64))
+    # The small tolerance keeps floor(10 * 0.3) at 3 despite 0.3's binary rounding.
+    n = int(math.floor(len(pool) * rate + 1e-9))
+    if n == 0:
+        return np.zeros(0, dtype=np.int64)
+    key = zlib.crc32(f"train-cxr-missing/{split}".encode())
+    order = np.random.default_rng([int(seed), key]).permutation(len(pool))
+    return np.sort(pool[order[:n]])
 
 
 def unit_images(units: pd.DataFrame) -> list[str]:

@@ -37,6 +37,7 @@ from scoring.baselines.artifacts import (
     run_header,
     save_checkpoint,
 )
+from scoring.baselines.data import check_missing_rate
 from scoring.baselines.models import (
     MODEL_NAMES,
     STARTS_FROM_UNIMODAL,
@@ -72,6 +73,13 @@ class RunConfig:
     cxr_stay_batch_size: int = 4
     max_minutes: float | None = None
     threads: int = 1
+    # Training-time missingness (CareBench's protocol): the share of the training and
+    # validation stays with an image whose images the run withholds; the test split keeps
+    # every image (Workspace.load, scoring.baselines.data.withheld_stays).
+    train_cxr_missing: float = 0.0
+
+    def __post_init__(self) -> None:
+        check_missing_rate(self.train_cxr_missing)
 
 
 def derived_seed(seed: int, *parts: str) -> int:
@@ -288,6 +296,8 @@ def _task_worker(
         image_size=size,
         max_hours=config.max_hours,
         preprocessing=preprocessing,
+        train_cxr_missing=config.train_cxr_missing,
+        seed=config.seed,
     )
     state = RunState(run_dir, {"tasks": {}}, log_name=f"{TRAIN_LOG}.{job.task}", persist=False)
     _train_task(ws, job, config, encoder, state, progress=False)
@@ -382,7 +392,14 @@ def train_run(
     (run_dir / TRAIN_LOG).unlink(missing_ok=True)
     emit(f"loading {bench.name} {bench.version}: tasks {', '.join(load_tasks) or 'none'}")
     t0 = time.perf_counter()
-    ws = Workspace.load(bench, load_tasks, image_size=size, max_hours=config.max_hours)
+    ws = Workspace.load(
+        bench,
+        load_tasks,
+        image_size=size,
+        max_hours=config.max_hours,
+        train_cxr_missing=config.train_cxr_missing,
+        seed=config.seed,
+    )
     load_seconds = round(time.perf_counter() - t0, 2)
     emit(f"loaded {len(ws.images)} images ({size} px) and the EHR splits in {load_seconds:.1f} s")
     state = RunState(run_dir)
@@ -397,6 +414,7 @@ def train_run(
         },
         "models": order,
         "preprocessing": ws.preprocessing(),
+        "train_missing": {"rate": config.train_cxr_missing, **ws.missingness()},
         "timings": {"load_seconds": load_seconds},
         "tasks": {},
     }
@@ -451,7 +469,14 @@ def _start_run(
     the normalisation fitted on the training split (which no task changes)."""
     encoder = resolve_encoder(bench, config.cxr_encoder)
     size = resolve_image_size(encoder, config.image_size)
-    ws = Workspace.load(bench, [], image_size=size, max_hours=config.max_hours)
+    ws = Workspace.load(
+        bench,
+        [],
+        image_size=size,
+        max_hours=config.max_hours,
+        train_cxr_missing=config.train_cxr_missing,
+        seed=config.seed,
+    )
     return {
         **run_header(RUN_KIND, str(benchmark), bench),
         "seed": config.seed,
@@ -459,6 +484,7 @@ def _start_run(
         "torch": {"version": torch.__version__, "threads": config.threads, "workers": 1},
         "models": resolve_models(models),
         "preprocessing": ws.preprocessing(),
+        "train_missing": {"rate": config.train_cxr_missing, **ws.missingness()},
         "timings": {},
         "tasks": {},
     }
@@ -520,6 +546,8 @@ def train_model(
         image_size=int(cfg.image_size or 0),
         max_hours=cfg.max_hours,
         preprocessing=manifest["preprocessing"],
+        train_cxr_missing=cfg.train_cxr_missing,
+        seed=cfg.seed,
     )
     trained: dict[str, Baseline] = {}
     cxr_init: StateDict | None = None

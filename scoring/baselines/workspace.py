@@ -24,6 +24,7 @@ from scoring.baselines.data import (
     TaskData,
     build_task_data,
     unit_images,
+    withheld_stays,
 )
 from scoring.baselines.encoders import CXR_ENCODERS
 
@@ -58,6 +59,10 @@ class Workspace:
     units: dict[tuple[str, str], pd.DataFrame] = field(default_factory=dict)
     whole: TestSplit | None = None
     scored: dict[str, np.ndarray] = field(default_factory=dict)
+    # Training-time missingness: per training split, the stays whose images are withheld
+    # (every unit of the stay, in every task), and how many stays had an image to lose.
+    withheld: dict[str, np.ndarray] = field(default_factory=dict)
+    with_images: dict[str, int] = field(default_factory=dict)
     _data: dict[tuple[str, str], TaskData] = field(default_factory=dict)
 
     @classmethod
@@ -69,9 +74,15 @@ class Workspace:
         image_size: int,
         max_hours: int,
         preprocessing: dict[str, Any] | None = None,
+        train_cxr_missing: float = 0.0,
+        seed: int = 0,
     ) -> Workspace:
         """Load the splits and images; ``preprocessing`` (from a run manifest) fixes the
-        normalisation instead of fitting it on the training split."""
+        normalisation instead of fitting it on the training split.
+
+        ``train_cxr_missing``: the share of the training and of the validation stays with
+        an image whose images are withheld (:func:`~scoring.baselines.data.withheld_stays`,
+        drawn from ``seed``); the test split is never touched."""
         # The test split whole (every unit at every prediction time) where the benchmark
         # has it: the models predict every test unit, and each prediction file keeps the
         # units its task is scored on (public or all, Benchmark.scored_on).
@@ -93,6 +104,12 @@ class Workspace:
         ehr = {s: SplitEHR.load(bench, s, norm, whole=whole if s == "test" else None)
                for s in SPLITS}  # fmt: skip
         meta = bench.cxr_metadata()
+        withheld: dict[str, np.ndarray] = {}
+        with_images: dict[str, int] = {}
+        for split in ("train", "val"):
+            pool = meta.loc[meta["split"] == split, "stay_id"].dropna().astype(int).unique()
+            with_images[split] = len(pool)
+            withheld[split] = withheld_stays(pool, train_cxr_missing, seed=seed, split=split)
         if whole is not None:
             test_meta = whole.cxr_metadata()[["dicom_id", "hours"]].assign(split="test")
             meta = pd.concat([meta[meta["split"] != "test"], test_meta], ignore_index=True)
@@ -106,7 +123,9 @@ class Workspace:
         else:
             # Every training-split image, whatever the tasks: the statistics (and so every
             # model's inputs) do not depend on which tasks a run trains.
-            train_ids = sorted(meta.loc[meta["split"] == "train", "dicom_id"].astype(str))
+            # A withheld image is not among them: the run never sees it.
+            train = meta[(meta["split"] == "train") & ~meta["stay_id"].isin(withheld["train"])]
+            train_ids = sorted(train["dicom_id"].astype(str))
             images.add(bench, train_ids)
             images.fit_norm(train_ids)
         hours = dict(zip(meta["dicom_id"].astype(str), meta["hours"].astype(float), strict=True))
@@ -121,12 +140,16 @@ class Workspace:
             units=units,
             whole=whole,
             scored=scored,
+            withheld=withheld,
+            with_images=with_images,
         )
 
     def data(self, task: str, split: str) -> TaskData:
+        """A task's inputs for a split, without the withheld stays' images (training and
+        validation splits of a run with training-time missingness)."""
         key = (task, split)
         if key not in self._data:
-            self._data[key] = build_task_data(
+            data = build_task_data(
                 get_task(task),
                 self.units[key],
                 self.ehr[split],
@@ -134,7 +157,20 @@ class Workspace:
                 image_hours=self.image_hours,
                 max_hours=self.max_hours,
             )
+            drop = self.withheld.get(split)
+            if split != "test" and drop is not None and len(drop):
+                data = data.without_images(drop.tolist())
+            self._data[key] = data
         return self._data[key]
+
+    def missingness(self) -> dict[str, Any]:
+        """What the run withheld, for its manifest: per training split the stays that had
+        an image and how many of them lost it."""
+        return {
+            split: {"stays_with_images": self.with_images.get(split, 0),
+                    "stays_withheld": int(len(self.withheld.get(split, ())))}
+            for split in ("train", "val")
+        }  # fmt: skip
 
     def test_scenarios(self, task: str) -> ScenarioSets | None:
         """Withheld stays per scenario over the test units the models predict."""
