@@ -85,7 +85,12 @@ MODELS: dict[str, tuple[str, bool, bool, str]] = {
         True,
         "Hybrid early fusion through a shared latent array (HEALNet).",
     ),
-    "flexmoe": ("Flex-MoE", True, True, "Experts routed by the modalities present (Flex-MoE)."),
+    "flexmoe": (
+        "Flex-MoE",
+        True,
+        True,
+        "A missing-modality bank and experts routed by the modalities present (Flex-MoE).",
+    ),
     # CareBench's strategies for complete modalities.
     "utde": (
         "UTDE",
@@ -93,7 +98,12 @@ MODELS: dict[str, tuple[str, bool, bool, str]] = {
         True,
         "Gated time embeddings of the EHR, interleaved attention with the image (UTDE).",
     ),
-    "aug": ("AUG", True, True, "Unimodal heads guide the weaker modality's learning (AUG)."),
+    "aug": (
+        "AUG",
+        True,
+        True,
+        "Boosted unimodal classifiers; new learners go to the weaker modality (AUG).",
+    ),
     "inforeg": ("InfoReg", True, True, "The faster modality's learning slowed early on (InfoReg)."),
 }
 

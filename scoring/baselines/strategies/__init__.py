@@ -28,8 +28,11 @@ STRATEGIES: dict[str, str] = {
     "smil": "scoring.baselines.strategies.smil:SMIL",
     "umse": "scoring.baselines.strategies.umse:UMSE",
     "healnet": "scoring.baselines.strategies.healnet:HEALNet",
+    "flexmoe": "scoring.baselines.strategies.flexmoe:FlexMoE",
     # Complete-modality strategies.
     "utde": "scoring.baselines.strategies.utde:UTDE",
+    "aug": "scoring.baselines.strategies.aug:AUG",
+    "inforeg": "scoring.baselines.strategies.inforeg:InfoReg",
 }
 
 # Of those, the ones built for missing modalities (the rest assume both are present and are

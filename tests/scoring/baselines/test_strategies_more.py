@@ -13,7 +13,8 @@ import torch
 from benchmark_data.benchmark import Benchmark
 from scoring.baselines import MODEL_NAMES
 from scoring.baselines.batch import Batch
-from scoring.baselines.models import UNIMODAL, build_model
+from scoring.baselines.batching import iter_batches
+from scoring.baselines.models import UNIMODAL, build_model, task_loss
 from scoring.baselines.run import RunConfig, train_model
 from scoring.baselines.training import FitOptions, fit
 from scoring.baselines.workspace import Workspace
@@ -22,7 +23,8 @@ from .fixtures import make_tiny_benchmark
 
 torch.set_num_threads(1)
 
-MODELS = ("healnet", "utde")
+MODELS = ("healnet", "flexmoe", "utde", "aug", "inforeg")
+COMPLETE_MODALITY = ("utde", "aug", "inforeg")
 # Out sizes of the three kinds of task: mortality, phenotyping's 25 labels, the 10 buckets.
 KINDS = {"binary": 1, "multilabel": 25, "los": 10}
 SIZE = 32
@@ -66,7 +68,9 @@ def test_the_strategies_are_registered_in_order():
     """Missing-modality strategies come before complete-modality ones in MODEL_NAMES."""
     for name in MODELS:
         assert name in MODEL_NAMES
-    assert MODEL_NAMES.index("healnet") < MODEL_NAMES.index("utde")
+    order = [MODEL_NAMES.index(n) for n in MODELS]
+    assert order == sorted(order)
+    assert max(order[:2]) < min(order[2:])
 
 
 @pytest.mark.parametrize("name", MODELS)
@@ -113,7 +117,7 @@ def test_no_image_gradients_skip_the_image_encoder(name):
     assert grads["cxr.stem.0.weight"].grad.abs().sum() > 0
 
 
-@pytest.mark.parametrize("name", ["utde"])
+@pytest.mark.parametrize("name", COMPLETE_MODALITY)
 def test_complete_modality_strategies_learn_their_no_image_input(name):
     m = _model(name).eval()
     m(_batch())[1].sum().backward()
@@ -141,6 +145,109 @@ def test_training_loss_is_finite_and_reaches_both_encoders(name):
     assert grads["cxr.stem.0.weight"].grad.abs().sum() > 0
 
 
+# -- auxiliary objectives and gradient modulation -------------------------------------------
+
+
+def test_flexmoe_routes_by_modality_combination_and_balances_the_load():
+    """A unit without an image goes wholly to the EHR-only combination's expert and takes
+    its image tokens from the bank; full units use top-2 of the router; the load-balancing
+    loss is finite, about 1 or more, and reaches the router."""
+    from scoring.baselines.strategies.flexmoe import BOTH, EHR_ONLY, TOP_K
+
+    m = _model("flexmoe").eval()
+    b = _batch()
+    _, combination, route = m._forward(b)
+    assert combination.tolist() == [BOTH, EHR_ONLY, BOTH]
+    w = route["weights"]
+    assert torch.allclose(w.sum(dim=-1), torch.ones(w.shape[:2]))
+    assert torch.equal(w[1], torch.zeros_like(w[1]).index_fill_(1, torch.tensor([EHR_ONLY]), 1))
+    assert ((w[0] > 0).sum(dim=-1) <= TOP_K).all()
+    _, aux = m.auxiliary_losses(b)
+    lb = aux["load_balancing"]
+    assert torch.isfinite(lb) and float(lb.detach()) >= 0.99
+    lb.backward()
+    assert m.experts.router.weight.grad.abs().sum() > 0
+    m.zero_grad()
+    m(b)[1].sum().backward()  # the bank stands in for the missing image
+    assert m.bank.grad[EHR_ONLY, 1].abs().sum() > 0 and not m.bank.grad[:, 0].any()
+
+
+def test_aug_gives_a_learner_to_the_weaker_modality_and_keeps_it_in_the_checkpoint():
+    from scoring.baselines.strategies.aug import EHR, IMAGE
+
+    m = _model("aug").train()
+    b = _batch()
+    loss = m.training_loss(b)
+    assert torch.isfinite(loss)
+    m.adjust_gradients(1)
+    m._scores, m._score_weight = [0.9, 0.5], 1.0  # the EHR far ahead after epoch 1
+    m.adjust_gradients(2)
+    assert m.learners.tolist() == [0, 1]
+    # The new learner is in the prediction and in the boosting loss, with gradients.
+    m.zero_grad()
+    m.training_loss(b).backward()
+    assert m.boost[IMAGE][0].weight.grad.abs().sum() > 0
+    assert m.boost[EHR][0].weight.grad is None
+    again = _model("aug", seed=3)
+    again.load_state_dict(m.state_dict())
+    assert again.learners.tolist() == [0, 1]
+    m.eval(), again.eval()
+    with torch.no_grad():
+        assert torch.equal(m(b), again(b))
+
+
+def test_aug_assigns_only_at_its_checks_and_not_when_balanced():
+    from scoring.baselines.strategies.aug import CHECK_EVERY
+
+    m = _model("aug").train()
+    for epoch in range(1, CHECK_EVERY + 2):
+        m.adjust_gradients(epoch)
+        m._scores, m._score_weight = [0.5, 0.9], 1.0  # the image ahead in every epoch
+    # Checks after epoch 1 and epoch CHECK_EVERY: two learners for the EHR.
+    assert m.learners.tolist() == [2, 0]
+    m._scores = [0.5, 0.502]
+    assert m.assign_learner() is None
+
+
+def test_inforeg_pulls_only_the_prime_modality_back_during_acquisition():
+    m = _model("inforeg").train()
+    b = _batch()
+    m.training_loss(b).backward()
+    heads = dict(m.named_parameters())
+    for name in ("head.weight", "head_ehr.weight", "head_img.weight"):
+        assert heads[name].grad.abs().sum() > 0
+    m.adjust_gradients(1)  # the epoch's start: the anchor is the current state
+    with torch.no_grad():  # as if the encoders had moved since
+        for p in m.parameters():
+            p.add_(0.01)
+    m.zero_grad()
+    m.training_loss(b).backward()
+    m._scores = {"ehr": 0.8, "image": 0.6}
+    raw = {n: p.grad.clone() for n, p in m.named_parameters() if p.grad is not None}
+    assert m.acquiring()
+    m.adjust_gradients(1)
+    beta = m.last_beta
+    assert beta["image"] == 0 and beta["ehr"] == pytest.approx(0.2 / 1.4)
+    for n, p in m.named_parameters():
+        if n not in raw:
+            continue
+        if n.startswith("ehr."):
+            assert torch.allclose(p.grad, raw[n] + beta["ehr"] * 0.01, atol=1e-6), n
+        else:
+            assert torch.equal(p.grad, raw[n]), n
+
+
+def test_inforeg_stops_regulating_once_the_fisher_trace_settles():
+    from scoring.baselines.strategies.inforeg import WINDOW
+
+    m = _model("inforeg")
+    m._traces = [1.0] * (2 * WINDOW)
+    m._scores = {"ehr": 0.8, "image": 0.6}
+    assert not m.acquiring() and m.regulation() == {"ehr": 0.0, "image": 0.0}
+    m._traces = [1.0] * WINDOW + [2.0] * WINDOW
+    assert m.acquiring() and m.regulation()["ehr"] > 0
+
+
 # -- training on the tiny benchmark ---------------------------------------------------------
 
 CONFIG = RunConfig(seed=5, epochs=2, patience=1, ehr_hidden=8, epoch_steps=600, threads=1)
@@ -152,22 +259,37 @@ def bench_dir(tmp_path_factory):
     return make_tiny_benchmark(tmp_path_factory.mktemp("bench"), seed=11)
 
 
+def _prediction_loss(model, data, ehr, images) -> float:
+    """The task loss of the model's predictions over a labelled split (evaluation mode)."""
+    model.eval()
+    total, n = 0.0, 0
+    with torch.no_grad():
+        for b in iter_batches(data, ehr, images, batch_size=16):
+            assert b.y is not None
+            total += float(task_loss(model.kind, model(b), b.y)) * b.n_readouts
+            n += b.n_readouts
+    return total / n
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("name", MODELS)
 def test_training_lowers_the_training_loss(bench_dir, name):
-    """Eight epochs on the tiny benchmark: the last two epochs' mean training loss is below
-    the first epoch's."""
+    """Eight epochs on the tiny benchmark: the task loss of the predictions on the training
+    split, after each of the last two epochs, is below that of the untrained model (the
+    training objective itself gains terms as AUG adds learners, so the prediction's loss is
+    what is compared)."""
     torch.use_deterministic_algorithms(True)
     ws = Workspace.load(Benchmark.open(bench_dir), [TASK], image_size=32, max_hours=48)
     train, val = ws.data(TASK, "train"), ws.data(TASK, "val")
     torch.manual_seed(1)
     model = build_model(name, kind="binary", out_dim=1, ehr_hidden=16, cxr_encoder="small")
-    result = fit(model, train, val, ehr_train=ws.ehr["train"], ehr_val=ws.ehr["val"],
-                 images=ws.images,
-                 options=FitOptions(lr=1e-3, epochs=8, patience=8, batch_size=8, seed=2))  # fmt: skip
-    losses = [r["train_loss"] for r in result.history]
-    assert len(losses) == 8 and np.isfinite(losses).all()
-    assert np.mean(losses[-2:]) < losses[0], losses
+    args = (train, ws.ehr["train"], ws.images)
+    losses = [_prediction_loss(model, *args)]
+    fit(model, train, val, ehr_train=ws.ehr["train"], ehr_val=ws.ehr["val"], images=ws.images,
+        options=FitOptions(lr=2e-3, epochs=8, patience=8, batch_size=4, seed=2),
+        report=lambda _rec: losses.append(_prediction_loss(model, *args)))  # fmt: skip
+    assert len(losses) == 9 and np.isfinite(losses).all()
+    assert max(losses[-2:]) < losses[0], losses
 
 
 @pytest.mark.slow
