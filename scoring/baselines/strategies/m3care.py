@@ -64,6 +64,11 @@ class _Parts(NamedTuple):
 class M3Care(EncodedPair):
     """Image representation imputed from a bank of similar training patients when missing."""
 
+    bank_ehr: torch.Tensor  # (BANK, h) EHR states of the bank's patients
+    bank_img: torch.Tensor  # (BANK, c) their pooled image features
+    bank_used: torch.Tensor  # (BANK,) slots written so far
+    bank_next: torch.Tensor  # () the next slot to write
+
     def __init__(self, **kw: Any) -> None:
         super().__init__(**kw)
         h, c = self.hidden, self.channels

@@ -92,9 +92,10 @@ class UMSE(EncodedPair):
 
     def losses(self, batch: Batch) -> dict[str, torch.Tensor]:
         """The task loss, in training on the batch with some images dropped."""
-        assert batch.y is not None
+        y = batch.y
+        assert y is not None
         if self.training:
             drop = torch.rand(batch.n_readouts) < MODALITY_DROPOUT
             ro_img = torch.where(drop, torch.full_like(batch.ro_img, -1), batch.ro_img)
             batch = dataclasses.replace(batch, ro_img=ro_img)
-        return {"task": task_loss(self.kind, self(batch), batch.y)}
+        return {"task": task_loss(self.kind, self(batch), y)}

@@ -225,6 +225,39 @@ def test_prediction_needs_no_labels_and_the_task_loss_is_the_first_term(name):
         assert torch.allclose(m.losses(b)["task"], task_loss("binary", logits, b.y))
 
 
+def test_m3care_imputes_a_missing_image_from_its_bank_of_training_patients():
+    """Training writes one bank entry per sequence with an image; prediction leaves the bank
+    as it is; a unit without an image gets the image representation of the bank's patients
+    (with one patient in the bank, exactly that patient's); the bank is part of the
+    checkpoint."""
+    m = _model("m3care", "binary")
+    b = _batch(hourly=True)
+    b.y = _labels("binary", b.n_readouts)
+    m.eval()
+    with torch.no_grad():
+        empty = m.probabilities(b)
+    assert not bool(m.bank_used.any())
+    m.train()
+    m.training_loss(b)
+    assert int(m.bank_used.sum()) == 2 and int(m.bank_next) == 2  # sequences 0 and 2
+    m.eval()
+    bank = {k: v.clone() for k, v in m.state_dict().items() if k.startswith("bank_")}
+    with torch.no_grad():
+        filled = m.probabilities(b)
+        m.losses(b)
+    assert all(torch.equal(bank[k], v) for k, v in m.state_dict().items() if k in bank)
+    no_image = b.ro_img < 0
+    assert not torch.allclose(empty[no_image], filled[no_image])
+    with torch.no_grad():
+        m.bank_used[1:] = False
+        state = m.ehr(b.x)[b.ro_seq, b.ro_pos]
+        one = m.cxr_project(m.bank_img[:1]).expand(b.n_readouts, -1)
+        assert torch.allclose(m.impute(state), one, atol=1e-6)
+    again = _model("m3care", "binary", seed=3)
+    again.load_state_dict(m.state_dict())
+    assert torch.equal(again.bank_img, m.bank_img) and torch.equal(again.bank_used, m.bank_used)
+
+
 # -- real training on the tiny benchmark ------------------------------------------------
 
 # Small batches and every training stay in each epoch: enough steps for the loss to fall.
