@@ -305,6 +305,37 @@ def _check_manifest(
     limits: Limits,
     architecture: str | None,
 ) -> dict[str, Any]:
+    """What the archive's one image is (the fields of :class:`ImageInfo` the archive's
+    manifest and the image's configuration give), once both are checked."""
+    entry = _manifest_entry(tf, members, retained)
+    layers = entry["Layers"]
+    if len(layers) > limits.max_layers:
+        raise ImageArchiveError(ERR_TOO_MANY_LAYERS.format(n=len(layers), limit=limits.max_layers))
+    layers_bytes = _layers_bytes(layers, members)
+    config_name = _member_name(entry["Config"]) or entry["Config"]
+    config_bytes = _member_bytes(config_name, tf, members, retained)
+    config = _read_json(config_bytes, config_name, ERR_BAD_CONFIG, name=config_name)
+    if not isinstance(config, dict):
+        raise ImageArchiveError(ERR_BAD_CONFIG.format(name=config_name, detail="not an object"))
+    os_name, arch = _check_platform(config, architecture)
+    run = _run_config(config, config_name, limits)
+    tags = entry.get("RepoTags") or ()
+    return {
+        "layers_bytes": layers_bytes,
+        "image_id": "sha256:" + hashlib.sha256(config_bytes).hexdigest(),
+        "config_name": config_name,
+        "layer_names": tuple(layers),
+        "architecture": arch,
+        "os": os_name,
+        **run,
+        "repo_tags": tuple(str(t) for t in tags if isinstance(t, str)),
+    }
+
+
+def _manifest_entry(
+    tf: tarfile.TarFile, members: dict[str, tarfile.TarInfo], retained: dict[str, bytes]
+) -> dict[str, Any]:
+    """The one image manifest.json lists, with its Config name and its Layers list."""
     if "manifest.json" not in members:
         raise ImageArchiveError(ERR_NO_MANIFEST)
     manifest = _read_json(
@@ -322,19 +353,22 @@ def _check_manifest(
     layers = entry.get("Layers")
     if not isinstance(layers, list) or not all(isinstance(x, str) for x in layers):
         raise ImageArchiveError(ERR_BAD_MANIFEST.format(detail="the image has no Layers list"))
-    if len(layers) > limits.max_layers:
-        raise ImageArchiveError(ERR_TOO_MANY_LAYERS.format(n=len(layers), limit=limits.max_layers))
-    layers_bytes = 0
+    return entry
+
+
+def _layers_bytes(layers: list[str], members: dict[str, tarfile.TarInfo]) -> int:
+    """The layers' total size in the archive; refuses a layer that is not in it."""
+    total = 0
     for layer in layers:
         real = _resolve(_member_name(layer) or layer, members)
         if real is None:
             raise ImageArchiveError(ERR_MISSING_ENTRY.format(name=layer))
-        layers_bytes += members[real].size
-    config_name = _member_name(entry["Config"]) or entry["Config"]
-    config_bytes = _member_bytes(config_name, tf, members, retained)
-    config = _read_json(config_bytes, config_name, ERR_BAD_CONFIG, name=config_name)
-    if not isinstance(config, dict):
-        raise ImageArchiveError(ERR_BAD_CONFIG.format(name=config_name, detail="not an object"))
+        total += members[real].size
+    return total
+
+
+def _check_platform(config: dict[str, Any], architecture: str | None) -> tuple[str, str]:
+    """The image's os and architecture, refused unless linux on the engine's architecture."""
     expected = architecture or engine_architecture()
     os_name = str(config.get("os", ""))
     arch = str(config.get("architecture", ""))
@@ -342,6 +376,12 @@ def _check_manifest(
         raise ImageArchiveError(
             ERR_PLATFORM.format(os=os_name or "?", arch=arch or "?", expected=expected)
         )
+    return os_name, arch
+
+
+def _run_config(config: dict[str, Any], config_name: str, limits: Limits) -> dict[str, Any]:
+    """How the image runs (the :class:`ImageInfo` fields entrypoint, cmd, user, working_dir,
+    env and volumes); refuses an image with nothing to run or too many volumes."""
     run = config.get("config") or {}
     if not isinstance(run, dict):
         raise ImageArchiveError(ERR_BAD_CONFIG.format(name=config_name, detail="bad config"))
@@ -354,21 +394,13 @@ def _check_manifest(
         raise ImageArchiveError(
             ERR_TOO_MANY_VOLUMES.format(n=len(volumes), limit=limits.max_volumes)
         )
-    tags = entry.get("RepoTags") or ()
     return {
-        "layers_bytes": layers_bytes,
-        "image_id": "sha256:" + hashlib.sha256(config_bytes).hexdigest(),
-        "config_name": config_name,
-        "layer_names": tuple(layers),
-        "architecture": arch,
-        "os": os_name,
         "entrypoint": entrypoint,
         "cmd": cmd,
         "user": str(run.get("User") or ""),
         "working_dir": str(run.get("WorkingDir") or ""),
         "env": tuple(str(e) for e in (run.get("Env") or ())),
         "volumes": volumes,
-        "repo_tags": tuple(str(t) for t in tags if isinstance(t, str)),
     }
 
 
@@ -429,13 +461,35 @@ def _check_layer_files(
     the first finds the suspect files, the second, only when there are some, what the
     layers above them did to them.
     """
-    order: dict[str, int] = {}  # real member name -> its position in the image's layers
+    order = _layer_order(members, layer_names)
+    layers = sorted(order, key=lambda n: members[n].offset)
+    suspects = _suspects(tf, members, layers, order, limits)
+    if suspects:
+        _refuse_left(_left(tf, members, layers, order, suspects), suspects)
+
+
+def _layer_order(
+    members: dict[str, tarfile.TarInfo], layer_names: tuple[str, ...]
+) -> dict[str, int]:
+    """Real member name -> its (last) position in the image's layers."""
+    order: dict[str, int] = {}
     for i, name in enumerate(layer_names):
         real = _resolve(_member_name(name) or name, members)
         if real is not None:
             order[real] = max(order.get(real, -1), i)
-    layers = sorted(order, key=lambda n: members[n].offset)
-    suspects: dict[str, tuple[int, str]] = {}  # path -> (layer position, danger)
+    return order
+
+
+def _suspects(
+    tf: tarfile.TarFile,
+    members: dict[str, tarfile.TarInfo],
+    layers: list[str],
+    order: dict[str, int],
+    limits: Limits,
+) -> dict[str, tuple[int, str]]:
+    """First pass: path -> (position of the highest layer holding it refused, what is
+    refused, as :func:`_danger` says); refuses layers with too many entries in all."""
+    suspects: dict[str, tuple[int, str]] = {}
     entries = 0
     for real in layers:
         for m in _layer_entries(tf, members[real], real):
@@ -448,10 +502,33 @@ def _check_layer_files(
                 previous = suspects.get(path)
                 if previous is None or previous[0] < order[real]:
                     suspects[path] = (order[real], danger)
-    if not suspects:
-        return
-    # The last layer to touch a suspect path decides: a clean entry at the path, a whiteout
-    # of it or of a parent, an opaque parent, or a non-directory replacing a parent.
+    return suspects
+
+
+def _cleared(m: tarfile.TarInfo, path: str, suspects: dict[str, tuple[int, str]]) -> list[str]:
+    """The suspect paths one layer entry clears: a clean entry at the path, a whiteout of it
+    or of a parent, an opaque parent, or a non-directory replacing a parent."""
+    parent, base = posixpath.split(path)
+    if base == _OPAQUE:
+        return [p for p in suspects if parent == "" or p.startswith(parent + "/")]
+    if base.startswith(_WHITEOUT):
+        gone = posixpath.join(parent, base[len(_WHITEOUT) :])
+        return [p for p in suspects if p == gone or p.startswith(gone + "/")]
+    cleared = [p for p in suspects if p == path and _danger(m, path) is None]
+    if not m.isdir():
+        cleared += [p for p in suspects if p.startswith(path + "/")]
+    return cleared
+
+
+def _left(
+    tf: tarfile.TarFile,
+    members: dict[str, tarfile.TarInfo],
+    layers: list[str],
+    order: dict[str, int],
+    suspects: dict[str, tuple[int, str]],
+) -> list[str]:
+    """Second pass: the suspect paths no layer above clears (the last layer to touch a path
+    decides), sorted."""
     last_clean: dict[str, int] = {}
     earliest = min(pos for pos, _ in suspects.values())
     for real in layers:
@@ -462,22 +539,15 @@ def _check_layer_files(
             path = _layer_path(m.name)
             if not path:
                 continue
-            parent, base = posixpath.split(path)
-            if base == _OPAQUE:
-                cleared = [p for p in suspects if parent == "" or p.startswith(parent + "/")]
-            elif base.startswith(_WHITEOUT):
-                gone = posixpath.join(parent, base[len(_WHITEOUT) :])
-                cleared = [p for p in suspects if p == gone or p.startswith(gone + "/")]
-            else:
-                cleared = [p for p in suspects if p == path and _danger(m, path) is None]
-                if not m.isdir():
-                    cleared += [p for p in suspects if p.startswith(path + "/")]
-            for p in cleared:
+            for p in _cleared(m, path, suspects):
                 if pos > suspects[p][0]:
                     last_clean[p] = max(last_clean.get(p, -1), pos)
-    left = sorted(p for p, (pos, _) in suspects.items() if last_clean.get(p, -1) <= pos)
-    if not left:
-        return
+    return sorted(p for p, (pos, _) in suspects.items() if last_clean.get(p, -1) <= pos)
+
+
+def _refuse_left(left: list[str], suspects: dict[str, tuple[int, str]]) -> None:
+    """Raise for the first kind of refused file left (devices, then capabilities, then
+    set-ID bits), naming the first path and counting the others."""
     kinds: dict[str, list[str]] = {}
     for p in left:
         kinds.setdefault(suspects[p][1].split(":", 1)[0], []).append(p)
