@@ -71,7 +71,7 @@ MODELS: dict[str, tuple[str, bool, bool, str]] = {
         True,
         "Shared and specific features; missing ones from shared (ShaSpec).",
     ),
-    "m3care": ("M3Care", True, True, "Missing image imputed from similar patients' (M3Care)."),
+    "m3care": ("M3Care", True, True, "Missing image imputed from similar patients (M3Care)."),
     "smil": ("SMIL", True, True, "Missing image reconstructed from learned priors (SMIL)."),
     "umse": (
         "UMSE",
