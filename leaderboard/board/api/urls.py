@@ -4,6 +4,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitVie
 
 import leaderboard.board.entry_ids  # noqa: F401 (registers the "entry" converter)
 from leaderboard.board.api import compare, notifications, queues, teams, views
+from leaderboard.board.api.training_missingness import TrainingMissingnessView
 
 urlpatterns = [
     path("schema/", SpectacularAPIView.as_view(), name="api-schema"),
@@ -66,6 +67,11 @@ urlpatterns = [
         name="api-leaderboard",
     ),
     path("tasks/<slug:slug>/compare/", compare.CompareView.as_view(), name="api-compare"),
+    path(
+        "tasks/<slug:slug>/training-missingness/",
+        TrainingMissingnessView.as_view(),
+        name="api-task-training-missingness",
+    ),
     path("tasks/<slug:slug>/rescore/", views.TaskRescoreView.as_view(), name="api-task-rescore"),
     path("rescore/", views.RescoreAllView.as_view(), name="api-rescore-all"),
     path("submissions/", views.SubmissionListCreateView.as_view(), name="api-submissions"),

@@ -288,6 +288,7 @@ def board_state(*, task: Task) -> BoardState:
     ).order_by("-created_at", "-id")
     entries = list(
         Submission.objects.filter(task=task, status=S.PUBLISHED)
+        .filter(train_missing_rate__isnull=True)  # sweep variants: on their own curve, unranked
         .annotate(current_evaluation_id=Subquery(current.values("id")[:1]))
         .order_by("pk")
         .values(*STATE_FIELDS)

@@ -13,6 +13,12 @@ encoders and train in under a minute). A job is queued once the models it builds
 3. enters the streamed prediction file as a reference entry and scores it;
 4. queues the jobs that were waiting for it.
 
+A training-missingness sweep (:func:`baseline_sweep_plan`) adds one job per rate after the
+main ones: it trains the sweep's models at that rate (``python -m scoring.baselines sweep
+--rates R``, into ``DIR/rate-R.RR``), streams each through the gateway, and enters them as
+variants of the reference entries (never ranked; the task board's training-missingness
+curve).
+
 Each step is skipped when the run directory already holds its result, so a stopped plan
 resumes where it was and a second run of the demo reuses everything. A job that fails says
 why (the last lines of its log), and so do the jobs that needed it.
@@ -39,6 +45,7 @@ from leaderboard.board.services.baselines import (
     MODELS,
     baselines_load,
     read_run_manifest,
+    read_run_manifest_named,
 )
 from leaderboard.board.services.evaluations import evaluation_run
 from leaderboard.containers.baselines import read_stream_manifest, stream_path
@@ -140,6 +147,104 @@ def baseline_jobs_plan(
     return jobs
 
 
+# A sweep job's model field: "sweep:0.30:late,joint,medfuse" (its rate and models).
+SWEEP_JOB = "sweep"
+SWEEP_POSITION = 10_000  # after every job of the main plan
+SWEEP_INDEX = "sweep.json"
+
+
+def sweep_job_model(rate: float, models: list[str]) -> str:
+    return f"{SWEEP_JOB}:{rate:.2f}:{','.join(models)}"
+
+
+def _sweep_job(job: BaselineJob) -> tuple[float, list[str]] | None:
+    """A sweep job's rate and models; None for a job of the main plan."""
+    parts = job.model.split(":")
+    if len(parts) != 3 or parts[0] != SWEEP_JOB:
+        return None
+    return float(parts[1]), [m for m in parts[2].split(",") if m]
+
+
+def sweep_stale(sweep_dir: Path, benchmark: Benchmark) -> bool:
+    """Whether the sweep directory holds a sweep made on another benchmark."""
+    if not (sweep_dir / SWEEP_INDEX).is_file():
+        return False
+    made_on = (read_run_manifest_named(sweep_dir, SWEEP_INDEX).get("settings") or {}).get(
+        "benchmark"
+    )
+    return bool(made_on) and made_on != benchmark.manifest_hash
+
+
+def baseline_sweep_plan(
+    *,
+    benchmark: Benchmark,
+    sweep_dir: str | Path,
+    task: str,
+    models: list[str],
+    rates: list[float],
+) -> list[BaselineJob]:
+    """Plan a training-missingness sweep of ``models`` on ``task``: one job per rate, queued
+    after the main plan's jobs of those models (when planned). Jobs done are kept."""
+    unknown = [m for m in models if m not in MODELS]
+    if unknown:
+        raise BenchmarkInvalid(f"unknown model(s) {', '.join(unknown)}; the models are "
+                               f"{', '.join(MODELS)}")  # fmt: skip
+    bad = [r for r in rates if not 0 < r < 1]
+    if bad or not rates:
+        raise BenchmarkInvalid(f"the rates of a sweep lie in (0, 1), not {bad or rates}")
+    if task not in {t.slug for t in benchmark.tasks.all()}:
+        raise BenchmarkInvalid(f"task {task} is not in benchmark {benchmark}")
+    root = Path(sweep_dir).resolve()
+    if sweep_stale(root, benchmark):
+        raise BenchmarkInvalid(
+            f"{root} holds a sweep of another benchmark: remove it or name another directory"
+        )
+    planned = set(
+        BaselineJob.objects.filter(benchmark=benchmark, task=task, model__in=models).values_list(
+            "model", flat=True
+        )
+    )
+    needs = [f"{task}/{m}" for m in models if m in planned]
+    names = ", ".join(MODELS[m][0] for m in models)
+    title = next((t.title for t in benchmark.tasks.all() if t.slug == task), task)
+    jobs = []
+    with transaction.atomic():
+        for i, rate in enumerate(sorted(rates)):
+            job, created = BaselineJob.objects.get_or_create(
+                benchmark=benchmark,
+                task=task,
+                model=sweep_job_model(rate, models),
+                defaults={
+                    "label": f"{names} on {title}, {rate:.0%} of training images withheld",
+                    "position": SWEEP_POSITION + i,
+                    "needs": needs,
+                    "run_dir": str(root),
+                },
+            )
+            if not created and (job.status != J.DONE or job.run_dir != str(root)):
+                job.status, job.message, job.run_dir = J.WAITING, "", str(root)
+                job.queued_at = job.started_at = job.finished_at = None
+                job.save()
+            jobs.append(job)
+    return jobs
+
+
+def _sweep_steps(job: BaselineJob, rate: float, models: list[str], log_path: Path) -> Path:
+    """Train a sweep's models at one rate (kept when done), stream each through the
+    gateway; returns the rate's run directory."""
+    from_dir, py, bench_dir = Path(job.run_dir), sys.executable, job.benchmark.uri
+    _run_step([py, "-m", "scoring.baselines", "sweep", "--benchmark", bench_dir, "--out",
+               str(from_dir), "--models", ",".join(models), "--rates", f"{rate:.2f}",
+               "--tasks", job.task, "--threads", "1"], log_path, "training")  # fmt: skip
+    run = from_dir / f"rate-{rate:.2f}"
+    for model in models:
+        if not _streamed(run, job.task, model):
+            _run_step([py, "-m", "leaderboard.containers", "stream-baselines", "--run", str(run),
+                       "--benchmark", bench_dir, "--task", job.task, "--model", model, "--jobs",
+                       "1", "--threads", "1"], log_path, "the streaming gateway run")  # fmt: skip
+    return run
+
+
 def baseline_jobs_dispatch(*, benchmark: Benchmark | None = None) -> list[int]:
     """Queue the waiting jobs whose needs are done, in the plans' order (a suite's single
     job, under a minute, beside the first of MedMod's), up to
@@ -236,11 +341,18 @@ def baseline_job_run(*, job_id: int) -> BaselineJob | None:
     job = BaselineJob.objects.select_related("benchmark").get(pk=job_id)
     run = Path(job.run_dir)
     bench_dir = job.benchmark.uri
+    sweep = _sweep_job(job)
     name = f"{job.task}-{job.model}" if job.task else "suite"
+    if sweep is not None:
+        name = f"{job.task}-sweep-{sweep[0]:.2f}"
     log_path = run / LOG_DIR / f"{name}.log"
     py = sys.executable
     try:
-        if not job.task:
+        if sweep is not None:
+            rate, models = sweep
+            run = _sweep_steps(job, rate, models, log_path)
+            only = {(job.task, m) for m in models}
+        elif not job.task:
             if not (run / "run.json").is_file():
                 _run_step([py, "-m", "scoring.baselines", "train", "--benchmark", bench_dir,
                            "--out", str(run)], log_path, "training")  # fmt: skip
@@ -280,5 +392,7 @@ __all__ = [
     "baseline_job_run",
     "baseline_jobs_dispatch",
     "baseline_jobs_plan",
+    "baseline_sweep_plan",
     "baselines_stale",
+    "sweep_stale",
 ]

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +33,7 @@ from leaderboard.board.models import (
     Track,
 )
 from leaderboard.board.selectors.submissions import benchmark_current
+from leaderboard.board.selectors.training_missingness import variant_method_name
 from leaderboard.board.services.audit import audit_record
 from leaderboard.board.services.identity import account_ensure_confirmed
 from leaderboard.board.services.submissions import (
@@ -226,17 +227,42 @@ def _meta(
     )
 
 
+def train_missing_rate(manifest: dict[str, Any]) -> float | None:
+    """The share of training stays whose images a run withheld (a sweep's run), or None."""
+    rate = (manifest.get("config") or {}).get("train_cxr_missing")
+    if rate in (None, 0, 0.0):
+        return None
+    if not isinstance(rate, (int, float)) or not 0 < rate < 1:
+        raise BenchmarkInvalid(f"the run's train_cxr_missing {rate!r} is not in (0, 1)")
+    return float(rate)
+
+
+def _variant(meta: SubmissionMeta, rate: float | None) -> SubmissionMeta:
+    if rate is None:
+        return meta
+    text = (
+        f" Trained with the chest X-rays of {rate:.0%} of the training and validation stays "
+        "withheld (training-time missingness, CareBench's protocol); not ranked, shown on the "
+        "task's training-missingness curve."
+    )
+    return replace(meta, method_name=variant_method_name(meta.method_name, rate),
+                   description=meta.description + text)  # fmt: skip
+
+
 def baselines_load(
     *, run_dir: str | Path, actor: Any = None, only: set[tuple[str, str]] | None = None
 ) -> list[Submission]:
     """Enter every prediction file of a run (or those of ``only``'s tasks and models) as a
     reference entry of the current benchmark (queued for scoring). A file already entered is
     skipped; an earlier reference entry of the same model and task is withdrawn from the
-    board in favour of the new one."""
+    board in favour of the new one. A run trained with training-time missingness
+    (``config.train_cxr_missing``, a sweep's) enters variants: named with their rate,
+    ``train_missing_rate`` set, never ranked."""
     run = Path(run_dir)
     if not run.is_dir():
         raise BenchmarkInvalid(f"{run} is not a directory")
     manifest = read_run_manifest(run)
+    rate = train_missing_rate(manifest)
     files = [f for f in baseline_files(run) if only is None or (f.task, f.model) in only]
     if not files:
         raise BenchmarkInvalid(f"{run} holds no prediction files (predictions/TASK/MODEL.csv)")
@@ -261,7 +287,7 @@ def baselines_load(
         if task is None:
             log.warning("skipping %s: task %s is not in the current benchmark", f.path, f.task)
             continue
-        meta = _meta(f.model, f.task, manifest, streamed=f.streamed)
+        meta = _variant(_meta(f.model, f.task, manifest, streamed=f.streamed), rate)
         upload = SimpleUploadedFile(f.path.name, f.path.read_bytes(), content_type="text/csv")
         try:
             with transaction.atomic():
@@ -277,9 +303,13 @@ def baselines_load(
                     trigger=Evaluation.Trigger.BASELINE,
                     note=NOTE_STREAMED if f.streamed else "",
                 )
+                if rate is not None:
+                    Submission.objects.filter(pk=sub.pk).update(train_missing_rate=rate)
+                    sub.train_missing_rate = rate
                 older = Submission.objects.filter(
-                    task=task, is_reference=True, method_name=meta.method_name
-                ).exclude(pk=sub.pk)
+                    task=task, is_reference=True, method_name=meta.method_name,
+                    train_missing_rate=rate,
+                ).exclude(pk=sub.pk)  # fmt: skip
                 for old in older:
                     submission_unpublish(actor=owner, submission=old)
                 audit_record(
@@ -294,3 +324,27 @@ def baselines_load(
             continue
         created.append(sub)
     return created
+
+
+def baselines_load_sweep(*, sweep_dir: str | Path, actor: Any = None) -> list[Submission]:
+    """Enter the models a training-missingness sweep asked for (``sweep.json``; not the
+    unimodal models they build on, unless asked) from each of its runs, as variants."""
+    root = Path(sweep_dir)
+    index = read_run_manifest_named(root, "sweep.json")
+    settings = index.get("settings") or {}
+    wanted = {(t, m) for t in settings.get("tasks") or [] for m in settings.get("models") or []}
+    created: list[Submission] = []
+    for run in index.get("runs") or []:
+        created += baselines_load(run_dir=root / run["dir"], actor=actor, only=wanted)
+    return created
+
+
+def read_run_manifest_named(root: Path, name: str) -> dict[str, Any]:
+    path = root / name
+    if not path.is_file():
+        raise BenchmarkInvalid(f"{root} is not a sweep directory: {name} is missing")
+    try:
+        data = json.loads(path.read_text())
+    except ValueError as exc:
+        raise BenchmarkInvalid(f"{path} is not valid JSON ({exc})") from None
+    return data if isinstance(data, dict) else {}

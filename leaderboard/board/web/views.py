@@ -50,6 +50,7 @@ from leaderboard.board.selectors.submissions import (
     task_list,
 )
 from leaderboard.board.selectors.teams import team_membership_for
+from leaderboard.board.selectors.training_missingness import training_missingness_view
 from leaderboard.board.services.audit import audit_record
 from leaderboard.board.services.downloads import task_downloads
 from leaderboard.board.services.identity import account_for, is_verified, quota_holder_ids
@@ -121,6 +122,7 @@ def task_board(request: HttpRequest, slug: str, suite: str = DEFAULT_SUITE) -> H
             "board_html": mark_safe(fragment["html"]),
             "has_forest": fragment["has_forest"],
             "downloads": task_downloads(task=task),
+            "train_missing": training_missingness_view(task=task),
         },
     )
 

@@ -9,6 +9,10 @@ The reference baselines: a baselines run already made (``--baselines``) is enter
 With ``--train-baselines`` they are trained by the platform's own worker instead, one job per
 model and task (``services/baseline_jobs.py``), on a worker of their own started beside the
 site: they appear on the board as each finishes, and the home page shows their progress.
+``--train-sweep`` adds the training-missingness sweep after them: late fusion, joint fusion
+and MedFuse on in-hospital mortality with 10, 30, 50, 70 and 90% of the training stays'
+chest X-rays withheld, one job per rate (off by default: it takes far longer than the first
+board).
 ``--no-serve`` stops after the set-up (with ``--train-baselines``: once every job is done).
 ``--only-static`` collects the static files and stops (``bin/demo`` runs it while the
 benchmark is generated).
@@ -40,7 +44,9 @@ from leaderboard.board.selectors.submissions import task_get
 from leaderboard.board.services.baseline_jobs import (
     baseline_jobs_dispatch,
     baseline_jobs_plan,
+    baseline_sweep_plan,
     baselines_stale,
+    sweep_stale,
 )
 from leaderboard.board.services.baselines import MODELS as BASELINE_MODELS
 from leaderboard.board.services.baselines import baselines_load
@@ -54,6 +60,10 @@ from leaderboard.board.services.submissions import SubmissionMeta, submission_cr
 DEMO_USER = "demo"
 DEMO_PASSWORD = "demo-password"
 DEMO_EMAIL = "demo@example.org"
+# The training-missingness sweep of --train-sweep.
+SWEEP_TASK = "in-hospital-mortality"
+SWEEP_MODELS = ["late", "joint", "medfuse"]
+SWEEP_RATES = [0.1, 0.3, 0.5, 0.7, 0.9]
 
 
 def worker_command(
@@ -114,6 +124,11 @@ class Command(BaseCommand):
             "on, or 'all' (default: MedMod's eight and three of CareBench's strategies)",
         )  # fmt: skip
         parser.add_argument(
+            "--train-sweep", action="store_true",
+            help="also train the training-missingness sweep in the background (late, joint "
+            "and MedFuse on in-hospital mortality at five rates), after the other jobs",
+        )  # fmt: skip
+        parser.add_argument(
             "--only-static", action="store_true", help="collect the static files, then exit"
         )
 
@@ -169,6 +184,9 @@ class Command(BaseCommand):
                 self._plan(bench, run, suite_run=suite_run, **self._subset(opts))
             else:
                 self._baselines(run, where)
+        if opts["train_sweep"]:
+            self._plan_sweep(benchmark, out / "sweep")
+        train = train or opts["train_sweep"]  # the baselines worker has jobs to do
         self.stdout.write(
             f"log in as {DEMO_USER} / {DEMO_PASSWORD} (or create an admin with "
             "`manage.py createsuperuser`)"
@@ -251,6 +269,20 @@ class Command(BaseCommand):
             f"  its reference baselines: {done} of {len(jobs)} jobs done"
             + ("" if done == len(jobs) else ", the rest trained by the worker in the background")
         )
+
+    def _plan_sweep(self, benchmark, sweep_dir: Path) -> None:
+        """Plan the training-missingness sweep as jobs after the main ones; a sweep of an
+        earlier benchmark in the demo's own folder is removed first."""
+        if sweep_stale(sweep_dir, benchmark):
+            self.stdout.write(f"  {sweep_dir} holds a sweep of an earlier benchmark: removed")
+            shutil.rmtree(sweep_dir)
+        try:
+            jobs = baseline_sweep_plan(benchmark=benchmark, sweep_dir=sweep_dir, task=SWEEP_TASK,
+                                       models=SWEEP_MODELS, rates=SWEEP_RATES)  # fmt: skip
+        except ServiceError as exc:
+            raise CommandError(exc.message) from None
+        done = sum(j.status == BaselineJob.Status.DONE for j in jobs)
+        self.stdout.write(f"  training-missingness sweep: {done} of {len(jobs)} rates done")
 
     def _train_now(self) -> None:
         """--no-serve: run the baselines worker until every job is done, then stop it."""
