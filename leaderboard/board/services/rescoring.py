@@ -150,6 +150,18 @@ def _rescorable_bulk() -> Any:
 
 
 def _ranks(task: Task, *, before: bool) -> dict[str, int]:
+    """:func:`_board_ranks`; a board that cannot be ranked (say, runs of different
+    replicate counts) is logged and counts as having no ranks."""
+    try:
+        return _board_ranks(task, before=before)
+    except Exception:
+        log.exception(
+            "ranks of the board of task %s (%s)", task.pk, "before" if before else "after"
+        )
+        return {}
+
+
+def _board_ranks(task: Task, *, before: bool) -> dict[str, int]:
     """Ranks on a task's board, by entry public id: now (``before=False``: the board as it
     stands, pinned to the current scorer version), or as it stood before a re-score: each
     published entry with its latest successful run on the benchmark, whatever scorer made
