@@ -252,6 +252,9 @@ def _api_error(response: requests.Response, host: str) -> ClientError:
         )
     if response.status_code == 404:
         return ApiError(404, "not_found", f"{response.url}: not found")
+    if response.status_code == 413:
+        # A proxy in front of the site refuses an oversized body in its own words.
+        return ApiError(413, "request_too_large", f"HTTP 413 from {host}")
     return Unreachable(
         f"{response.url} answered HTTP {response.status_code} without the API's error shape: "
         f"is {host} the leaderboard?"

@@ -128,7 +128,9 @@ def cmd_submit(args: argparse.Namespace) -> int:
     client = _client(args)
     limit = client.limits().get("max_upload_bytes")
     if limit and path.stat().st_size > limit:
-        raise UsageError(
+        # The site's rule, checked before the upload: a refusal (exit 1), as the server's
+        # 413 for the same file would be.
+        raise ClientError(
             f"{path} is {size(path.stat().st_size)}, over the site's limit of {size(limit)}: "
             "compress it with gzip (a .csv.gz is taken)"
         )
