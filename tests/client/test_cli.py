@@ -123,10 +123,10 @@ def test_a_new_user_from_login_to_the_board(demo_site, tmp_path, settings):
     # server says why.
     line = refused(medmod(tmp_path, "submit", str(sample), *meta, "--team-name", "Other Lab"), 1)
     assert "you are in no team" in line and '"Other Lab"' in line
-    # A file over the site's limit is refused before it is sent.
+    # A file over the site's limit is refused (exit 1) before it is sent.
     with (tmp_path / "huge.csv").open("wb") as fh:
         fh.truncate(65 * 1024 * 1024)
-    line = refused(medmod(tmp_path, "submit", "huge.csv", *meta), 2)
+    line = refused(medmod(tmp_path, "submit", "huge.csv", *meta), 1)
     assert "over the site's limit" in line
     # A missing field of the API is a usage error before anything is sent.
     done = medmod(tmp_path, "submit", str(sample), "--task", TASK, "--modalities", "ehr")
