@@ -215,18 +215,8 @@ def rank_entries(
         if baseline is None
         else comparisons(ordered, reps, baseline, level=level)
     )
+    rows = zip(ordered, places, intervals, vs_leader, vs_baseline, strict=True)
     return [
-        RankedEntry(
-            entry_id=e.entry_id,
-            position=pos,
-            rank=rank,
-            tier=tier,
-            rank_interval=interval,
-            vs_leader=leader,
-            vs_baseline=base,
-            is_baseline=e.is_baseline,
-        )
-        for pos, (e, (rank, tier), interval, leader, base) in enumerate(
-            zip(ordered, places, intervals, vs_leader, vs_baseline, strict=True), start=1
-        )
+        RankedEntry(e.entry_id, pos, rank, tier, interval, leader, base, e.is_baseline)
+        for pos, (e, (rank, tier), interval, leader, base) in enumerate(rows, start=1)
     ]

@@ -461,38 +461,46 @@ def _check_layer_files(
     the first finds the suspect files, the second, only when there are some, what the
     layers above them did to them.
     """
-    order = _layer_order(members, layer_names)
-    layers = sorted(order, key=lambda n: members[n].offset)
-    suspects = _suspects(tf, members, layers, order, limits)
+    layers = _ImageLayers.of(tf, members, layer_names)
+    suspects = _suspects(layers, limits)
     if suspects:
-        _refuse_left(_left(tf, members, layers, order, suspects), suspects)
+        _refuse_left(_left(layers, suspects), suspects)
 
 
-def _layer_order(
-    members: dict[str, tarfile.TarInfo], layer_names: tuple[str, ...]
-) -> dict[str, int]:
-    """Real member name -> its (last) position in the image's layers."""
-    order: dict[str, int] = {}
-    for i, name in enumerate(layer_names):
-        real = _resolve(_member_name(name) or name, members)
-        if real is not None:
-            order[real] = max(order.get(real, -1), i)
-    return order
+@dataclass(frozen=True)
+class _ImageLayers:
+    """The layer tarballs of the image in an archive: each real member's (last) position in
+    the image's layers, and the members in archive order (for one sequential read)."""
+
+    tf: tarfile.TarFile
+    members: dict[str, tarfile.TarInfo]
+    order: dict[str, int]
+
+    @classmethod
+    def of(
+        cls, tf: tarfile.TarFile, members: dict[str, tarfile.TarInfo], names: tuple[str, ...]
+    ) -> _ImageLayers:
+        order: dict[str, int] = {}
+        for i, name in enumerate(names):
+            real = _resolve(_member_name(name) or name, members)
+            if real is not None:
+                order[real] = max(order.get(real, -1), i)
+        return cls(tf=tf, members=members, order=order)
+
+    def in_archive_order(self) -> list[str]:
+        return sorted(self.order, key=lambda n: self.members[n].offset)
+
+    def entries(self, real: str) -> Iterator[tarfile.TarInfo]:
+        return _layer_entries(self.tf, self.members[real], real)
 
 
-def _suspects(
-    tf: tarfile.TarFile,
-    members: dict[str, tarfile.TarInfo],
-    layers: list[str],
-    order: dict[str, int],
-    limits: Limits,
-) -> dict[str, tuple[int, str]]:
+def _suspects(layers: _ImageLayers, limits: Limits) -> dict[str, tuple[int, str]]:
     """First pass: path -> (position of the highest layer holding it refused, what is
     refused, as :func:`_danger` says); refuses layers with too many entries in all."""
     suspects: dict[str, tuple[int, str]] = {}
     entries = 0
-    for real in layers:
-        for m in _layer_entries(tf, members[real], real):
+    for real in layers.in_archive_order():
+        for m in layers.entries(real):
             entries += 1
             if entries > limits.max_layer_entries:
                 raise ImageArchiveError(ERR_TOO_MANY_FILES.format(limit=limits.max_layer_entries))
@@ -500,8 +508,8 @@ def _suspects(
             danger = _danger(m, path) if path else None
             if danger is not None:
                 previous = suspects.get(path)
-                if previous is None or previous[0] < order[real]:
-                    suspects[path] = (order[real], danger)
+                if previous is None or previous[0] < layers.order[real]:
+                    suspects[path] = (layers.order[real], danger)
     return suspects
 
 
@@ -520,22 +528,16 @@ def _cleared(m: tarfile.TarInfo, path: str, suspects: dict[str, tuple[int, str]]
     return cleared
 
 
-def _left(
-    tf: tarfile.TarFile,
-    members: dict[str, tarfile.TarInfo],
-    layers: list[str],
-    order: dict[str, int],
-    suspects: dict[str, tuple[int, str]],
-) -> list[str]:
+def _left(layers: _ImageLayers, suspects: dict[str, tuple[int, str]]) -> list[str]:
     """Second pass: the suspect paths no layer above clears (the last layer to touch a path
     decides), sorted."""
     last_clean: dict[str, int] = {}
     earliest = min(pos for pos, _ in suspects.values())
-    for real in layers:
-        pos = order[real]
+    for real in layers.in_archive_order():
+        pos = layers.order[real]
         if pos <= earliest:  # cannot clear anything: skip reading it again
             continue
-        for m in _layer_entries(tf, members[real], real):
+        for m in layers.entries(real):
             path = _layer_path(m.name)
             if not path:
                 continue
