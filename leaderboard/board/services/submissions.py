@@ -50,10 +50,10 @@ from leaderboard.board.services.uploads import (
 )
 from leaderboard.containers.inputs import one_prediction_time
 
-log = logging.getLogger(__name__)
-
 S = Submission.Status
 V = Submission.Visibility
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
