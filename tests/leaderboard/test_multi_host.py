@@ -34,6 +34,7 @@ from leaderboard.board.services.worker_hosts import worker_host_drain
 from leaderboard.celery import app
 from leaderboard.containers import LABEL_RUN
 from leaderboard.containers.executor import DockerExecutor
+from leaderboard.containers.output_volume import HOLDER_REPOSITORY
 from tests.leaderboard import servers
 from tests.leaderboard.conftest import ensure_tracks, wait_for
 from tests.leaderboard.factories import SubmissionFactory, UserFactory
@@ -111,6 +112,11 @@ def hosts(engines, transactional_db, django_db_setup):
     yield start
     for proc in started.values():
         proc.stop(timeout=60)
+    # A run cut short by the test's end leaves its container: remove the test's runs'.
+    run_ids = [r for r in Evaluation.objects.values_list("container_run_id", flat=True) if r]
+    if run_ids:
+        engine_a = docker.DockerClient(base_url=engines["a"])
+        DockerExecutor(client_factory=lambda: engine_a).reap(run_ids=run_ids)
 
 
 def _entry(image: str, task, track, **kw) -> Submission:
@@ -175,7 +181,7 @@ def ihm(benchmark):
 
 # Tests ---------------------------------------------------------------------------------------
 def test_runs_spread_over_two_hosts_and_a_gpu_entry_waits_saying_so(
-    hosts, stored_image, track, ihm
+    engines, hosts, stored_image, track, ihm
 ):
     """Two entries at once, two idle hosts each taking one message at a time: one run on
     each host's engine, both scored. A GPU entry meanwhile stays queued (no host serves
@@ -187,6 +193,9 @@ def test_runs_spread_over_two_hosts_and_a_gpu_entry_waits_saying_so(
     done = _done(*evs)
     assert [e.status for e in done] == ["succeeded", "succeeded"], _logs(hosts)
     assert {e.worker for e in done} == {a, b}
+    # Host b's run was on the second engine: it made its /output holder's image there.
+    engine_b = docker.DockerClient(base_url=engines["b"])
+    assert engine_b.images.list(name=HOLDER_REPOSITORY)
     for e in done:
         assert e.container_run["status"] == "succeeded"
         assert Submission.objects.get(evaluations=e).status == "published"
