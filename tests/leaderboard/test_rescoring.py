@@ -46,7 +46,8 @@ def _random_ihm(sample_csv: bytes, seed: int) -> bytes:
     return frame.to_csv(index=False).encode()
 
 
-def _entry(task, data: bytes, name: str) -> Submission:
+def _entry(task, data: bytes, name: str, *, by_worker: bool = False) -> Submission:
+    """A published entry, scored here (or by the running worker, ``by_worker``)."""
     owner = get_user_model().objects.create_user(name, f"{name}@example.org", "pw-rescore")
     from leaderboard.board.services.identity import account_create
 
@@ -60,7 +61,15 @@ def _entry(task, data: bytes, name: str) -> Submission:
             method_name=name, training_data="train split", uses_ehr=True, uses_cxr=False
         ),
     )
-    evaluation_run(evaluation_id=sub.evaluations.get().pk, worker="test")
+    if by_worker:
+        wait_for(
+            lambda: Submission.objects.filter(pk=sub.pk).exclude(status__in=sub.ACTIVE_STATUSES)
+            .exists(),
+            timeout=120,
+            what="the entry to be scored",
+        )  # fmt: skip
+    else:
+        evaluation_run(evaluation_id=sub.evaluations.get().pk, worker="test")
     sub.refresh_from_db()
     assert sub.status == Submission.Status.PUBLISHED, sub.failure_reason
     return sub
@@ -173,7 +182,10 @@ def test_a_rescore_fans_out_to_a_real_worker_and_reports_progress(
     """Three entries re-scored by a real Celery worker: the re-score finishes with every
     run done, the staff API shows its counts and summary, a participant gets 403."""
     task = benchmark.tasks.get(slug="in-hospital-mortality")
-    subs = [_entry(task, _random_ihm(sample_ihm_csv, seed), f"w{seed}") for seed in range(3)]
+    subs = [
+        _entry(task, _random_ihm(sample_ihm_csv, seed), f"w{seed}", by_worker=True)
+        for seed in range(3)
+    ]
     result = task_rescore(actor=None, task=task)
     assert len(result.queued) == 3
     wait_for(
