@@ -426,6 +426,9 @@ def grouped_rank_layout(
 # Whole numbers and halves below 2**23 are exact in float32, and so is every sum of them
 # that stays below it.
 FLOAT32_EXACT = 2**23
+# Cells of the dense tables of one batch of grouped_auroc (levels x weightings; about four
+# such tables are alive at once).
+GROUPED_BATCH_CELLS = 8_000_000
 
 
 def float32_weights(counts_by_cluster: np.ndarray, n_units: int) -> np.ndarray | None:
@@ -439,8 +442,19 @@ def float32_weights(counts_by_cluster: np.ndarray, n_units: int) -> np.ndarray |
     return w.astype(np.float32)
 
 
+def _running_sums(x: np.ndarray) -> np.ndarray:
+    """Cumulative sums down the rows of a C-ordered ``(R, m)`` table, in place: row by row
+    when rows are long (numpy's accumulate along the first axis walks the columns, three
+    times slower here), with accumulate when they are short."""
+    if x.shape[1] < 64:
+        return np.add.accumulate(x, axis=0, out=x)
+    for i in range(1, x.shape[0]):
+        np.add(x[i - 1], x[i], out=x[i])
+    return x
+
+
 def grouped_auroc(
-    layout: GroupedRankLayout, weights_by_cluster: np.ndarray, *, batch_size: int = 400
+    layout: GroupedRankLayout, weights_by_cluster: np.ndarray, *, batch_size: int | None = None
 ) -> np.ndarray:
     """AUROC of each group for each column of ``weights_by_cluster``: ``(G, m)``.
 
@@ -448,8 +462,10 @@ def grouped_auroc(
     weights, bit for bit: every sum is an exact integer (or half) whatever order it is
     summed in, and the last step is the same division. Float32 weights (from
     :func:`float32_weights`, which checks that every sum stays exact) run the sparse
-    product in float32; the products and their sums are float64. A group without a
-    positive, or without a negative in a weighting, is NaN there.
+    product and the running sums in float32; the products and their sums are float64.
+    All weightings go in one batch unless ``batch_size`` or the size of the tables
+    (``GROUPED_BATCH_CELLS``) says fewer. A group without a positive, or without a
+    negative in a weighting, is NaN there.
     """
     g_count = layout.n_groups
     total = layout.total_levels
@@ -469,17 +485,24 @@ def grouped_auroc(
         table = table.astype(np.float32)
     else:
         weights = weights.astype(np.float64, copy=False)
-    step = max(1, min(int(batch_size), MAX_BATCH_CELLS // max(total, 1)))
+    # Sums each group's rows (row order) by one sparse product.
+    owner = np.repeat(np.arange(has.size), layout.n_levels[groups])
+    by_group = sparse.csr_array(
+        (np.ones(total), (owner, np.arange(total))), shape=(has.size, total)
+    )
+    limit = GROUPED_BATCH_CELLS // max(2 * total, 1)
+    step = max(1, min(m if batch_size is None else int(batch_size), limit))
     for lo in range(0, m, step):
         hi = min(lo + step, m)
-        sums = table @ np.ascontiguousarray(weights[:, lo:hi])
-        pos = sums[:total].astype(np.float64)
-        below = sums[total : 2 * total].astype(np.float64)
-        np.add.accumulate(below, axis=0, out=below)
-        p_total = np.add.reduceat(pos, seg, axis=0)
+        w = weights if (lo, hi) == (0, m) else np.ascontiguousarray(weights[:, lo:hi])
+        sums = table @ w
+        pos = sums[:total]
+        # Running sums down the rows, in the product's type (exact: see above).
+        below = _running_sums(sums[total : 2 * total])
+        p_total = by_group @ pos.astype(np.float64)
         # A group's cumulative sum is the running one less the one above its rows.
-        above = np.where((seg > 0)[:, None], below[before], 0.0)
-        num = np.add.reduceat(pos * below, seg, axis=0) - above * p_total
+        above = np.where((seg > 0)[:, None], below[before], 0).astype(np.float64)
+        num = by_group @ np.multiply(pos, below, dtype=np.float64) - above * p_total
         n_total = sums[2 * total :][groups].astype(np.float64)
         pn = p_total * n_total
         out[groups, lo:hi] = safe_divide(pn - num, pn)
