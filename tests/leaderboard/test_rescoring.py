@@ -213,3 +213,24 @@ def test_a_single_entry_rescore_is_a_rescore_run_too(ihm_task, sample_ihm_csv):
     run = RescoreRun.objects.get(pk=result.rescore_run)
     assert run.total == 1 and run.status == "running"
     assert list(run.evaluations.values_list("submission_id", flat=True)) == [sub.pk]
+
+
+@pytest.mark.django_db
+def test_the_admin_shows_a_rescore_s_progress_and_rank_changes(client, ihm_task):
+    from tests.leaderboard.factories import UserFactory
+
+    root = UserFactory(username="root", is_staff=True, is_superuser=True)
+    run = RescoreRun.objects.create(scope="task in-hospital-mortality", total=0)
+    run.skipped = [{"entry": "abcdefghijkl", "reason": SKIP_NO_PREDICTIONS}]
+    run.rank_changes = [
+        {"task": "in-hospital-mortality", "entry": "mnopqrstuvwx", "method": "Fusion",
+         "old_rank": 2, "new_rank": 1, "rescored": True},
+    ]  # fmt: skip
+    run.status = "finished"
+    run.save()
+    client.force_login(root)
+    listing = client.get("/admin/board/rescorerun/")
+    assert listing.status_code == 200 and "0 / 0 / 0" in listing.content.decode()
+    page = client.get(f"/admin/board/rescorerun/{run.pk}/change/").content.decode()
+    assert "mnopqrstuvwx Fusion" in page and "abcdefghijkl" in page
+    assert client.get("/admin/board/rescorerun/add/").status_code == 403
