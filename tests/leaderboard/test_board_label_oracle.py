@@ -109,6 +109,7 @@ def _rows(body):
     return rows
 
 
+@pytest.mark.slow  # four entries scored by the real scorer
 @pytest.mark.xfail(
     strict=True,
     reason="with 15 positives one unit moves an AUROC by up to 1/15, two thirds of the "
