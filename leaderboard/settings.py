@@ -255,6 +255,10 @@ SCORING_LEASE = timedelta(seconds=env.int("SCORING_LEASE", default=SCORING_TIME_
 # (a lost message costs nothing more than a duplicate, which the worker ignores).
 SCORING_RESEND_AFTER = timedelta(seconds=env.int("SCORING_RESEND_AFTER", default=600))
 REAPER_INTERVAL = env.int("REAPER_INTERVAL", default=60)
+# Fair queuing per task (services.fair_queue): runs of one task sent to the broker or running
+# at a time, for new entries and for a re-score of many entries; the others wait their turn.
+SCORING_IN_FLIGHT_PER_TASK = env.int("SCORING_IN_FLIGHT_PER_TASK", default=4)
+RESCORE_IN_FLIGHT_PER_TASK = env.int("RESCORE_IN_FLIGHT_PER_TASK", default=8)
 
 # Container runs (leaderboard.containers): limits of each scenario's run, and where the
 # worker unpacks inputs and outputs (a local path the Docker engine sees at the same place).
