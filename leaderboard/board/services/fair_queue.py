@@ -31,15 +31,11 @@ log = logging.getLogger(__name__)
 E = Evaluation.Status
 S = Submission.Status
 
-# Runs of one task sent to the broker or running at a time (defaults; settings override).
-IN_FLIGHT_PER_TASK = 4
-RESCORE_IN_FLIGHT_PER_TASK = 8
-
 
 def _budget(rescore: bool) -> int:
     if rescore:
-        return int(getattr(settings, "RESCORE_IN_FLIGHT_PER_TASK", RESCORE_IN_FLIGHT_PER_TASK))
-    return int(getattr(settings, "SCORING_IN_FLIGHT_PER_TASK", IN_FLIGHT_PER_TASK))
+        return int(settings.RESCORE_IN_FLIGHT_PER_TASK)
+    return int(settings.SCORING_IN_FLIGHT_PER_TASK)
 
 
 def _sent() -> Q:
