@@ -32,7 +32,8 @@ the image encoder is not involved.
 
 Hyperparameters: ``WIDTH`` = 64, ``PATCHES`` = 4 tokens per modality, ``EXPERTS`` = 4 with
 ``TOP_K`` = 2, ``HEADS`` = 4, expert width 2x, load-balancing weight ``GATE_WEIGHT`` = 0.01;
-dropout: the run's ``dropout``.
+dropout (the run's ``dropout``) in the patch adapters and before the head, none inside the
+experts.
 """
 
 from __future__ import annotations
@@ -83,7 +84,7 @@ class SparseExperts(nn.Module):
     (for the load-balancing loss).
     """
 
-    def __init__(self, dropout: float) -> None:
+    def __init__(self) -> None:
         super().__init__()
         hidden = 2 * WIDTH
         self.norm = nn.LayerNorm(WIDTH)
@@ -93,7 +94,6 @@ class SparseExperts(nn.Module):
         self.b1 = nn.Parameter(torch.zeros(EXPERTS, hidden))
         self.w2 = nn.Parameter(torch.empty(EXPERTS, hidden, WIDTH).uniform_(-bound2, bound2))
         self.b2 = nn.Parameter(torch.zeros(EXPERTS, WIDTH))
-        self.drop = nn.Dropout(dropout)
 
     def weights(self, x: torch.Tensor, combination: torch.Tensor) -> dict[str, torch.Tensor]:
         """Routing weights ``(N, L, EXPERTS)`` (rows sum to 1, at most ``TOP_K`` non-zero),
@@ -113,7 +113,7 @@ class SparseExperts(nn.Module):
         h = self.norm(x)
         route = self.weights(h, combination)
         inner = torch.einsum("nld,edh->nleh", h, self.w1) + self.b1
-        out = torch.einsum("nleh,ehd->nled", self.drop(nn.functional.gelu(inner)), self.w2)
+        out = torch.einsum("nleh,ehd->nled", nn.functional.gelu(inner), self.w2)
         out = out + self.b2  # (N, L, E, W)
         return (route["weights"].unsqueeze(-1) * out).sum(dim=2), route
 
@@ -144,7 +144,7 @@ class FlexMoE(_TwoEncoders):
         # The missing-modality bank: (combination, modality, patch, width).
         self.bank = nn.Parameter(torch.randn(N_COMBINATIONS, 2, PATCHES, WIDTH) * 0.02)
         self.attn = CrossAttention(WIDTH, heads=HEADS)
-        self.experts = SparseExperts(dropout)
+        self.experts = SparseExperts()
         self.norm = nn.LayerNorm(WIDTH)
         self.head = nn.Linear(WIDTH, self.out_dim)
         # A missing image is filled from the bank, not _TwoEncoders' projected vector.

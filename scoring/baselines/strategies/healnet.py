@@ -25,9 +25,10 @@ No image (per read-out ``batch.has_image``): the image cross-attention and its f
 block are skipped for that unit, exactly as HEALNet skips a missing modality; the latent
 array carries on from its EHR update. Nothing of the image branch reaches such a unit.
 
-Hyperparameters: latent array ``LATENTS`` = 16 vectors of width ``WIDTH`` = 64, ``DEPTH`` = 2
+Hyperparameters: latent array ``LATENTS`` = 8 vectors of width ``WIDTH`` = 64, ``DEPTH`` = 2
 fusion layers, ``HEADS`` = 4 attention heads, ``EHR_TOKENS`` = 8, feed-forward width 2x,
-4 Fourier bands; dropout on the EHR state and before the head: the run's ``dropout``. No
+4 Fourier bands; dropout on the EHR state and before the head (the run's ``dropout``), none
+inside the fusion layers (dropout's random masks are a large share of a CPU step there). No
 auxiliary loss (the task loss only).
 """
 
@@ -42,7 +43,7 @@ from scoring.baselines.batch import Batch
 from scoring.baselines.models import _TwoEncoders
 from scoring.baselines.strategies.blocks import CrossAttention, FeedForward, MapTokens
 
-LATENTS = 16
+LATENTS = 8
 WIDTH = 64
 DEPTH = 2
 HEADS = 4
@@ -53,14 +54,14 @@ class _Layer(nn.Module):
     """One fusion layer: per-modality cross-attention and feed-forward, then the latent
     array's self-attention and feed-forward."""
 
-    def __init__(self, dim: int, heads: int, dropout: float) -> None:
+    def __init__(self, dim: int, heads: int) -> None:
         super().__init__()
         self.attn_ehr = CrossAttention(dim, heads=heads)
-        self.ff_ehr = FeedForward(dim, dropout=dropout)
+        self.ff_ehr = FeedForward(dim)
         self.attn_img = CrossAttention(dim, heads=heads)
-        self.ff_img = FeedForward(dim, dropout=dropout)
+        self.ff_img = FeedForward(dim)
         self.attn_self = CrossAttention(dim, heads=heads)
-        self.ff_self = FeedForward(dim, dropout=dropout)
+        self.ff_self = FeedForward(dim)
 
 
 class HEALNet(_TwoEncoders):
@@ -70,11 +71,10 @@ class HEALNet(_TwoEncoders):
     def __init__(self, **kw: Any) -> None:
         super().__init__(**kw)
         h, c = self.ehr.hidden, self.cxr.out_channels
-        dropout = float(self.drop.p)
         self.latents = nn.Parameter(torch.randn(LATENTS, WIDTH) * 0.02)
         self.ehr_tokens = nn.Linear(h, EHR_TOKENS * WIDTH)
         self.img_tokens = MapTokens(c, WIDTH)
-        self.layers = nn.ModuleList(_Layer(WIDTH, HEADS, dropout) for _ in range(DEPTH))
+        self.layers = nn.ModuleList(_Layer(WIDTH, HEADS) for _ in range(DEPTH))
         self.norm = nn.LayerNorm(WIDTH)
         self.head = nn.Linear(WIDTH, self.out_dim)
         # _TwoEncoders' projection and no-image vector are not used: a unit without an image

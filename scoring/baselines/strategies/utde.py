@@ -21,18 +21,21 @@ discretized series, whose gaps are imputed, so the imputation embedding is that 
 as ``REF_POINTS`` tokens (a linear map); the attention embedding is time attention of
 ``REF_POINTS`` learned reference-point queries over those tokens (with learned reference
 positions as keys), the nearest the per-read-out state allows to mTAND's attention over
-raw observations. The image's tokens are the positions of the CNN's last feature maps with
-Fourier position features; one interleaved layer; small sizes for a 2-core machine.
+raw observations. The image's tokens are the positions of the CNN's last feature maps,
+average-pooled to at most ``IMAGE_GRID`` x ``IMAGE_GRID``, with Fourier position features;
+one interleaved layer; small sizes for a 2-core machine (every read-out of an hourly task
+carries its own tokens through the interleaved layer, so their number sets the cost).
 
 No image (per read-out ``batch.has_image``; UTDE assumes complete modalities): the image is
 replaced by one learned "no image" token, and the unit's image tokens are that token alone
 (the other positions are masked out of every attention and of the read-out), so nothing
 of other units' images reaches it.
 
-Hyperparameters: ``WIDTH`` = 64, ``REF_POINTS`` = 8, ``HEADS`` = 4, gate hidden width 64,
-feed-forward width 2x, 4 Fourier bands, one interleaved layer; the read-out is
-[mean of the EHR tokens, mean of the image tokens] into a linear head; dropout: the run's
-``dropout``. No auxiliary loss.
+Hyperparameters: ``WIDTH`` = 64, ``REF_POINTS`` = 4, ``HEADS`` = 4, ``IMAGE_GRID`` = 2,
+gate hidden width 64, feed-forward width 2x, 4 Fourier bands, one interleaved layer; the
+read-out is [mean of the EHR tokens, mean of the image tokens] into a linear head; dropout
+(the run's ``dropout``) on the EHR state, in the gate and before the head. No auxiliary
+loss.
 """
 
 from __future__ import annotations
@@ -47,8 +50,9 @@ from scoring.baselines.models import _TwoEncoders
 from scoring.baselines.strategies.blocks import CrossAttention, FeedForward, MapTokens
 
 WIDTH = 64
-REF_POINTS = 8
+REF_POINTS = 4
 HEADS = 4
+IMAGE_GRID = 2  # the image's maps average-pooled to at most 2 x 2 tokens
 
 
 class UTDE(_TwoEncoders):
@@ -77,7 +81,7 @@ class UTDE(_TwoEncoders):
         self.ehr_to_img = CrossAttention(WIDTH, heads=HEADS)
         self.img_to_ehr = CrossAttention(WIDTH, heads=HEADS)
         self.joint = CrossAttention(WIDTH, heads=HEADS)
-        self.ff = FeedForward(WIDTH, dropout=dropout)
+        self.ff = FeedForward(WIDTH)
         self.norm = nn.LayerNorm(WIDTH)
         self.head = nn.Linear(2 * WIDTH, self.out_dim)
 
@@ -95,6 +99,8 @@ class UTDE(_TwoEncoders):
         """Image tokens per read-out ``(R, P, W)`` and their mask ``(R, P)``: the map
         positions of the unit's image, or the no-image token followed by masked padding."""
         maps = self._maps(self.cxr, batch)
+        h, w = maps.shape[2:]
+        maps = nn.functional.adaptive_avg_pool2d(maps, (min(h, IMAGE_GRID), min(w, IMAGE_GRID)))
         per_image = self.img_tokens(maps)  # (K, P, W)
         n, p = batch.n_readouts, per_image.shape[1]
         stand_in = torch.cat(
