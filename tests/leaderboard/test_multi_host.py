@@ -34,7 +34,6 @@ from leaderboard.board.services.worker_hosts import worker_host_drain
 from leaderboard.celery import app
 from leaderboard.containers import LABEL_RUN
 from leaderboard.containers.executor import DockerExecutor
-from leaderboard.containers.output_volume import HOLDER_REPOSITORY
 from tests.leaderboard import servers
 from tests.leaderboard.conftest import ensure_tracks, wait_for
 from tests.leaderboard.factories import SubmissionFactory, UserFactory
@@ -158,6 +157,16 @@ def _consumes(node: str) -> list[str] | None:
     return None if node not in answer else [q["name"] for q in answer[node]]
 
 
+def _created_on(docker_host: str, run_id: str, since: int) -> list[dict]:
+    """The engine's events of containers created for the run since ``since``."""
+    client = docker.DockerClient(base_url=docker_host)
+    events = client.events(
+        since=since, until=int(time.time()) + 1, decode=True,
+        filters={"type": "container", "event": "create", "label": f"{LABEL_RUN}={run_id}"},
+    )  # fmt: skip
+    return list(events)
+
+
 def _logs(hosts) -> str:
     return "\n".join(f"--- {n}\n{p.log()[-2000:]}" for n, p in hosts.procs.items())
 
@@ -186,6 +195,7 @@ def test_runs_spread_over_two_hosts_and_a_gpu_entry_waits_saying_so(
     """Two entries at once, two idle hosts each taking one message at a time: one run on
     each host's engine, both scored. A GPU entry meanwhile stays queued (no host serves
     the GPU runs' queue) and its status says it waits for a GPU worker."""
+    since = int(time.time()) - 1
     a, b = hosts("host-a", "a"), hosts("host-b", "b")
     gpu = _entry(stored_image, ihm, track, needs_gpu=True)
     gpu_ev = _queue(gpu)
@@ -193,9 +203,12 @@ def test_runs_spread_over_two_hosts_and_a_gpu_entry_waits_saying_so(
     done = _done(*evs)
     assert [e.status for e in done] == ["succeeded", "succeeded"], _logs(hosts)
     assert {e.worker for e in done} == {a, b}
-    # Host b's run was on the second engine: it made its /output holder's image there.
-    engine_b = docker.DockerClient(base_url=engines["b"])
-    assert engine_b.images.list(name=HOLDER_REPOSITORY)
+    # Each host ran its model on its own engine: the engines' event logs say which created
+    # each run's containers.
+    for e in done:
+        mine, other = ("a", "b") if e.worker == a else ("b", "a")
+        assert _created_on(engines[mine], e.container_run_id, since)
+        assert not _created_on(engines[other], e.container_run_id, since)
     for e in done:
         assert e.container_run["status"] == "succeeded"
         assert Submission.objects.get(evaluations=e).status == "published"
