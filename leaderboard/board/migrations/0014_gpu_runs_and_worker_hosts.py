@@ -15,9 +15,20 @@ class Migration(migrations.Migration):
         migrations.CreateModel(
             name="WorkerHost",
             fields=[
-                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
-                ("name", models.CharField(help_text="the Celery node name", max_length=200, unique=True)),
-                ("queues", models.JSONField(blank=True, default=list, help_text="kinds of work it serves")),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "name",
+                    models.CharField(help_text="the Celery node name", max_length=200, unique=True),
+                ),
+                (
+                    "queues",
+                    models.JSONField(blank=True, default=list, help_text="kinds of work it serves"),
+                ),
                 ("concurrency", models.PositiveIntegerField(default=1)),
                 ("gpus", models.PositiveIntegerField(default=0)),
                 ("started_at", models.DateTimeField(blank=True, null=True)),
