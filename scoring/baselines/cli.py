@@ -358,7 +358,8 @@ def _scores(args: argparse.Namespace) -> None:
         table, reports = test_table(
             manifest, run_dir, bench, replicates=args.replicates, source=source
         )
-        parts[:0] = [table, fusion_table(reports)]
+        missing = fusion_table(reports, scenario="cxr_missing_100")
+        parts[:0] = [table, fusion_table(reports), missing]
         if streamed:
             parts.insert(2, stream_difference_table(manifest, run_dir))
     else:

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from benchmark_data.tasks import METRICS, get_task
+from benchmark_data.tasks import DEFAULT_SCENARIO, METRICS, get_task
 from scoring.baselines.artifacts import predictions_path
 from scoring.baselines.models import MODEL_NAMES
 
@@ -166,15 +166,25 @@ def stream_difference_table(manifest: dict[str, Any], run_dir: Path) -> str:
 UNIMODAL = ("ehr", "cxr")
 
 
-def _main(report: dict[str, Any]) -> dict[str, Any]:
-    return report["scenarios"][report.get("main_scenario", "paired")]
+def _main(report: dict[str, Any], scenario: str | None = None) -> dict[str, Any]:
+    section: dict[str, Any] = report["scenarios"][
+        scenario or report.get("main_scenario", DEFAULT_SCENARIO)
+    ]
+    return section
 
 
-def fusion_table(reports: dict[str, dict[str, dict[str, Any]]]) -> str:
+def fusion_table(
+    reports: dict[str, dict[str, dict[str, Any]]], *, scenario: str | None = None
+) -> str:
     """Each fusion model against the task's best unimodal model (by point estimate) on the
     paired test units: the paired bootstrap difference of the primary metric (fusion minus
     unimodal, in the direction where larger is better) with its 95% CI and two-sided
-    p-value. Every report of a task was scored on the same replicates."""
+    p-value. Every report of a task was scored on the same replicates.
+
+    With ``scenario`` (for example ``cxr_missing_100``), every model and the best unimodal
+    model are taken under that scenario instead of the main one: with every image withheld
+    the best unimodal model is the EHR model, and the table says which fusion strategies
+    keep their gain when the image is missing."""
     from scoring.ranking import paired_difference
 
     tasks = list(reports)
@@ -186,7 +196,7 @@ def fusion_table(reports: dict[str, dict[str, dict[str, Any]]]) -> str:
         sign = 1.0 if METRICS[primary].greater_is_better else -1.0
 
         def value(rep: dict[str, Any], primary: str = primary, sign: float = sign) -> float:
-            v = _main(rep)["metrics"].get(primary, {}).get("value")
+            v = _main(rep, scenario)["metrics"].get(primary, {}).get("value")
             return -np.inf if v is None else sign * float(v)
 
         unimodal = [m for m in UNIMODAL if m in by_model]
@@ -194,11 +204,11 @@ def fusion_table(reports: dict[str, dict[str, dict[str, Any]]]) -> str:
             continue
         best = max(unimodal, key=lambda m: value(by_model[m]))
         best_of[t] = best
-        ref = np.asarray(_main(by_model[best])["replicates"], dtype=float)
+        ref = np.asarray(_main(by_model[best], scenario)["replicates"], dtype=float)
         for m, rep in by_model.items():
             if m in UNIMODAL:
                 continue
-            reps = np.asarray(_main(rep)["replicates"], dtype=float)
+            reps = np.asarray(_main(rep, scenario)["replicates"], dtype=float)
             if reps.shape != ref.shape:
                 cells.setdefault(m, {})[t] = "n/a (different replicates)"
                 continue
@@ -212,7 +222,8 @@ def fusion_table(reports: dict[str, dict[str, dict[str, Any]]]) -> str:
             )
     models = [m for m in MODEL_NAMES if m in cells]
     header = ", ".join(f"{t}: {best_of[t]}" for t in tasks if t in best_of)
+    where = "paired units" if scenario is None else f"scenario {scenario}"
     return (
-        "Fusion minus the best unimodal model, paired units, paired bootstrap 95% CI and "
+        f"Fusion minus the best unimodal model, {where}, paired bootstrap 95% CI and "
         f"p-value (best unimodal model: {header})\n\n" + markdown_table(cells, tasks, models)
     )
