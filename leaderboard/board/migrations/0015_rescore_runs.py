@@ -6,35 +6,71 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('board', '0014_gpu_runs_and_worker_hosts'),
+        ("board", "0014_gpu_runs_and_worker_hosts"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='RescoreRun',
+            name="RescoreRun",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('scope', models.CharField(max_length=200)),
-                ('note', models.CharField(blank=True, max_length=300)),
-                ('status', models.CharField(choices=[('running', 'Running'), ('finished', 'Finished')], default='running', max_length=16)),
-                ('scorer_version', models.CharField(blank=True, max_length=40)),
-                ('total', models.PositiveIntegerField(default=0)),
-                ('done', models.PositiveIntegerField(default=0)),
-                ('failed', models.PositiveIntegerField(default=0)),
-                ('skipped', models.JSONField(blank=True, default=list)),
-                ('ranks_before', models.JSONField(blank=True, default=dict)),
-                ('rank_changes', models.JSONField(blank=True, null=True)),
-                ('created_at', models.DateTimeField(auto_now_add=True, db_index=True)),
-                ('finished_at', models.DateTimeField(blank=True, null=True)),
-                ('evaluations', models.ManyToManyField(blank=True, related_name='rescore_runs', to='board.evaluation')),
-                ('requested_by', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("scope", models.CharField(max_length=200)),
+                ("note", models.CharField(blank=True, max_length=300)),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[("running", "Running"), ("finished", "Finished")],
+                        default="running",
+                        max_length=16,
+                    ),
+                ),
+                ("scorer_version", models.CharField(blank=True, max_length=40)),
+                ("total", models.PositiveIntegerField(default=0)),
+                ("done", models.PositiveIntegerField(default=0)),
+                ("failed", models.PositiveIntegerField(default=0)),
+                ("skipped", models.JSONField(blank=True, default=list)),
+                ("ranks_before", models.JSONField(blank=True, default=dict)),
+                ("rank_changes", models.JSONField(blank=True, null=True)),
+                ("created_at", models.DateTimeField(auto_now_add=True, db_index=True)),
+                ("finished_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "evaluations",
+                    models.ManyToManyField(
+                        blank=True, related_name="rescore_runs", to="board.evaluation"
+                    ),
+                ),
+                (
+                    "requested_by",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-created_at', '-id'],
-                'constraints': [models.CheckConstraint(condition=models.Q(('status__in', ['running', 'finished'])), name='rescore_run_status_known'), models.CheckConstraint(condition=models.Q(('done__lte', models.F('total')), ('failed__lte', models.F('total'))), name='rescore_run_counts_within_total')],
+                "ordering": ["-created_at", "-id"],
+                "constraints": [
+                    models.CheckConstraint(
+                        condition=models.Q(("status__in", ["running", "finished"])),
+                        name="rescore_run_status_known",
+                    ),
+                    models.CheckConstraint(
+                        condition=models.Q(
+                            ("done__lte", models.F("total")), ("failed__lte", models.F("total"))
+                        ),
+                        name="rescore_run_counts_within_total",
+                    ),
+                ],
             },
         ),
     ]
