@@ -17,6 +17,7 @@ from plotly.subplots import make_subplots
 
 from scoring.plots import plain_text
 
+DODGE = 0.012  # horizontal offset between models' points (share of training stays)
 # Plotly's default qualitative colours, fixed so a model keeps its colour across panels.
 COLOURS = (
     "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd",
@@ -38,14 +39,18 @@ def training_missingness_figure(curve: dict[str, Any]) -> dict[str, Any] | None:
         horizontal_spacing=0.06,
         subplot_titles=[plain_text(titles.get(s, s)) for s in scenarios],
     )
+    n = len(curve["models"])
     for i, model in enumerate(curve["models"]):
         colour = COLOURS[i % len(COLOURS)]
+        # Each model's points a little apart, so that lines and error bars of equal
+        # (rounded) figures do not hide one another; the hover gives the true rate.
+        shift = (i - (n - 1) / 2) * DODGE
         name = plain_text(model["method_name"])
         for col, scenario in enumerate(scenarios, start=1):
             pts = [p for p in model["points"] if scenario in p["scenarios"]]
             if not pts:
                 continue
-            x = [p["rate"] for p in pts]
+            x = [round(p["rate"] + shift, 4) for p in pts]
             y = [p["scenarios"][scenario]["value"] for p in pts]
             ci = [p["scenarios"][scenario]["ci"] for p in pts]
             up = [(c[1] - v) if c[1] is not None else 0.0 for c, v in zip(ci, y, strict=True)]
@@ -56,16 +61,16 @@ def training_missingness_figure(curve: dict[str, Any]) -> dict[str, Any] | None:
                     showlegend=col == 1, line={"color": colour}, marker={"color": colour},
                     error_y={"type": "data", "symmetric": False, "array": up,
                              "arrayminus": down, "thickness": 1, "width": 3},
-                    customdata=[[c[0], c[1]] for c in ci],
-                    hovertemplate=f"{name}<br>training images withheld %{{x:.0%}}<br>"
+                    customdata=[[p["rate"], c[0], c[1]] for p, c in zip(pts, ci, strict=True)],
+                    hovertemplate=f"{name}<br>training images withheld %{{customdata[0]:.0%}}<br>"
                     f"{plain_text(curve['metric_title'])} %{{y}} "
-                    "(95% CI %{customdata[0]} to %{customdata[1]})<extra></extra>",
+                    "(95% CI %{customdata[1]} to %{customdata[2]})<extra></extra>",
                 ),
                 row=1,
                 col=col,
             )  # fmt: skip
     fig.update_xaxes(title_text="Training stays without their chest X-ray", tickformat=".0%",
-                     range=[-0.05, 0.95], dtick=0.1)  # fmt: skip
+                     range=[-0.05, 0.95], dtick=0.1, zeroline=False)  # fmt: skip
     fig.update_yaxes(title_text=plain_text(curve["metric_title"]), row=1, col=1)
     fig.update_layout(
         title="Training-time missingness",

@@ -132,7 +132,8 @@ def test_the_task_board_shows_the_curve_with_the_published_figures(client, sweep
     fig = body["figure"]
     assert {t["xaxis"] for t in fig["data"]} == {"x", "x2"}
     first = fig["data"][0]
-    assert first["x"] == [0.0, *RATES] and first["name"] == "Joint fusion"
+    assert first["x"] == [0.0, *RATES] and first["name"] == "Joint fusion"  # one model: no dodge
+    assert [c[0] for c in first["customdata"]] == [0.0, *RATES]
     paired = [p["scenarios"]["paired"] for p in points]
     assert first["y"] == [f["value"] for f in paired]
     assert first["error_y"]["array"] == pytest.approx([f["ci"][1] - f["value"] for f in paired])
