@@ -424,7 +424,7 @@ class Submission(models.Model):
     def team_label(self) -> str:
         """The team the entry shows: its team's name, the name it was entered under, or
         its owner's user name."""
-        if self.team_id is not None:
+        if self.team_id is not None and self.team is not None:
             return self.team.name
         return self.team_name or self.owner.get_username()
 
@@ -581,7 +581,7 @@ class AuditLog(models.Model):
         ]
 
     def __str__(self) -> str:
-        who = self.actor.get_username() if self.actor_id else "system"
+        who = self.actor.get_username() if self.actor_id and self.actor else "system"
         return f"{self.created_at:%Y-%m-%d %H:%M} {who} {self.action}"
 
 

@@ -322,7 +322,7 @@ class OutputVolume:
             report.predictions = _copy_member(stream, PREDICTIONS, dest, size)
             report.not_a_file = report.predictions is None
         with contextlib.suppress(Exception):
-            stream.close()  # type: ignore[attr-defined]
+            stream.close()
         return report
 
     def _used_estimate(self) -> tuple[int, int]:

@@ -432,7 +432,7 @@ def run_container(
         return failed
     try:
         info = inspect_image_archive(
-            image_archive, limits=limits, architecture=_architecture(client, limits)
+            Path(image_archive), limits=limits, architecture=_architecture(client, limits)
         )
         t0 = time.monotonic()
         tag = load_image(client, info, run_id)
@@ -487,7 +487,7 @@ def run_all_scenarios(
     try:
         client = client or get_client()
         run.image = inspect_image_archive(
-            image_archive, limits=limits, architecture=_architecture(client, limits)
+            Path(image_archive), limits=limits, architecture=_architecture(client, limits)
         )
         t0 = time.monotonic()
         tag = load_image(client, run.image, run_id)

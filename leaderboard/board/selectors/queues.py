@@ -76,6 +76,8 @@ def _typical_waits(since: Any) -> dict[int, float]:
     )
     per_task: dict[int, list[float]] = {}
     for task_id, created, started in rows:
+        if started is None:  # excluded by the filter above; narrows the type
+            continue
         per_task.setdefault(task_id, []).append(max(0.0, (started - created).total_seconds()))
     return {t: statistics.median(v) for t, v in per_task.items()}
 

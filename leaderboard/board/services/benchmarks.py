@@ -63,8 +63,8 @@ def benchmark_register(
             slug=declared.slug,
             defaults={"title": declared.title, "description": declared.description},
         )
-        benchmark = Benchmark.objects.filter(manifest_hash=data.manifest_hash).first()
-        created = benchmark is None
+        existing = Benchmark.objects.filter(manifest_hash=data.manifest_hash).first()
+        created = existing is None
         other = Benchmark.objects.filter(name=data.name, version=data.version).first()
         if created and other is not None:
             raise BenchmarkInvalid(
@@ -73,7 +73,7 @@ def benchmark_register(
                     mine=data.manifest_hash[:12], theirs=other.manifest_hash[:12],
                 )
             )  # fmt: skip
-        if created:
+        if existing is None:
             benchmark = Benchmark.objects.create(
                 suite=suite,
                 suite_spec=dict(declared.spec),
@@ -86,6 +86,7 @@ def benchmark_register(
                 n_files=len(data.manifest["files"]),
             )
         else:
+            benchmark = existing
             # Same data at a new location (e.g. copied to S3): follow it.
             benchmark.uri = str(uri)
             benchmark.credentialed_uri = str(credentialed_uri or "")

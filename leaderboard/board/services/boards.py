@@ -55,7 +55,7 @@ def _send_refresh(task_id: int) -> None:
     from leaderboard.board.tasks import board_refresh_task
 
     try:
-        board_refresh_task.apply_async(args=[task_id], retry=False)
+        board_refresh_task.apply_async(args=(task_id,), retry=False)
     except Exception:  # the broker is down: the next reader builds the board instead
         log.warning("could not ask the worker to rebuild the board of task %s", task_id)
         board_build_release(task_pk=task_id)

@@ -141,6 +141,8 @@ def container_work_dir(*, evaluation_id: int, run_id: str) -> Path:
 def _local_archive(submission: Submission, work_dir: Path) -> Path:
     """The image archive as a local file: its path in a local store, else a streamed copy."""
     name = submission.file.name
+    if not name:
+        raise ValueError(f"entry {submission.pk} has no stored image archive")
     try:
         path = Path(default_storage.path(name))
         if path.is_file():

@@ -116,13 +116,13 @@ def evaluation_enqueue(*, evaluation_id: int, countdown: float | None = None) ->
     # Back-pressure: a run waits in its task's queue while the task has its share in flight.
     if not fair_queue_admit(evaluation_id=evaluation_id, now=now):
         return False
+    options: dict[str, Any] = {"retry": True, "countdown": countdown}
     try:
         if rescore_from_stored(evaluation_id=evaluation_id):  # never runs a container again
-            rescore_entry_task.apply_async(args=[evaluation_id], retry=True, countdown=countdown)
+            rescore_entry_task.apply_async(args=(evaluation_id,), **options)
         else:
-            evaluation_run_task.apply_async(
-                args=[evaluation_id], retry=True, countdown=countdown, **_time_limits(evaluation_id)
-            )
+            options.update(_time_limits(evaluation_id))
+            evaluation_run_task.apply_async(args=(evaluation_id,), **options)
     except Exception:  # the broker is down: nothing is lost, the reaper resends
         log.exception("could not send scoring run %s to the broker", evaluation_id)
         Evaluation.objects.filter(pk=evaluation_id, status=E.QUEUED).update(enqueued_at=None)
@@ -161,6 +161,8 @@ def evaluation_claim(*, evaluation_id: int, worker: str = "") -> Evaluation | No
 
 def _open_submission_file(submission: Submission):
     name = submission.file.name
+    if not name:
+        raise ValueError(f"entry {submission.pk} has no stored file to score")
     try:
         return default_storage.path(name)
     except NotImplementedError:
@@ -201,6 +203,8 @@ def evaluation_run(*, evaluation_id: int, worker: str = "") -> Evaluation | None
     if evaluation is None:
         log.info("scoring run %s: nothing to do (finished, taken or gone)", evaluation_id)
         return None
+    if evaluation.run_token is None:  # evaluation_claim always sets one
+        raise RuntimeError(f"scoring run {evaluation_id} was claimed without a run token")
     run = _Run(evaluation_id, evaluation.run_token, evaluation.submission,
                max_bytes=settings.MAX_UPLOAD_BYTES)  # fmt: skip
     try:

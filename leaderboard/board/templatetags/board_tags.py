@@ -126,7 +126,12 @@ def rank_bar(row: Any, n: Any) -> dict[str, float] | None:
     interval."""
     interval = getattr(row, "rank_interval", None)
     rank = getattr(row, "rank", None)
-    if not interval or len(interval) != 2 or not all(_finite(v) for v in (*interval, rank, n)):
+    if (
+        rank is None
+        or not interval
+        or len(interval) != 2
+        or not all(_finite(v) for v in (*interval, rank, n))
+    ):
         return None
     n = max(int(n), int(interval[1]), int(rank), 1)
     slot = RANK_BAR_WIDTH / n
