@@ -5,20 +5,32 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('board', '0015_rescore_runs'),
+        ("board", "0015_rescore_runs"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='submission',
-            name='train_missing_rate',
-            field=models.FloatField(blank=True, null=True, verbose_name='share of training stays without their image'),
+            model_name="submission",
+            name="train_missing_rate",
+            field=models.FloatField(
+                blank=True, null=True, verbose_name="share of training stays without their image"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='submission',
-            constraint=models.CheckConstraint(condition=models.Q(('train_missing_rate__isnull', True), models.Q(('is_reference', True), ('train_missing_rate__gt', 0), ('train_missing_rate__lt', 1)), _connector='OR'), name='train_missing_rate_of_reference'),
+            model_name="submission",
+            constraint=models.CheckConstraint(
+                condition=models.Q(
+                    ("train_missing_rate__isnull", True),
+                    models.Q(
+                        ("is_reference", True),
+                        ("train_missing_rate__gt", 0),
+                        ("train_missing_rate__lt", 1),
+                    ),
+                    _connector="OR",
+                ),
+                name="train_missing_rate_of_reference",
+            ),
         ),
     ]
