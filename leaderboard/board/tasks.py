@@ -15,8 +15,8 @@ from django.conf import settings
 from leaderboard.board.services.baseline_jobs import baseline_job_run
 from leaderboard.board.services.boards import board_refresh
 from leaderboard.board.services.containers import container_runs_reap
+from leaderboard.board.services.dispatch import scoring_after_run
 from leaderboard.board.services.evaluations import evaluation_run, evaluations_reap
-from leaderboard.board.services.fair_queue import scoring_after_run
 from leaderboard.board.services.rescoring import rescore_entry, rescore_runs_settle
 from leaderboard.celery import app
 

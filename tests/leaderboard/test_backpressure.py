@@ -16,8 +16,8 @@ from django.utils import timezone
 from leaderboard.board.models import Evaluation, Submission, Track
 from leaderboard.board.selectors.benchmarks import task_truth
 from leaderboard.board.selectors.queues import evaluation_queue_positions, queue_overview
+from leaderboard.board.services.dispatch import scoring_dispatch
 from leaderboard.board.services.evaluations import evaluation_enqueue
-from leaderboard.board.services.fair_queue import scoring_dispatch
 from leaderboard.board.services.identity import account_create
 from leaderboard.board.services.submissions import SubmissionMeta, submission_create
 from tests.leaderboard.conftest import wait_for

@@ -22,12 +22,12 @@ from leaderboard.board.services.evaluations import evaluation_run
 from leaderboard.board.services.rescoring import (
     SKIP_NO_PREDICTIONS,
     rescore_entry,
-    rescore_from_stored,
     rescore_runs_settle,
     submission_rescore,
     submissions_rescore,
     task_rescore,
 )
+from leaderboard.board.services.stored_predictions import rescore_from_stored
 from leaderboard.board.services.submissions import SubmissionMeta, submission_create
 from scoring.version import SCORER_VERSION
 from tests.leaderboard.conftest import ensure_tracks, wait_for

@@ -109,7 +109,7 @@ def evaluation_enqueue(*, evaluation_id: int, countdown: float | None = None) ->
     """Send the scoring message of a queued run. A broker that cannot be reached leaves the
     run queued: the reaper sends it again later. Returns whether the message went out."""
     from leaderboard.board.services.fair_queue import fair_queue_admit
-    from leaderboard.board.services.rescoring import rescore_from_stored
+    from leaderboard.board.services.stored_predictions import rescore_from_stored
     from leaderboard.board.tasks import evaluation_run_task, rescore_entry_task
 
     now = timezone.now()

@@ -6,7 +6,7 @@ Every task has a queue of its own in the database (its queued runs, oldest first
 sent or running (re-scores have their own, larger budget, ``RESCORE_IN_FLIGHT_PER_TASK``, so
 a re-score of every entry neither waits behind new entries nor holds them back by more than
 its budget). The others wait in the database, *pending* (``queued`` with no ``enqueued_at``).
-When a run finishes, :func:`scoring_dispatch` sends the oldest pending run of every task
+When a run finishes, ``services.dispatch.scoring_dispatch`` sends the oldest pending run of every task
 with a free slot; the reaper calls it too, so a dispatch lost with its worker is made later.
 
 So a burst of 100 entries on one task puts at most its budget in the broker's queue: an
@@ -22,7 +22,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Count, Q
+from django.db.models import Q
 
 from leaderboard.board.models import Evaluation, RescoreRun, Submission, Task
 
@@ -43,7 +43,7 @@ def _sent() -> Q:
     return Q(status=E.RUNNING) | Q(status=E.QUEUED, enqueued_at__isnull=False)
 
 
-def _is_bulk_rescore() -> Q:
+def is_bulk_rescore() -> Q:
     """Runs made by a re-score of many entries (their own budget)."""
     return Q(rescore_runs__isnull=False)
 
@@ -68,7 +68,7 @@ def fair_queue_admit(*, evaluation_id: int, now: Any) -> bool:
         ).exists()
         if row["enqueued_at"] is None:
             held = Evaluation.objects.filter(_sent(), submission__task_id=task_id)
-            held = held.filter(_is_bulk_rescore()) if rescore else held.exclude(_is_bulk_rescore())
+            held = held.filter(is_bulk_rescore()) if rescore else held.exclude(is_bulk_rescore())
             if held.count() >= _budget(rescore):
                 Submission.objects.filter(pk=row["submission_id"], status=S.SUBMITTED).update(
                     status=S.QUEUED, queued_at=now
@@ -77,64 +77,3 @@ def fair_queue_admit(*, evaluation_id: int, now: Any) -> bool:
         return bool(
             Evaluation.objects.filter(pk=evaluation_id, status=E.QUEUED).update(enqueued_at=now)
         )
-
-
-def scoring_dispatch(*, limit: int = 200) -> list[int]:
-    """Send the oldest pending runs of every task with free slots, taking the tasks in
-    turn (round robin: one run of each task, then a second of each, ...). Returns the runs
-    sent. Never raises: what is not sent now is sent by the next dispatch or the reaper."""
-    from leaderboard.board.services.evaluations import evaluation_enqueue
-
-    sent: list[int] = []
-    try:
-        tasks = list(
-            Evaluation.objects.filter(status=E.QUEUED, enqueued_at__isnull=True)
-            .values("submission__task_id")
-            .annotate(n=Count("id"))
-            .order_by("submission__task_id")
-            .values_list("submission__task_id", flat=True)
-        )
-        full: set[int] = set()
-        while tasks and len(sent) < limit:
-            progressed = False
-            for task_id in tasks:
-                if task_id in full:
-                    continue
-                pending = (
-                    Evaluation.objects.filter(
-                        status=E.QUEUED, enqueued_at__isnull=True, submission__task_id=task_id
-                    )
-                    .exclude(pk__in=sent)
-                    .order_by("created_at", "id")
-                    .values_list("pk", flat=True)
-                )
-                # New entries before a bulk re-score's runs: each has its own budget, so
-                # try the oldest pending run of each kind.
-                candidates = [
-                    *pending.exclude(_is_bulk_rescore())[:1],
-                    *pending.filter(_is_bulk_rescore())[:1],
-                ]
-                moved = False
-                for pk in candidates:
-                    if evaluation_enqueue(evaluation_id=pk):
-                        sent.append(pk)
-                        moved = progressed = True
-                if not moved:
-                    full.add(task_id)
-            if not progressed:
-                break
-    except Exception:
-        log.exception("could not dispatch the pending scoring runs")
-    return sent
-
-
-def scoring_after_run(*, evaluation_id: int) -> None:
-    """After a run finished, on its worker: close its re-score if it was the re-score's
-    last run, and send the next waiting runs of the tasks with free slots. Never raises."""
-    from leaderboard.board.services.rescoring import rescore_runs_settle
-
-    try:
-        rescore_runs_settle(evaluation_id=evaluation_id)
-    except Exception:
-        log.exception("could not settle the re-score of run %s", evaluation_id)
-    scoring_dispatch()

@@ -33,7 +33,6 @@ from typing import Any
 
 from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
-from django.core.files.storage import default_storage
 from django.db import transaction
 from django.db.models import Count, OuterRef, Q, Subquery
 from django.utils import timezone
@@ -45,14 +44,13 @@ from leaderboard.board.selectors.benchmarks import task_truth
 from leaderboard.board.selectors.leaderboard import board_state, build_ranked
 from leaderboard.board.selectors.submissions import current_scorer_version
 from leaderboard.board.services.audit import audit_record
-from leaderboard.board.services.containers import container_limits, container_predictions_name
 from leaderboard.board.services.evaluations import (
     evaluation_claim,
     evaluation_create,
     evaluation_fail,
     evaluation_finish,
 )
-from leaderboard.containers.inputs import container_scenarios
+from leaderboard.board.services.stored_predictions import has_stored, open_stored
 
 log = logging.getLogger(__name__)
 
@@ -84,60 +82,6 @@ class RescoreResult:
             "evaluations": self.queued,
             "rescore_run": self.rescore_run,
         }
-
-
-# Stored predictions -------------------------------------------------------------------------
-def _kept_container_run(submission: Submission) -> str | None:
-    """The run id of the latest successful run of a container entry on its benchmark whose
-    predictions were kept."""
-    runs = (
-        Evaluation.objects.filter(
-            submission=submission,
-            status=E.SUCCEEDED,
-            benchmark_hash=submission.task.benchmark.manifest_hash,
-        )
-        .exclude(container_run_id="")
-        .order_by("-created_at", "-id")
-        .values_list("container_run_id", flat=True)
-    )
-    for run_id in runs[:5]:
-        if default_storage.exists(container_predictions_name(run_id)):
-            return run_id
-    return None
-
-
-def _has_stored(submission: Submission) -> bool:
-    return not submission.is_container or _kept_container_run(submission) is not None
-
-
-def rescore_from_stored(*, evaluation_id: int) -> bool:
-    """Whether a queued run is a re-score scored from stored predictions (then it goes to
-    ``board.rescore_entry``, never to a container run). A container entry's run on a new
-    benchmark (carried over) has no predictions stored there: it is run again."""
-    evaluation = (
-        Evaluation.objects.select_related("submission__task__benchmark", "submission__track")
-        .filter(pk=evaluation_id, trigger=Evaluation.Trigger.RESCORE)
-        .first()
-    )
-    return evaluation is not None and _has_stored(evaluation.submission)
-
-
-def _open_stored(submission: Submission) -> tuple[Any, int]:
-    """The stored predictions of an entry (a path or an open file) and the size limit to
-    read them with."""
-    if submission.is_container:
-        run_id = _kept_container_run(submission)
-        if run_id is None:
-            raise FileNotFoundError("no kept predictions")
-        name = container_predictions_name(run_id)
-        scenarios = container_scenarios(submission.task.benchmark.suite_declaration)
-        max_bytes = container_limits().output_bytes * len(scenarios)
-    else:
-        name, max_bytes = submission.file.name, settings.MAX_UPLOAD_BYTES
-    try:
-        return default_storage.path(name), max_bytes
-    except NotImplementedError:
-        return default_storage.open(name, "rb"), max_bytes
 
 
 # Starting a re-score ------------------------------------------------------------------------
@@ -220,7 +164,7 @@ def submissions_rescore(
                 reason = SKIP_NOT_STORED
             elif (
                 submission.is_container
-                and not _has_stored(submission)
+                and not has_stored(submission)
                 and submission.evaluations.filter(status=E.SUCCEEDED).exists()
             ):
                 reason = SKIP_NO_PREDICTIONS
@@ -319,7 +263,7 @@ def rescore_entry(*, evaluation_id: int, worker: str = "") -> Evaluation | None:
 
     try:
         truth = task_truth(task=submission.task)
-        source, max_bytes = _open_stored(submission)
+        source, max_bytes = open_stored(submission)
         report = score_predictions(
             source,
             truth=truth,

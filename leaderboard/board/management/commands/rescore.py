@@ -23,11 +23,11 @@ from leaderboard.board.services.rescoring import (
     RescoreResult,
     all_rescore,
     rescore_entry,
-    rescore_from_stored,
     rescore_runs_settle,
     submission_rescore,
     task_rescore,
 )
+from leaderboard.board.services.stored_predictions import rescore_from_stored
 
 
 class Command(BaseCommand):
