@@ -299,7 +299,9 @@ def _bounded(
     )
     if value is None and diff["diff"] is not None:
         return {"suppressed": SUPPRESSED_DIFFERENCE}
-    extra = {} if tests is None else {"p_permutation": None, "p_delong": None}
+    extra: dict[str, float | None] = (
+        {} if tests is None else {"p_permutation": None, "p_delong": None}
+    )
     if value == 0:
         # Whether it is 0.0 says nothing a unit's label decides (one unit moves it by at
         # most half a step); its CI and p-values would.

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from typing import Any
+from typing import Any, BinaryIO, cast
 
 from django.conf import settings
 from django.core.cache import cache
@@ -71,8 +71,13 @@ def _key(*, task: Task, metric: str, entry: Submission, reference: Submission) -
 
 
 def _read(sub: Submission, truth: Any) -> Predictions:
+    if not sub.file.name:
+        raise ValueError(f"entry {sub.pk} has no stored predictions file")
     with default_storage.open(sub.file.name, "rb") as fh:
-        return read_predictions(fh, truth=truth, max_bytes=settings.MAX_UPLOAD_BYTES)
+        # A stored file opened "rb" reads bytes like any binary file.
+        return read_predictions(
+            cast(BinaryIO, fh), truth=truth, max_bytes=settings.MAX_UPLOAD_BYTES
+        )
 
 
 def comparison_tests(

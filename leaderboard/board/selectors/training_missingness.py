@@ -11,6 +11,7 @@ scenarios :data:`SCENARIOS`. Variants are never ranked on the board (``board_sta
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from django.conf import settings
@@ -48,7 +49,7 @@ def _current(task: Task) -> Any:
     )
 
 
-def _latest_runs(task: Task, subs: list[dict[str, Any]]) -> dict[int, int]:
+def _latest_runs(task: Task, subs: Sequence[Mapping[str, Any]]) -> dict[int, int]:
     """The current run of each entry (submission id -> evaluation id)."""
     out: dict[int, int] = {}
     rows = (
@@ -92,9 +93,11 @@ def training_missingness_curve(*, task: Task) -> dict[str, Any] | None:
     if not variants:
         return None
     bases = {s["method_name"]: s for s in subs if s["train_missing_rate"] is None}
-    models: dict[str, list[dict[str, Any]]] = {}
+    models: dict[str, list[Mapping[str, Any]]] = {}
     for v in variants:
-        rate = float(v["train_missing_rate"])
+        rate = v["train_missing_rate"]
+        if rate is None:  # variants all have a rate
+            continue
         base = next(
             (name for name in bases if variant_method_name(name, rate) == v["method_name"]), None
         )

@@ -165,7 +165,8 @@ def open_release_file(benchmark: Benchmark, name: str):  # -> a file object
 
 def presigned_url(benchmark: Benchmark, name: str) -> str | None:
     """A pre-signed S3 link to a release file (None on local storage)."""
-    storage = default_storage
+    # Only the S3 storage has a bucket; its url() takes S3 request parameters.
+    storage: Any = default_storage
     if not hasattr(storage, "bucket_name"):
         return None
     filename = name.rsplit("/", 1)[-1]
