@@ -29,6 +29,7 @@ from leaderboard.board.selectors.leaderboard import (
     BoardState,
     board_state,
     build_ranked,
+    rendering_fingerprint,
     row_matches,
     sort_rows,
 )
@@ -235,3 +236,20 @@ def leaderboard_rows(
         key=state.key,
         fresh=fresh,
     )
+
+
+def training_missingness_cached(*, task: Task) -> dict[str, Any] | None:
+    """The task's training-missingness curve and figure
+    (:func:`~leaderboard.board.selectors.training_missingness.training_missingness_view`),
+    kept under the board generation: a reader of an unchanged board makes no query for it,
+    and every write to an entry or a run makes the next reader build it again."""
+    from leaderboard.board.selectors.training_missingness import training_missingness_view
+
+    key = f"train-missing:v2:{task.pk}:{board_generation()}:{rendering_fingerprint()}"
+    found = cache.get(key)
+    if found is not None:
+        view: dict[str, Any] | None = found["view"]
+        return view
+    view = training_missingness_view(task=task)
+    cache.set(key, {"view": view}, settings.BOARD_KEY_SECONDS)
+    return view

@@ -11,7 +11,7 @@ from leaderboard.board.models import Submission
 from leaderboard.board.selectors import leaderboard as leaderboard_selectors
 from leaderboard.board.selectors.leaderboard import board_state
 from leaderboard.board.services.submissions import submission_hide, submission_unpublish
-from tests.leaderboard.factories import EvaluationFactory, SubmissionFactory
+from tests.leaderboard.factories import EvaluationFactory, SubmissionFactory, fake_report
 
 pytestmark = pytest.mark.django_db
 
@@ -186,21 +186,18 @@ def test_fairness_summaries_are_not_shown_as_groups():
     from leaderboard.board.web.views import _report_sections
 
     est = {"value": 0.8, "ci": [0.7, 0.9]}
-    report = {
-        "fairness": {
-            "attributes": {
-                "sex": {
-                    "groups": {
-                        "F": {**est, "n_units": 40, "n_patients": 30},
-                        "M": {**est, "n_units": 50, "n_patients": 35},
-                    },
-                    "suppressed_groups": 0,
-                    "worst_group": "F",
-                    "gap": {"value": 0.05, "ci": [0.0, 0.1]},
-                    "demographic_parity_ratio": {"value": 0.9, "ci": [0.8, 1.0]},
-                    "equalized_odds_ratio": {"value": 0.85, "ci": [0.7, 1.0]},
-                }
-            }
+    report = fake_report(0.8, seed=1)
+    report["fairness"]["attributes"] = {
+        "sex": {
+            "groups": {
+                "F": {**est, "n_units": 40, "n_patients": 30},
+                "M": {**est, "n_units": 50, "n_patients": 35},
+            },
+            "suppressed_groups": 0,
+            "worst_group": "F",
+            "gap": {"value": 0.05, "ci": [0.0, 0.1]},
+            "demographic_parity_ratio": {"value": 0.9, "ci": [0.8, 1.0]},
+            "equalized_odds_ratio": {"value": 0.85, "ci": [0.7, 1.0]},
         }
     }
     (sex,) = _report_sections(report)["fairness_attributes"]
@@ -220,20 +217,20 @@ def test_the_entry_page_renders_fairness_groups_and_summaries_apart(client):
 
     ev = EvaluationFactory(value=0.8)
     est = {"value": 0.8, "ci": [0.7, 0.9]}
-    ev.report = {
-        **(ev.report or {}),
-        "fairness": {
-            "attributes": {
-                "sex": {
-                    "groups": {"F": {**est, "n_units": 40}, "M": {**est, "n_units": 50}},
-                    "suppressed_groups": 0,
-                    "worst_group": "F",
-                    "gap": {"value": 0.05, "ci": [0.0, 0.1]},
-                    "equalized_odds_ratio": {"value": 0.85, "ci": [0.7, 1.0]},
-                }
-            }
-        },
+    report = fake_report(0.8, seed=1)
+    report["fairness"]["attributes"] = {
+        "sex": {
+            "groups": {
+                "F": {**est, "n_units": 60, "n_patients": 60},
+                "M": {**est, "n_units": 70, "n_patients": 70},
+            },
+            "suppressed_groups": 0,
+            "worst_group": "F",
+            "gap": {"value": 0.05, "ci": [0.0, 0.1]},
+            "equalized_odds_ratio": {"value": 0.85, "ci": [0.7, 1.0]},
+        }
     }
+    ev.report = report
     ev.save()
     page = client.get(reverse("entry", args=[ev.submission.public_id])).content.decode()
     assert "Worst group" in page and "Equalized odds ratio" in page

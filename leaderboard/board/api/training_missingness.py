@@ -9,9 +9,9 @@ from rest_framework import permissions
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from leaderboard.board.board_cache import training_missingness_cached
 from leaderboard.board.models import DEFAULT_SUITE
 from leaderboard.board.selectors.submissions import task_get
-from leaderboard.board.selectors.training_missingness import training_missingness_view
 
 
 class TrainingMissingnessView(APIView):
@@ -24,7 +24,7 @@ class TrainingMissingnessView(APIView):
     @extend_schema(responses={200: OpenApiTypes.OBJECT})
     def get(self, request, slug: str, suite: str = DEFAULT_SUITE):
         task = task_get(slug=slug, suite=suite)
-        view = training_missingness_view(task=task)
+        view = training_missingness_cached(task=task)
         if view is None:
             return Response({"task": task.slug, "metric": task.primary_metric, "models": [],
                              "figure": None})  # fmt: skip

@@ -29,6 +29,7 @@ from leaderboard.board.board_cache import (
     board_generation,
     board_key_remember,
     ranked_board,
+    training_missingness_cached,
 )
 from leaderboard.board.models import Task
 from leaderboard.board.renderings import board_json, board_page_fragment
@@ -86,6 +87,7 @@ def board_refresh(*, task_id: int) -> dict[str, Any]:
         key = BoardKey(state.key, state)
         board_page_fragment(task, key=key, claimed=True)
         board_json(task, key=key, claimed=True)
+        training_missingness_cached(task=task)  # the robustness section under the board
     finally:
         board_build_release(task_pk=task.pk)
     seconds = time.perf_counter() - t0

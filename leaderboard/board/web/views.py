@@ -20,7 +20,7 @@ from django.views.decorators.http import require_POST
 from rest_framework.authtoken.models import Token
 
 from benchmark_data.tasks import METRICS, NATURAL_SCENARIO
-from leaderboard.board.board_cache import board_key
+from leaderboard.board.board_cache import board_key, training_missingness_cached
 from leaderboard.board.entry_ids import legacy_redirect
 from leaderboard.board.errors import ServiceError
 from leaderboard.board.models import (
@@ -50,7 +50,6 @@ from leaderboard.board.selectors.submissions import (
     task_list,
 )
 from leaderboard.board.selectors.teams import team_membership_for
-from leaderboard.board.selectors.training_missingness import training_missingness_view
 from leaderboard.board.services.audit import audit_record
 from leaderboard.board.services.downloads import task_downloads
 from leaderboard.board.services.identity import account_for, is_verified, quota_holder_ids
@@ -122,7 +121,7 @@ def task_board(request: HttpRequest, slug: str, suite: str = DEFAULT_SUITE) -> H
             "board_html": mark_safe(fragment["html"]),
             "has_forest": fragment["has_forest"],
             "downloads": task_downloads(task=task),
-            "train_missing": training_missingness_view(task=task),
+            "train_missing": training_missingness_cached(task=task),
         },
     )
 
