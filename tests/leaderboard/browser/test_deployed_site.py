@@ -125,6 +125,7 @@ PAGES = [
     ("team", "/me/team/", None),
     ("token", "/accounts/token/", None),
     ("notifications", "/accounts/notifications/", None),
+    ("queue", "/queue/", None),
 ]
 
 # What overflows a page: the page itself, a table wider than its box at desktop width, and
