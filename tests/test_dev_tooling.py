@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -60,6 +61,7 @@ def test_each_source_file_counts_for_its_most_specific_package():
     assert package_of(Path("/usr/lib/python3/os.py")) is None
 
 
+@pytest.mark.slow  # two Python processes under coverage
 def test_coverage_counts_the_python_processes_a_process_starts(tmp_path):
     """A process run under the project's coverage settings starts a second Python process
     that alone imports benchmark_data.tasks: the per-package figures count that module."""
