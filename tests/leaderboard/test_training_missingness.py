@@ -101,6 +101,10 @@ def test_a_sweep_enters_the_models_it_asked_for_as_unranked_variants(client, swe
     assert sorted(r["method_name"] for r in rows) == ["Joint fusion", "Late fusion"]
     page = client.get(f"/tasks/{TASK}/").content.decode()
     assert "withheld: 30%" not in page and "withheld: 70%" not in page
+    # The home page counts the board's entries: the two ordinary ones, not the variants.
+    home = client.get("/").content.decode()
+    row = home[home.index(f'href="/tasks/{TASK}/"><strong>') :].split("</tr>")[0]
+    assert '<td class="num">2</td>' in row
 
 
 def test_the_task_board_shows_the_curve_with_the_published_figures(client, sweep_entries):

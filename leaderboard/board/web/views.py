@@ -74,8 +74,12 @@ def home(request: HttpRequest) -> HttpResponse:
     for bench in suite_benchmarks():
         tasks = list(
             task_list(benchmark=bench).annotate(
-                n_published=Count(
-                    "submissions", filter=Q(submissions__status=Submission.Status.PUBLISHED)
+                n_published=Count(  # the board's entries: sweep variants are not ranked
+                    "submissions",
+                    filter=Q(
+                        submissions__status=Submission.Status.PUBLISHED,
+                        submissions__train_missing_rate__isnull=True,
+                    ),
                 )
             )
         )
