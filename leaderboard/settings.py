@@ -417,6 +417,9 @@ else:
 # per process cannot hear the worker's writes: there the key is read on every request.
 BOARD_CACHE_SHARED = CACHES["default"]["BACKEND"].endswith("RedisCache")
 BOARD_KEY_SECONDS = env.int("BOARD_KEY_SECONDS", default=30 if BOARD_CACHE_SHARED else 0)
+# How long the header's Tasks menu is cached: a newly current benchmark's tasks are in it
+# within this time (0: read on every page).
+NAV_TASKS_SECONDS = env.int("NAV_TASKS_SECONDS", default=60)
 
 # REST API ----------------------------------------------------------------------------------
 REST_FRAMEWORK = {

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from django.conf import settings
 from django.core.cache import cache
 from django.urls import reverse
 
@@ -12,7 +13,6 @@ from leaderboard.board.models import DEFAULT_SUITE
 from leaderboard.board.selectors.submissions import suite_benchmarks, task_list
 
 NAV_TASKS_KEY = "nav:v3:tasks"
-NAV_TASKS_SECONDS = 60  # a newly current benchmark's tasks are in the menu within a minute
 
 
 def short_title(title: str) -> str:
@@ -40,4 +40,4 @@ def _nav_tasks() -> list[dict[str, Any]]:
 def navigation(request):
     """The tasks of every suite's current benchmark, for the menu of every page (cached briefly: the
     query would otherwise run on every request)."""
-    return {"nav_tasks": cache.get_or_set(NAV_TASKS_KEY, _nav_tasks, NAV_TASKS_SECONDS)}
+    return {"nav_tasks": cache.get_or_set(NAV_TASKS_KEY, _nav_tasks, settings.NAV_TASKS_SECONDS)}

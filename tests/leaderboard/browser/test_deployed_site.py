@@ -33,7 +33,9 @@ def deployed(django_db_setup, django_db_blocker, tmp_path_factory):
     collected by `collectstatic` into a folder of this module's own (about 20 s)."""
     static_root = tmp_path_factory.mktemp("static")
     with django_db_blocker.unblock():
-        env = servers.app_env(COLLECTED_STATIC="1", STATIC_ROOT=str(static_root), DEBUG="0")
+        # Each test makes its own tasks: the server reads the menu's on every page.
+        env = servers.app_env(COLLECTED_STATIC="1", STATIC_ROOT=str(static_root), DEBUG="0",
+                              NAV_TASKS_SECONDS="0")  # fmt: skip
     subprocess.run([sys.executable, "manage.py", "collectstatic", "--noinput", "-v0"],
                    cwd=ROOT, env=env, check=True, timeout=600)  # fmt: skip
     server, base = servers.start_gunicorn(env, workers=2)
