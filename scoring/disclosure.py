@@ -229,7 +229,7 @@ def _reliability(rel: dict[str, Any], *, per_bin_effect: bool = False) -> dict[s
     }
 
 
-def scenario_counts(sec: dict[str, Any]) -> dict[str, Any]:
+def scenario_counts(sec: Mapping[str, Any]) -> dict[str, Any]:
     """Units, positives and predicted positives of a stored scenario section."""
     n = sec.get("n_units")
     prev = sec.get("prevalence")

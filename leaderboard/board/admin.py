@@ -91,20 +91,25 @@ class TrackAdmin(admin.ModelAdmin):
         return False
 
 
+# The inline's fields, every one read-only (a tuple, which types as both ``fields`` and
+# ``readonly_fields``).
+EVALUATION_INLINE_FIELDS = (
+    "id",
+    "status",
+    "trigger",
+    "triggered_by",
+    "scorer_version",
+    "primary_value",
+    "error_code",
+    "created_at",
+    "duration_seconds",
+)
+
+
 class EvaluationInline(admin.TabularInline):
     model = Evaluation
-    fields = [
-        "id",
-        "status",
-        "trigger",
-        "triggered_by",
-        "scorer_version",
-        "primary_value",
-        "error_code",
-        "created_at",
-        "duration_seconds",
-    ]
-    readonly_fields = fields
+    fields = EVALUATION_INLINE_FIELDS
+    readonly_fields = EVALUATION_INLINE_FIELDS
     extra = 0
     can_delete = False
     show_change_link = True
@@ -226,13 +231,24 @@ class TeamMembershipInline(admin.TabularInline):
     raw_id_fields = ["user"]
 
 
+# Read-only too (see EVALUATION_INLINE_FIELDS).
+INVITATION_INLINE_FIELDS = (
+    "invited_as",
+    "invited_by",
+    "created_at",
+    "expires_at",
+    "accepted_at",
+    "declined_at",
+)
+
+
 class TeamInvitationInline(admin.TabularInline):
     """Open and answered invitations, as the team's owners made them (read-only)."""
 
     model = TeamInvitation
     extra = 0
-    fields = ["invited_as", "invited_by", "created_at", "expires_at", "accepted_at", "declined_at"]
-    readonly_fields = fields
+    fields = INVITATION_INLINE_FIELDS
+    readonly_fields = INVITATION_INLINE_FIELDS
     can_delete = True
 
     def has_add_permission(self, request, obj=None):

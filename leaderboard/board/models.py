@@ -345,6 +345,20 @@ class Submission(models.Model):
     published_at = models.DateTimeField(null=True, blank=True)
     failed_at = models.DateTimeField(null=True, blank=True)
 
+    # Not columns: what the selectors set on the entries they return with their runs
+    # (selectors.submissions: LATEST_FIELDS, PENDING_FIELDS), and the queue position the
+    # pages that list entries set. Declared for the type checker only: an entry read
+    # otherwise has none of them.
+    latest_evaluation_id: int | None
+    latest_value: float | None
+    latest_ci_low: float | None
+    latest_ci_high: float | None
+    latest_metric: str | None
+    latest_scorer_version: str | None
+    pending_evaluation_id: int | None
+    pending_evaluation_status: str | None
+    queue_position: int | None
+
     class Meta:
         ordering = ["-created_at"]
         indexes = [

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, TypedDict
 from urllib.parse import urlencode
 
 from django.template.loader import render_to_string
@@ -33,6 +33,16 @@ from leaderboard.board.selectors.leaderboard import (
 )
 
 
+class BoardFilters(TypedDict):
+    """The filters and sort as keyword arguments of :func:`board_page_fragment` and
+    :func:`board_json`."""
+
+    track: str
+    modality: str
+    sort: str
+    order: str
+
+
 @dataclass(frozen=True)
 class BoardQuery:
     """The board's checked query parameters: filters and sort."""
@@ -42,7 +52,7 @@ class BoardQuery:
     sort: str = "rank"
     order: str = ""
 
-    def filters(self) -> dict[str, str]:
+    def filters(self) -> BoardFilters:
         return {"track": self.track, "modality": self.modality, "sort": self.sort,
                 "order": self.order}  # fmt: skip
 

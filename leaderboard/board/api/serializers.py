@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
@@ -19,7 +19,9 @@ from scoring.disclosure import MIN_DECIMALS, round_figure, unit_effect
 class BenchmarkSerializer(serializers.ModelSerializer):
     tasks = serializers.SerializerMethodField()
     seed = serializers.SerializerMethodField()
-    source = serializers.SerializerMethodField()
+    # The serializer's metaclass takes declared fields off the class, so this does not
+    # replace ``Field.source``; the stubs see an override of that attribute.
+    source = serializers.SerializerMethodField()  # type: ignore[assignment]
 
     class Meta:
         model = Benchmark
@@ -331,7 +333,8 @@ class EvaluationSerializer(serializers.ModelSerializer):
 
     @extend_schema_field(OpenApiTypes.STR)
     def get_triggered_by(self, obj: Evaluation) -> str | None:
-        return obj.triggered_by.get_username() if obj.triggered_by_id else None
+        user = obj.triggered_by  # None without a query when there is no id
+        return user.get_username() if user is not None else None
 
     @extend_schema_field(OpenApiTypes.OBJECT)
     def get_primary(self, obj: Evaluation) -> dict[str, Any] | None:
@@ -398,9 +401,12 @@ class SubmissionSerializer(serializers.ModelSerializer):
         if not obj.needs_gpu or obj.status not in (Submission.Status.SUBMITTED,
                                                    Submission.Status.QUEUED):  # fmt: skip
             return ""
-        if "gpu_worker_available" not in self.context:  # one look per response
-            self.context["gpu_worker_available"] = gpu_worker_available()
-        return "" if self.context["gpu_worker_available"] else WAITING_FOR_GPU
+        # One look per response, kept in the context: the root serializer's dict (the one
+        # the view passed, or its own), typed as a read-only Mapping by the stubs.
+        context = cast("dict[str, Any]", self.context)
+        if "gpu_worker_available" not in context:
+            context["gpu_worker_available"] = gpu_worker_available()
+        return "" if context["gpu_worker_available"] else WAITING_FOR_GPU
 
     @extend_schema_field(OpenApiTypes.OBJECT)
     def get_pending_evaluation(self, obj: Submission) -> dict[str, Any] | None:

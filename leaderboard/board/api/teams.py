@@ -6,7 +6,7 @@ one an owner typed to invite someone (shown to the team's owners).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from django.urls import reverse
 from drf_spectacular.types import OpenApiTypes
@@ -139,13 +139,18 @@ class TeamSerializer(serializers.ModelSerializer):
     def get_members(self, obj: Team) -> list[dict[str, Any]] | None:
         if not can_see_members(team=obj, viewer=self._viewer()):
             return None
-        return MemberSerializer(team_members(team=obj), many=True).data
+        # ``many=True`` builds a ListSerializer, whose data is a list; the stubs type the
+        # call as a MemberSerializer, whose data would be a dict.
+        return cast(
+            "list[dict[str, Any]]", MemberSerializer(team_members(team=obj), many=True).data
+        )
 
     @extend_schema_field(TeamInvitationSerializer(many=True, allow_null=True))
     def get_invitations(self, obj: Team) -> list[dict[str, Any]] | None:
         if self._role(obj) != TeamRole.OWNER:
             return None
-        return TeamInvitationSerializer(invitation_list_for_team(team=obj), many=True).data
+        invitations = TeamInvitationSerializer(invitation_list_for_team(team=obj), many=True)
+        return cast("list[dict[str, Any]]", invitations.data)  # a ListSerializer: see above
 
     @extend_schema_field(OpenApiTypes.OBJECT)
     def get_entries(self, obj: Team) -> list[dict[str, Any]]:

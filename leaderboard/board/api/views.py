@@ -34,7 +34,7 @@ from leaderboard.board.api.serializers import (
 from leaderboard.board.board_cache import board_key, leaderboard_rows
 from leaderboard.board.entry_ids import legacy_redirect
 from leaderboard.board.labels import spreadsheet_safe_rows
-from leaderboard.board.models import DEFAULT_SUITE, Benchmark, Track
+from leaderboard.board.models import DEFAULT_SUITE, Benchmark, Evaluation, Track
 from leaderboard.board.renderings import BoardQueryInvalid, board_json, board_payload, board_query
 from leaderboard.board.selectors.leaderboard import MODALITY_FILTERS, board_csv_rows, board_state
 from leaderboard.board.selectors.submissions import (
@@ -335,6 +335,7 @@ class SubmissionReportView(APIView):
     def get(self, request, public_id: str):
         sub = submission_get_for_viewer(public_id=public_id, viewer=request.user)
         raw = request.query_params.get("evaluation")
+        evaluation: Evaluation | None
         if raw:
             if not raw.isdigit():
                 raise exceptions.ValidationError({"evaluation": ["must be an evaluation id"]})

@@ -25,6 +25,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import math
+from collections.abc import Hashable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -209,12 +210,14 @@ def _rank(rows: list[BoardRow], **direction: Any) -> list[BoardRow]:
         ],
         **direction,
     )
-    by_id = {r.submission_id: r for r in rows}
+    # Keyed as ``RankedEntry.entry_id`` is typed: the ranking hands back the ids it was given.
+    by_id: dict[Hashable, BoardRow] = {r.submission_id: r for r in rows}
     out = []
     for item in ranked:
         row = by_id[item.entry_id]
         row.position, row.rank, row.tier = item.position, item.rank, item.tier
-        row.rank_interval = tuple(item.rank_interval)
+        low, high = item.rank_interval
+        row.rank_interval = (low, high)
         row.vs_leader = _public_comparison(item.vs_leader, by_id)
         row.vs_baseline = _public_comparison(item.vs_baseline, by_id)
         out.append(row)
@@ -222,7 +225,7 @@ def _rank(rows: list[BoardRow], **direction: Any) -> list[BoardRow]:
 
 
 def _public_comparison(
-    comparison: dict[str, Any] | None, by_id: dict[int, BoardRow]
+    comparison: dict[str, Any] | None, by_id: Mapping[Hashable, BoardRow]
 ) -> dict[str, Any] | None:
     """A paired comparison naming the other entry by its public id."""
     if not comparison or comparison.get("entry_id") not in by_id:

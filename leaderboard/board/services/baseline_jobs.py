@@ -26,6 +26,7 @@ why (the last lines of its log), and so do the jobs that needed it.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import subprocess
@@ -284,7 +285,7 @@ def baseline_jobs_dispatch(*, benchmark: Benchmark | None = None) -> list[int]:
                 queued.append(job.pk)
                 busy += 1
     for pk in queued:
-        transaction.on_commit(lambda pk=pk: baseline_job_run_task.apply_async(args=[pk]))
+        transaction.on_commit(functools.partial(baseline_job_run_task.apply_async, args=[pk]))
     return queued
 
 

@@ -154,7 +154,7 @@ def baseline_files(run_dir: Path) -> list[BaselineFile]:
     """The prediction files of a run, in task and model order: a model's streamed file
     when the run has one for its task (recorded in ``stream.json``), else its batch file.
     The tasks are those the run names (MedMod's when it names none)."""
-    out = []
+    out: list[BaselineFile] = []
     streamed_runs = read_stream_manifest(run_dir).get("runs") or {}
     manifest = read_run_manifest(run_dir)
     named = list(manifest.get("tasks") or TASKS)

@@ -241,6 +241,8 @@ def rescore_entry(*, evaluation_id: int, worker: str = "") -> Evaluation | None:
     if evaluation is None:
         return None
     token = evaluation.run_token
+    if token is None:  # evaluation_claim always sets one
+        raise RuntimeError(f"re-score {evaluation_id} was claimed without a run token")
     submission = Submission.objects.select_related("task__benchmark", "track").get(
         pk=evaluation.submission_id
     )

@@ -64,7 +64,10 @@ def open_stored(submission: Submission) -> tuple[Any, int]:
         scenarios = container_scenarios(submission.task.benchmark.suite_declaration)
         max_bytes = container_limits().output_bytes * len(scenarios)
     else:
-        name, max_bytes = submission.file.name, settings.MAX_UPLOAD_BYTES
+        stored = submission.file.name
+        if not stored:  # an upload entry keeps its file; without one there is nothing to read
+            raise FileNotFoundError("no stored prediction file")
+        name, max_bytes = stored, settings.MAX_UPLOAD_BYTES
     try:
         return default_storage.path(name), max_bytes
     except NotImplementedError:

@@ -10,6 +10,7 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.forms import AuthenticationForm, UserCreationForm
 
+from benchmark_data.suite import Suite as SuiteSpec
 from leaderboard.board.labels import RESERVED_WORD_MESSAGE, reserved_phrase_in
 from leaderboard.board.models import DEFAULT_SUITE, Submission, Track
 from leaderboard.board.selectors.submissions import task_list
@@ -92,12 +93,13 @@ class SubmissionForm(forms.Form):
         widget=forms.RadioSelect,
     )
 
-    def __init__(self, *args, suite: Any = None, **kwargs):
-        """``suite``: the suite's declaration (benchmark_data.suite.Suite)."""
+    def __init__(self, *args: Any, suite: SuiteSpec, **kwargs: Any) -> None:
+        """``suite``: the suite's declaration. Kept as ``suite_spec``: ``suite`` names the
+        form's hidden field."""
         super().__init__(*args, **kwargs)
-        self.suite = suite
+        self.suite_spec = suite
         self.fields["suite"].initial = suite.slug
-        self.fields["task"].choices = [(t.slug, t.title) for t in task_list(suite=suite.slug)]
+        self._choices("task").choices = [(t.slug, t.title) for t in task_list(suite=suite.slug)]
         boxes = {
             f"uses_{m.slug}": forms.BooleanField(required=False, label=MODALITY_LABELS.get(m.slug, m.title))
             for m in suite.modalities
@@ -107,7 +109,7 @@ class SubmissionForm(forms.Form):
         at = [name for name, _ in fields].index("training_data")
         self.fields = dict([*fields[:at], *boxes.items(), *fields[at:]])
         self.modality_fields = list(boxes)
-        self.fields["track"].choices = [
+        self._choices("track").choices = [
             (t.slug, t.title if t.is_open else f"{t.title} (not open yet)")
             for t in Track.objects.all()
         ]
@@ -116,6 +118,12 @@ class SubmissionForm(forms.Form):
             settings.CONTAINER_MAX_UPLOAD_BYTES
         )
 
+    def _choices(self, name: str) -> forms.ChoiceField:
+        """A field the class declares as a ChoiceField (``fields`` holds copies of them)."""
+        field = self.fields[name]
+        assert isinstance(field, forms.ChoiceField)
+        return field
+
     def clean(self):
         data = super().clean()
         if not any(data.get(name) for name in self.modality_fields):
@@ -123,7 +131,7 @@ class SubmissionForm(forms.Form):
             self.add_error(
                 None,
                 "Tick the inputs your model uses: EHR, CXR or both."
-                if self.suite.slug == DEFAULT_SUITE
+                if self.suite_spec.slug == DEFAULT_SUITE
                 else f"Tick the inputs your model uses (one at least): {', '.join(names)}.",
             )
         if data.get("track") == Track.CONTAINER:
@@ -140,7 +148,7 @@ class SubmissionForm(forms.Form):
     def meta(self) -> SubmissionMeta:
         d = self.cleaned_data
         return submission_meta(
-            d, modalities=[m.slug for m in self.suite.modalities if d.get(f"uses_{m.slug}")]
+            d, modalities=[m.slug for m in self.suite_spec.modalities if d.get(f"uses_{m.slug}")]
         )
 
 

@@ -114,8 +114,8 @@ def team_page(request: HttpRequest) -> HttpResponse:
             if action == "create":
                 create_form = TeamCreateForm(request.POST)
                 if create_form.is_valid():
-                    team = team_create(creator=request.user, **create_form.cleaned_data)
-                    messages.success(request, f"Team {team.name} was created; you own it.")
+                    created = team_create(creator=request.user, **create_form.cleaned_data)
+                    messages.success(request, f"Team {created.name} was created; you own it.")
                     return redirect("team")
                 status = 400
             else:

@@ -11,6 +11,7 @@ from django.contrib.auth.decorators import login_required
 from django.core.cache import cache
 from django.db.models import Count, Q
 from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest, JsonResponse
+from django.http.response import HttpResponseBase
 from django.shortcuts import redirect, render
 from django.template.loader import render_to_string
 from django.urls import reverse
@@ -411,7 +412,8 @@ def my_submissions(request: HttpRequest) -> HttpResponse:
     subs = list(submission_list_for_owner(owner=request.user)[:200])
     positions = evaluation_queue_positions(evaluation_ids=[s.pending_evaluation_id for s in subs])
     for s in subs:
-        s.queue_position = positions.get(s.pending_evaluation_id)
+        pending = s.pending_evaluation_id
+        s.queue_position = positions.get(pending) if pending is not None else None
     return render(
         request,
         "board/my_submissions.html",
@@ -425,13 +427,15 @@ def my_submissions(request: HttpRequest) -> HttpResponse:
 
 @login_required
 def api_token(request: HttpRequest) -> HttpResponse:
+    user = request.user
+    assert user.is_authenticated  # login_required lets no anonymous visitor in
     if request.method == "POST":
-        Token.objects.filter(user=request.user).delete()
-        Token.objects.create(user=request.user)
-        audit_record(actor=request.user, action=AuditLog.Action.TOKEN_RESET)
+        Token.objects.filter(user=user).delete()
+        Token.objects.create(user=user)
+        audit_record(actor=user, action=AuditLog.Action.TOKEN_RESET)
         messages.success(request, "A new API token was made; the old one no longer works.")
         return redirect("api-token-page")
-    token, _ = Token.objects.get_or_create(user=request.user)
+    token, _ = Token.objects.get_or_create(user=user)
     return render(
         request,
         "board/token.html",
@@ -459,7 +463,7 @@ def server_error(request: HttpRequest) -> HttpResponse:
     return HttpResponseServerError(loader.get_template("500.html").render())
 
 
-def download(request: HttpRequest, manifest_hash: str, name: str) -> HttpResponse:
+def download(request: HttpRequest, manifest_hash: str, name: str) -> HttpResponseBase:
     """A file of a benchmark's public release: streamed from local storage, or a redirect
     to a pre-signed S3 link. Names outside the published index are 404s."""
     from django.http import FileResponse, Http404, HttpResponseNotModified, HttpResponseRedirect
