@@ -259,8 +259,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{args.task} {args.model}: selected epoch {entry['best_epoch']}, "
                   f"trained in {entry['train_seconds']:.1f} s")  # fmt: skip
         elif args.command == "predict":
-            tasks = None if args.task == "all" else _list(args.task, TASK_SLUGS, "task")
-            written = artifacts.predict_run(args.benchmark, run_dir=args.run, tasks=tasks)
+            only = None if args.task == "all" else _list(args.task, TASK_SLUGS, "task")
+            written = artifacts.predict_run(args.benchmark, run_dir=args.run, tasks=only)
             print(f"wrote {len(written)} prediction files")
         elif args.command == "scores":
             _scores(args)

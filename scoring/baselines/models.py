@@ -263,8 +263,10 @@ class DAFT(_TwoEncoders):
             nn.Linear(c + h, bottleneck), nn.ReLU(inplace=True), nn.Linear(bottleneck, 2 * c)
         )
         # Start as the identity transform: scale 1, shift 0.
-        nn.init.zeros_(self.film[2].weight)
-        nn.init.zeros_(self.film[2].bias)
+        last = self.film[2]
+        assert isinstance(last, nn.Linear)
+        nn.init.zeros_(last.weight)
+        nn.init.zeros_(last.bias)
         self.head = nn.Linear(2 * h, self.out_dim)
 
     def forward(self, batch: Batch) -> torch.Tensor:
@@ -360,7 +362,7 @@ def build_model(
             cxr_m = UniCXR(**common, cxr_encoder=cxr_encoder)
         else:
             ehr_m, cxr_m = unimodal["ehr"], unimodal["cxr"]  # type: ignore[assignment]
-        return LateFusion(ehr_model=ehr_m, cxr_model=cxr_m)  # type: ignore[arg-type]
+        return LateFusion(ehr_model=ehr_m, cxr_model=cxr_m)
     if name == "early":
         model = ConcatFusion(frozen=True, **two)
     elif name == "joint":

@@ -12,6 +12,7 @@ by the scoring engine.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -87,7 +88,7 @@ def _ci(entry: dict[str, Any] | None) -> str:
     return f"{_fmt(entry['value'])} [{_fmt(lo)}, {_fmt(hi)}]"
 
 
-def test_cell(report: dict[str, Any]) -> str:
+def test_cell(report: Mapping[str, Any]) -> str:
     """``value [lo, hi]; drop d [lo, hi]`` from a score report."""
     primary = report["primary_metric"]
     main = report["scenarios"][report.get("main_scenario", "paired")]

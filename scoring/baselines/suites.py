@@ -38,7 +38,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from itertools import combinations
 from pathlib import Path
@@ -361,6 +361,14 @@ def _auroc(y: np.ndarray, p: np.ndarray) -> float:
     return float(np.mean(values)) if values else float("nan")
 
 
+def _constant(rate: float) -> Callable[[Any], np.ndarray]:
+    return lambda x: np.full(x.shape[0], rate)
+
+
+def _positive_probability(model: LogisticRegression) -> Callable[[Any], np.ndarray]:
+    return lambda x: model.predict_proba(x)[:, 1]
+
+
 def _lr_per_label(x_tr: Any, y_tr: np.ndarray, x_va: Any, y_va: np.ndarray, seed: int) -> tuple[Callable[[Any], np.ndarray], list[float]]:  # fmt: skip
     """A logistic regression per label, each with the C of its best validation AUROC (a
     label with one class in training predicts its training rate)."""
@@ -370,7 +378,7 @@ def _lr_per_label(x_tr: Any, y_tr: np.ndarray, x_va: Any, y_va: np.ndarray, seed
         yj, vj = y_tr[:, j], y_va[:, j]
         if not 0 < yj.sum() < len(yj):
             rate = float(yj.mean())
-            predictors.append(lambda x, rate=rate: np.full(x.shape[0], rate))
+            predictors.append(_constant(rate))
             cs.append(float("nan"))
             continue
         best: tuple[LogisticRegression, float] | None = None
@@ -381,7 +389,7 @@ def _lr_per_label(x_tr: Any, y_tr: np.ndarray, x_va: Any, y_va: np.ndarray, seed
                 best = (m, score)
         assert best is not None
         model = best[0]
-        predictors.append(lambda x, model=model: model.predict_proba(x)[:, 1])
+        predictors.append(_positive_probability(model))
         cs.append(float(model.C))
 
     def predict(x: Any) -> np.ndarray:
@@ -467,16 +475,11 @@ def fit_late(parts: dict[str, Fitted], structured: str, va: View, yv: np.ndarray
     return Fitted(predict, _auroc(yv, predict(va)))
 
 
-def _torch():
-    import torch
-
-    return torch
-
-
 def fit_early(tr: View, y: np.ndarray, va: View, yv: np.ndarray, seed: int, *, epochs: int = 60) -> Fitted:  # fmt: skip
     """Two-layer network on the fused embeddings; each optional modality is dropped for a
     quarter of the units of every batch. The epoch with the best validation AUROC is kept."""
-    torch = _torch()
+    import torch
+
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     scale = StandardScaler().fit(tr.fused())
@@ -511,7 +514,8 @@ def fit_medfuse_notes(tr: View, y: np.ndarray, va: View, yv: np.ndarray, seed: i
     of the sequence) with the notes as a third token. Each modality's input is projected to
     a 64-d token; the LSTM's last state feeds a linear output per label. Optional
     modalities are dropped for a quarter of the units of every batch."""
-    torch = _torch()
+    import torch
+
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     mods = list(tr.present)
@@ -596,7 +600,8 @@ def fit_text_cnn(tr: View, y: np.ndarray, va: View, yv: np.ndarray, seed: int, *
     width-3 convolution, max pooling over the report, a linear output."""
     import re
 
-    torch = _torch()
+    import torch
+
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     max_len = 320
@@ -702,8 +707,8 @@ def train_suite_baselines(
             + ", ".join(available)
         )
     tasks = list(tasks or suite.task_slugs)
-    for t in tasks:
-        suite.task(t)
+    for slug in tasks:
+        suite.task(slug)
     structured = available[0]
     run_dir = Path(out)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -808,7 +813,7 @@ def notes_ablation(suite: Suite) -> str | None:
     return next((a.slug for a in suite.ablations if set(a.modalities) == others), None)
 
 
-def _ci(entry: dict[str, Any] | None, sign: float = 1.0) -> str:
+def _ci(entry: Mapping[str, Any] | None, sign: float = 1.0) -> str:
     if not entry or entry.get("value") is None:
         return "n/a"
     lo, hi = (sign * v if v is not None else None for v in entry["ci"])
@@ -854,7 +859,8 @@ def score_run(
             cells = [m, _ci(rows.get("paired"))]
             cells += [_ci(rows.get(a.slug)) for a in suite.ablations]
             if without_notes:
-                cells.append(_ci((rows.get(without_notes) or {}).get("difference"), -1.0))
+                dropped = rows.get(without_notes)
+                cells.append(_ci(dropped.get("difference") if dropped else None, -1.0))
             lines.append("| " + " | ".join(cells) + " |")
         parts.append(
             f"{task}: {t.primary_metric} on the {truth.paired.sum():,} paired test units, "

@@ -42,7 +42,7 @@ CareBench's merge weight), ``MARGIN`` = 0.01 around a balance ratio of 1, ``CHEC
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import nn
@@ -63,17 +63,18 @@ class AUG(_TwoEncoders):
     """A boosting ensemble per modality sharing one output layer; the prediction mixes the
     two ensembles' logits ``ALPHA : 1 - ALPHA``."""
 
+    learners: torch.Tensor  # (2,) learners switched on per modality (a buffer)
+
     def __init__(self, **kw: Any) -> None:
         super().__init__(**kw)
         h = self.ehr.hidden
         self.base = nn.ModuleList(nn.Linear(h, h) for _ in (EHR, IMAGE))
-        self.boost = nn.ModuleList(
-            nn.ModuleList(nn.Linear(h, h) for _ in range(MAX_LEARNERS)) for _ in (EHR, IMAGE)
-        )
-        for group in self.boost:
+        groups = [[nn.Linear(h, h) for _ in range(MAX_LEARNERS)] for _ in (EHR, IMAGE)]
+        for group in groups:
             for layer in group:
                 nn.init.xavier_normal_(layer.weight)
                 nn.init.zeros_(layer.bias)
+        self.boost = nn.ModuleList(nn.ModuleList(group) for group in groups)
         self.out = nn.Linear(h, self.out_dim)
         # Learners switched on per modality (EHR, image) by adaptive classifier assignment.
         self.register_buffer("learners", torch.zeros(2, dtype=torch.long))
@@ -90,7 +91,9 @@ class AUG(_TwoEncoders):
 
     def learner_logits(self, modality: int, rep: torch.Tensor) -> list[torch.Tensor]:
         """The logits of each active learner of a modality's ensemble, first to last."""
-        layers = [self.base[modality], *self.boost[modality][: int(self.learners[modality])]]
+        # Each item of ``boost`` is a ModuleList (built above); torch types it as Module.
+        boosters = cast(nn.ModuleList, self.boost[modality])
+        layers = [self.base[modality], *boosters[: int(self.learners[modality])]]
         return [self.out(torch.relu(layer(rep))) for layer in layers]
 
     def forward(self, batch: Batch) -> torch.Tensor:

@@ -34,7 +34,8 @@ auxiliary loss (the task loss only).
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Iterable
+from typing import Any, cast
 
 import torch
 from torch import nn
@@ -92,7 +93,8 @@ class HEALNet(_TwoEncoders):
             maps = self._maps(self.cxr, batch)
             img_tok = self.img_tokens(maps)[batch.ro_img[idx]]  # (R_img, hw, W)
         z = self.latents.unsqueeze(0).expand(n, -1, -1)
-        for layer in self.layers:
+        # The list holds _Layer modules only (built above); torch types its items as Module.
+        for layer in cast("Iterable[_Layer]", self.layers):
             z = z + layer.attn_ehr(z, ehr_tok)
             z = z + layer.ff_ehr(z)
             if img_tok is not None:
