@@ -19,6 +19,7 @@ from django.db.models.functions import RowNumber
 from django.utils import timezone
 
 from leaderboard.board.models import Evaluation, RescoreRun, Task
+from leaderboard.board.selectors.worker_hosts import submission_waiting_for
 
 E = Evaluation.Status
 # Waiting times are typical over the runs started in this window.
@@ -156,6 +157,8 @@ def _own_entries(viewer: Any, now: Any) -> list[dict[str, Any]]:
             "method": r.submission.method_name,
             "task": r.submission.task.slug,
             "status": r.status,
+            # "waiting for a GPU worker" for a GPU entry no host can take now, else "".
+            "waiting_for": submission_waiting_for(submission=r.submission),
             "position": positions.get(r.pk),
             "waiting_seconds": round(((r.started_at or now) - r.created_at).total_seconds(), 1),
         }

@@ -9,7 +9,7 @@ from django.db.models import Count
 
 from leaderboard.board.models import Evaluation
 from leaderboard.board.services.evaluations import evaluation_enqueue
-from leaderboard.board.services.fair_queue import is_bulk_rescore
+from leaderboard.board.services.fair_queue import fair_queue_heads
 from leaderboard.board.services.rescoring import rescore_runs_settle
 
 log = logging.getLogger(__name__)
@@ -19,8 +19,9 @@ E = Evaluation.Status
 
 def scoring_dispatch(*, limit: int = 200) -> list[int]:
     """Send the oldest pending runs of every task with free slots, taking the tasks in
-    turn (round robin: one run of each task, then a second of each, ...). Returns the runs
-    sent. Never raises: what is not sent now is sent by the next dispatch or the reaper."""
+    turn (round robin: one run of each kind of each task, then a second of each, ...). A
+    GPU run is sent only while a GPU host is known. Returns the runs sent. Never raises:
+    what is not sent now is sent by the next dispatch or the reaper."""
     sent: list[int] = []
     try:
         tasks = list(
@@ -36,20 +37,9 @@ def scoring_dispatch(*, limit: int = 200) -> list[int]:
             for task_id in tasks:
                 if task_id in full:
                     continue
-                pending = (
-                    Evaluation.objects.filter(
-                        status=E.QUEUED, enqueued_at__isnull=True, submission__task_id=task_id
-                    )
-                    .exclude(pk__in=sent)
-                    .order_by("created_at", "id")
-                    .values_list("pk", flat=True)
-                )
-                # New entries before a bulk re-score's runs: each has its own budget, so
-                # try the oldest pending run of each kind.
-                candidates = [
-                    *pending.exclude(is_bulk_rescore())[:1],
-                    *pending.filter(is_bulk_rescore())[:1],
-                ]
+                # Each kind (new entries, a bulk re-score, GPU runs) has its own budget: try
+                # the oldest pending run of each.
+                candidates = fair_queue_heads(task_id=task_id, exclude=sent)
                 moved = False
                 for pk in candidates:
                     if evaluation_enqueue(evaluation_id=pk):

@@ -6,6 +6,10 @@ Draining is two things: Celery's ``cancel_consumer`` broadcast to the host, whic
 consumers at once (a running job goes on; with ``acks_late`` and prefetch 1 the host holds no
 other message), and the mark on its :class:`WorkerHost` row, which the host reads when it
 starts again, so a drained host stays drained across restarts until it is resumed.
+
+GPU runs wait in the database while no GPU host takes them (``services.fair_queue``): a
+GPU host that announces itself, is resumed, or is heard from again after going quiet
+dispatches them at once (the reaper would, a minute later).
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from leaderboard.board.models import WorkerHost
+from leaderboard.board.services.dispatch import scoring_dispatch
 
 log = logging.getLogger(__name__)
 
@@ -53,12 +58,33 @@ def worker_host_announce(
     if starting:
         values["started_at"] = now
     host, _ = WorkerHost.objects.update_or_create(name=name[:200], defaults=values)
+    _gpu_runs_dispatch(host)
     return host
 
 
 def worker_host_seen(*, name: str) -> None:
-    """The host's heartbeat."""
-    WorkerHost.objects.filter(name=name).update(last_seen=timezone.now())
+    """The host's heartbeat. A GPU host heard from again after it went quiet sends the GPU
+    runs that waited for it."""
+    now = timezone.now()
+    host = WorkerHost.objects.filter(name=name).first()
+    WorkerHost.objects.filter(name=name).update(last_seen=now)
+    if host is None:
+        return
+    if host.last_seen is None or host.last_seen < now - settings.WORKER_HOST_STALE:
+        _gpu_runs_dispatch(host)
+
+
+def takes_gpu_runs(host: WorkerHost) -> bool:
+    """Whether a host serves the GPU runs' queue with a GPU and is not drained (alive or
+    not: see ``selectors.worker_hosts.gpu_worker_available``)."""
+    return host.gpus > 0 and not host.drained and settings.GPU_RUNS_QUEUE in (host.queues or [])
+
+
+def _gpu_runs_dispatch(host: WorkerHost) -> None:
+    """Once committed: send the GPU runs waiting for a host, if this host takes them."""
+    if not takes_gpu_runs(host):
+        return
+    transaction.on_commit(scoring_dispatch)
 
 
 def worker_host_find(*, name: str) -> WorkerHost:
@@ -138,5 +164,6 @@ def worker_host_resume(*, name: str) -> DrainResult:
     host = worker_host_find(name=name)
     WorkerHost.objects.filter(pk=host.pk).update(drained=False, drained_at=None, drain_note="")
     host.refresh_from_db()
+    _gpu_runs_dispatch(host)
     return DrainResult(host=host, queues=list(host.queues),
                        replies=_broadcast("add_consumer", host))  # fmt: skip
