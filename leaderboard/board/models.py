@@ -941,8 +941,12 @@ class WorkerHost(models.Model):
 
 
 class RescoreRunStatus(models.TextChoices):
+    # A re-score of many entries is recorded by the request that asks for it; a job makes
+    # its runs (services.rescoring.rescore_fan_out), and it runs from then on.
+    STARTING = "starting", "Starting (its runs are being made)"
     RUNNING = "running", "Running"
     FINISHED = "finished", "Finished"
+    FAILED = "failed", "Failed to start"
 
 
 class RescoreRun(models.Model):
@@ -969,6 +973,10 @@ class RescoreRun(models.Model):
     skipped = models.JSONField(default=list, blank=True)
     # {task pk: {entry public id: rank}} on the boards as they stood before.
     ranks_before = models.JSONField(default=dict, blank=True)
+    # While starting: the ids of the entries whose runs the job makes (emptied once made).
+    entries = models.JSONField(default=list, blank=True)
+    # Why its runs could not be made (a failed start), or why the job is late in making them.
+    error = models.TextField(blank=True)
     # [{"task", "entry", "method", "old_rank", "new_rank", "rescored"}] once finished.
     rank_changes = models.JSONField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
