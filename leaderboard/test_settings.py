@@ -8,6 +8,13 @@ os.environ.setdefault("DJANGO_ENV", "test")
 os.environ.setdefault("SECRET_KEY", "test-only-secret-key")
 os.environ.setdefault("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/leaderboard")
 os.environ.setdefault("CELERY_BROKER_URL", "redis://127.0.0.1:6379/11")
+# A suite run in several processes (pytest-xdist): each test process has a queue and a
+# folder of its own. The processes it starts inherit them (the mark below says whose they are).
+_test_process = os.environ.get("PYTEST_XDIST_WORKER")
+if _test_process and os.environ.get("LEADERBOARD_TEST_PROCESS") != _test_process:
+    os.environ["LEADERBOARD_TEST_PROCESS"] = _test_process
+    for _name in ("CELERY_QUEUE", "CELERY_BASELINES_QUEUE", "VAR_DIR"):
+        os.environ.pop(_name, None)
 os.environ.setdefault("CELERY_QUEUE", f"leaderboard-test-{os.getpid()}")
 os.environ.setdefault("CELERY_BASELINES_QUEUE", f"baselines-test-{os.getpid()}")
 os.environ.setdefault("VAR_DIR", tempfile.mkdtemp(prefix="leaderboard-test-"))

@@ -8,8 +8,8 @@
 Kinds of work: scoring (prediction files), refresh (board refreshes), cpu-runs and gpu-runs
 (container entries without and with a GPU), baselines (the reference baselines' training).
 Their queue names come from settings (CELERY_QUEUE, CELERY_*_QUEUE). The host runs
-``celery worker`` with one process per --concurrency, reserving one message per process at
-a time, on the Docker engine of DOCKER_HOST. Each host needs a name of its own among the
+``celery worker`` with one process per --concurrency, each on one thread (``ONE_THREAD``),
+reserving one message per process at a time, on the Docker engine of DOCKER_HOST. Each host needs a name of its own among the
 hosts of a deployment (default: this machine's host name): it is the name drain_host takes.
 Arguments after ``--`` go to ``celery worker`` as they are.
 """
@@ -24,6 +24,10 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]  # the project (manage.py's folder)
 DEFAULT_KINDS = "scoring,refresh,cpu-runs"
+# Each worker process computes on one thread: a host's parallelism is its --concurrency, one
+# process per core. Otherwise numpy's BLAS threads of one process take the cores the others
+# were given (the environment can still set other values).
+ONE_THREAD = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 
 
 def parse(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
@@ -90,6 +94,8 @@ def main(argv: list[str]) -> None:
 
     cmd = celery_command(args, dict(settings.WORK_QUEUES)) + extra
     os.environ["WORKER_GPUS"] = str(args.gpus)
+    for name, value in ONE_THREAD.items():
+        os.environ.setdefault(name, value)
     sys.stdout.write(f"bin/worker: {' '.join(cmd[1:])}\n")
     sys.stdout.flush()
     os.chdir(ROOT)

@@ -8,9 +8,9 @@ process; then ``--entries`` published entries spread evenly over the five tasks,
 holding one of its task's files and a copy of that file's run, from 70 users.
 
 Each round starts W worker processes (``celery worker --pool solo``: one process each, on
-Redis), waits until they are ready, then re-scores every entry (``all_rescore``: one job
-per entry through the per-task fair queue) and waits until the re-score has finished,
-rank changes included. Reported per round: wall time, entries per minute, wall time per
+one thread each as bin/worker starts them, on Redis), waits until they are ready, then
+re-scores every entry (``all_rescore``: one job per entry through the per-task fair queue)
+and waits until the re-score has finished, rank changes included. Reported per round: wall time, entries per minute, wall time per
 entry and scenario, the workers' processing time per entry and scenario (the runs'
 durations), peak RSS of each worker (``VmHWM``), and the speed-up of two workers over one.
 
@@ -185,6 +185,10 @@ def _peak_rss_mib(pid: int) -> float:
 
 
 def _start_workers(n: int, env: dict[str, str], logs: Path, tag: str) -> list[subprocess.Popen]:
+    from leaderboard.worker import ONE_THREAD
+
+    # One thread per worker process, as bin/worker starts them.
+    env = {**env, **{k: env.get(k, v) for k, v in ONE_THREAD.items()}}
     procs = []
     for i in range(n):
         log = open(logs / f"worker-{tag}-{i}.log", "w")  # noqa: SIM115 (the worker's lifetime)

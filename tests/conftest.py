@@ -51,6 +51,18 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             folder = NEEDS_BY_FOLDER.get(mark)
             if used & fixtures or (folder and f"/tests/{folder}" in path):
                 item.add_marker(getattr(pytest.mark, mark))
+        item.add_marker(pytest.mark.xdist_group(_group(item)))
+
+
+def _group(item: pytest.Item) -> str:
+    """The group a test runs in when the suite runs in several processes (pytest -n N
+    --dist loadgroup, as bin/test does): a file's tests stay together, so its module-scoped
+    fixtures are made once; every test that uses the Docker engine runs in one process, one
+    after the other, as the engine's clean-up of stale runs and the shared image builds
+    assume."""
+    if item.get_closest_marker("docker") is not None:
+        return "docker-engine"
+    return item.path.relative_to(item.config.rootpath).as_posix()
 
 
 def _free_port() -> int:

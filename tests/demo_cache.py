@@ -4,6 +4,7 @@ cache written by other code is never reused."""
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import shutil
 import subprocess
@@ -27,7 +28,18 @@ BENCHMARK_CACHE = ROOT / "var" / "test-cache" / f"{PREFIX}{GENERATOR_VERSION}-{_
 
 
 def demo_benchmark() -> Path:
-    """The cached demo benchmark's directory, generated first when missing."""
+    """The cached demo benchmark's directory, generated first when missing (by one test
+    process at a time: the others wait for it)."""
+    if (BENCHMARK_CACHE / "manifest.json").is_file():
+        return BENCHMARK_CACHE
+    BENCHMARK_CACHE.parent.mkdir(parents=True, exist_ok=True)
+    with open(BENCHMARK_CACHE.parent / f"{PREFIX}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        _generate()
+    return BENCHMARK_CACHE
+
+
+def _generate() -> None:
     if not (BENCHMARK_CACHE / "manifest.json").is_file():
         tmp = BENCHMARK_CACHE.with_name(BENCHMARK_CACHE.name + ".part")
         shutil.rmtree(tmp, ignore_errors=True)
@@ -41,4 +53,3 @@ def demo_benchmark() -> Path:
             if old.is_dir() and not old.name.endswith(".part"):
                 shutil.rmtree(old, ignore_errors=True)  # caches of other code
         tmp.rename(BENCHMARK_CACHE)
-    return BENCHMARK_CACHE

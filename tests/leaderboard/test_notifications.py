@@ -412,7 +412,13 @@ def test_the_worker_mails_the_publication_of_an_entry_it_scored(
         upload=SimpleUploadedFile("ihm.csv", sample_ihm_csv, content_type="text/csv"),
         meta=META,
     )
-    wait_for(lambda: list(file_mail.glob("*.log")), timeout=180, what="the worker's mail")
+    # The notification is marked sent once the backend has written and closed the file; a
+    # file seen before that may still be empty.
+    wait_for(
+        lambda: Notification.objects.filter(submission=sub, status="sent").exists(),
+        timeout=180,
+        what="the worker's mail",
+    )
     (written,) = list(file_mail.glob("*.log"))
     text = written.read_text()
     assert f"To: {owner.account.email}" in text
