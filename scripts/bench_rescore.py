@@ -35,38 +35,16 @@ import time
 import uuid
 from pathlib import Path
 
+from bench_platform import platform_environment, recreate_database
+
 ROOT = Path(__file__).resolve().parents[1]
 BENCHMARK = ROOT / "var" / "test-cache" / "benchmark-demo-seed42-loadtest"
-_url = os.environ.get("DATABASE_URL", "")
-PG = _url.rsplit("/", 1)[0] if _url.startswith("postgres") else "postgres://postgres@127.0.0.1:5432"
 TASKS = ["in-hospital-mortality", "phenotyping", "decompensation", "length-of-stay", "radiology"]
 USERS = 70
 
 
 def _environment(var_dir: Path, database: str) -> dict[str, str]:
-    env = dict(os.environ)
-    env.update(
-        DJANGO_SETTINGS_MODULE="leaderboard.settings",
-        DJANGO_ENV="development",
-        DEBUG="false",
-        SECRET_KEY="rescore-bench-only-" + uuid.uuid4().hex,
-        DATABASE_URL=f"{PG}/{database}",
-        CELERY_BROKER_URL="redis://127.0.0.1:6379/12",
-        CELERY_QUEUE=f"leaderboard-rescore-bench-{os.getpid()}",
-        VAR_DIR=str(var_dir),
-        MEDIA_ROOT=str(var_dir / "media"),
-        STATIC_ROOT=str(var_dir / "static"),
-        LOG_LEVEL="WARNING",
-    )
-    return env
-
-
-def _recreate_database(name: str) -> None:
-    import psycopg
-
-    with psycopg.connect(f"{PG}/postgres", autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        conn.execute(f'CREATE DATABASE "{name}"')
+    return platform_environment(var_dir, database, name="rescore-bench")
 
 
 def _ensure_benchmark(path: Path) -> Path:
@@ -289,7 +267,7 @@ def main() -> int:
     env = _environment(var_dir, args.database)
     os.environ.update(env)
     sys.path.insert(0, str(ROOT))
-    _recreate_database(args.database)
+    recreate_database(args.database)
     _ensure_benchmark(BENCHMARK)
 
     import django

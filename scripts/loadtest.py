@@ -41,12 +41,11 @@ import time
 import uuid
 from pathlib import Path
 
+from bench_platform import platform_environment, recreate_database
+
 ROOT = Path(__file__).resolve().parents[1]
 # Generated here when missing; ``--benchmark`` names another (the tests pass theirs).
 BENCHMARK = ROOT / "var" / "test-cache" / "benchmark-demo-seed42-loadtest"
-# The PostgreSQL server: DATABASE_URL's (its database name aside), else the local one.
-_url = os.environ.get("DATABASE_URL", "")
-PG = _url.rsplit("/", 1)[0] if _url.startswith("postgres") else "postgres://postgres@127.0.0.1:5432"
 DB_NAME = "leaderboard_load"
 TASK = "in-hospital-mortality"
 
@@ -58,25 +57,16 @@ def _free_port() -> int:
 
 
 def _environment(var_dir: Path, web_workers: int, database: str) -> dict[str, str]:
-    env = dict(os.environ)
-    env.update(
-        DJANGO_SETTINGS_MODULE="leaderboard.settings",
-        DJANGO_ENV="development",
-        DEBUG="false",
-        SECRET_KEY="load-test-only-" + uuid.uuid4().hex,
-        DATABASE_URL=f"{PG}/{database}",
+    return platform_environment(
+        var_dir,
+        database,
+        name="load",
         CONN_MAX_AGE="60",
-        CELERY_BROKER_URL="redis://127.0.0.1:6379/12",
         # Production's cache: Redis, shared by the web processes and the worker.
         # Keys of this run's own: another run's cache describes another database.
         CACHE_URL=os.environ.get(
             "CACHE_URL", f"redis://127.0.0.1:6379/13?key_prefix=load-{uuid.uuid4().hex[:12]}"
         ),
-        CELERY_QUEUE=f"leaderboard-load-{os.getpid()}",
-        VAR_DIR=str(var_dir),
-        MEDIA_ROOT=str(var_dir / "media"),
-        STATIC_ROOT=str(var_dir / "static"),
-        LOG_LEVEL="WARNING",
         # Readers and the submitter are one client address: lift the per-address limits,
         # which would otherwise (rightly) answer 429 to 20 readers from one machine.
         API_ANON_RATE="1000000/minute",
@@ -85,15 +75,6 @@ def _environment(var_dir: Path, web_workers: int, database: str) -> dict[str, st
         SUBMISSIONS_PER_DAY="1000",
         WEB_WORKERS=str(web_workers),
     )
-    return env
-
-
-def _recreate_database(name: str) -> None:
-    import psycopg
-
-    with psycopg.connect(f"{PG}/postgres", autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        conn.execute(f'CREATE DATABASE "{name}"')
 
 
 def _ensure_benchmark() -> Path:
@@ -319,7 +300,7 @@ def main() -> int:
     env = _environment(var_dir, args.web_workers, args.database)
     os.environ.update(env)
     sys.path.insert(0, str(ROOT))
-    _recreate_database(args.database)
+    recreate_database(args.database)
     _ensure_benchmark()
 
     import django
