@@ -161,7 +161,16 @@ class SubmissionAdmin(admin.ModelAdmin):
             actor=request.user,
             submissions=list(queryset.select_related("task__benchmark")),
             scope="admin selection",
+            from_request=True,
         )
+        if result.preparing:  # many entries: a job makes the runs
+            self.message_user(
+                request,
+                f"Re-score number {result.rescore_run} of {result.preparing} entries is "
+                "starting: its runs are being made. Progress: Re-scores, number "
+                f"{result.rescore_run}.",
+            )
+            return
         self.message_user(
             request,
             f"{len(result.queued)} re-scoring run(s) queued; {len(result.skipped)} skipped "
@@ -317,18 +326,19 @@ class RescoreRunAdmin(ReadOnlyAdmin):
     ]  # fmt: skip
     list_filter = ["status", "scorer_version"]
     list_select_related = ["requested_by"]
-    exclude = ["evaluations", "ranks_before", "rank_changes", "skipped"]
+    exclude = ["evaluations", "ranks_before", "rank_changes", "skipped", "entries"]
     readonly_fields = [
-        "scope", "note", "requested_by", "status", "scorer_version", "progress",
+        "scope", "note", "requested_by", "status", "error", "scorer_version", "progress",
         "created_at", "finished_at", "skipped_entries", "rank_change_table",
     ]  # fmt: skip
 
     @admin.display(description="progress (done / failed / total)")
     def progress(self, obj: RescoreRun) -> str:
         p = rescore_progress(run=obj)
-        rest = (
-            f", {p['running']} running, {p['waiting']} waiting" if obj.status == "running" else ""
-        )
+        rest = {
+            "running": f", {p['running']} running, {p['waiting']} waiting",
+            "starting": ", being prepared (its runs are being made)",
+        }.get(obj.status, "")
         return f"{p['done']} / {p['failed']} / {p['total']}{rest}"
 
     @admin.display(description="skipped")

@@ -17,7 +17,11 @@ from leaderboard.board.services.boards import board_refresh
 from leaderboard.board.services.containers import container_runs_reap
 from leaderboard.board.services.dispatch import scoring_after_run
 from leaderboard.board.services.evaluations import evaluation_run, evaluations_reap
-from leaderboard.board.services.rescoring import rescore_entry, rescore_runs_settle
+from leaderboard.board.services.rescoring import (
+    rescore_entry,
+    rescore_fan_out,
+    rescore_runs_settle,
+)
 from leaderboard.celery import app
 
 
@@ -32,6 +36,14 @@ def rescore_entry_task(self, evaluation_id: int) -> None:
     """One entry of a re-score, from its stored predictions (services.rescoring)."""
     rescore_entry(evaluation_id=evaluation_id, worker=self.request.hostname or "")
     scoring_after_run(evaluation_id=evaluation_id)
+
+
+@app.task(name="board.rescore_fan_out", acks_late=True, reject_on_worker_lost=True,
+          ignore_result=True)  # fmt: skip
+def rescore_fan_out_task(rescore_run_id: int) -> None:
+    """Make the runs of a re-score of many entries, asked for in a request
+    (services.rescoring); on the scoring queue, the default."""
+    rescore_fan_out(rescore_run_id=rescore_run_id)
 
 
 @app.task(name="board.reap", acks_late=True, ignore_result=True)

@@ -9,6 +9,7 @@ import io
 import numpy as np
 import pandas as pd
 import pytest
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
@@ -20,8 +21,10 @@ from leaderboard.board.services.containers import (
 )
 from leaderboard.board.services.evaluations import evaluation_run
 from leaderboard.board.services.rescoring import (
+    RESCORE_INLINE_MAX,
     SKIP_NO_PREDICTIONS,
     rescore_entry,
+    rescore_fan_out,
     rescore_runs_settle,
     submission_rescore,
     submissions_rescore,
@@ -234,3 +237,201 @@ def test_the_admin_shows_a_rescore_s_progress_and_rank_changes(client, ihm_task)
     page = client.get(f"/admin/board/rescorerun/{run.pk}/change/").content.decode()
     assert "mnopqrstuvwx Fusion" in page and "abcdefghijkl" in page
     assert client.get("/admin/board/rescorerun/add/").status_code == 403
+
+
+# A re-score of many entries asked for in a request: a job makes its runs ----------------------
+def _scored_entries(n: int) -> list[Submission]:
+    """``n`` published entries with a result each, over three tasks."""
+    from tests.leaderboard.factories import EvaluationFactory, SubmissionFactory, TaskFactory
+
+    tasks = [
+        TaskFactory(slug=s) for s in ("in-hospital-mortality", "phenotyping", "decompensation")
+    ]
+    return [
+        EvaluationFactory(submission=SubmissionFactory(task=tasks[i % 3]), value=0.5 + i / 1000)
+        .submission
+        for i in range(n)
+    ]  # fmt: skip
+
+
+@pytest.mark.django_db
+def test_a_rescore_of_every_entry_asked_in_a_request_only_records_it_and_a_job_makes_its_runs(
+    staff_api, client, monkeypatch, django_capture_on_commit_callbacks,
+    django_assert_max_num_queries,
+):  # fmt: skip
+    """300 entries: the request records the re-score (scope, ranks before, the entries) and
+    answers, with no run, audit row or admission made; the re-score says it is starting, 0
+    of 300, in the API and the admin, until its job (on the scoring queue) has made the runs
+    and sent the first of them through the fair queue."""
+    from leaderboard.board import tasks
+    from leaderboard.board.models import AuditLog
+    from leaderboard.celery import app
+    from tests.leaderboard.factories import UserFactory
+
+    entries = _scored_entries(300)
+    # One query per entry would be 300 and more.
+    with django_capture_on_commit_callbacks() as callbacks, django_assert_max_num_queries(60):
+        r = staff_api.post("/api/rescore/", {})
+    body = r.json()
+    assert r.status_code == 202, body
+    assert body == {
+        "queued": 0,
+        "skipped": 0,
+        "evaluations": [],
+        "rescore_run": body["rescore_run"],
+    }
+    run = RescoreRun.objects.get(pk=body["rescore_run"])
+    assert (run.status, run.scope, run.total) == ("starting", "all", 300)
+    assert sorted(run.entries) == sorted(s.pk for s in entries) and len(run.ranks_before) == 3
+    assert not Evaluation.objects.filter(trigger="rescore").exists()
+    assert not AuditLog.objects.filter(action="evaluation.rescore").exists()
+    assert len(callbacks) == 1  # the job's message, nothing else
+    detail = staff_api.get(f"/api/rescores/{run.pk}/").json()
+    assert (detail["status"], detail["total"], detail["done"], detail["waiting"]) == (
+        "starting", 300, 0, 0,
+    )  # fmt: skip
+    assert detail["error"] == ""
+    client.force_login(UserFactory(username="root", is_staff=True, is_superuser=True))
+    listing = client.get("/admin/board/rescorerun/").content.decode()
+    assert "0 / 0 / 300, being prepared" in listing
+    assert app.amqp.router.route({}, "board.rescore_fan_out", args=[run.pk])["queue"].name == (
+        settings.SCORING_QUEUE
+    )
+    # The message names the re-score; its job makes every run, audited, in the re-score,
+    # and each task's first runs are sent through the fair queue.
+    sent: list[int] = []
+    monkeypatch.setattr(tasks.rescore_fan_out_task, "apply_async",
+                        lambda args, **kwargs: sent.append(args[0]))  # fmt: skip
+    callbacks[0]()
+    assert sent == [run.pk]
+    with django_capture_on_commit_callbacks(execute=True):
+        tasks.rescore_fan_out_task(run.pk)
+    run.refresh_from_db()
+    assert (run.status, run.total, run.entries, run.skipped) == ("running", 300, [], [])
+    assert run.evaluations.count() == 300
+    assert AuditLog.objects.filter(action="evaluation.rescore").count() == 300
+    sent = run.evaluations.filter(enqueued_at__isnull=False).count()
+    assert sent == 3 * settings.RESCORE_IN_FLIGHT_PER_TASK
+    detail = staff_api.get(f"/api/rescores/{run.pk}/").json()
+    assert (detail["status"], detail["total"], detail["waiting"]) == ("running", 300, 300)
+    # A second delivery of the job finds the re-score started and does nothing.
+    assert rescore_fan_out(rescore_run_id=run.pk) is None
+    assert Evaluation.objects.filter(trigger="rescore").count() == 300
+
+
+@pytest.mark.django_db
+def test_a_rescore_job_that_fails_is_recorded_on_the_rescore_and_makes_no_run(
+    staff_api, monkeypatch, django_capture_on_commit_callbacks
+):
+    from leaderboard.board.models import AuditLog
+    from leaderboard.board.services import rescoring
+
+    entries = _scored_entries(RESCORE_INLINE_MAX + 1)
+    made = []
+    real_create = rescoring.evaluation_create
+
+    def create(**kwargs):
+        if len(made) == 5:
+            raise RuntimeError("database went away")
+        made.append(kwargs["submission"].pk)
+        return real_create(**kwargs)
+
+    monkeypatch.setattr(rescoring, "evaluation_create", create)
+    with django_capture_on_commit_callbacks():
+        result = submissions_rescore(actor=None, submissions=entries, scope="test",
+                                     from_request=True)  # fmt: skip
+    assert result.preparing == len(entries) and result.queued == []
+    run = rescore_fan_out(rescore_run_id=result.rescore_run)
+    assert run is not None and run.status == "failed"
+    assert run.error == (
+        "its runs could not be made (RuntimeError: database went away); no run was made: "
+        "start it again"
+    )
+    assert not Evaluation.objects.filter(trigger="rescore").exists()  # all or none
+    assert not AuditLog.objects.filter(action="evaluation.rescore").exists()
+    detail = staff_api.get(f"/api/rescores/{run.pk}/").json()
+    assert (detail["status"], detail["error"], detail["done"]) == ("failed", run.error, 0)
+    assert detail["finished_at"] is not None
+    assert rescore_fan_out(rescore_run_id=run.pk) is None  # a failed re-score stays so
+
+
+@pytest.mark.django_db
+def test_a_rescore_job_the_broker_did_not_take_is_sent_again_by_the_reaper(
+    monkeypatch, django_capture_on_commit_callbacks
+):
+    from leaderboard.board import tasks
+
+    sent: list[int] = []
+
+    def broker_down(*args, **kwargs):
+        raise ConnectionError("redis is down")
+
+    monkeypatch.setattr(tasks.rescore_fan_out_task, "apply_async", broker_down)
+    with django_capture_on_commit_callbacks(execute=True):
+        result = submissions_rescore(actor=None, submissions=_scored_entries(RESCORE_INLINE_MAX + 1),
+                                     scope="test", from_request=True)  # fmt: skip
+    run = RescoreRun.objects.get(pk=result.rescore_run)
+    assert run.status == "starting" and "could not be sent (ConnectionError" in run.error
+    monkeypatch.setattr(tasks.rescore_fan_out_task, "apply_async",
+                        lambda args, **kwargs: sent.append(args[0]))  # fmt: skip
+    assert rescore_runs_settle() == []
+    assert sent == [run.pk]
+    run.refresh_from_db()
+    assert run.status == "starting" and run.error == ""
+    # Sent, it is not sent again until it is late.
+    assert rescore_runs_settle() == [] and sent == [run.pk]
+
+
+@pytest.mark.django_db
+def test_a_few_entries_are_rescored_in_the_request_as_before(ihm_task, sample_ihm_csv):
+    subs = [_entry(ihm_task, _random_ihm(sample_ihm_csv, seed), f"f{seed}") for seed in range(2)]
+    result = submissions_rescore(actor=None, submissions=subs, scope="test", from_request=True)
+    assert len(result.queued) == 2 and result.preparing == 0
+    assert RescoreRun.objects.get(pk=result.rescore_run).status == "running"
+
+
+def test_a_rescore_of_many_entries_from_the_api_is_run_by_a_worker(
+    benchmark, sample_ihm_csv, staff_api, monkeypatch, task_runner
+):
+    """The job and the entries' runs done by the worker: the re-score asked for in the
+    request, starting, ends finished with every run done."""
+    from leaderboard.board.services import rescoring
+
+    monkeypatch.setattr(rescoring, "RESCORE_INLINE_MAX", 1)
+    task = benchmark.tasks.get(slug="in-hospital-mortality")
+    for seed in range(3):
+        _entry(task, _random_ihm(sample_ihm_csv, seed), f"j{seed}", by_worker=True)
+    r = staff_api.post(f"/api/tasks/{task.slug}/rescore/")
+    assert r.status_code == 202 and r.json()["queued"] == 0
+    run_id = r.json()["rescore_run"]
+    wait_for(
+        lambda: RescoreRun.objects.filter(pk=run_id, status__in=["finished", "failed"]).exists(),
+        timeout=180,
+        what="the re-score to finish",
+    )
+    body = staff_api.get(f"/api/rescores/{run_id}/").json()
+    assert body["status"] == "finished", body
+    assert (body["total"], body["done"], body["failed"], body["error"]) == (3, 3, 0, "")
+
+
+@pytest.mark.django_db
+def test_the_admin_s_rescore_of_many_selected_entries_starts_a_job(
+    client, django_capture_on_commit_callbacks
+):
+    from tests.leaderboard.factories import UserFactory
+
+    entries = _scored_entries(RESCORE_INLINE_MAX + 1)
+    client.force_login(UserFactory(username="root", is_staff=True, is_superuser=True))
+    with django_capture_on_commit_callbacks() as callbacks:
+        r = client.post("/admin/board/submission/", {
+            "action": "rescore", "_selected_action": [s.pk for s in entries],
+        }, follow=True)  # fmt: skip
+    run = RescoreRun.objects.get()
+    assert (run.status, run.scope, run.total, len(callbacks)) == ("starting", "admin selection",
+                                                                 len(entries), 1)  # fmt: skip
+    message = f"Re-score number {run.pk} of {len(entries)} entries is starting"
+    assert message in r.content.decode()
+    assert not Evaluation.objects.filter(trigger="rescore").exists()
+    RescoreRun.objects.filter(pk=run.pk).update(status="failed", error="its runs could not be made")
+    page = client.get(f"/admin/board/rescorerun/{run.pk}/change/").content.decode()
+    assert "Failed to start" in page and "its runs could not be made" in page

@@ -445,7 +445,7 @@ class TaskRescoreView(APIView):
 
     @extend_schema(request=None, responses={202: RescoreResultSerializer})
     def post(self, request, slug: str):
-        result = task_rescore(actor=request.user, task=task_get(slug=slug))
+        result = task_rescore(actor=request.user, task=task_get(slug=slug), from_request=True)
         return Response(result.as_dict(), status=status.HTTP_202_ACCEPTED)
 
 
@@ -456,7 +456,7 @@ class RescoreAllView(APIView):
 
     @extend_schema(request=None, responses={202: RescoreResultSerializer})
     def post(self, request):
-        result = all_rescore(actor=request.user)
+        result = all_rescore(actor=request.user, from_request=True)
         return Response(result.as_dict(), status=status.HTTP_202_ACCEPTED)
 
 

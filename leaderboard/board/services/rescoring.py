@@ -19,6 +19,14 @@ most one entry's work when a worker dies (the reaper puts it back). The jobs go 
 per-task fair queue (``services.fair_queue``) with a budget of their own, so new entries
 are not held back by a re-score of every entry.
 
+Asked for in a request (the admin, the staff API), a re-score of more than
+``RESCORE_INLINE_MAX`` entries does not make its runs there: a thousand runs, their audit
+rows and their admissions to the fair queue take seconds. The request records the
+:class:`RescoreRun` (scope, note, the ranks before, the entries it covers), ``starting``,
+and answers; a job on the scoring queue (``board.rescore_fan_out``) makes the runs, and the
+re-score runs from then on. A job that fails leaves the re-score ``failed``, with the
+error; a job the broker did not take, or lost, is sent again by the reaper.
+
 When the last run has finished, the run's summary lists the entries whose rank changed on
 each task's board: entry, old rank (the board before the re-score), new rank.
 """
@@ -67,13 +75,24 @@ RESCORE_FAILED = (
     "Re-scoring from the stored predictions could not finish because of a problem on the "
     "platform's side ({what}; reference E{evaluation_id}). The entry keeps its earlier result."
 )
+# A re-score of more entries than this, asked for in a request, makes its runs in a job.
+RESCORE_INLINE_MAX = 20
+FAN_OUT_FAILED = "its runs could not be made ({what}); no run was made: start it again"
+FAN_OUT_NOT_SENT = (
+    "the job that makes its runs could not be sent ({what}); the reaper sends it again"
+)
 
 
 @dataclass(frozen=True)
 class RescoreResult:
+    """What starting a re-score did: the runs queued and the entries skipped, or, for a
+    re-score whose runs a job makes, none yet and the number of entries it covers
+    (``preparing``)."""
+
     queued: list[int]
     skipped: list[int]
     rescore_run: int | None = None
+    preparing: int = 0
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -137,68 +156,171 @@ def _board_ranks(task: Task, *, before: bool) -> dict[str, int]:
 
 
 def submissions_rescore(
-    *, actor: Any, submissions: Iterable[Submission], scope: str, note: str = ""
+    *,
+    actor: Any,
+    submissions: Iterable[Submission],
+    scope: str,
+    note: str = "",
+    from_request: bool = False,
 ) -> RescoreResult:
     """Start a re-score of the given entries: a :class:`RescoreRun` holding one new run per
     entry (skipping those with a run in flight, not yet stored, or a container entry whose
     predictions were not kept), with the ranks of their boards before. Earlier runs stay as
-    they were. Each run is sent once the transaction commits, through the fair queue."""
+    they were. Each run is sent once the transaction commits, through the fair queue.
+
+    The runs are made here; asked for in an HTTP request (``from_request``: the admin, the
+    staff API), those of more than ``RESCORE_INLINE_MAX`` entries are made by a job
+    (``board.rescore_fan_out``), the re-score ``starting`` until it has, so that the
+    request answers at once."""
     submissions = list(submissions)
-    queued: list[int] = []
-    skipped: list[int] = []
-    reasons: list[dict[str, str]] = []
+    inline = not from_request or len(submissions) <= RESCORE_INLINE_MAX
     with transaction.atomic():
         run = RescoreRun.objects.create(
             scope=scope[:200],
             note=note[:300],
             requested_by=actor if getattr(actor, "pk", None) else None,
             scorer_version=current_scorer_version(),
+            status=RescoreRun.Status.RUNNING if inline else RescoreRun.Status.STARTING,
         )
         tasks = {s.task_id: s.task for s in submissions}
         run.ranks_before = {
             str(pk): _ranks(task, before=True) for pk, task in sorted(tasks.items())
         }
-        for submission in submissions:
-            reason = ""
-            if submission.status == S.SUBMITTED:
-                reason = SKIP_NOT_STORED
-            elif (
-                submission.is_container
-                and not has_stored(submission)
-                and submission.evaluations.filter(status=E.SUCCEEDED).exists()
-            ):
-                reason = SKIP_NO_PREDICTIONS
-            evaluation = None
-            if not reason:
-                evaluation = evaluation_create(
-                    submission=submission,
-                    trigger=Evaluation.Trigger.RESCORE,
-                    triggered_by=actor,
-                    note=note,
-                )
-                reason = "" if evaluation is not None else SKIP_IN_FLIGHT
-            if evaluation is None:
-                skipped.append(submission.pk)
-                reasons.append({"entry": submission.public_id, "reason": reason})
-                continue
-            queued.append(evaluation.pk)
-            audit_record(
-                actor=actor,
-                action=AuditLog.Action.RESCORE,
-                submission=submission,
-                evaluation=evaluation,
-                scope=scope,
-                rescore_run=run.pk,
-            )
-        run.evaluations.add(*queued)
-        run.total = len(queued)
-        run.skipped = reasons
-        if not queued:
-            run.status = RescoreRun.Status.FINISHED
-            run.finished_at = timezone.now()
-            run.rank_changes = []
-        run.save()
+        if not inline:
+            run.entries = [s.pk for s in submissions]
+            run.total = len(submissions)
+            run.save()
+            run_id = run.pk
+            transaction.on_commit(lambda: _fan_out_send(rescore_run_id=run_id))
+            return RescoreResult(queued=[], skipped=[], rescore_run=run.pk,
+                                 preparing=len(submissions))  # fmt: skip
+        queued, skipped = _fan_out(run, submissions, actor=actor)
     return RescoreResult(queued=queued, skipped=skipped, rescore_run=run.pk)
+
+
+def _fan_out(
+    run: RescoreRun, submissions: list[Submission], *, actor: Any
+) -> tuple[list[int], list[int]]:
+    """Make the re-score's runs (one per entry, or the reason it is skipped), in the
+    caller's transaction, and set it running (finished when there is nothing to run).
+    Returns the runs queued and the entries skipped."""
+    queued: list[int] = []
+    skipped: list[int] = []
+    reasons: list[dict[str, str]] = []
+    for submission in submissions:
+        reason = ""
+        if submission.status == S.SUBMITTED:
+            reason = SKIP_NOT_STORED
+        elif (
+            submission.is_container
+            and not has_stored(submission)
+            and submission.evaluations.filter(status=E.SUCCEEDED).exists()
+        ):
+            reason = SKIP_NO_PREDICTIONS
+        evaluation = None
+        if not reason:
+            evaluation = evaluation_create(
+                submission=submission,
+                trigger=Evaluation.Trigger.RESCORE,
+                triggered_by=actor,
+                note=run.note,
+            )
+            reason = "" if evaluation is not None else SKIP_IN_FLIGHT
+        if evaluation is None:
+            skipped.append(submission.pk)
+            reasons.append({"entry": submission.public_id, "reason": reason})
+            continue
+        queued.append(evaluation.pk)
+        audit_record(
+            actor=actor,
+            action=AuditLog.Action.RESCORE,
+            submission=submission,
+            evaluation=evaluation,
+            scope=run.scope,
+            rescore_run=run.pk,
+        )
+    run.evaluations.add(*queued)
+    run.total = len(queued)
+    run.skipped = reasons
+    run.entries = []
+    run.error = ""
+    run.status = RescoreRun.Status.RUNNING
+    if not queued:
+        run.status = RescoreRun.Status.FINISHED
+        run.finished_at = timezone.now()
+        run.rank_changes = []
+    run.save()
+    return queued, skipped
+
+
+def _fan_out_send(*, rescore_run_id: int) -> bool:
+    """Send the job that makes a starting re-score's runs. A broker that does not take it
+    is noted on the re-score, and the reaper sends it again. Returns whether it went."""
+    from leaderboard.board.tasks import rescore_fan_out_task
+
+    try:
+        rescore_fan_out_task.apply_async(args=(rescore_run_id,), retry=True)
+    except Exception as exc:  # the broker is down
+        log.exception("could not send the fan-out of re-score %s", rescore_run_id)
+        RescoreRun.objects.filter(pk=rescore_run_id, status=RescoreRun.Status.STARTING).update(
+            error=FAN_OUT_NOT_SENT.format(what=_what(exc))
+        )
+        return False
+    RescoreRun.objects.filter(pk=rescore_run_id, status=RescoreRun.Status.STARTING).exclude(
+        error=""
+    ).update(error="")  # sent again, after a broker that did not take it
+    return True
+
+
+def _what(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"[:300]
+
+
+def rescore_fan_out(*, rescore_run_id: int) -> RescoreRun | None:
+    """The job of a starting re-score: make its runs (as :func:`submissions_rescore` does
+    inline), all or none, and set it running. None when there was nothing to do (a
+    duplicate message, or a re-score already started). A failure rolls every run back and
+    leaves the re-score ``failed`` with the error; it never raises."""
+    try:
+        with transaction.atomic():
+            run = (
+                RescoreRun.objects.select_for_update(of=("self",))
+                .select_related("requested_by")
+                .filter(pk=rescore_run_id, status=RescoreRun.Status.STARTING)
+                .first()
+            )
+            if run is None:
+                return None
+            wanted = [int(pk) for pk in run.entries]
+            submissions = list(
+                Submission.objects.filter(pk__in=wanted)
+                .select_related("task__benchmark", "track")
+                .order_by("pk")
+            )
+            _fan_out(run, submissions, actor=run.requested_by)
+    except Exception as exc:
+        log.exception("re-score %s: its runs could not be made", rescore_run_id)
+        RescoreRun.objects.filter(pk=rescore_run_id, status=RescoreRun.Status.STARTING).update(
+            status=RescoreRun.Status.FAILED,
+            error=FAN_OUT_FAILED.format(what=_what(exc)),
+            finished_at=timezone.now(),
+        )
+        return RescoreRun.objects.filter(pk=rescore_run_id).first()
+    log.info("re-score %s: %d run(s) made, %d skipped", run.pk, run.total, len(run.skipped))
+    return run
+
+
+def rescore_fan_outs_resend(*, now: Any = None) -> list[int]:
+    """The reaper's part: send again the job of each re-score still starting whose job the
+    broker did not take, or sent more than ``SCORING_RESEND_AFTER`` ago (a lost message; a
+    duplicate finds the re-score started and does nothing). Returns the re-scores."""
+    now = now or timezone.now()
+    late = list(
+        RescoreRun.objects.filter(status=RescoreRun.Status.STARTING)
+        .filter(~Q(error="") | Q(created_at__lt=now - settings.SCORING_RESEND_AFTER))
+        .values_list("pk", flat=True)
+    )
+    return [pk for pk in late if _fan_out_send(rescore_run_id=pk)]
 
 
 def submission_rescore(*, actor: Any, submission: Submission, note: str = "") -> RescoreResult:
@@ -207,7 +329,9 @@ def submission_rescore(*, actor: Any, submission: Submission, note: str = "") ->
     )
 
 
-def task_rescore(*, actor: Any, task: Task, note: str = "") -> RescoreResult:
+def task_rescore(
+    *, actor: Any, task: Task, note: str = "", from_request: bool = False
+) -> RescoreResult:
     subs = (
         _rescorable_bulk()
         .filter(task=task)
@@ -215,18 +339,24 @@ def task_rescore(*, actor: Any, task: Task, note: str = "") -> RescoreResult:
         .order_by("pk")
     )
     return submissions_rescore(
-        actor=actor, submissions=list(subs), scope=f"task {task.slug}", note=note
+        actor=actor,
+        submissions=list(subs),
+        scope=f"task {task.slug}",
+        note=note,
+        from_request=from_request,
     )
 
 
-def all_rescore(*, actor: Any, note: str = "") -> RescoreResult:
+def all_rescore(*, actor: Any, note: str = "", from_request: bool = False) -> RescoreResult:
     subs = (
         _rescorable_bulk()
         .filter(task__benchmark__is_current=True)
         .select_related("task__benchmark", "track")
         .order_by("pk")
     )
-    return submissions_rescore(actor=actor, submissions=list(subs), scope="all", note=note)
+    return submissions_rescore(
+        actor=actor, submissions=list(subs), scope="all", note=note, from_request=from_request
+    )
 
 
 # One entry's job ----------------------------------------------------------------------------
@@ -300,7 +430,9 @@ def rescore_entry(*, evaluation_id: int, worker: str = "") -> Evaluation | None:
 
 # Progress and summary -----------------------------------------------------------------------
 def rescore_progress(*, run: RescoreRun) -> dict[str, int]:
-    """Counts of a re-score's runs: total, done (succeeded), failed, running, waiting."""
+    """Counts of a re-score's runs: total, done (succeeded), failed, running, waiting.
+    While it is starting (or when it failed to start), none of its runs exists yet: total
+    is the number of entries it covers, the others 0."""
     counts = dict(run.evaluations.values_list("status").annotate(n=Count("id")))
     return {
         "total": run.total,
@@ -343,10 +475,16 @@ def _rank_changes(run: RescoreRun) -> list[dict[str, Any]]:
 def rescore_runs_settle(*, evaluation_id: int | None = None) -> list[int]:
     """Finish the re-scores (those holding ``evaluation_id``, or every running one) whose
     runs have all finished: final counts and the entries whose rank changed. Returns the
-    re-scores finished."""
+    re-scores finished. Without ``evaluation_id`` (the reaper), also send again the job of
+    a re-score still starting that is late (:func:`rescore_fan_outs_resend`)."""
     runs = RescoreRun.objects.filter(status=RescoreRun.Status.RUNNING)
     if evaluation_id is not None:
         runs = runs.filter(evaluations__pk=evaluation_id)
+    else:
+        try:
+            rescore_fan_outs_resend()
+        except Exception:  # the reaper goes on; tried again next round
+            log.exception("could not send the late re-score jobs again")
     finished: list[int] = []
     for pk in runs.values_list("pk", flat=True).distinct():
         if Evaluation.objects.filter(rescore_runs__pk=pk, status__in=Evaluation.IN_FLIGHT).exists():
@@ -381,6 +519,7 @@ def rescore_run_summary(*, run: RescoreRun) -> dict[str, Any]:
         "requested_by": run.requested_by.get_username() if run.requested_by else None,
         "created_at": run.created_at,
         "finished_at": run.finished_at,
+        "error": run.error,
         **rescore_progress(run=run),
         "skipped": run.skipped,
         "rank_changes": run.rank_changes,
