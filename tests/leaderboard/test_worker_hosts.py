@@ -204,3 +204,35 @@ def test_compose_has_a_scoring_worker_a_cpu_runner_and_a_gpu_runner_profile():
     gpu = services["gpu-runner"]
     assert gpu["command"][gpu["command"].index("--gpus") + 1] == "1"
     assert gpu["environment"]["WORKER_GPUS"] == "1"
+
+
+@pytest.mark.django_db
+def test_a_gpu_host_resumed_sends_the_gpu_runs_that_waited_for_it(
+    tracks, ihm_task, monkeypatch, django_capture_on_commit_callbacks
+):
+    """A drained GPU host takes no GPU run: the run waits in the database, holding no slot
+    of its task; resumed, the host sends it at once."""
+    from leaderboard.board.services.evaluations import evaluation_enqueue
+    from leaderboard.board.services.worker_hosts import worker_host_resume
+
+    monkeypatch.setattr(worker_hosts, "REPLY_TIMEOUT", 0.2)  # no host here answers
+    container, _ = tracks
+    with django_capture_on_commit_callbacks(execute=True):
+        worker_host_announce(name="celery@gpu-1", queues=[settings.GPU_RUNS_QUEUE],
+                             concurrency=1, gpus=1)  # fmt: skip
+    WorkerHost.objects.update(drained=True)
+    sub = SubmissionFactory(task=ihm_task, track=container, needs_gpu=True, status="submitted")
+    run = _run(sub)
+    assert not evaluation_enqueue(evaluation_id=run.pk)
+    run.refresh_from_db()
+    assert run.enqueued_at is None
+    # A drained host that restarts does not send it either.
+    with django_capture_on_commit_callbacks(execute=True):
+        worker_host_announce(name="celery@gpu-1", queues=[settings.GPU_RUNS_QUEUE],
+                             concurrency=1, gpus=1, starting=True)  # fmt: skip
+    run.refresh_from_db()
+    assert run.enqueued_at is None
+    with django_capture_on_commit_callbacks(execute=True):
+        worker_host_resume(name="gpu-1")
+    run.refresh_from_db()
+    assert run.enqueued_at is not None and run.status == "queued"
