@@ -199,19 +199,21 @@ def _fail(template: str, *, tally: _Tally | None = None, **fields: Any) -> Predi
 
 # --- reading the rows ---------------------------------------------------------------------
 def _read_chunks(stream: UploadStream, n_columns: int) -> Iterator[pd.DataFrame]:
-    """Chunks of the file as text columns; parser problems become PredictionFileError."""
-    reader = pd.read_csv(
-        stream,
-        header=0,
-        dtype=object,
-        na_filter=False,
-        chunksize=CHUNK_ROWS,
-        engine="c",
-        encoding="utf-8",
-        skip_blank_lines=True,
-        skipinitialspace=True,
-    )
+    """Chunks of the file as text columns; parser problems become PredictionFileError (the
+    header's too: a quote opened there and never closed fails as the reader starts)."""
+    reader = None
     try:
+        reader = pd.read_csv(
+            stream,
+            header=0,
+            dtype=object,
+            na_filter=False,
+            chunksize=CHUNK_ROWS,
+            engine="c",
+            encoding="utf-8",
+            skip_blank_lines=True,
+            skipinitialspace=True,
+        )
         for chunk in reader:
             if not isinstance(chunk.index, pd.RangeIndex):
                 raise _fail(
@@ -244,7 +246,8 @@ def _read_chunks(stream: UploadStream, n_columns: int) -> Iterator[pd.DataFrame]
     except (ValueError, TypeError, OverflowError, UnicodeError) as exc:
         raise _fail(ERR_MALFORMED_CSV, reason=str(exc)) from None
     finally:
-        reader.close()
+        if reader is not None:
+            reader.close()
 
 
 def _scenario_codes(acc: _Rows, chunk: pd.DataFrame, raw_keys: list[np.ndarray]) -> np.ndarray:

@@ -185,6 +185,9 @@ class LogTail:
         return text
 
 
+ENGINE_CLOCK_SLACK = 5.0  # seconds a FinishedAt may precede StartedAt (see engine_seconds)
+
+
 def engine_seconds(state: dict[str, Any]) -> float | None:
     """The model's own time: the engine's start-to-exit of the container's process."""
     try:
@@ -192,9 +195,14 @@ def engine_seconds(state: dict[str, Any]) -> float | None:
         end = datetime.fromisoformat(state["FinishedAt"].replace("Z", "+00:00"))
     except (KeyError, ValueError, AttributeError):
         return None
-    if start.year < 2000 or end < start:
+    if start.year < 2000 or end.year < 2000:
         return None
-    return (end - start).total_seconds()
+    seconds = (end - start).total_seconds()
+    # The engine records StartedAt once the start call returns: a process that exits at once,
+    # on a busy host, can have finished "before" it started. Its own time is then nil.
+    if -ENGINE_CLOCK_SLACK <= seconds < 0:
+        return 0.0
+    return seconds if seconds >= 0 else None
 
 
 def classify(

@@ -330,6 +330,9 @@ CASES: list[Case] = [
          "row_fields", ("the first data row has 3 fields",)),
     Case("unterminated quote", "in-hospital-mortality",
          lambda t: good_csv(t) + b'30000001,"0.5\n', "malformed_csv", ("cannot be read as CSV",)),
+    Case("unterminated quote in the only row", "in-hospital-mortality",
+         lambda t: b'stay_id,prediction\n30000001,"0.5\n', "malformed_csv",
+         ("cannot be read as CSV",)),
     Case("the file seven times", "decompensation", _too_many_rows, "too_many_rows",
          ("more than", "repeats units")),
     # keys and scenarios

@@ -35,6 +35,10 @@ pytestmark = pytest.mark.slow
 # Room for a 256 MiB /output in memory (its pages count toward the memory limit).
 LIMITS = SMALL_LIMITS.with_(memory_bytes=768 * MiB, wall_time=60.0, output_bytes=256 * MiB)
 PAGE = 4 * KiB
+# The most the host's free disk may dip during a quota run. The runs below write at least the
+# 256 MiB output limit, so writes that reached the disk would cost that much; the other test
+# process of the suite (tests/conftest.py) writes files of its own meanwhile, tens of MiB.
+DISK_DIP = 128 * MiB
 WORKER_UID = 10001
 
 
@@ -80,7 +84,7 @@ def mib_in_log(pattern: str, log: str) -> int:
 def test_deleted_files_held_open_count_toward_the_output_limit(hostile, engine, inputs, tmp_path):
     """The unlink trick: three 300 MiB files deleted while open. Writes stop at the 256 MiB
     limit, the run ends output_too_large, and neither the worker's disk nor the engine's
-    lost more than a few MiB meanwhile (the files live in the run's own tmpfs)."""
+    lost anything near the 256 MiB meanwhile (the files live in the run's own tmpfs)."""
     run_id = new_run_id()
     with free_disk_during_run(tmp_path, engine, run_id) as disk:
         r = run_hostile("unlink_open", hostile, engine, inputs, tmp_path, LIMITS, run_id)
@@ -89,7 +93,7 @@ def test_deleted_files_held_open_count_toward_the_output_limit(hostile, engine, 
     assert "refused: No space left on device" in r.log_tail
     assert mib_in_log(r"held (\d+) MiB", r.log_tail) <= 256
     report_disk("unlink trick", disk, r)
-    assert disk["before"] - disk["lowest"] < 32 * MiB, disk
+    assert disk["before"] - disk["lowest"] < DISK_DIP, disk
 
 
 def test_a_5_gib_writer_is_stopped_at_the_output_limit(hostile, engine, inputs, tmp_path):
@@ -104,7 +108,7 @@ def test_a_5_gib_writer_is_stopped_at_the_output_limit(hostile, engine, inputs, 
     assert r.output_bytes <= LIMITS.output_bytes + PAGE
     assert r.duration is not None and r.duration < 30
     report_disk("5 GiB writer", disk, r)
-    assert disk["before"] - disk["lowest"] < 32 * MiB, disk
+    assert disk["before"] - disk["lowest"] < DISK_DIP, disk
 
 
 WORKER = """
