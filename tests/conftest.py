@@ -11,6 +11,7 @@ import urllib.request
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -40,6 +41,19 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
 
 
+# Test files that use the Docker engine, besides those of tests/leaderboard/containers/:
+# when the suite runs in several processes, all of them run in one (below). A test marked
+# `docker` elsewhere stops the collection until its file is listed here.
+DOCKER_FOLDER = "tests/leaderboard/containers/"
+DOCKER_FILES = frozenset({
+    "tests/leaderboard/test_container_track.py",
+    "tests/leaderboard/test_deployment.py",
+    "tests/leaderboard/test_edge_limits.py",
+    "tests/leaderboard/test_multi_host.py",
+})  # fmt: skip
+DOCKER_GROUP = "docker-engine"
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     eager = config.getoption("eager_tasks")
     for item in items:
@@ -51,18 +65,32 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             folder = NEEDS_BY_FOLDER.get(mark)
             if used & fixtures or (folder and f"/tests/{folder}" in path):
                 item.add_marker(getattr(pytest.mark, mark))
-        item.add_marker(pytest.mark.xdist_group(_group(item)))
+        if item.get_closest_marker("docker") is not None and group_of(item.nodeid) != DOCKER_GROUP:
+            raise pytest.UsageError(
+                f"{item.nodeid} uses the Docker engine: add its file to DOCKER_FILES in "
+                "tests/conftest.py, so that it runs in the one test process that uses the engine"
+            )
 
 
-def _group(item: pytest.Item) -> str:
-    """The group a test runs in when the suite runs in several processes (pytest -n N
-    --dist loadgroup, as bin/test does): a file's tests stay together, so its module-scoped
-    fixtures are made once; every test that uses the Docker engine runs in one process, one
-    after the other, as the engine's clean-up of stale runs and the shared image builds
-    assume."""
-    if item.get_closest_marker("docker") is not None:
-        return "docker-engine"
-    return item.path.relative_to(item.config.rootpath).as_posix()
+def group_of(nodeid: str) -> str:
+    """The group a test runs in when the suite runs in several processes (bin/test: pytest
+    -n 2): a file's tests stay together, so its module-scoped fixtures are made once, and
+    every test that uses the Docker engine runs in one process, one after another, as the
+    engine's clean-up of stale runs, the shared image builds and the host's disk and timing
+    figures some of them measure assume."""
+    path = nodeid.split("::", 1)[0]
+    return DOCKER_GROUP if path.startswith(DOCKER_FOLDER) or path in DOCKER_FILES else path
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """pytest-xdist's scheduler that hands out whole groups (:func:`group_of`)."""
+    from xdist.scheduler import LoadScopeScheduling
+
+    class GroupScheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return group_of(nodeid)
+
+    return GroupScheduling(config, log)
 
 
 def _free_port() -> int:

@@ -88,3 +88,31 @@ def test_coverage_counts_the_python_processes_a_process_starts(tmp_path):
     statements, run = figures["benchmark_data"]
     assert 0 < run < statements
     assert figures["scoring"][1] == 0  # counted, never imported: every statement is missed
+
+
+def test_the_docker_tests_run_in_one_test_process_and_a_files_tests_together():
+    from tests.conftest import DOCKER_GROUP, group_of
+
+    assert group_of("tests/leaderboard/containers/test_gateway.py::test_a[x]") == DOCKER_GROUP
+    assert group_of("tests/leaderboard/test_multi_host.py::test_b") == DOCKER_GROUP
+    assert group_of("tests/leaderboard/test_api.py::test_c[1-2]") == "tests/leaderboard/test_api.py"
+    assert group_of("scoring/metrics.py::scoring.metrics.auroc") == "scoring/metrics.py"
+
+
+def test_a_docker_test_outside_the_listed_files_stops_the_collection(tmp_path):
+    """The same rule on a test tree of its own: a file that marks a test `docker` but is not
+    in DOCKER_FILES is refused with the fix in the message."""
+    (tmp_path / "conftest.py").write_text(
+        "from tests.conftest import pytest_addoption, pytest_collection_modifyitems  # noqa\n"
+    )
+    (tmp_path / "test_engine.py").write_text(
+        "import pytest\n\n\n@pytest.mark.docker\ndef test_x():\n    pass\n"
+    )
+    run = subprocess.run(
+        [sys.executable, "-m", "pytest", str(tmp_path), "-p", "no:cacheprovider",
+         "-p", "no:django", "-p", "no:xdist", "-o", "markers=docker", "--rootdir", str(tmp_path)],
+        capture_output=True, text=True, cwd=tmp_path, timeout=120,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )  # fmt: skip
+    assert run.returncode != 0
+    assert "uses the Docker engine: add its file to DOCKER_FILES" in run.stdout + run.stderr
