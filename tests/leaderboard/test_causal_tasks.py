@@ -7,6 +7,7 @@ import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 
 from leaderboard.board.models import Submission, Track
+from tests.leaderboard.conftest import ensure_tracks
 from tests.leaderboard.factories import EvaluationFactory
 
 pytestmark = pytest.mark.django_db
@@ -59,6 +60,7 @@ def test_the_board_and_exports_say_which_entries_were_run_causally(anon, benchma
     gateway) as causal, in the board JSON, the CSV export and the entry API."""
     task = benchmark.tasks.get(slug="in-hospital-mortality")
     file_ev = EvaluationFactory(value=0.8, submission__task=task)
+    ensure_tracks()  # a transactional test run before this one flushed them
     container = Track.objects.get(slug=Track.CONTAINER)
     box_ev = EvaluationFactory(value=0.7, submission__task=task, submission__track=container)
     board = anon.get("/api/tasks/in-hospital-mortality/leaderboard/").json()
@@ -86,6 +88,7 @@ def test_container_entries_follow_a_new_benchmark_and_their_history_says_why(ano
 
     old = BenchmarkFactory(is_current=True, version="demo-seed42")
     old_task = TaskFactory(benchmark=old)
+    ensure_tracks()  # a transactional test run before this one flushed them
     container = Track.objects.get(slug=Track.CONTAINER)
     box = EvaluationFactory(
         value=0.7, submission__task=old_task, submission__track=container

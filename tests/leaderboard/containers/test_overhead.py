@@ -30,7 +30,11 @@ def test_overhead_of_a_run_is_measured(hostile, tiny_bench, engine, tmp_path, re
     overheads = [r.overhead for r in run.results.values()]
     durations = [r.duration for r in run.results.values()]
     assert all(o is not None and o >= 0 for o in overheads)
-    assert all(d is not None and d > 0 for d in durations)
+    # A process that exits at once can be recorded by the engine as ending "before" it
+    # started (results.engine_seconds): its own time is then 0, never unknown.
+    assert all(d is not None and d >= 0 for d in durations), [
+        r.summary() for r in run.results.values()
+    ]
     for r in run.results.values():
         assert abs(r.wall_time - (r.duration + r.overhead)) < 1e-6
     median = statistics.median(overheads)
