@@ -83,7 +83,11 @@ def group_of(nodeid: str) -> str:
 
 
 def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
-    """pytest-xdist's scheduler that hands out whole groups (:func:`group_of`)."""
+    """With ``--dist loadscope`` (bin/test's full run), pytest-xdist's scheduler hands out
+    whole groups (:func:`group_of`); other modes are pytest-xdist's own (the fast tier, with
+    no Docker test, hands out single tests: ``--dist load``)."""
+    if config.getoption("dist") != "loadscope":
+        return None
     from xdist.scheduler import LoadScopeScheduling
 
     class GroupScheduling(LoadScopeScheduling):
