@@ -8,6 +8,7 @@ from __future__ import annotations
 class ServiceError(Exception):
     status_code = 400
     code = "invalid"
+    retry_after: int | None = None  # seconds, sent as Retry-After when set
 
     def __init__(self, message: str, *, field: str | None = None, code: str | None = None) -> None:
         super().__init__(message)

@@ -73,6 +73,7 @@ class _OneFileStorage(FileSystemStorage):
     def __init__(self, path: Path, *, name: str):
         super().__init__(location=str(path.parent))
         self._file, self._name = path, name
+        self.prefix = ""  # the folder collectstatic puts the file in
 
     def path(self, name):
         return str(self._file) if name == self._name else super().path(name)

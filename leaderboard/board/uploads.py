@@ -19,7 +19,7 @@ Three layers, so that an oversized body is never read whole into memory or onto 
   platform's answers (JSON ``{"code", "detail"}`` for the API, a page for the site);
 - :class:`SizeLimitUploadHandler` (first in ``FILE_UPLOAD_HANDLERS``) counts each file's
   bytes as they arrive and drops the file as soon as it passes the limit; the view then sees
-  ``request.upload_errors`` and answers with a 400 naming the field.
+  :func:`dropped_uploads` and answers with a 400 naming the field.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from urllib.parse import parse_qs
 
 from django.conf import settings
 from django.core.files.uploadhandler import FileUploadHandler, SkipFile
-from django.http import HttpResponse, JsonResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.template.loader import render_to_string
 
 # Room for the form fields and multipart boundaries around the file itself.
@@ -44,6 +44,7 @@ CONTAINER_TRACK = "container"
 
 # Set by the WSGI guard (leaderboard.board.bodies) on a request whose body it refused.
 REFUSAL_KEY = "leaderboard.body_refused"
+_DROPPED = "upload_errors"  # the request's attribute: field -> why its file was dropped
 
 
 @dataclass(frozen=True)
@@ -149,6 +150,12 @@ def _answer(request, *, status: int, code: str, title: str, message: str) -> Htt
     return HttpResponse(html, status=status)
 
 
+def dropped_uploads(request: HttpRequest) -> dict[str, str]:
+    """The files :class:`SizeLimitUploadHandler` dropped from this request for their size:
+    field name -> the message that says so (empty when none)."""
+    return getattr(request, _DROPPED, {})
+
+
 class SizeLimitUploadHandler(FileUploadHandler):
     """Stops receiving a file once it passes its field's limit (:func:`field_limit`)."""
 
@@ -169,7 +176,7 @@ class SizeLimitUploadHandler(FileUploadHandler):
         self.received += len(raw_data)
         if self.received > self.limit:
             if self.request is not None:
-                errors = getattr(self.request, "upload_errors", {})
+                errors = dropped_uploads(self.request)
                 errors[self.field_name] = too_large_message(
                     limit=self.limit, image=self.field_name == IMAGE_FIELD
                 )
@@ -178,7 +185,7 @@ class SizeLimitUploadHandler(FileUploadHandler):
                         f" Larger images go to {_destinations(self.request.path)[1]} (up to "
                         f"{limit_text(settings.CONTAINER_MAX_UPLOAD_BYTES)})."
                     )
-                self.request.upload_errors = errors
+                setattr(self.request, _DROPPED, errors)
             raise SkipFile()
         return raw_data
 

@@ -126,6 +126,23 @@ class Baseline(nn.Module):
         return cnn(batch.images)
 
 
+def ehr_of(model: nn.Module) -> EHREncoder:
+    """A model's EHR encoder (``model.ehr``), checked: torch types a module's attribute as
+    ``Tensor | Module``, and a model rebuilt from a checkpoint is known only as a module."""
+    encoder = getattr(model, "ehr", None)
+    if not isinstance(encoder, EHREncoder):
+        raise TypeError(f"{type(model).__name__} holds no EHR encoder")
+    return encoder
+
+
+def cxr_of(model: nn.Module) -> ResNet:
+    """A model's image encoder (``model.cxr``), checked as :func:`ehr_of` is."""
+    encoder = getattr(model, "cxr", None)
+    if not isinstance(encoder, ResNet):
+        raise TypeError(f"{type(model).__name__} holds no image encoder")
+    return encoder
+
+
 class UniEHR(Baseline):
     uses_images = False
 
@@ -361,7 +378,10 @@ def build_model(
             ehr_m = UniEHR(**common, ehr_hidden=ehr_hidden, dropout=dropout)
             cxr_m = UniCXR(**common, cxr_encoder=cxr_encoder)
         else:
-            ehr_m, cxr_m = unimodal["ehr"], unimodal["cxr"]  # type: ignore[assignment]
+            trained_ehr, trained_cxr = unimodal["ehr"], unimodal["cxr"]
+            if not (isinstance(trained_ehr, UniEHR) and isinstance(trained_cxr, UniCXR)):
+                raise TypeError("late fusion averages a trained EHR model and a CXR model")
+            ehr_m, cxr_m = trained_ehr, trained_cxr
         return LateFusion(ehr_model=ehr_m, cxr_model=cxr_m)
     if name == "early":
         model = ConcatFusion(frozen=True, **two)
@@ -380,6 +400,6 @@ def build_model(
     else:
         raise ValueError(f"unknown model {name!r}; the models are {', '.join(MODEL_NAMES)}")
     if unimodal is not None:
-        model.ehr.load_state_dict(unimodal["ehr"].ehr.state_dict())  # type: ignore[union-attr]
-        model.cxr.load_state_dict(unimodal["cxr"].cxr.state_dict())  # type: ignore[union-attr]
+        ehr_of(model).load_state_dict(ehr_of(unimodal["ehr"]).state_dict())
+        cxr_of(model).load_state_dict(cxr_of(unimodal["cxr"]).state_dict())
     return model

@@ -44,6 +44,7 @@ from scoring.baselines.models import (
     UNIMODAL,
     Baseline,
     build_model,
+    cxr_of,
 )
 from scoring.baselines.predict import predict_scenarios, write_predictions
 from scoring.baselines.training import FitOptions, evaluate, fit
@@ -160,7 +161,7 @@ def _train_one(
         unimodal=trained if name not in UNIMODAL else None,
     )
     if cxr_init is not None:
-        model.cxr.load_state_dict(cxr_init)  # type: ignore[union-attr]
+        cxr_of(model).load_state_dict(cxr_init)
     report = _report(state, task, name)
     entry: dict[str, Any] = {"role": role, "seed": seed}
     if cxr_init is not None:
@@ -426,7 +427,7 @@ def train_run(
         role = "baseline" if "radiology" in tasks else "pretraining"
         rad = TaskJob("radiology", ("cxr",), role=role)
         cxr = _train_task(ws, rad, config, encoder, state, progress=progress)["cxr"]
-        cxr_init = copy.deepcopy(cxr.cxr.state_dict())  # type: ignore[union-attr]
+        cxr_init = copy.deepcopy(cxr_of(cxr).state_dict())
         if "radiology" in tasks:
             done = {"cxr": _checkpoint(cxr, _settings(config, "radiology", "cxr", encoder))}
             jobs.append(TaskJob("radiology", tuple(n for n in order if n != "cxr"), done))
@@ -558,7 +559,7 @@ def train_model(
         if t == task:
             trained[m] = dep
         else:  # the radiology CXR model: its encoder starts this task's
-            cxr_init = copy.deepcopy(dep.cxr.state_dict())  # type: ignore[union-attr]
+            cxr_init = copy.deepcopy(cxr_of(dep).state_dict())
     log_name = f"{TRAIN_LOG}.{task}.{model}"
     state = RunState(run, {"tasks": {}}, log_name=log_name, persist=False)
     _train_one(

@@ -40,7 +40,7 @@ from scoring.baselines.artifacts import checkpoint_path, load_checkpoint, read_m
 from scoring.baselines.batch import Batch
 from scoring.baselines.data import IHM_HOURS, EHRNorm, decode_image
 from scoring.baselines.encoders import EHREncoder, ResNet, pool
-from scoring.baselines.models import MMTM, Baseline, LateFusion, UniCXR, UniEHR
+from scoring.baselines.models import MMTM, Baseline, LateFusion, UniCXR, UniEHR, cxr_of, ehr_of
 from scoring.baselines.predict import prediction_columns
 
 # The participant helper, a single standard-library file shipped with the template model.
@@ -56,7 +56,7 @@ def encoders(model: Baseline) -> tuple[EHREncoder | None, ResNet | None]:
         return model.ehr, None
     if isinstance(model, UniCXR):
         return None, model.cxr
-    return model.ehr, model.cxr  # type: ignore[return-value]
+    return ehr_of(model), cxr_of(model)
 
 
 class _StayState:

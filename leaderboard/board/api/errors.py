@@ -4,6 +4,7 @@ traceback. Field problems are listed under ``errors`` by field name."""
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import ValidationError as DjangoValidationError
@@ -41,13 +42,13 @@ def _validation_code(errors) -> str:
 
 def exception_handler(exc, context):
     if isinstance(exc, ServiceError):
-        data = {"detail": exc.message, "code": exc.code}
+        data: dict[str, Any] = {"detail": exc.message, "code": exc.code}
         if exc.field:
             data["errors"] = {exc.field: [exc.message]}
-        response = Response(data, status=exc.status_code)
-        if getattr(exc, "retry_after", None):
-            response["Retry-After"] = str(exc.retry_after)
-        return response
+        refusal = Response(data, status=exc.status_code)
+        if exc.retry_after:
+            refusal["Retry-After"] = str(exc.retry_after)
+        return refusal
     if isinstance(exc, DjangoValidationError):
         exc = exceptions.ValidationError(
             exc.message_dict if hasattr(exc, "error_dict") else exc.messages

@@ -70,6 +70,7 @@ from leaderboard.board.services.submissions import (
     submission_publish,
     submission_unpublish,
 )
+from leaderboard.board.uploads import dropped_uploads
 from scoring.disclosure import participant_report
 from scoring.report_reader import ReportFormatError, read_report
 
@@ -234,7 +235,7 @@ class SubmissionListCreateView(APIView):
         return self._create(request, request.data)
 
     def _create(self, request, data) -> Response:
-        upload_errors = getattr(request._request, "upload_errors", None)
+        upload_errors = dropped_uploads(request._request)
         if upload_errors:
             raise exceptions.ValidationError({k: [v] for k, v in upload_errors.items()})
         serializer = SubmissionCreateSerializer(data=data)

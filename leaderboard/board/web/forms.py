@@ -124,10 +124,10 @@ class SubmissionForm(forms.Form):
         assert isinstance(field, forms.ChoiceField)
         return field
 
-    def clean(self):
-        data = super().clean()
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or self.cleaned_data
         if not any(data.get(name) for name in self.modality_fields):
-            names = [self.fields[n].label for n in self.modality_fields]
+            names = [str(self.fields[n].label) for n in self.modality_fields]
             self.add_error(
                 None,
                 "Tick the inputs your model uses: EHR, CXR or both."
@@ -163,7 +163,7 @@ class SignupForm(UserCreationForm):
         model = get_user_model()
         fields = ("username", "email")
 
-    def clean_username(self):
+    def clean_username(self) -> str:
         username = super().clean_username()
         phrase = reserved_phrase_in(username, is_name=True)
         if phrase is not None:
@@ -173,7 +173,7 @@ class SignupForm(UserCreationForm):
             )
         return username
 
-    def clean_email(self):
+    def clean_email(self) -> str:
         email = self.cleaned_data["email"].strip()
         if email_is_taken(email=email):
             raise forms.ValidationError(
@@ -190,7 +190,7 @@ class LockoutAuthenticationForm(AuthenticationForm):
 
     locked: LoginLocked | None = None
 
-    def clean(self):
+    def clean(self) -> dict[str, Any]:
         username = self.cleaned_data.get("username") or ""
         client = client_address(self.request)
         try:

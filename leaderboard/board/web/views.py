@@ -61,7 +61,7 @@ from leaderboard.board.services.submissions import (
     submission_unpublish,
     team_quota_usage,
 )
-from leaderboard.board.uploads import limit_text
+from leaderboard.board.uploads import dropped_uploads, limit_text
 from leaderboard.board.web.forms import SubmissionForm
 from scoring.disclosure import ReportView, participant_report
 from scoring.report_reader import ReportFormatError, read_report
@@ -341,7 +341,7 @@ def submit(request: HttpRequest) -> HttpResponse:
     if request.method == "POST":
         form = SubmissionForm(request.POST, request.FILES, suite=declaration)
         valid = form.is_valid()
-        for field, message in (getattr(request, "upload_errors", None) or {}).items():
+        for field, message in dropped_uploads(request).items():
             # The file was dropped for its size: that is the one error of its field, not
             # also "This field is required."
             name = field if field in form.fields else None
