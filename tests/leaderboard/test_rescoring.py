@@ -259,17 +259,17 @@ def test_a_rescore_of_every_entry_asked_in_a_request_only_records_it_and_a_job_m
     staff_api, client, monkeypatch, django_capture_on_commit_callbacks,
     django_assert_max_num_queries,
 ):  # fmt: skip
-    """300 entries: the request records the re-score (scope, ranks before, the entries) and
-    answers, with no run, audit row or admission made; the re-score says it is starting, 0
-    of 300, in the API and the admin, until its job (on the scoring queue) has made the runs
-    and sent the first of them through the fair queue."""
+    """90 entries (30 a task): the request records the re-score (scope, ranks before, the
+    entries) and answers, with no run, audit row or admission made; the re-score says it is
+    starting, 0 of 90, in the API and the admin, until its job (on the scoring queue) has
+    made the runs and sent the first of them through the fair queue."""
     from leaderboard.board import tasks
     from leaderboard.board.models import AuditLog
     from leaderboard.celery import app
     from tests.leaderboard.factories import UserFactory
 
-    entries = _scored_entries(300)
-    # One query per entry would be 300 and more.
+    entries = _scored_entries(90)
+    # One query per entry would be 90 and more.
     with django_capture_on_commit_callbacks() as callbacks, django_assert_max_num_queries(60):
         r = staff_api.post("/api/rescore/", {})
     body = r.json()
@@ -281,19 +281,19 @@ def test_a_rescore_of_every_entry_asked_in_a_request_only_records_it_and_a_job_m
         "rescore_run": body["rescore_run"],
     }
     run = RescoreRun.objects.get(pk=body["rescore_run"])
-    assert (run.status, run.scope, run.total) == ("starting", "all", 300)
+    assert (run.status, run.scope, run.total) == ("starting", "all", 90)
     assert sorted(run.entries) == sorted(s.pk for s in entries) and len(run.ranks_before) == 3
     assert not Evaluation.objects.filter(trigger="rescore").exists()
     assert not AuditLog.objects.filter(action="evaluation.rescore").exists()
     assert len(callbacks) == 1  # the job's message, nothing else
     detail = staff_api.get(f"/api/rescores/{run.pk}/").json()
     assert (detail["status"], detail["total"], detail["done"], detail["waiting"]) == (
-        "starting", 300, 0, 0,
+        "starting", 90, 0, 0,
     )  # fmt: skip
     assert detail["error"] == ""
     client.force_login(UserFactory(username="root", is_staff=True, is_superuser=True))
     listing = client.get("/admin/board/rescorerun/").content.decode()
-    assert "0 / 0 / 300, being prepared" in listing
+    assert "0 / 0 / 90, being prepared" in listing
     assert app.amqp.router.route({}, "board.rescore_fan_out", args=[run.pk])["queue"].name == (
         settings.SCORING_QUEUE
     )
@@ -307,16 +307,16 @@ def test_a_rescore_of_every_entry_asked_in_a_request_only_records_it_and_a_job_m
     with django_capture_on_commit_callbacks(execute=True):
         tasks.rescore_fan_out_task(run.pk)
     run.refresh_from_db()
-    assert (run.status, run.total, run.entries, run.skipped) == ("running", 300, [], [])
-    assert run.evaluations.count() == 300
-    assert AuditLog.objects.filter(action="evaluation.rescore").count() == 300
+    assert (run.status, run.total, run.entries, run.skipped) == ("running", 90, [], [])
+    assert run.evaluations.count() == 90
+    assert AuditLog.objects.filter(action="evaluation.rescore").count() == 90
     sent = run.evaluations.filter(enqueued_at__isnull=False).count()
     assert sent == 3 * settings.RESCORE_IN_FLIGHT_PER_TASK
     detail = staff_api.get(f"/api/rescores/{run.pk}/").json()
-    assert (detail["status"], detail["total"], detail["waiting"]) == ("running", 300, 300)
+    assert (detail["status"], detail["total"], detail["waiting"]) == ("running", 90, 90)
     # A second delivery of the job finds the re-score started and does nothing.
     assert rescore_fan_out(rescore_run_id=run.pk) is None
-    assert Evaluation.objects.filter(trigger="rescore").count() == 300
+    assert Evaluation.objects.filter(trigger="rescore").count() == 90
 
 
 @pytest.mark.django_db
