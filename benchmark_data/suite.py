@@ -514,7 +514,7 @@ def _task(r: _Reader, suite: str, modalities: tuple[str, ...]) -> Task:
     return Task(
         slug=slug,
         title=r.text("title"),
-        kind=kind,  # type: ignore[arg-type]
+        kind=kind,  # type: ignore[arg-type]  # checked against KINDS above
         key_columns=keys,
         label_names=labels,
         primary_metric=primary,

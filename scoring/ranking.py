@@ -76,14 +76,12 @@ def paired_difference(a: np.ndarray, b: np.ndarray, *, level: float = 0.95) -> d
 
 def _holm(pvalues: list[float | None]) -> list[float | None]:
     """Holm-Bonferroni adjusted p-values (None stays None)."""
-    idx = [i for i, p in enumerate(pvalues) if p is not None]
-    ordered = sorted(idx, key=lambda i: pvalues[i])  # type: ignore[arg-type, return-value]
+    # Smallest first; equal p-values in their order (the index breaks the tie).
+    ordered = sorted((p, i) for i, p in enumerate(pvalues) if p is not None)
     m = len(ordered)
     out: list[float | None] = list(pvalues)
     running = 0.0
-    for k, i in enumerate(ordered):
-        p = pvalues[i]
-        assert p is not None
+    for k, (p, i) in enumerate(ordered):
         running = max(running, min(1.0, (m - k) * p))
         out[i] = running
     return out

@@ -55,6 +55,7 @@ class ContentSecurityPolicyMiddleware:
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
         nonce = secrets.token_urlsafe(18)
+        # An attribute of our own on the request, read by the templates' context processor.
         request.csp_nonce = nonce  # type: ignore[attr-defined]
         response = self.get_response(request)
         header = REPORT_ONLY_HEADER if settings.CSP_REPORT_ONLY else HEADER

@@ -93,6 +93,7 @@ class Limits:
 
     def with_(self, **changes: object) -> Limits:
         """A copy with some limits changed: ``DEFAULT_LIMITS.with_(wall_time=60)``."""
+        # replace() takes each field's own type; a name that is no field raises TypeError.
         return replace(self, **changes)  # type: ignore[arg-type]
 
     def run_user(self) -> str:

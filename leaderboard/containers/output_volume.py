@@ -355,6 +355,7 @@ class _Chunks(io.RawIOBase):
     def readable(self) -> bool:
         return True
 
+    # io's stubs type the buffer as any writable buffer; io only ever passes these two.
     def readinto(self, b: bytearray | memoryview) -> int:  # type: ignore[override]
         while not self._buf:
             try:

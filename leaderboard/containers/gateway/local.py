@@ -15,6 +15,7 @@ import threading
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import IO
 
 from leaderboard.containers.gateway import protocol
 from leaderboard.containers.gateway.channel import Channel
@@ -25,8 +26,8 @@ from leaderboard.containers.limits import DEFAULT_LIMITS, Limits
 from leaderboard.containers.results import LogTail, RunStatus
 
 
-def _drain(stream: object, tail: LogTail) -> None:
-    fd = stream.fileno()  # type: ignore[attr-defined]
+def _drain(stream: IO[bytes], tail: LogTail) -> None:
+    fd = stream.fileno()
     while True:
         try:
             chunk = os.read(fd, 65536)
@@ -101,7 +102,8 @@ def run_stream_subprocess(
         drainer.join(timeout=5)
         for stream in (proc.stdin, proc.stdout, proc.stderr):
             with contextlib.suppress(OSError):
-                stream.close()  # type: ignore[union-attr]
+                if stream is not None:
+                    stream.close()
         record.log_tail, record.log_bytes = tail.text(), tail.total
         record.wall_time = time.monotonic() - started
     return record

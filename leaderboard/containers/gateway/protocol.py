@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
 from itertools import repeat
@@ -171,8 +172,7 @@ def parse_answer(
     if position is None:
         position, offset = {u: i for i, u in enumerate(asked)}, 0
     if len(set(units)) != len(units):
-        seen: set[str] = set()
-        twice = {u for u in units if u in seen or seen.add(u)}  # type: ignore[func-returns-value]
+        twice = {u for u, n in Counter(units).items() if n > 1}
         raise Failure("duplicate_units", ERR_DUPLICATE.format(step=step, n=len(twice), some=_some(twice)))  # fmt: skip
     found = np.fromiter(
         map(position.get, units, repeat(-1, len(units))), dtype=np.int64, count=len(units)

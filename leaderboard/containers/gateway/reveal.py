@@ -55,7 +55,10 @@ class Revealed:
 STEPS_AHEAD = 16
 
 
-def _image_pieces(tl: Timeline, a: int, b: int) -> tuple[list[str], int]:
+_Pieces = tuple[list[str], int]  # a step's revealed images as JSON objects, their base64 bytes
+
+
+def _image_pieces(tl: Timeline, a: int, b: int) -> _Pieces:
     """The JSON objects of revealed images ``a:b`` and their base64 bytes."""
     tokens = tl.stay_tokens
     pieces, n = [], 0
@@ -67,7 +70,7 @@ def _image_pieces(tl: Timeline, a: int, b: int) -> tuple[list[str], int]:
 
 
 def _encode_ahead(
-    tl: Timeline, steps: list[int], out: queue.Queue[tuple[int, object]],
+    tl: Timeline, steps: list[int], out: queue.Queue[tuple[int, _Pieces | Exception]],
     stop: threading.Event, cpu: list[float],
 ) -> None:  # fmt: skip
     """The feed's thread: it holds no reference to the feed, so a feed dropped unclosed is
@@ -75,7 +78,7 @@ def _encode_ahead(
     c0 = time.thread_time()
     for k in steps:
         try:
-            item: object = _image_pieces(tl, int(tl.image_bounds[k]), int(tl.image_bounds[k + 1]))  # fmt: skip
+            item: _Pieces | Exception = _image_pieces(tl, int(tl.image_bounds[k]), int(tl.image_bounds[k + 1]))  # fmt: skip
         except Exception as exc:  # handed to the step that needs it
             item = exc
         cpu[0] = time.thread_time() - c0
@@ -98,7 +101,7 @@ class _ImageFeed:
         bounds = tl.image_bounds
         steps = [int(k) for k in (bounds[1:] > bounds[:-1]).nonzero()[0]]
         self._cpu = [0.0]
-        self._queue: queue.Queue[tuple[int, object]] = queue.Queue(maxsize=STEPS_AHEAD)
+        self._queue: queue.Queue[tuple[int, _Pieces | Exception]] = queue.Queue(maxsize=STEPS_AHEAD)
         self._stop = threading.Event()
         self._thread = threading.Thread(
             target=_encode_ahead, args=(tl, steps, self._queue, self._stop, self._cpu),
@@ -121,7 +124,7 @@ class _ImageFeed:
             if isinstance(item, Exception):
                 raise item
             if got == k:
-                return item  # type: ignore[return-value]
+                return item
             if got > k:  # asked out of order: the feed cannot serve it
                 self.close()
                 return None
