@@ -105,6 +105,25 @@ def test_a_stopped_plan_resumes_and_done_jobs_are_kept(benchmark, tmp_path):
 
 
 @pytest.mark.django_db
+def test_a_job_left_running_outside_a_narrower_plan_waits_again_and_holds_no_place(
+    benchmark, tmp_path
+):
+    """The whole plan, stopped with a radiology job running; then a plan of one task: the
+    radiology job waits again, so two of the new plan's jobs are queued, not one."""
+    run = tmp_path / "run"
+    baseline_jobs_plan(benchmark=benchmark, run_dir=run)
+    rows = BaselineJob.objects.filter(benchmark=benchmark)
+    rows.filter(task="radiology", model="cxr").update(status=J.DONE)
+    rows.filter(task="radiology", model="ehr").update(status=J.RUNNING)  # its worker stopped
+    baseline_jobs_plan(benchmark=benchmark, run_dir=run, tasks=[IHM])
+    states = _states(benchmark)
+    assert states["radiology/ehr"] == J.WAITING
+    assert states["radiology/cxr"] == J.DONE
+    queued = baseline_jobs_dispatch()
+    assert len(queued) == settings.BASELINE_JOBS_AT_ONCE == 2
+
+
+@pytest.mark.django_db
 def test_a_run_made_on_another_benchmark_is_refused(benchmark, tmp_path):
     run = tmp_path / "old"
     run.mkdir()

@@ -118,7 +118,8 @@ def baseline_jobs_plan(
     """Plan the reference baselines of ``benchmark`` into ``run_dir``: one job per MedMod
     model and task (of ``tasks`` and ``models`` when given, with the models they build on),
     or one job for a whole run of another suite (``suite_run``). Jobs done are kept; a job
-    left queued or running by a worker that stopped is planned again. A run directory made
+    left queued or running by a worker that stopped is planned again (one of an earlier,
+    wider plan waits again). A run directory made
     on another benchmark is refused: name a new one."""
     run = Path(run_dir).resolve()
     if run.is_dir() and baselines_stale(run, benchmark):
@@ -145,6 +146,14 @@ def baseline_jobs_plan(
                 job.queued_at = job.started_at = job.finished_at = None
                 job.save()
             jobs.append(job)
+        # A job of an earlier, wider plan that a stopped worker left queued or running would
+        # hold one of the BASELINE_JOBS_AT_ONCE places for good: it waits again, as a job of
+        # this plan does.
+        BaselineJob.objects.filter(
+            benchmark=benchmark, status__in=(J.QUEUED, J.RUNNING)
+        ).exclude(pk__in=[j.pk for j in jobs]).update(
+            status=J.WAITING, message="", queued_at=None, started_at=None, finished_at=None
+        )
     return jobs
 
 
