@@ -149,11 +149,9 @@ def baseline_jobs_plan(
         # A job of an earlier, wider plan that a stopped worker left queued or running would
         # hold one of the BASELINE_JOBS_AT_ONCE places for good: it waits again, as a job of
         # this plan does.
-        BaselineJob.objects.filter(
-            benchmark=benchmark, status__in=(J.QUEUED, J.RUNNING)
-        ).exclude(pk__in=[j.pk for j in jobs]).update(
-            status=J.WAITING, message="", queued_at=None, started_at=None, finished_at=None
-        )
+        BaselineJob.objects.filter(benchmark=benchmark, status__in=(J.QUEUED, J.RUNNING)).exclude(
+            pk__in=[j.pk for j in jobs]
+        ).update(status=J.WAITING, message="", queued_at=None, started_at=None, finished_at=None)
     return jobs
 
 
