@@ -129,6 +129,11 @@ def baseline_jobs_plan(
     keys = [("", "")] if suite_run else _medmod_plan(benchmark, tasks, models)
     jobs = []
     with transaction.atomic():
+        # Every job a stopped worker left queued or running waits again, those of an earlier,
+        # wider plan too: else it would hold one of the BASELINE_JOBS_AT_ONCE places for good.
+        BaselineJob.objects.filter(benchmark=benchmark, status__in=(J.QUEUED, J.RUNNING)).update(
+            status=J.WAITING, message="", queued_at=None, started_at=None, finished_at=None
+        )
         for position, (task, model) in enumerate(keys):
             job, created = BaselineJob.objects.get_or_create(
                 benchmark=benchmark,
@@ -146,12 +151,6 @@ def baseline_jobs_plan(
                 job.queued_at = job.started_at = job.finished_at = None
                 job.save()
             jobs.append(job)
-        # A job of an earlier, wider plan that a stopped worker left queued or running would
-        # hold one of the BASELINE_JOBS_AT_ONCE places for good: it waits again, as a job of
-        # this plan does.
-        BaselineJob.objects.filter(benchmark=benchmark, status__in=(J.QUEUED, J.RUNNING)).exclude(
-            pk__in=[j.pk for j in jobs]
-        ).update(status=J.WAITING, message="", queued_at=None, started_at=None, finished_at=None)
     return jobs
 
 
