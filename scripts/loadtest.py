@@ -13,7 +13,8 @@ It makes its own PostgreSQL database (``--database``, dropped and made again), r
 the demo benchmark (``var/test-cache/benchmark-demo-seed42``, generated if missing), enters one
 real submission and scores it with the platform's own service, then enters the other entries
 as copies of that run with their values shifted (a different primary value, CI, per-replicate
-values and summary each). It serves the site with gunicorn (several processes, DEBUG off,
+values and summary each), and renders each run's results part of its entry page into the
+cache as the worker does when it records a run. It serves the site with gunicorn (several processes, DEBUG off,
 whitenoise) with Redis as the shared cache (keys of the run's own) and runs a Celery worker
 on Redis; a submitter posts a new file every few seconds
 through the API while the readers run. Latencies are measured per request kind from the
@@ -172,6 +173,13 @@ def seed(entries: int, sample_csv: bytes) -> list[str]:
         for s, e in zip(created, evals, strict=True):
             e.submission = s
         Evaluation.objects.bulk_create(evals, batch_size=100)
+    # The worker renders a run's results part of its entry page into the shared cache when
+    # it records the run (services.evaluations.evaluation_finish); these runs were copied
+    # in, not recorded, so they are rendered here with the same function.
+    from leaderboard.board.renderings import entry_report_html
+
+    for e in Evaluation.objects.filter(submission__task=task, status="succeeded"):
+        entry_report_html(e)
     return [first.public_id] + [s.public_id for s in created]
 
 

@@ -1,21 +1,27 @@
 """Renderings of a task's board: its page fragment and its API JSON, built from the
 selectors' rows once per board key and parameters (``board_cache.cached_once``), and the one
-parser of the board's query parameters that the page and the API share.
+parser of the board's query parameters that the page and the API share; and the results
+part of an entry page, rendered once per scoring run.
 
-The views and the worker (``services.boards.board_refresh``, which renders the default ones
-ahead of readers) both call these; nothing here imports a view.
+The views and the worker (``services.boards.board_refresh``, which renders the default board
+ahead of readers, and ``services.evaluations.evaluation_finish``, which renders a run's
+results part as it records them) both call these; nothing here imports a view.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any, TypedDict
 from urllib.parse import urlencode
 
+from django.core.cache import cache
 from django.template.loader import render_to_string
+from django.utils.html import format_html
 from rest_framework.renderers import JSONRenderer
 
+from benchmark_data.tasks import NATURAL_SCENARIO
 from leaderboard.board.board_cache import (
     BoardKey,
     board_series,
@@ -24,13 +30,17 @@ from leaderboard.board.board_cache import (
     leaderboard_rows,
     page_params,
 )
-from leaderboard.board.models import Task, Track, modalities_label
+from leaderboard.board.models import Evaluation, Task, Track, modalities_label
 from leaderboard.board.selectors.leaderboard import (
     MODALITY_FILTERS,
     Board,
     board_forest_figure,
     board_state,
 )
+from scoring.disclosure import ReportView, participant_report
+from scoring.report_reader import ReportFormatError, read_report
+
+log = logging.getLogger(__name__)
 
 
 class BoardFilters(TypedDict):
@@ -240,3 +250,129 @@ def board_page_fragment(
         sort=sort,
         order=order,
     )
+
+
+# The summaries of a fairness attribute, shown under its table of groups.
+FAIRNESS_SUMMARIES = (
+    ("worst_group", "Worst group"),
+    ("gap", "Gap (best − worst group)"),
+    ("demographic_parity_ratio", "Demographic parity ratio"),
+    ("equalized_odds_ratio", "Equalized odds ratio"),
+    ("suppressed_groups", "Groups not shown (too small)"),
+)
+
+
+# Per-group figures at the threshold and of calibration, in the order of their table.
+GROUP_RATE_KEYS = ("tpr", "fpr", "selection_rate", "ece")
+
+
+def _fairness_entry(entry: dict[str, Any]) -> dict[str, Any]:
+    """An attribute's (or intersection's) groups and the summaries under its table."""
+    summaries = [
+        {
+            "key": key,
+            "label": label,
+            "value": entry[key],
+            "is_estimate": isinstance(entry[key], dict),
+        }  # fmt: skip
+        for key, label in FAIRNESS_SUMMARIES
+        if entry.get(key) is not None
+    ]
+    return {"groups": entry["groups"], "summaries": summaries, "scenario": entry.get("scenario")}
+
+
+def report_sections(view: ReportView) -> dict[str, Any]:
+    """What the entry page shows of a report (its participant view), in display order."""
+    main = view["main_scenario"]
+    scenarios = view["scenarios"]
+    primary = view["primary_metric"]
+    robustness = view["robustness"]
+    # The suite's scenario order (the report's scenario dict is stored with sorted keys).
+    order = [*robustness["scenarios_scored"], NATURAL_SCENARIO]
+    order += sorted(set(scenarios) - set(order))
+    drops = dict(robustness["drops"])
+    for curve in (robustness.get("modalities") or {}).values():
+        drops.update(curve["drops"])
+    rows = [
+        {
+            "name": name,
+            "metric": sec["metrics"].get(primary),
+            "n_units": sec["n_units"],
+            "n_patients": sec["n_patients"],
+            "degenerate": sec["degenerate_replicates"].get(primary),
+            "drop": drops.get(name),
+        }
+        for name in dict.fromkeys(order)
+        if (sec := scenarios.get(name)) is not None
+    ]
+    main_sec = scenarios[main]
+    per_label = main_sec.get("per_label") or {}
+    label_metrics = list(dict.fromkeys(m for vals in per_label.values() for m in vals))
+    fairness = view["fairness"]
+    attributes = [
+        {"name": attr, **_fairness_entry(entry)} for attr, entry in fairness["attributes"].items()
+    ]
+    intersections = [
+        {"name": key.replace(" x ", " × "), **_fairness_entry(entry)}
+        for key, entry in fairness["intersections"].items()
+    ]
+    # Per-group error rates and calibration (binary tasks, reports of version 2 on).
+    rates = [
+        {"attribute": a["name"], "group": g, **v}
+        for a in attributes
+        for g, v in a["groups"].items()
+        if any(k in v for k in GROUP_RATE_KEYS) or v.get("suppressed_metrics")
+    ]
+    return {
+        "main": main,
+        "primary": primary,
+        "metrics": main_sec["metrics"],
+        "scenarios": rows,
+        "per_label": per_label,
+        "label_metrics": label_metrics,
+        "fairness": fairness,
+        "fairness_attributes": attributes,
+        "fairness_intersections": intersections,
+        "fairness_rates": rates,
+        "missing_images": fairness.get("missing_images"),
+        "robustness": robustness,
+        "several_modalities": len(robustness.get("modalities") or {}) > 1,
+        "ablations": robustness.get("ablations") or [],
+        "plots": view["plots"],
+    }
+
+
+ENTRY_REPORT_SECONDS = 7 * 24 * 3600
+REPORT_UNREADABLE = (
+    '<p class="notice" id="report-unreadable">The score report of this run cannot be shown '
+    "({message}); ask the organizers to re-score the entry, which writes a new one.</p>"
+)
+
+
+def entry_report_html(evaluation: Evaluation) -> dict[str, Any] | None:
+    """The results part of an entry page: {"html", "has_plots"}, or None without a report.
+
+    A finished run's report never changes, so it is rendered once per run and cached; the
+    report itself is only read then (the page's selectors leave it out).
+    """
+    finished = evaluation.finished_at.timestamp() if evaluation.finished_at else 0
+    key = f"entry-report:v2:{evaluation.pk}:{finished}"
+    succeeded = evaluation.status == Evaluation.Status.SUCCEEDED
+    cached = cache.get(key) if succeeded else None
+    if cached is not None:
+        return cached
+    if not evaluation.report:
+        return None
+    try:
+        report = read_report(evaluation.report)
+    except ReportFormatError as exc:
+        log.error("run %s: its stored report cannot be read: %s", evaluation.pk, exc.message)
+        return {"html": format_html(REPORT_UNREADABLE, message=exc.message), "has_plots": False}
+    sections = report_sections(participant_report(report))
+    cached = {
+        "html": render_to_string("board/entry_report.html", {"sections": sections}),
+        "has_plots": bool(sections["plots"]),
+    }
+    if succeeded:
+        cache.set(key, cached, ENTRY_REPORT_SECONDS)
+    return cached

@@ -183,7 +183,7 @@ def test_while_a_board_is_being_built_other_readers_get_the_previous_one(client)
 
 
 def test_fairness_summaries_are_not_shown_as_groups():
-    from leaderboard.board.web.views import _report_sections
+    from leaderboard.board.renderings import report_sections
 
     est = {"value": 0.8, "ci": [0.7, 0.9]}
     report = fake_report(0.8, seed=1)
@@ -200,7 +200,7 @@ def test_fairness_summaries_are_not_shown_as_groups():
             "equalized_odds_ratio": {"value": 0.85, "ci": [0.7, 1.0]},
         }
     }
-    (sex,) = _report_sections(report)["fairness_attributes"]
+    (sex,) = report_sections(report)["fairness_attributes"]
     assert list(sex["groups"]) == ["F", "M"]
     assert [s["key"] for s in sex["summaries"]] == [
         "worst_group",

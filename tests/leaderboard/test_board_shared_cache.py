@@ -150,10 +150,46 @@ def test_an_entry_page_renders_its_report_once(shared_cache, client):
     assert '"report"' not in _sql(again)
 
 
+@pytest.mark.django_db
+def test_a_run_renders_its_results_part_when_it_is_recorded(
+    shared_cache, client, ihm_task, sample_ihm_csv, django_capture_on_commit_callbacks
+):
+    """The worker renders a scored run's results into the shared cache as it records the
+    run, so the entry page's first visit reads no report and renders no results."""
+    from django.contrib.auth import get_user_model
+    from django.core.files.base import ContentFile
+
+    from leaderboard.board.models import Track
+    from leaderboard.board.services.evaluations import evaluation_run
+    from leaderboard.board.services.identity import account_create
+    from leaderboard.board.services.submissions import SubmissionMeta, submission_create
+
+    owner = get_user_model().objects.create_user("scored", "scored@example.org", "pw-scored")
+    account_create(user=owner, email=owner.email, confirmed=True)
+    sub = submission_create(
+        owner=owner,
+        task=ihm_task,
+        track=Track.objects.get(slug=Track.PREDICTION_FILE),
+        upload=ContentFile(sample_ihm_csv, name="predictions.csv"),
+        meta=SubmissionMeta(
+            method_name="Scored here", training_data="train", uses_ehr=True, uses_cxr=False
+        ),
+    )
+    with django_capture_on_commit_callbacks(execute=True):
+        ev = evaluation_run(evaluation_id=sub.evaluations.get().pk, worker="test")
+    assert ev is not None and ev.status == "succeeded"
+    with CaptureQueriesContext(connection) as first:
+        page = client.get(f"/entries/{sub.public_id}/")
+    assert page.status_code == 200
+    html = page.content.decode()
+    assert 'id="report-unreadable"' not in html and "Fairness" in html
+    assert '"report"' not in _sql(first)
+
+
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.slow
 def test_the_worker_rebuilds_the_board_when_a_run_publishes_an_entry(
-    shared_cache, task_runner, api, benchmark, sample_ihm_csv
+    shared_cache, task_runner, api, client, benchmark, sample_ihm_csv
 ):
     from django.core.files.uploadedfile import SimpleUploadedFile
 
@@ -191,3 +227,8 @@ def test_the_worker_rebuilds_the_board_when_a_run_publishes_an_entry(
     ranked = cache.get(key)
     assert [row.entry_id for row in ranked["rows"]] == [pk]
     assert str(pk).encode() in cache.get(renderings[1])
+
+    # It also rendered the run's results part: the entry page's first visit reads no report.
+    with CaptureQueriesContext(connection) as entry:
+        assert client.get(f"/entries/{pk}/").status_code == 200
+    assert '"report"' not in _sql(entry)

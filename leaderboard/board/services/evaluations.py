@@ -26,6 +26,7 @@ from django.utils import timezone
 
 from leaderboard.board.errors import BenchmarkInvalid
 from leaderboard.board.models import AuditLog, Evaluation, Submission, Track
+from leaderboard.board.renderings import entry_report_html
 from leaderboard.board.selectors.benchmarks import task_truth
 from leaderboard.board.services.audit import audit_record
 from leaderboard.board.services.boards import board_refresh_later
@@ -471,7 +472,19 @@ def evaluation_finish(
             first_result=first_result,
             rank_before=rank_before,
         )
+    if settings.BOARD_CACHE_SHARED:
+        transaction.on_commit(lambda: _render_results(evaluation))
     return evaluation
+
+
+def _render_results(evaluation: Evaluation) -> None:
+    """Render the run's results part of its entry page into the shared cache, as the board
+    is rendered ahead of its readers: the first visit of a newly scored entry then costs a
+    cache read. A failure here only leaves the rendering to that first visit."""
+    try:
+        entry_report_html(evaluation)
+    except Exception:
+        log.exception("run %s: could not render its results for the entry page", evaluation.pk)
 
 
 def evaluation_fail(

@@ -3,24 +3,20 @@
 from __future__ import annotations
 
 import logging
-from typing import Any
 
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.core.cache import cache
 from django.db.models import Count, Q
 from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest, JsonResponse
 from django.http.response import HttpResponseBase
 from django.shortcuts import redirect, render
-from django.template.loader import render_to_string
 from django.urls import reverse
-from django.utils.html import format_html
 from django.utils.safestring import mark_safe
 from django.views.decorators.http import require_POST
 from rest_framework.authtoken.models import Token
 
-from benchmark_data.tasks import METRICS, NATURAL_SCENARIO
+from benchmark_data.tasks import METRICS
 from leaderboard.board.board_cache import board_key, training_missingness_cached
 from leaderboard.board.entry_ids import legacy_redirect
 from leaderboard.board.errors import ServiceError
@@ -31,7 +27,12 @@ from leaderboard.board.models import (
     Submission,
     Track,
 )
-from leaderboard.board.renderings import BoardQueryInvalid, board_page_fragment, board_query
+from leaderboard.board.renderings import (
+    BoardQueryInvalid,
+    board_page_fragment,
+    board_query,
+    entry_report_html,
+)
 from leaderboard.board.selectors.baselines import baseline_progress
 from leaderboard.board.selectors.submissions import (
     benchmark_current,
@@ -63,8 +64,6 @@ from leaderboard.board.services.submissions import (
 )
 from leaderboard.board.uploads import dropped_uploads, limit_text
 from leaderboard.board.web.forms import SubmissionForm
-from scoring.disclosure import ReportView, participant_report
-from scoring.report_reader import ReportFormatError, read_report
 
 log = logging.getLogger(__name__)
 
@@ -131,96 +130,6 @@ def task_board(request: HttpRequest, slug: str, suite: str = DEFAULT_SUITE) -> H
     )
 
 
-# The summaries of a fairness attribute, shown under its table of groups.
-FAIRNESS_SUMMARIES = (
-    ("worst_group", "Worst group"),
-    ("gap", "Gap (best − worst group)"),
-    ("demographic_parity_ratio", "Demographic parity ratio"),
-    ("equalized_odds_ratio", "Equalized odds ratio"),
-    ("suppressed_groups", "Groups not shown (too small)"),
-)
-
-
-# Per-group figures at the threshold and of calibration, in the order of their table.
-GROUP_RATE_KEYS = ("tpr", "fpr", "selection_rate", "ece")
-
-
-def _fairness_entry(entry: dict[str, Any]) -> dict[str, Any]:
-    """An attribute's (or intersection's) groups and the summaries under its table."""
-    summaries = [
-        {
-            "key": key,
-            "label": label,
-            "value": entry[key],
-            "is_estimate": isinstance(entry[key], dict),
-        }  # fmt: skip
-        for key, label in FAIRNESS_SUMMARIES
-        if entry.get(key) is not None
-    ]
-    return {"groups": entry["groups"], "summaries": summaries, "scenario": entry.get("scenario")}
-
-
-def _report_sections(view: ReportView) -> dict[str, Any]:
-    """What the entry page shows of a report (its participant view), in display order."""
-    main = view["main_scenario"]
-    scenarios = view["scenarios"]
-    primary = view["primary_metric"]
-    robustness = view["robustness"]
-    # The suite's scenario order (the report's scenario dict is stored with sorted keys).
-    order = [*robustness["scenarios_scored"], NATURAL_SCENARIO]
-    order += sorted(set(scenarios) - set(order))
-    drops = dict(robustness["drops"])
-    for curve in (robustness.get("modalities") or {}).values():
-        drops.update(curve["drops"])
-    rows = [
-        {
-            "name": name,
-            "metric": sec["metrics"].get(primary),
-            "n_units": sec["n_units"],
-            "n_patients": sec["n_patients"],
-            "degenerate": sec["degenerate_replicates"].get(primary),
-            "drop": drops.get(name),
-        }
-        for name in dict.fromkeys(order)
-        if (sec := scenarios.get(name)) is not None
-    ]
-    main_sec = scenarios[main]
-    per_label = main_sec.get("per_label") or {}
-    label_metrics = list(dict.fromkeys(m for vals in per_label.values() for m in vals))
-    fairness = view["fairness"]
-    attributes = [
-        {"name": attr, **_fairness_entry(entry)} for attr, entry in fairness["attributes"].items()
-    ]
-    intersections = [
-        {"name": key.replace(" x ", " × "), **_fairness_entry(entry)}
-        for key, entry in fairness["intersections"].items()
-    ]
-    # Per-group error rates and calibration (binary tasks, reports of version 2 on).
-    rates = [
-        {"attribute": a["name"], "group": g, **v}
-        for a in attributes
-        for g, v in a["groups"].items()
-        if any(k in v for k in GROUP_RATE_KEYS) or v.get("suppressed_metrics")
-    ]
-    return {
-        "main": main,
-        "primary": primary,
-        "metrics": main_sec["metrics"],
-        "scenarios": rows,
-        "per_label": per_label,
-        "label_metrics": label_metrics,
-        "fairness": fairness,
-        "fairness_attributes": attributes,
-        "fairness_intersections": intersections,
-        "fairness_rates": rates,
-        "missing_images": fairness.get("missing_images"),
-        "robustness": robustness,
-        "several_modalities": len(robustness.get("modalities") or {}) > 1,
-        "ablations": robustness.get("ablations") or [],
-        "plots": view["plots"],
-    }
-
-
 def _entry_page(
     request: HttpRequest,
     submission: Submission,
@@ -250,42 +159,6 @@ def _entry_page(
     if report:
         context.update(report_html=mark_safe(report["html"]), has_plots=report["has_plots"])
     return render(request, "board/entry.html", context)
-
-
-ENTRY_REPORT_SECONDS = 7 * 24 * 3600
-REPORT_UNREADABLE = (
-    '<p class="notice" id="report-unreadable">The score report of this run cannot be shown '
-    "({message}); ask the organizers to re-score the entry, which writes a new one.</p>"
-)
-
-
-def entry_report_html(evaluation: Evaluation) -> dict[str, Any] | None:
-    """The results part of an entry page: {"html", "has_plots"}, or None without a report.
-
-    A finished run's report never changes, so it is rendered once per run and cached; the
-    report itself is only read then (the page's selectors leave it out).
-    """
-    finished = evaluation.finished_at.timestamp() if evaluation.finished_at else 0
-    key = f"entry-report:v2:{evaluation.pk}:{finished}"
-    succeeded = evaluation.status == Evaluation.Status.SUCCEEDED
-    cached = cache.get(key) if succeeded else None
-    if cached is not None:
-        return cached
-    if not evaluation.report:
-        return None
-    try:
-        report = read_report(evaluation.report)
-    except ReportFormatError as exc:
-        log.error("run %s: its stored report cannot be read: %s", evaluation.pk, exc.message)
-        return {"html": format_html(REPORT_UNREADABLE, message=exc.message), "has_plots": False}
-    sections = _report_sections(participant_report(report))
-    cached = {
-        "html": render_to_string("board/entry_report.html", {"sections": sections}),
-        "has_plots": bool(sections["plots"]),
-    }
-    if succeeded:
-        cache.set(key, cached, ENTRY_REPORT_SECONDS)
-    return cached
 
 
 def entry(request: HttpRequest, public_id: str) -> HttpResponse:
