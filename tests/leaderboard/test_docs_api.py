@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from leaderboard.board.services.downloads import benchmark_publish_downloads
+from tests.leaderboard.conftest import publish_release
 from tests.leaderboard.factories import UserFactory
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
@@ -99,7 +99,7 @@ def demo_site(live_server, celery_worker, benchmark):
     demo = UserFactory(username="demo", password="demo-password")
     account_ensure_confirmed(user=demo, email="demo@example.org")
     UserFactory(username="organizer", password=ORGANIZER_PASSWORD, is_staff=True)
-    benchmark_publish_downloads(benchmark=benchmark)
+    publish_release(benchmark)
     return live_server
 
 

@@ -16,6 +16,7 @@ from django.core.management import call_command
 
 from benchmark_data import Benchmark, export_public
 from leaderboard.board.services.downloads import benchmark_publish_downloads
+from tests.leaderboard.conftest import publish_release
 
 pytestmark = pytest.mark.django_db
 
@@ -24,7 +25,7 @@ TASK = "in-hospital-mortality"
 
 @pytest.fixture
 def published(benchmark):
-    benchmark_publish_downloads(benchmark=benchmark)
+    publish_release(benchmark)
     return benchmark
 
 

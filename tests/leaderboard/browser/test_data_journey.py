@@ -16,7 +16,7 @@ import pytest
 from benchmark_data import Benchmark
 from leaderboard.board.models import Submission
 from leaderboard.board.sample import sample_predictions as logistic_regression_predictions
-from leaderboard.board.services.downloads import benchmark_publish_downloads
+from tests.leaderboard.conftest import publish_release
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
@@ -35,7 +35,7 @@ def _download(page, link, dest):
 def test_from_the_task_page_to_a_scored_entry(
     live_server, celery_worker, benchmark, user, page, shoot, tmp_path
 ):
-    benchmark_publish_downloads(benchmark=benchmark)
+    publish_release(benchmark)
     base = live_server.url
 
     page.goto(f"{base}/accounts/login/")
