@@ -184,6 +184,7 @@ def _parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("scores", help="table of a run's results (test scores when available)")
     p.add_argument("--run", required=True)
+    p.add_argument("--task", default="all", help="all, or a comma list of the run's tasks")
     p.add_argument("--benchmark", help="benchmark location (default: the run's)")
     p.add_argument("--replicates", type=int, default=1000)
     p.add_argument(
@@ -348,6 +349,8 @@ def _scores(args: argparse.Namespace) -> None:
         (run_dir / SCORES_MD).write_text("# Baselines run results\n\n" + table + "\n")
         return
     manifest = read_manifest(run_dir)
+    chosen = _list(args.task, tuple(manifest["tasks"]), "task of this run")
+    manifest = {**manifest, "tasks": {t: manifest["tasks"][t] for t in chosen}}
     parts = [validation_table(manifest), timing_table(manifest)]
     source = args.source
     streamed = (run_dir / "stream.json").is_file()

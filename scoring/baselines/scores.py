@@ -116,9 +116,14 @@ def test_table(
     cells: dict[str, dict[str, str]] = {}
     reports: dict[str, dict[str, Any]] = {}
     out = run_dir / ("scores" if source == "predictions" else "scores-stream")
+    waiting: list[str] = []
     for t in tasks:
         truth = truth_from_benchmark(bench, t)
         for m in manifest["tasks"][t]:
+            if not predictions_path(run_dir, t, m, source).is_file():
+                waiting.append(f"{t} {m}")  # trained, not yet streamed (a run in progress)
+                cells.setdefault(m, {})[t] = "no file yet"
+                continue
             rep = scoring.score_predictions(
                 predictions_path(run_dir, t, m, source), truth=truth, replicates=replicates
             )
@@ -133,7 +138,11 @@ def test_table(
         f"Test ({how}), paired units, 95% CI ({replicates} patient-level bootstrap replicates); "
         f"and the change when every chest X-ray is withheld: {header}\n\n"
     )
-    return text + markdown_table(cells, tasks, models), reports
+    foot = ""
+    if waiting:
+        kind = "streamed prediction file" if source == "stream" else "prediction file"
+        foot = f"\n\nNot scored, no {kind} yet: {', '.join(waiting)}."
+    return text + markdown_table(cells, tasks, models) + foot, reports
 
 
 def stream_difference_table(manifest: dict[str, Any], run_dir: Path) -> str:
@@ -146,6 +155,8 @@ def stream_difference_table(manifest: dict[str, Any], run_dir: Path) -> str:
     for t in tasks:
         keys = [*get_task(t).key_columns, "scenario"]
         for m in manifest["tasks"][t]:
+            if not predictions_path(run_dir, t, m, "stream").is_file():
+                continue
             files = pd.read_csv(predictions_path(run_dir, t, m))
             streamed = pd.read_csv(predictions_path(run_dir, t, m, "stream"))
             both = files.merge(streamed, on=keys, suffixes=("_f", "_s"), validate="1:1")

@@ -155,6 +155,24 @@ def test_scores_command_writes_a_markdown_table(run_dir, capsys):
     assert "Validation" in capsys.readouterr().out
 
 
+def test_scores_of_chosen_tasks_of_a_run_in_progress(run_dir, tmp_path, capsys):
+    """A run stopped part way (a model trained but its file not yet written) is scored for
+    the tasks asked, and the table says what it could not score."""
+    run = tmp_path / "run"
+    shutil.copytree(run_dir, run)
+    (run / "predictions" / "in-hospital-mortality" / "mmtm.csv").unlink()
+    argv = ["scores", "--run", str(run), "--replicates", "20", "--source", "predictions"]
+    assert main([*argv, "--task", "in-hospital-mortality"]) == 0
+    text = (run / "scores.md").read_text()
+    assert "| model | in-hospital-mortality |\n" in text and "phenotyping" not in text
+    assert "Not scored, no prediction file yet: in-hospital-mortality mmtm." in text
+    assert "| mmtm | no file yet |" in text
+    capsys.readouterr()
+    assert main([*argv, "--task", "in-hospital-mortality,sepsis"]) == 2
+    err = capsys.readouterr().err
+    assert "unknown task of this run sepsis; choose all or from: radiology, in-hospital" in err
+
+
 def test_cli_refuses_an_unknown_model(bench_dir, tmp_path, capsys):
     rc = main(["train", "--benchmark", str(bench_dir), "--models", "ehr,gpt",
                "--out", str(tmp_path)])  # fmt: skip
