@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import Any
 
 from benchmark_data.benchmark import BenchmarkError
 from benchmark_data.tasks import TASK_SLUGS
@@ -327,9 +328,25 @@ def _train_suite(args: argparse.Namespace) -> None:
           f"scores --run {args.out}` for the test table")  # fmt: skip
 
 
+def _run_benchmark(given: str | None, run: dict[str, Any]) -> Any:
+    """The benchmark named on the command line, or else the one the run recorded (as it was
+    given when the run was trained, so a relative location is relative to where that was)."""
+    from benchmark_data.benchmark import Benchmark
+
+    if given:
+        return Benchmark.open(given)
+    recorded = str(run["benchmark"]["uri"])
+    try:
+        return Benchmark.open(recorded)
+    except BenchmarkError as exc:
+        raise BenchmarkError(
+            f"{exc} (the benchmark location this run recorded when it was trained; give "
+            "--benchmark DIR to name it from here)"
+        ) from None
+
+
 def _scores(args: argparse.Namespace) -> None:
     import scoring
-    from benchmark_data.benchmark import Benchmark
     from scoring.baselines import suites
     from scoring.baselines.artifacts import read_manifest
     from scoring.baselines.scores import (
@@ -343,7 +360,7 @@ def _scores(args: argparse.Namespace) -> None:
 
     run_dir = Path(args.run)
     if suites.is_suite_run(run := suites.read_run(run_dir)):
-        bench = Benchmark.open(args.benchmark or run["benchmark"]["uri"])
+        bench = _run_benchmark(args.benchmark, run)
         table, _ = suites.score_run(run_dir, bench, replicates=args.replicates)
         print(table)
         (run_dir / SCORES_MD).write_text("# Baselines run results\n\n" + table + "\n")
@@ -357,7 +374,7 @@ def _scores(args: argparse.Namespace) -> None:
     if source == "auto":
         source = "stream" if streamed else "predictions"
     if hasattr(scoring, "score_predictions"):
-        bench = Benchmark.open(args.benchmark or manifest["benchmark"]["uri"])
+        bench = _run_benchmark(args.benchmark, manifest)
         table, reports = test_table(
             manifest, run_dir, bench, replicates=args.replicates, source=source
         )

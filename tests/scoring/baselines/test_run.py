@@ -171,6 +171,13 @@ def test_scores_of_chosen_tasks_of_a_run_in_progress(run_dir, tmp_path, capsys):
     assert main([*argv, "--task", "in-hospital-mortality,sepsis"]) == 2
     err = capsys.readouterr().err
     assert "unknown task of this run sepsis; choose all or from: radiology, in-hospital" in err
+    # A run trained elsewhere recorded its benchmark's location as given there.
+    manifest = json.loads((run / "run.json").read_text())
+    manifest["benchmark"]["uri"] = "var/demo/benchmark"
+    (run / "run.json").write_text(json.dumps(manifest))
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "var/demo/benchmark is not a benchmark" in err and "give --benchmark DIR" in err
 
 
 def test_cli_refuses_an_unknown_model(bench_dir, tmp_path, capsys):
