@@ -293,3 +293,26 @@ def publish_release(benchmark) -> dict[str, Any]:
             default_storage.save(prefix + name, File(fh, name=Path(name).name))
     cache.delete(_index_key(benchmark))  # as a publication does
     return benchmark_publish_downloads(benchmark=benchmark)
+
+
+def file_entry(task, data: bytes, name: str):
+    """A prediction-file entry of ``data`` by a new confirmed user named ``name``, entered
+    through the submission service (not yet scored)."""
+    from django.contrib.auth import get_user_model
+    from django.core.files.base import ContentFile
+
+    from leaderboard.board.models import Track
+    from leaderboard.board.services.identity import account_create
+    from leaderboard.board.services.submissions import SubmissionMeta, submission_create
+
+    owner = get_user_model().objects.create_user(name, f"{name}@example.org", f"pw-{name}")
+    account_create(user=owner, email=owner.email, confirmed=True)
+    return submission_create(
+        owner=owner,
+        task=task,
+        track=Track.objects.get(slug=Track.PREDICTION_FILE),
+        upload=ContentFile(data, name="predictions.csv"),
+        meta=SubmissionMeta(
+            method_name=name, training_data="train split", uses_ehr=True, uses_cxr=False
+        ),
+    )

@@ -24,7 +24,7 @@ from leaderboard.board.models import Submission
 from leaderboard.board.selectors.leaderboard import board_state
 from leaderboard.board.services.boards import board_refresh
 from leaderboard.board.services.submissions import submission_hide
-from tests.leaderboard.conftest import wait_for
+from tests.leaderboard.conftest import file_entry, wait_for
 from tests.leaderboard.factories import EvaluationFactory, SubmissionFactory
 
 REDIS_CACHE = "redis://127.0.0.1:6379/14"
@@ -156,25 +156,9 @@ def test_a_run_renders_its_results_part_when_it_is_recorded(
 ):
     """The worker renders a scored run's results into the shared cache as it records the
     run, so the entry page's first visit reads no report and renders no results."""
-    from django.contrib.auth import get_user_model
-    from django.core.files.base import ContentFile
-
-    from leaderboard.board.models import Track
     from leaderboard.board.services.evaluations import evaluation_run
-    from leaderboard.board.services.identity import account_create
-    from leaderboard.board.services.submissions import SubmissionMeta, submission_create
 
-    owner = get_user_model().objects.create_user("scored", "scored@example.org", "pw-scored")
-    account_create(user=owner, email=owner.email, confirmed=True)
-    sub = submission_create(
-        owner=owner,
-        task=ihm_task,
-        track=Track.objects.get(slug=Track.PREDICTION_FILE),
-        upload=ContentFile(sample_ihm_csv, name="predictions.csv"),
-        meta=SubmissionMeta(
-            method_name="Scored here", training_data="train", uses_ehr=True, uses_cxr=False
-        ),
-    )
+    sub = file_entry(ihm_task, sample_ihm_csv, "scored")
     with django_capture_on_commit_callbacks(execute=True):
         ev = evaluation_run(evaluation_id=sub.evaluations.get().pk, worker="test")
     assert ev is not None and ev.status == "succeeded"

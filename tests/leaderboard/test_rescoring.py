@@ -31,9 +31,8 @@ from leaderboard.board.services.rescoring import (
     task_rescore,
 )
 from leaderboard.board.services.stored_predictions import rescore_from_stored
-from leaderboard.board.services.submissions import SubmissionMeta, submission_create
 from scoring.version import SCORER_VERSION
-from tests.leaderboard.conftest import ensure_tracks, wait_for
+from tests.leaderboard.conftest import ensure_tracks, file_entry, wait_for
 
 
 def _inverted(sample_csv: bytes) -> bytes:
@@ -51,19 +50,7 @@ def _random_ihm(sample_csv: bytes, seed: int) -> bytes:
 
 def _entry(task, data: bytes, name: str, *, by_worker: bool = False) -> Submission:
     """A published entry, scored here (or by the running worker, ``by_worker``)."""
-    owner = get_user_model().objects.create_user(name, f"{name}@example.org", "pw-rescore")
-    from leaderboard.board.services.identity import account_create
-
-    account_create(user=owner, email=owner.email, confirmed=True)
-    sub = submission_create(
-        owner=owner,
-        task=task,
-        track=Track.objects.get(slug=Track.PREDICTION_FILE),
-        upload=ContentFile(data, name="predictions.csv"),
-        meta=SubmissionMeta(
-            method_name=name, training_data="train split", uses_ehr=True, uses_cxr=False
-        ),
-    )
+    sub = file_entry(task, data, name)
     if by_worker:
         wait_for(
             lambda: Submission.objects.filter(pk=sub.pk).exclude(status__in=sub.ACTIVE_STATUSES)
