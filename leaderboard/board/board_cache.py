@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -59,10 +59,12 @@ def _key_pointer(task_pk: int) -> str:
 
 @dataclass
 class BoardKey:
-    """The cache key of a task's board, and its state when it was read for this request."""
+    """The cache key of a task's board, its state when it was read for this request, and
+    the board generation it was read under (None without a shared cache)."""
 
     key: str
     state: BoardState | None = None
+    generation: str | None = None
 
 
 def board_key(*, task: Task) -> BoardKey:
@@ -77,10 +79,10 @@ def board_key(*, task: Task) -> BoardKey:
     generation = found.get(BOARD_GENERATION_KEY) or board_generation()
     stamped = found.get(pointer)
     if stamped and stamped[0] == generation:
-        return BoardKey(stamped[1])
+        return BoardKey(stamped[1], generation=generation)
     state = board_state(task=task)  # read after the generation: a write meanwhile replaces it
     board_key_remember(task=task, generation=generation, key=state.key)
-    return BoardKey(state.key, state)
+    return BoardKey(state.key, state, generation)
 
 
 def board_key_remember(*, task: Task, generation: str, key: str) -> None:
@@ -145,7 +147,12 @@ def _claimed_series(task_pk: int) -> list[str]:
 
 
 def cached_once(
-    key: str, *, series: str, build: Callable[[], tuple[Any, bool]], claimed: bool = False
+    key: str,
+    *,
+    series: str,
+    build: Callable[[], tuple[Any, bool]],
+    claimed: bool = False,
+    found: Mapping[str, Any] | None = None,
 ) -> tuple[Any, bool]:
     """The cached value under ``key``, built at most once at a time per ``series``.
 
@@ -156,9 +163,10 @@ def cached_once(
     rather than each building it again, and wait for the build only when there is none.
     ``claimed``: the caller holds the lock already (:func:`board_build_claim`) and builds.
     ``build`` returns (value, fresh); a value built from a stale input is returned but not
-    cached under ``key``. Returns (value, fresh).
+    cached under ``key``. ``found``: cache values the caller has read already in one round
+    trip (a key missing from it is a miss). Returns (value, fresh).
     """
-    value = cache.get(key)
+    value = found.get(key) if found is not None else cache.get(key)
     if value is not None:
         return value, True
     latest, lock = f"{series}:latest", _lock(series)
@@ -238,17 +246,27 @@ def leaderboard_rows(
     )
 
 
-def training_missingness_cached(*, task: Task) -> dict[str, Any] | None:
+def training_missingness_key(*, task: Task, generation: str | None = None) -> str:
+    """The cache key of a task's training-missingness view under the board generation
+    (read here when not given)."""
+    generation = generation or board_generation()
+    return f"train-missing:v2:{task.pk}:{generation}:{rendering_fingerprint()}"
+
+
+def training_missingness_cached(
+    *, task: Task, generation: str | None = None, found: Mapping[str, Any] | None = None
+) -> dict[str, Any] | None:
     """The task's training-missingness curve and figure
     (:func:`~leaderboard.board.selectors.training_missingness.training_missingness_view`),
-    kept under the board generation: a reader of an unchanged board makes no query for it,
-    and every write to an entry or a run makes the next reader build it again."""
+    kept under the board generation (``generation``: as read for this request): a reader of
+    an unchanged board makes no query for it, and every write to an entry or a run makes
+    the next reader build it again. ``found`` as for :func:`cached_once`."""
     from leaderboard.board.selectors.training_missingness import training_missingness_view
 
-    key = f"train-missing:v2:{task.pk}:{board_generation()}:{rendering_fingerprint()}"
-    found = cache.get(key)
-    if found is not None:
-        view: dict[str, Any] | None = found["view"]
+    key = training_missingness_key(task=task, generation=generation)
+    cached = found.get(key) if found is not None else cache.get(key)
+    if cached is not None:
+        view: dict[str, Any] | None = cached["view"]
         return view
     view = training_missingness_view(task=task)
     cache.set(key, {"view": view}, settings.BOARD_KEY_SECONDS)

@@ -29,8 +29,11 @@ from leaderboard.board.board_cache import (
     json_params,
     leaderboard_rows,
     page_params,
+    training_missingness_cached,
+    training_missingness_key,
 )
 from leaderboard.board.models import Evaluation, Task, Track, modalities_label
+from leaderboard.board.selectors.downloads import downloads_key, task_downloads
 from leaderboard.board.selectors.leaderboard import (
     MODALITY_FILTERS,
     Board,
@@ -103,12 +106,13 @@ def board_rendering(
     key: BoardKey,
     params: str,
     render: Callable[[Board], Any],
+    filters: Mapping[str, str],
     claimed: bool = False,
-    **filters: str,
+    found: Mapping[str, Any] | None = None,
 ) -> Any:
     """A rendering of the task's board (``render`` of :func:`leaderboard_rows` for
     ``filters``), built once per board key and ``params`` (see :func:`page_params`,
-    :func:`json_params`); ``claimed`` as for :func:`cached_once`."""
+    :func:`json_params`); ``claimed`` and ``found`` as for :func:`cached_once`."""
 
     def build() -> tuple[Any, bool]:
         state = key.state or board_state(task=task)
@@ -117,9 +121,19 @@ def board_rendering(
         return render(board), board.fresh and state.key == key.key
 
     value, _ = cached_once(
-        f"{key.key}:{params}", series=board_series(task.pk, params), build=build, claimed=claimed
+        rendering_key(key, params),
+        series=board_series(task.pk, params),
+        build=build,
+        claimed=claimed,
+        found=found,
     )
     return value
+
+
+def rendering_key(key: BoardKey, params: str) -> str:
+    """The cache key of one rendering of a board (``params``: :func:`page_params`,
+    :func:`json_params`)."""
+    return f"{key.key}:{params}"
 
 
 def board_json(
@@ -142,7 +156,7 @@ def board_json(
         params=json_params(**filters),
         render=lambda board: JSONRenderer().render(board_payload(task, board)),
         claimed=claimed,
-        **filters,
+        filters=filters,
     )
 
 
@@ -204,17 +218,16 @@ def board_page_fragment(
     order: str = "",
     show_all: bool = False,
     claimed: bool = False,
+    found: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The board page's content for checked parameters: {"html", "has_forest"}.
 
     It holds nothing user-specific (the navigation and login are in the base template), so
     it is rendered once per board key, filters, sort and page size, and the worker renders
-    the default one ahead of readers (``services.boards.board_refresh``).
+    the default one ahead of readers (``services.boards.board_refresh``). ``claimed`` and
+    ``found`` as for :func:`cached_once`.
     """
-    query = urlencode(
-        [(k, v) for k, v in (("track", track), ("modality", modality), ("order", order)) if v]
-        + ([("sort", sort)] if sort != "rank" else [])
-    )
+    query = _page_query(track=track, modality=modality, sort=sort, order=order)
 
     def render(board: Board) -> dict[str, Any]:
         shown = board.rows if show_all else board.rows[:BOARD_PAGE_ROWS]
@@ -245,11 +258,61 @@ def board_page_fragment(
         params=page_params(query, show_all),
         render=render,
         claimed=claimed,
+        found=found,
+        filters={"track": track, "modality": modality, "sort": sort, "order": order},
+    )
+
+
+def _page_query(*, track: str, modality: str, sort: str, order: str) -> str:
+    """The canonical query string of the board page's filters and sort."""
+    return urlencode(
+        [(k, v) for k, v in (("track", track), ("modality", modality), ("order", order)) if v]
+        + ([("sort", sort)] if sort != "rank" else [])
+    )
+
+
+def board_page(
+    task: Task,
+    *,
+    key: BoardKey,
+    track: str = "",
+    modality: str = "",
+    sort: str = "rank",
+    order: str = "",
+    show_all: bool = False,
+) -> dict[str, Any]:
+    """What a task's board page shows under its header, for checked parameters: the
+    board's content ({"html", "has_forest"}: :func:`board_page_fragment`), the task's
+    downloads (``downloads``) and its training-missingness curve (``train_missing``).
+
+    The three are cached apart (per board key, per release, per board generation) and read
+    here in one round trip to the cache; each one missing is then built as its own function
+    builds it.
+    """
+    query = _page_query(track=track, modality=modality, sort=sort, order=order)
+    keys = [
+        rendering_key(key, page_params(query, show_all)),
+        downloads_key(task.benchmark),
+        training_missingness_key(task=task, generation=key.generation),
+    ]
+    found = cache.get_many(keys)
+    fragment = board_page_fragment(
+        task,
+        key=key,
         track=track,
         modality=modality,
         sort=sort,
         order=order,
+        show_all=show_all,
+        found=found,
     )
+    return {
+        **fragment,
+        "downloads": task_downloads(task=task, found=found),
+        "train_missing": training_missingness_cached(
+            task=task, generation=key.generation, found=found
+        ),
+    }
 
 
 # The summaries of a fairness attribute, shown under its table of groups.

@@ -239,6 +239,7 @@ def _release_sources_hash() -> str:
         *sorted((ROOT / "benchmark_data").rglob("*.py")),
         ROOT / "scoring" / "template.py",
         ROOT / "leaderboard" / "board" / "services" / "downloads.py",
+        ROOT / "leaderboard" / "board" / "selectors" / "downloads.py",
     ]
     for path in paths:
         h.update(path.relative_to(ROOT).as_posix().encode() + b"\0" + path.read_bytes())
@@ -258,11 +259,8 @@ def publish_release(benchmark) -> dict[str, Any]:
     from django.core.files.storage import default_storage
 
     from benchmark_data.release import INDEX, read_index
-    from leaderboard.board.services.downloads import (
-        _index_key,
-        benchmark_publish_downloads,
-        release_prefix,
-    )
+    from leaderboard.board.selectors.downloads import downloads_key, release_prefix
+    from leaderboard.board.services.downloads import benchmark_publish_downloads
 
     prefix = release_prefix(benchmark)
     if default_storage.exists(prefix + INDEX):
@@ -291,7 +289,7 @@ def publish_release(benchmark) -> dict[str, Any]:
             default_storage.delete(prefix + name)
         with (kept / name).open("rb") as fh:
             default_storage.save(prefix + name, File(fh, name=Path(name).name))
-    cache.delete(_index_key(benchmark))  # as a publication does
+    cache.delete(downloads_key(benchmark))  # as a publication does
     return benchmark_publish_downloads(benchmark=benchmark)
 
 

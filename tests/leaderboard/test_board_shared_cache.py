@@ -139,6 +139,31 @@ def test_after_the_refresh_readers_build_nothing(shared_cache, client):
 
 
 @pytest.mark.django_db
+def test_a_board_page_reads_the_cache_in_three_round_trips(shared_cache, client, monkeypatch):
+    """A reader of an unchanged board page asks the cache three times: for the board's key
+    (with the generation), for the page's parts (the board's content, the downloads and the
+    training-missingness curve, together), and for the menu's tasks."""
+    import redis
+
+    task = _board(3)
+    board_refresh(task_id=task.pk)
+    assert client.get(f"/tasks/{task.slug}/").status_code == 200  # builds the other parts
+    commands: list[str] = []
+    sent = redis.Redis.execute_command
+
+    def counted(self, *args, **options):
+        commands.append(str(args[0]))
+        return sent(self, *args, **options)
+
+    monkeypatch.setattr(redis.Redis, "execute_command", counted)
+    with CaptureQueriesContext(connection) as page:
+        r = client.get(f"/tasks/{task.slug}/")
+    assert r.status_code == 200 and "Method" in r.content.decode()
+    assert commands == ["MGET", "MGET", "GET"]
+    assert "board_submission" not in _sql(page)
+
+
+@pytest.mark.django_db
 def test_an_entry_page_renders_its_report_once(shared_cache, client):
     ev = EvaluationFactory(value=0.8)
     url = f"/entries/{ev.submission.public_id}/"

@@ -36,6 +36,11 @@ from leaderboard.board.entry_ids import legacy_redirect
 from leaderboard.board.labels import spreadsheet_safe_rows
 from leaderboard.board.models import DEFAULT_SUITE, Benchmark, Evaluation, Track
 from leaderboard.board.renderings import BoardQueryInvalid, board_json, board_payload, board_query
+from leaderboard.board.selectors.downloads import (
+    benchmark_downloads,
+    download_url,
+    task_downloads,
+)
 from leaderboard.board.selectors.leaderboard import MODALITY_FILTERS, board_csv_rows, board_state
 from leaderboard.board.selectors.submissions import (
     can_see_run_logs,
@@ -50,11 +55,6 @@ from leaderboard.board.selectors.submissions import (
     suite_benchmarks,
     task_get,
     task_list,
-)
-from leaderboard.board.services.downloads import (
-    benchmark_downloads,
-    download_url,
-    task_downloads,
 )
 from leaderboard.board.services.logins import (
     check_login_allowed,

@@ -17,7 +17,7 @@ from django.views.decorators.http import require_POST
 from rest_framework.authtoken.models import Token
 
 from benchmark_data.tasks import METRICS
-from leaderboard.board.board_cache import board_key, training_missingness_cached
+from leaderboard.board.board_cache import board_key
 from leaderboard.board.entry_ids import legacy_redirect
 from leaderboard.board.errors import ServiceError
 from leaderboard.board.models import (
@@ -29,7 +29,7 @@ from leaderboard.board.models import (
 )
 from leaderboard.board.renderings import (
     BoardQueryInvalid,
-    board_page_fragment,
+    board_page,
     board_query,
     entry_report_html,
 )
@@ -53,7 +53,6 @@ from leaderboard.board.selectors.submissions import (
 )
 from leaderboard.board.selectors.teams import team_membership_for
 from leaderboard.board.services.audit import audit_record
-from leaderboard.board.services.downloads import task_downloads
 from leaderboard.board.services.identity import account_for, is_verified, quota_holder_ids
 from leaderboard.board.services.submissions import (
     submission_create,
@@ -114,18 +113,16 @@ def task_board(request: HttpRequest, slug: str, suite: str = DEFAULT_SUITE) -> H
             f"Bad leaderboard parameters: {exc}.", content_type="text/plain; charset=utf-8"
         )
     show_all = request.GET.get("all", "") in ("1", "true", "yes")
-    fragment = board_page_fragment(
-        task, key=board_key(task=task), show_all=show_all, **query.filters()
-    )
+    page = board_page(task, key=board_key(task=task), show_all=show_all, **query.filters())
     return render(
         request,
         "board/task_board.html",
         {
             "task": task,
-            "board_html": mark_safe(fragment["html"]),
-            "has_forest": fragment["has_forest"],
-            "downloads": task_downloads(task=task),
-            "train_missing": training_missingness_cached(task=task),
+            "board_html": mark_safe(page["html"]),
+            "has_forest": page["has_forest"],
+            "downloads": page["downloads"],
+            "train_missing": page["train_missing"],
         },
     )
 
@@ -341,7 +338,7 @@ def download(request: HttpRequest, manifest_hash: str, name: str) -> HttpRespons
     to a pre-signed S3 link. Names outside the published index are 404s."""
     from django.http import FileResponse, Http404, HttpResponseNotModified, HttpResponseRedirect
 
-    from leaderboard.board.services.downloads import (
+    from leaderboard.board.selectors.downloads import (
         benchmark_downloads,
         open_release_file,
         presigned_url,
