@@ -59,6 +59,16 @@ def test_the_home_page_states_the_personal_and_the_team_daily_limits(client, ben
     assert "members of one team, share them" not in text
 
 
+@pytest.mark.django_db
+def test_the_home_page_counts_the_runs_waiting_and_being_scored(client, benchmark):
+    E = Evaluation.Status
+    for status in (E.QUEUED, E.QUEUED, E.RUNNING, E.SUCCEEDED):
+        EvaluationFactory(status=status)
+    EvaluationFactory(status=E.FAILED, error_message="the file has no header")
+    text = " ".join(client.get("/").content.decode().split())
+    assert "Scoring queue: 2 waiting, 1 running" in text
+
+
 @pytest.mark.parametrize(
     "url", ["/tasks/in-hospital-mortality/", "/api/tasks/in-hospital-mortality/leaderboard/", "/"]
 )

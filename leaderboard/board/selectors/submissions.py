@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from django.db.models import OuterRef, Q, QuerySet, Subquery
+from django.db.models import Count, OuterRef, Q, QuerySet, Subquery
 from django.http import Http404
 
 from leaderboard.board.models import DEFAULT_SUITE, Benchmark, Evaluation, Submission, Task
@@ -157,10 +157,12 @@ def evaluation_queue_positions(*, evaluation_ids: Iterable[int | None]) -> dict[
 
 
 def queue_summary() -> dict[str, int]:
-    return {
-        "queued": Evaluation.objects.filter(status=E.QUEUED).count(),
-        "running": Evaluation.objects.filter(status=E.RUNNING).count(),
-    }
+    """How many runs wait and how many are being scored, in one query."""
+    counts: dict[str, int] = Evaluation.objects.filter(status__in=(E.QUEUED, E.RUNNING)).aggregate(
+        queued=Count("pk", filter=Q(status=E.QUEUED)),
+        running=Count("pk", filter=Q(status=E.RUNNING)),
+    )
+    return counts
 
 
 def evaluation_list_for_submission(*, submission: Submission) -> QuerySet[Evaluation]:
