@@ -10,7 +10,7 @@ from django.core.cache import cache
 from django.urls import reverse
 
 from leaderboard.board.models import DEFAULT_SUITE
-from leaderboard.board.selectors.submissions import suite_benchmarks, task_list
+from leaderboard.board.selectors.submissions import benchmark_tasks, suite_benchmarks
 
 NAV_TASKS_KEY = "nav:v3:tasks"
 
@@ -30,7 +30,7 @@ def _nav_tasks() -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     for bench in suite_benchmarks():
         if bench.suite.slug == DEFAULT_SUITE:
-            out += [{"slug": t.slug, "title": t.title, "url": t.board_url} for t in task_list(benchmark=bench)]  # fmt: skip
+            out += [{"slug": t.slug, "title": t.title, "url": t.board_url} for t in benchmark_tasks(benchmark=bench)]  # fmt: skip
         else:
             url = reverse("home") + f"#suite-{bench.suite.slug}"
             out.append({"slug": bench.suite.slug, "title": short_title(bench.suite.title), "url": url})  # fmt: skip

@@ -59,6 +59,27 @@ def test_the_home_page_states_the_personal_and_the_team_daily_limits(client, ben
     assert "members of one team, share them" not in text
 
 
+def test_the_home_page_reads_each_suite_declaration_once(client, benchmark, monkeypatch):
+    """Every task of a suite shares its benchmark's parsed declaration: the page does not
+    serialize and look up the declaration once per task."""
+    from leaderboard.board import models
+
+    calls: list[str] = []
+    parse = models._parsed
+
+    def counted(spec_json: str):
+        calls.append(spec_json)
+        return parse(spec_json)
+
+    monkeypatch.setattr(models, "_parsed", counted)
+    assert benchmark.tasks.count() == 5
+    assert client.get("/").status_code == 200
+    assert len(calls) <= 2  # the menu's tasks (then cached) and the page's
+    calls.clear()
+    assert client.get("/").status_code == 200
+    assert len(calls) <= 1
+
+
 @pytest.mark.django_db
 def test_the_home_page_counts_the_runs_waiting_and_being_scored(client, benchmark):
     E = Evaluation.Status

@@ -54,6 +54,16 @@ def task_list(*, benchmark: Benchmark | None = None, suite: str = DEFAULT_SUITE)
     return qs.filter(benchmark__is_current=True, benchmark__suite__slug=suite)
 
 
+def benchmark_tasks(*, benchmark: Benchmark, **annotations: Any) -> list[Task]:
+    """The tasks of one benchmark (with ``annotations``), each holding that same benchmark
+    instance: one parsed suite declaration serves them all, and no row of the benchmark is
+    read again per task."""
+    tasks = list(Task.objects.filter(benchmark=benchmark).annotate(**annotations))
+    for task in tasks:
+        task.benchmark = benchmark
+    return tasks
+
+
 def can_view_submission(*, submission: Submission, viewer: Any) -> bool:
     """Published entries are public; anything else only for its owner and staff."""
     if submission.status == S.PUBLISHED:

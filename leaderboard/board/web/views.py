@@ -36,6 +36,7 @@ from leaderboard.board.renderings import (
 from leaderboard.board.selectors.baselines import baseline_progress
 from leaderboard.board.selectors.submissions import (
     benchmark_current,
+    benchmark_tasks,
     can_see_run_logs,
     evaluation_current_for_submission,
     evaluation_get_for_viewer,
@@ -71,16 +72,15 @@ def home(request: HttpRequest) -> HttpResponse:
     """Every suite with a current benchmark, its tasks and their entries (MedMod first)."""
     suites = []
     for bench in suite_benchmarks():
-        tasks = list(
-            task_list(benchmark=bench).annotate(
-                n_published=Count(  # the board's entries: sweep variants are not ranked
-                    "submissions",
-                    filter=Q(
-                        submissions__status=Submission.Status.PUBLISHED,
-                        submissions__train_missing_rate__isnull=True,
-                    ),
-                )
-            )
+        tasks = benchmark_tasks(
+            benchmark=bench,
+            n_published=Count(  # the board's entries: sweep variants are not ranked
+                "submissions",
+                filter=Q(
+                    submissions__status=Submission.Status.PUBLISHED,
+                    submissions__train_missing_rate__isnull=True,
+                ),
+            ),
         )
         suites.append({"suite": bench.suite, "declaration": bench.suite_declaration,
                        "benchmark": bench, "tasks": tasks})  # fmt: skip
