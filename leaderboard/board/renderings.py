@@ -272,40 +272,25 @@ def _page_query(*, track: str, modality: str, sort: str, order: str) -> str:
 
 
 def board_page(
-    task: Task,
-    *,
-    key: BoardKey,
-    track: str = "",
-    modality: str = "",
-    sort: str = "rank",
-    order: str = "",
-    show_all: bool = False,
+    task: Task, *, key: BoardKey, query: BoardQuery, show_all: bool = False
 ) -> dict[str, Any]:
-    """What a task's board page shows under its header, for checked parameters: the
-    board's content ({"html", "has_forest"}: :func:`board_page_fragment`), the task's
-    downloads (``downloads``) and its training-missingness curve (``train_missing``).
+    """What a task's board page shows under its header, for checked parameters (``query``,
+    from :func:`board_query`): the board's content ({"html", "has_forest"}:
+    :func:`board_page_fragment`), the task's downloads (``downloads``) and its
+    training-missingness curve (``train_missing``).
 
     The three are cached apart (per board key, per release, per board generation) and read
     here in one round trip to the cache; each one missing is then built as its own function
     builds it.
     """
-    query = _page_query(track=track, modality=modality, sort=sort, order=order)
+    filters = query.filters()
     keys = [
-        rendering_key(key, page_params(query, show_all)),
+        rendering_key(key, page_params(_page_query(**filters), show_all)),
         downloads_key(task.benchmark),
         training_missingness_key(task=task, generation=key.generation),
     ]
     found = cache.get_many(keys)
-    fragment = board_page_fragment(
-        task,
-        key=key,
-        track=track,
-        modality=modality,
-        sort=sort,
-        order=order,
-        show_all=show_all,
-        found=found,
-    )
+    fragment = board_page_fragment(task, key=key, show_all=show_all, found=found, **filters)
     return {
         **fragment,
         "downloads": task_downloads(task=task, found=found),

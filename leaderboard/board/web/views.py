@@ -113,7 +113,7 @@ def task_board(request: HttpRequest, slug: str, suite: str = DEFAULT_SUITE) -> H
             f"Bad leaderboard parameters: {exc}.", content_type="text/plain; charset=utf-8"
         )
     show_all = request.GET.get("all", "") in ("1", "true", "yes")
-    page = board_page(task, key=board_key(task=task), show_all=show_all, **query.filters())
+    page = board_page(task, key=board_key(task=task), query=query, show_all=show_all)
     return render(
         request,
         "board/task_board.html",
