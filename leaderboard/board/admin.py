@@ -123,19 +123,20 @@ class EvaluationInline(admin.TabularInline):
 
 @admin.register(Submission)
 class SubmissionAdmin(admin.ModelAdmin):
+    # Narrow enough for one line per entry beside the admin's two sidebars at 1,280 px: the
+    # public id is the link, the team is the one the entry shows, the visibility its value.
     list_display = [
-        "id",
         "public_id",
         "method_name",
-        "team",
-        "team_name",
+        "team_shown",
         "owner",
-        "task",
+        "task_slug",
         "status",
-        "visibility",
+        "visibility_value",
         "is_reference",
         "created_at",
     ]
+    list_display_links = ["public_id"]
     list_filter = ["status", "visibility", "is_reference", "task__slug", "task__benchmark", "track"]
     search_fields = ["public_id", "method_name", "team_name", "owner__username", "sha256"]
     list_select_related = ["owner", "team", "task__benchmark"]
@@ -154,6 +155,20 @@ class SubmissionAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request, obj=None):
         return False
+
+    @admin.display(description="team", ordering="team_name")
+    def team_shown(self, obj: Submission) -> str:
+        return obj.team_label
+
+    @admin.display(description="visibility", ordering="visibility")
+    def visibility_value(self, obj: Submission) -> str:
+        """The visibility's value (public, private, hidden); the filter explains each."""
+        return str(obj.visibility)
+
+    @admin.display(description="task", ordering="task__slug")
+    def task_slug(self, obj: Submission) -> str:
+        """The task's slug, its benchmark on hover: the list stays narrow enough to scan."""
+        return format_html('<span title="{}">{}</span>', obj.task.benchmark, obj.task.slug)
 
     @admin.action(description="Re-score the selected submissions")
     def rescore(self, request: HttpRequest, queryset: QuerySet[Submission]) -> None:

@@ -206,6 +206,9 @@ def test_admin_pages_and_the_rescore_action(client):
                 "/admin/board/benchmark/", "/admin/board/task/", "/admin/board/track/",
                 "/admin/board/auditlog/"):  # fmt: skip
         assert client.get(url).status_code == 200, url
+    listed = client.get("/admin/board/submission/").content.decode()
+    assert f'<span title="{sub.task.benchmark}">{sub.task.slug}</span>' in listed
+    assert f">{sub.public_id}</a>" in listed and sub.team_label in listed
     r = client.post("/admin/board/submission/", {"action": "rescore", "_selected_action": [sub.pk]})
     assert r.status_code == 302
     assert sub.evaluations.count() == 2
