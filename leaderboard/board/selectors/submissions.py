@@ -47,11 +47,12 @@ def task_get(*, slug: str, benchmark: Benchmark | None = None, suite: str = DEFA
     return task
 
 
-def task_list(*, benchmark: Benchmark | None = None, suite: str = DEFAULT_SUITE) -> QuerySet[Task]:
-    qs = Task.objects.select_related("benchmark")
-    if benchmark:
-        return qs.filter(benchmark=benchmark)
-    return qs.filter(benchmark__is_current=True, benchmark__suite__slug=suite)
+def task_list(*, suite: str = DEFAULT_SUITE) -> QuerySet[Task]:
+    """The tasks of the suite's current benchmark (those of one benchmark, each holding it:
+    :func:`benchmark_tasks`)."""
+    return Task.objects.select_related("benchmark").filter(
+        benchmark__is_current=True, benchmark__suite__slug=suite
+    )
 
 
 def benchmark_tasks(*, benchmark: Benchmark, **annotations: Any) -> list[Task]:
